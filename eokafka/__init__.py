@@ -1,0 +1,32 @@
+"""eokafka: exactly-once consume-transform-produce on Kafka.
+
+The public API is what this module exports; everything else may change.
+"""
+
+from eokafka import serdes
+from eokafka.app import App
+from eokafka.config import Settings
+from eokafka.context import ProcessorContext
+from eokafka.errors import (
+    ConfigError,
+    EokafkaError,
+    FencedError,
+    MissingTopicError,
+    PoisonRecordError,
+    TopologyError,
+)
+from eokafka.record import Record
+
+__all__ = [
+    "App",
+    "ConfigError",
+    "EokafkaError",
+    "FencedError",
+    "MissingTopicError",
+    "PoisonRecordError",
+    "ProcessorContext",
+    "Record",
+    "Settings",
+    "TopologyError",
+    "serdes",
+]

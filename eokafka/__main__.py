@@ -1,0 +1,3 @@
+from eokafka.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""App: the topology registry and the settings a user gives in code."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from eokafka import config
+from eokafka.config import Settings
+from eokafka.serdes import Bytes, Serde
+from eokafka.topology import Processor, Source, Topology
+
+
+class App:
+    """An exactly-once stream processing application.
+
+    The application id is the consumer group id, the transactional.id prefix and the
+    prefix of internal topics (``<application id>-dlq``). Keyword arguments are settings
+    (see ``eokafka.config.Settings``); environment variables and CLI options override them.
+    """
+
+    def __init__(self, application_id: str, **settings: Any) -> None:
+        self.application_id = application_id
+        self._settings = dict(settings)
+        self.topology = Topology()
+        config.resolve(application_id, self._settings, env={})  # fail early on bad kwargs
+
+    def processor(
+        self,
+        topic: str,
+        *more_topics: str,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+        name: str | None = None,
+    ) -> Callable[[Processor], Processor]:
+        """Register ``fn(record, ctx)`` for every record of the given topics."""
+
+        def register(fn: Processor) -> Processor:
+            for t in (topic, *more_topics):
+                self.topology.add_source(
+                    Source(
+                        name=name or getattr(fn, "__name__", "processor"),
+                        topic=t,
+                        fn=fn,
+                        key_serde=key_serde or Bytes(),
+                        value_serde=value_serde or Bytes(),
+                    )
+                )
+            return fn
+
+        return register
+
+    def settings(self, cli: dict[str, Any] | None = None) -> Settings:
+        """The settings in force: App kwargs < EOKAFKA_* environment < CLI options."""
+        return config.resolve(self.application_id, self._settings, env=os.environ, cli=cli)
+
+    def run(self, **overrides: Any) -> None:
+        """Run the workers in this process (or N child processes) until SIGTERM/SIGINT."""
+        from eokafka.runtime.supervisor import run_app
+
+        run_app(self, self.settings(overrides))

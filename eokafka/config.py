@@ -1,0 +1,247 @@
+"""Settings from App kwargs, the environment and the CLI, and librdkafka config assembly.
+
+Precedence, lowest to highest: built-in defaults < ``App(...)`` keyword arguments <
+``EOKAFKA_*`` environment variables < ``eokafka run`` options. Deploy-time settings thus
+override what the code says, as twelve-factor deployments expect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from eokafka.errors import ConfigError
+
+ON_ERROR_POLICIES = ("fail", "skip", "dead-letter")
+
+# librdkafka settings eokafka owns: overriding any of them would break exactly-once.
+PROTECTED_KEYS = frozenset(
+    {
+        "group.id",
+        "group.instance.id",
+        "transactional.id",
+        "enable.idempotence",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "isolation.level",
+        "bootstrap.servers",
+    }
+)
+# librdkafka settings that are eokafka settings under another name.
+ALIASED_KEYS = {"transaction.timeout.ms": "transaction_timeout_ms"}
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "eokafka")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs besides the topology."""
+
+    application_id: str
+    bootstrap_servers: str = "127.0.0.1:9092"
+    processes: int = 1
+    instance_id: str | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    state_dir: str = field(default_factory=default_state_dir)
+    commit_interval_ms: int = 100
+    commit_every: int = 10_000
+    transaction_timeout_ms: int = 10_000
+    on_error: str = "fail"
+    create_topics: bool = False
+    static_membership: bool = True
+    auto_offset_reset: str = "earliest"
+    batch_size: int = 1_000
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.application_id}-dlq"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "application_id")
+
+
+def validate(s: Settings) -> None:
+    if not s.application_id or any(c.isspace() for c in s.application_id):
+        raise ConfigError(f"application id {s.application_id!r} must be non-empty, no spaces")
+    if s.transaction_timeout_ms < s.commit_interval_ms:
+        raise ConfigError(
+            f"transaction.timeout.ms ({s.transaction_timeout_ms}) is shorter than "
+            f"commit.interval.ms ({s.commit_interval_ms}): every transaction would time out "
+            "before it commits; raise transaction_timeout_ms or lower commit_interval_ms"
+        )
+    if s.on_error not in ON_ERROR_POLICIES:
+        raise ConfigError(f"on_error={s.on_error!r}: choose one of {', '.join(ON_ERROR_POLICIES)}")
+    for name in ("processes", "commit_interval_ms", "commit_every", "batch_size"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if s.auto_offset_reset not in ("earliest", "latest"):
+        raise ConfigError(f"auto_offset_reset={s.auto_offset_reset!r}: earliest or latest")
+    for key in s.config:
+        bare = key.split(".", 1)[1] if key.startswith(("consumer.", "producer.")) else key
+        if bare in PROTECTED_KEYS:
+            raise ConfigError(
+                f"librdkafka setting {bare!r} is managed by eokafka for exactly-once "
+                "and cannot be overridden"
+            )
+
+
+def parse_config_pairs(pairs: list[str] | str, source: str) -> dict[str, str]:
+    """Parse ``key=value`` items (a list, or one string separated by ';')."""
+    items = pairs.split(";") if isinstance(pairs, str) else pairs
+    out: dict[str, str] = {}
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: {item!r} is not of the form librdkafka.key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+_INT_SETTINGS = frozenset(
+    {
+        "processes",
+        "metrics_port",
+        "commit_interval_ms",
+        "commit_every",
+        "transaction_timeout_ms",
+        "batch_size",
+    }
+)
+_BOOL_SETTINGS = frozenset({"create_topics", "static_membership"})
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    """Turn strings (from the environment) into the setting's type; leave typed values be."""
+    if not isinstance(raw, str):
+        return raw
+    if name in _BOOL_SETTINGS:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{source}: {raw!r} is not a boolean")
+    if name in _INT_SETTINGS:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{source}: {raw!r} is not an integer") from None
+    return raw
+
+
+def from_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as ``EOKAFKA_<NAME>`` variables, e.g. EOKAFKA_BOOTSTRAP_SERVERS."""
+    out: dict[str, Any] = {}
+    for name in SETTING_NAMES:
+        var = f"EOKAFKA_{name.upper()}"
+        if var not in env:
+            continue
+        if name == "config":
+            out[name] = parse_config_pairs(env[var], var)
+        else:
+            out[name] = _coerce(name, env[var], var)
+    return out
+
+
+def resolve(
+    application_id: str,
+    app_kwargs: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    cli: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the three sources; ``config`` dicts merge key by key in the same order."""
+    merged: dict[str, Any] = {}
+    librdkafka: dict[str, str] = {}
+    sources = (("App()", app_kwargs), ("environment", from_environment(env or os.environ)))
+    for source, values in (*sources, ("command line", cli or {})):
+        for name, value in values.items():
+            if value is None:
+                continue
+            if name not in SETTING_NAMES:
+                raise ConfigError(f"{source}: unknown setting {name!r}")
+            if name == "config":
+                librdkafka.update({str(k): str(v) for k, v in dict(value).items()})
+            else:
+                merged[name] = _coerce(name, value, f"{source} {name}")
+    for key, name in ALIASED_KEYS.items():
+        for prefixed in (key, f"producer.{key}"):
+            if prefixed in librdkafka:
+                merged[name] = _coerce(name, librdkafka.pop(prefixed), f"config {prefixed}")
+    return Settings(application_id=application_id, config=librdkafka, **merged)
+
+
+def _split_config(config: Mapping[str, str], client: str) -> dict[str, str]:
+    """Keys prefixed ``consumer.``/``producer.`` go to that client only; the rest to both."""
+    other = "producer." if client == "consumer" else "consumer."
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if key.startswith(other):
+            continue
+        out[key.removeprefix(f"{client}.")] = value
+    return out
+
+
+def consumer_config(s: Settings, instance_id: str) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": s.bootstrap_servers,
+        "client.id": f"{s.application_id}-{instance_id}-consumer",
+        "auto.offset.reset": s.auto_offset_reset,
+        "enable.partition.eof": False,
+        "session.timeout.ms": 45_000,
+        "allow.auto.create.topics": False,
+    }
+    conf.update(_split_config(s.config, "consumer"))
+    conf.update(
+        {
+            "group.id": s.application_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    if s.static_membership:
+        conf["group.instance.id"] = instance_id
+    return conf
+
+
+def producer_config(s: Settings, instance_id: str) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": s.bootstrap_servers,
+        "client.id": f"{s.application_id}-{instance_id}-producer",
+        "linger.ms": 5,
+        "queue.buffering.max.messages": 500_000,
+        "queue.buffering.max.kbytes": 512 * 1024,
+        "delivery.report.only.error": True,
+        "allow.auto.create.topics": False,
+    }
+    conf.update(_split_config(s.config, "producer"))
+    conf.update(
+        {
+            "transactional.id": f"{s.application_id}-{instance_id}",
+            "enable.idempotence": True,
+            "transaction.timeout.ms": s.transaction_timeout_ms,
+        }
+    )
+    return conf
+
+
+def admin_config(s: Settings) -> dict[str, Any]:
+    return {"bootstrap.servers": s.bootstrap_servers}

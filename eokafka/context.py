@@ -1,0 +1,68 @@
+"""What a processor is handed besides the record: the way to send output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from eokafka.serdes import Serde
+
+Header = tuple[str, bytes | str | None]
+# topic, value, key, partition, timestamp, headers
+PendingSend = tuple[str, bytes | None, bytes | None, int | None, int | None, list[Header] | None]
+
+
+def _as_bytes(obj: Any, what: str, topic: str) -> bytes | None:
+    if obj is None or isinstance(obj, bytes):
+        return obj
+    if isinstance(obj, str):
+        return obj.encode()
+    if isinstance(obj, bytearray | memoryview):
+        return bytes(obj)
+    raise TypeError(
+        f"ctx.send to {topic!r}: {what} of type {type(obj).__name__} needs a {what}_serde "
+        f"(e.g. {what}_serde=serdes.Json())"
+    )
+
+
+class ProcessorContext:
+    """Collects a record's sends; the worker produces them only if the processor returns.
+
+    Buffering per record keeps a record's outputs all-or-nothing, so skipping or
+    dead-lettering a record that raised half-way sends none of its partial output.
+    """
+
+    __slots__ = ("pending", "_known_topics", "_check_topic")
+
+    def __init__(self, check_topic: Callable[[str], None]) -> None:
+        self.pending: list[PendingSend] = []
+        self._known_topics: set[str] = set()
+        self._check_topic = check_topic
+
+    def send(
+        self,
+        topic: str,
+        key: Any = None,
+        value: Any = None,
+        *,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+        headers: list[Header] | None = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """Send one record inside the current transaction.
+
+        Without a serde, key and value must be bytes, str (UTF-8) or None. The timestamp
+        defaults to the input record's.
+        """
+        if topic not in self._known_topics:
+            self._check_topic(topic)
+            self._known_topics.add(topic)
+        k = key_serde.serialize(key) if key_serde is not None else _as_bytes(key, "key", topic)
+        v = (
+            value_serde.serialize(value)
+            if value_serde is not None
+            else _as_bytes(value, "value", topic)
+        )
+        self.pending.append((topic, v, k, partition, timestamp, headers))

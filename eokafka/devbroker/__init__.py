@@ -1,0 +1,25 @@
+"""Local development Kafka broker: single-node Apache Kafka in KRaft mode on a plain JVM.
+
+Used by ``eokafka broker start|stop|status`` and by the integration-test fixture when
+no Docker engine is available. See :mod:`eokafka.devbroker.broker` for the details.
+"""
+
+from eokafka.devbroker.broker import (
+    BrokerError,
+    BrokerInfo,
+    broker_status,
+    default_home,
+    kafka_version,
+    start_broker,
+    stop_broker,
+)
+
+__all__ = [
+    "BrokerError",
+    "BrokerInfo",
+    "broker_status",
+    "default_home",
+    "kafka_version",
+    "start_broker",
+    "stop_broker",
+]

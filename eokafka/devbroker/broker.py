@@ -1,0 +1,592 @@
+"""Run a single-node Apache Kafka broker (KRaft, combined broker+controller) as a local JVM.
+
+Exactly-once processing needs a real broker (transactions, read_committed, group
+coordinator), and Docker is not always available. A plain JVM with the broker jars
+pulled once by Maven gives every developer and CI job the same Kafka version as
+docker-compose.yml, with nothing to install beyond a JDK.
+
+Layout: jars are shared by all homes under ``<cache>/eokafka/kafka-<version>/libs``;
+each *home* holds ``server.properties``, ``data/``, ``broker.log`` and ``broker.pid``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+
+__all__ = [
+    "BrokerError",
+    "BrokerInfo",
+    "broker_status",
+    "default_home",
+    "kafka_version",
+    "start_broker",
+    "stop_broker",
+]
+
+_PACKAGE = "eokafka.devbroker"
+_POM_NS = "{http://maven.apache.org/POM/4.0.0}"
+_HOST = "127.0.0.1"
+_LOG_TAIL_LINES = 20
+_MVN_TIMEOUT_S = 900.0
+_FORMAT_TIMEOUT_S = 120.0
+_ROTATE_LOG_BYTES = 64 * 1024 * 1024
+_JVM_OPTS_ENV = "EOKAFKA_BROKER_JVM_OPTS"
+_JAVA_HINT = "install a JDK 17+ (apt-get install openjdk-17-jre-headless)"
+_MVN_HINT = "install Maven (apt-get install maven)"
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """Where a dev broker is and whether it is usable.
+
+    ``running`` is True only when the process is alive *and* answers Kafka requests,
+    because a JVM that is up but not serving is useless to callers.
+    """
+
+    bootstrap: str
+    pid: int | None
+    log_file: Path
+    data_dir: Path
+    running: bool
+
+
+class BrokerError(Exception):
+    """A dev-broker failure whose message tells the user what to do next."""
+
+
+class _Layout:
+    """File locations inside a broker home, kept in one place so start/stop/status agree."""
+
+    def __init__(self, home: Path) -> None:
+        # Absolute paths: they end up on the JVM command line, which is how a pid is
+        # recognised as *this* home's broker.
+        self.home = home.expanduser().resolve()
+        self.server_properties = self.home / "server.properties"
+        self.log4j_config = self.home / "log4j2.properties"
+        self.data_dir = self.home / "data"
+        self.log_dirs = self.data_dir / "kraft-combined-logs"
+        self.log_file = self.home / "broker.log"
+        self.pid_file = self.home / "broker.pid"
+        self.lock_file = self.home / ".lock"
+
+
+def _user_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg)
+    return Path.home() / ".cache"
+
+
+def default_home() -> Path:
+    """Home used when none is given: ``$EOKAFKA_BROKER_HOME`` or ``<cache>/eokafka/broker``."""
+    env = os.environ.get("EOKAFKA_BROKER_HOME")
+    if env:
+        return Path(env).expanduser()
+    return _user_cache_dir() / "eokafka" / "broker"
+
+
+def _resource_text(name: str) -> str:
+    return resources.files(_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def kafka_version() -> str:
+    """Kafka version of the dev broker, read from pom.xml so there is one source of truth."""
+    root = ET.fromstring(_resource_text("pom.xml"))
+    node = root.find(f"{_POM_NS}properties/{_POM_NS}kafka.version")
+    if node is None or not (node.text or "").strip():
+        raise BrokerError(
+            "eokafka/devbroker/pom.xml has no kafka.version property: reinstall eokafka"
+        )
+    return (node.text or "").strip()
+
+
+def _libs_dir() -> Path:
+    return _user_cache_dir() / "eokafka" / f"kafka-{kafka_version()}" / "libs"
+
+
+def _libs_complete(libs: Path) -> bool:
+    version = kafka_version()
+    return (libs / f"kafka_2.13-{version}.jar").is_file() and (
+        libs / f"kafka-clients-{version}.jar"
+    ).is_file()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialise downloads and start/stop across processes (CLI, parallel test sessions)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(f"    {line}" for line in kept) or "    (no output)"
+
+
+def _ensure_libs() -> Path:
+    """Return the cached broker classpath, running Maven only if it is not there yet.
+
+    Maven writes into a private staging directory that is renamed into place at the
+    end, so an interrupted download is never mistaken for a usable classpath.
+    """
+    libs = _libs_dir()
+    if _libs_complete(libs):
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError(
+            f"Maven (mvn) not found on PATH: it is needed once to download the Kafka "
+            f"{kafka_version()} jars into {libs}; {_MVN_HINT}"
+        )
+    with _file_lock(libs.parent / ".download.lock"):
+        if _libs_complete(libs):  # another process finished the download meanwhile
+            return libs
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=libs.parent))
+        try:
+            pom = staging / "pom.xml"
+            pom.write_text(_resource_text("pom.xml"), encoding="utf-8")
+            cmd = [
+                mvn, "-q", "-B", "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging / 'libs'}", "-DincludeScope=runtime", "-f", str(pom),
+            ]
+            try:
+                proc = subprocess.run(
+                    cmd, cwd=staging, stdin=subprocess.DEVNULL, capture_output=True,
+                    text=True, timeout=_MVN_TIMEOUT_S, check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise BrokerError(
+                    f"Maven did not finish downloading the Kafka jars within "
+                    f"{_MVN_TIMEOUT_S:.0f}s: check that Maven Central (or your mirror in "
+                    "~/.m2/settings.xml) is reachable"
+                ) from exc
+            output = (proc.stdout or "") + (proc.stderr or "")
+            if proc.returncode != 0:
+                raise BrokerError(
+                    f"Maven failed (exit {proc.returncode}) downloading the Kafka "
+                    f"{kafka_version()} jars; check that Maven Central (or your mirror in "
+                    "~/.m2/settings.xml) is "
+                    f"reachable, then retry. Last lines of mvn output:\n{_tail(output, 30)}"
+                )
+            if not _libs_complete(staging / "libs"):
+                raise BrokerError(
+                    f"Maven ran but produced no Kafka {kafka_version()} jars in "
+                    f"{staging / 'libs'}; mvn output:\n{_tail(output, 30)}"
+                )
+            if libs.exists():  # an incomplete leftover from an older layout
+                shutil.rmtree(libs)
+            os.rename(staging / "libs", libs)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return libs
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = Path(java_home) / "bin" / "java"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("java")
+    if found is None:
+        raise BrokerError(f"Java not found on PATH: {_JAVA_HINT}")
+    return found
+
+
+def _check_java_version(java: str) -> None:
+    """Fail with a clear message instead of an UnsupportedClassVersionError in the log."""
+    try:
+        proc = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerError(f"Could not run '{java} -version' ({exc}): {_JAVA_HINT}") from exc
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
+    if match is None:
+        return  # unknown vendor format: let the JVM itself decide
+    major = int(match.group(1))
+    if major == 1 and match.group(2):
+        major = int(match.group(2))
+    if major < 17:
+        raise BrokerError(
+            f"Kafka {kafka_version()} needs Java 17+, but {java} is Java {major}: "
+            f"{_JAVA_HINT}, or point JAVA_HOME at one"
+        )
+
+
+def _render_server_properties(layout: _Layout, port: int, controller_port: int) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{_HOST}:{controller_port}",
+        "listeners": f"PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{_HOST}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(layout.log_dirs),
+        "num.partitions": "1",
+        # Tests create their topics explicitly; auto-creation would hide typos.
+        "auto.create.topics.enable": "false",
+        # Single node: internal topics cannot have more than one replica. Few
+        # partitions keep the first transactional/group request fast.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    body = "\n".join(f"{key}={value}" for key, value in settings.items())
+    return f"# Generated by eokafka.devbroker on every start; edits are overwritten.\n{body}\n"
+
+
+def _configured_bootstrap(layout: _Layout) -> str | None:
+    try:
+        text = layout.server_properties.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(r"^advertised\.listeners=PLAINTEXT://(\S+)$", text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _port_in_use(port: int) -> bool:
+    # SO_REUSEADDR mirrors what the JVM does, so TIME_WAIT leftovers of a previous
+    # broker do not count as "in use" while a real listener still does.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def _answers(bootstrap: str, timeout: float = 1.5) -> bool:
+    """True when the broker serves metadata, i.e. clients can really use it."""
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=min(timeout, 1.0)):
+            pass
+    except (OSError, ValueError):
+        return False  # cheap pre-check: no AdminClient (and no librdkafka noise) if nothing listens
+
+    def _ignore(_error: KafkaError) -> None:
+        """Connection errors during startup are expected; the caller retries."""
+
+    admin = AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "socket.timeout.ms": max(int(timeout * 1000), 100),
+            "log_level": 0,
+            "error_cb": _ignore,
+        }
+    )
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(metadata.brokers)
+
+
+# Popen objects of brokers started by this process: polling them reaps the child, so a
+# broker stopped from the same process is not mistaken for alive while it is a zombie,
+# and its exit code can be reported. One small entry per launch, never pruned.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return True
+    fields = stat.rpartition(")")[2].split()
+    return not fields or fields[0] not in ("Z", "X")
+
+
+def _is_our_broker(pid: int, layout: _Layout) -> bool:
+    """Guard against pid reuse: never signal a process that is not this home's broker."""
+    if not _alive(pid):
+        return False
+    if not Path("/proc/self/cmdline").exists():
+        return True  # no procfs (e.g. macOS): the pid file is all we have
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"kafka.Kafka" in args and os.fsencode(str(layout.server_properties)) in args
+
+
+def _read_pid(layout: _Layout) -> int | None:
+    try:
+        return int(layout.pid_file.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_pid(layout: _Layout, pid: int) -> None:
+    tmp = layout.pid_file.with_suffix(".pid.tmp")
+    tmp.write_text(f"{pid}\n", encoding="utf-8")
+    os.replace(tmp, layout.pid_file)
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM for a clean shutdown (flushes logs, ends transactions), SIGKILL as last resort."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_exit(pid, timeout):
+            os.kill(pid, signal.SIGKILL)
+            _wait_exit(pid, 10.0)
+
+
+def _log_tail(layout: _Layout, offset: int = 0) -> str:
+    try:
+        with open(layout.log_file, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return "    (no log written)"
+    return _tail(text)
+
+
+def _rotate_log(layout: _Layout, force: bool = False) -> None:
+    """Keep one previous log so the file does not grow forever across restarts."""
+    try:
+        size = layout.log_file.stat().st_size
+    except FileNotFoundError:
+        return
+    if force or size > _ROTATE_LOG_BYTES:
+        os.replace(layout.log_file, layout.log_file.with_name(layout.log_file.name + ".1"))
+
+
+def _classpath(libs: Path) -> str:
+    return f"{libs}{os.sep}*"  # expanded by the JVM, not a shell
+
+
+def _log4j_opts(layout: _Layout) -> list[str]:
+    return [f"-Dlog4j2.configurationFile={layout.log4j_config}", f"-Dkafka.logs.dir={layout.home}"]
+
+
+def _new_cluster_id() -> str:
+    """Same format as ``kafka-storage random-uuid``, without paying for a JVM start."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not cluster_id.startswith("-"):  # would be parsed as a CLI flag
+            return cluster_id
+
+
+def _format_storage(java: str, libs: Path, layout: _Layout) -> None:
+    cmd = [
+        java, *_log4j_opts(layout), "-cp", _classpath(libs), "kafka.tools.StorageTool",
+        "format", "-t", _new_cluster_id(), "-c", str(layout.server_properties),
+    ]
+    try:
+        proc = subprocess.run(
+            cmd, cwd=layout.home, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=_FORMAT_TIMEOUT_S, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BrokerError(f"Formatting {layout.log_dirs} timed out; see {layout.log_file}") from exc
+    if proc.returncode != 0:
+        raise BrokerError(
+            f"Formatting the broker storage in {layout.log_dirs} failed (exit {proc.returncode}); "
+            f"retry with fresh=True (eokafka broker start --fresh) to wipe it. "
+            f"Output:\n{_tail(proc.stdout + proc.stderr)}"
+        )
+
+
+def _launch(java: str, libs: Path, layout: _Layout) -> subprocess.Popen[bytes]:
+    cmd = [
+        java, "-Xmx1g", "-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true", *_log4j_opts(layout),
+        *shlex.split(os.environ.get(_JVM_OPTS_ENV, "")),
+        "-cp", _classpath(libs), "kafka.Kafka", str(layout.server_properties),
+    ]
+    with open(layout.log_file, "ab") as log:
+        log.write(f"==== eokafka dev broker starting at {time.ctime()} ====\n".encode())
+        log.flush()
+        # A new session detaches the JVM from the caller's terminal, so Ctrl-C in the
+        # shell that ran `eokafka broker start` does not take the broker down later.
+        proc = subprocess.Popen(
+            cmd, cwd=layout.home, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+        )
+    _CHILDREN[proc.pid] = proc
+    return proc
+
+
+def _wait_until_answering(
+    pid: int, bootstrap: str, layout: _Layout, timeout: float, log_offset: int
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if not _alive(pid):
+            child = _CHILDREN.get(pid)
+            code = f" with exit code {child.returncode}" if child is not None else ""
+            raise BrokerError(
+                f"The Kafka broker exited during startup{code}. "
+                f"Last lines of {layout.log_file}:\n{_log_tail(layout, log_offset)}"
+            )
+        if _answers(bootstrap):
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(
+                f"The Kafka broker (pid {pid}) did not answer on {bootstrap} "
+                f"within {timeout:.0f}s. "
+                f"Last lines of {layout.log_file}:\n{_log_tail(layout, log_offset)}"
+            )
+        time.sleep(0.2)
+
+
+def _validate_ports(port: int, controller_port: int) -> None:
+    for value in (port, controller_port):
+        if not 1 <= value <= 65535:
+            raise BrokerError(f"Port {value} is out of range: use 1-65535")
+    if port == controller_port:
+        raise BrokerError(f"The client and controller ports must differ (both are {port})")
+
+
+def start_broker(
+    port: int = 9092,
+    home: Path | None = None,
+    timeout: float = 90.0,
+    fresh: bool = False,
+    *,
+    controller_port: int | None = None,
+) -> BrokerInfo:
+    """Start (or reuse) the dev broker of ``home`` and return once clients can use it.
+
+    A broker already running from ``home`` is returned as is (its own port wins over
+    ``port``) unless ``fresh`` is set, which stops it and wipes its data. ``timeout``
+    bounds the wait for the broker to answer; the one-off jar download is not counted.
+    """
+    layout = _Layout(home if home is not None else default_home())
+    controller_port = port + 1 if controller_port is None else controller_port
+    _validate_ports(port, controller_port)
+    layout.home.mkdir(parents=True, exist_ok=True)
+    with _file_lock(layout.lock_file):
+        pid = _read_pid(layout)
+        if pid is not None and _is_our_broker(pid, layout):
+            if not fresh:
+                bootstrap = _configured_bootstrap(layout) or f"{_HOST}:{port}"
+                _wait_until_answering(pid, bootstrap, layout, timeout, log_offset=0)
+                return BrokerInfo(bootstrap, pid, layout.log_file, layout.data_dir, True)
+            _terminate(pid, 30.0)
+        layout.pid_file.unlink(missing_ok=True)
+
+        for value, role in ((port, "client"), (controller_port, "controller")):
+            if _port_in_use(value):
+                raise BrokerError(
+                    f"Port {value} on {_HOST} (Kafka {role} listener) is already in use: "
+                    f"stop whatever listens there or start the broker on another port"
+                )
+        java = _java()
+        _check_java_version(java)
+        libs = _ensure_libs()
+
+        if fresh:
+            shutil.rmtree(layout.data_dir, ignore_errors=True)
+        _rotate_log(layout, force=fresh)
+        layout.data_dir.mkdir(parents=True, exist_ok=True)
+        layout.log4j_config.write_text(_resource_text("log4j2.properties"), encoding="utf-8")
+        layout.server_properties.write_text(
+            _render_server_properties(layout, port, controller_port), encoding="utf-8"
+        )
+        if not (layout.log_dirs / "meta.properties").is_file():
+            _format_storage(java, libs, layout)
+
+        bootstrap = f"{_HOST}:{port}"
+        log_offset = layout.log_file.stat().st_size if layout.log_file.exists() else 0
+        proc = _launch(java, libs, layout)
+        _write_pid(layout, proc.pid)
+        try:
+            _wait_until_answering(proc.pid, bootstrap, layout, timeout, log_offset)
+        except BaseException:
+            # Covers timeouts and Ctrl-C alike: never leave a half-started JVM behind.
+            _terminate(proc.pid, 10.0)
+            layout.pid_file.unlink(missing_ok=True)
+            raise
+        return BrokerInfo(bootstrap, proc.pid, layout.log_file, layout.data_dir, True)
+
+
+def stop_broker(home: Path | None = None, timeout: float = 30.0) -> bool:
+    """Stop the dev broker of ``home``; True if one was running and has been stopped."""
+    layout = _Layout(home if home is not None else default_home())
+    if not layout.home.is_dir():
+        return False
+    with _file_lock(layout.lock_file):
+        pid = _read_pid(layout)
+        if pid is None:
+            return False
+        if not _is_our_broker(pid, layout):
+            layout.pid_file.unlink(missing_ok=True)  # stale: the broker died on its own
+            return False
+        _terminate(pid, timeout)
+        if _alive(pid):
+            raise BrokerError(
+                f"Kafka broker pid {pid} is still alive after SIGKILL: check `ps {pid}`"
+            )
+        layout.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def broker_status(home: Path | None = None) -> BrokerInfo:
+    """Report on the dev broker of ``home`` without changing anything."""
+    layout = _Layout(home if home is not None else default_home())
+    bootstrap = _configured_bootstrap(layout) or f"{_HOST}:9092"
+    pid = _read_pid(layout)
+    alive = pid is not None and _is_our_broker(pid, layout)
+    return BrokerInfo(
+        bootstrap=bootstrap,
+        pid=pid if alive else None,
+        log_file=layout.log_file,
+        data_dir=layout.data_dir,
+        running=alive and _answers(bootstrap),
+    )

@@ -1,0 +1,38 @@
+"""Exceptions users see; each names the setting, topic, partition or offset at fault."""
+
+from __future__ import annotations
+
+
+class EokafkaError(Exception):
+    """Base class of eokafka's own errors."""
+
+
+class ConfigError(EokafkaError):
+    """A setting is missing, malformed or inconsistent with another one."""
+
+
+class TopologyError(EokafkaError):
+    """The topology is declared wrongly (e.g. a processor without a source topic)."""
+
+
+class MissingTopicError(EokafkaError):
+    """A topic the app needs does not exist and the app was not told to create it."""
+
+
+class PoisonRecordError(EokafkaError):
+    """A record could not be deserialized or its processor raised, under the `fail` policy."""
+
+    def __init__(self, topic: str, partition: int, offset: int, stage: str, cause: BaseException):
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.stage = stage
+        self.cause = cause
+        super().__init__(
+            f"poison record at {topic}[{partition}]@{offset} ({stage}): "
+            f"{type(cause).__name__}: {cause}"
+        )
+
+
+class FencedError(EokafkaError):
+    """Another worker with the same instance id took over; this one must stop, not fight back."""

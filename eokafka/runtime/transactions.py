@@ -1,0 +1,167 @@
+"""The transactional producer and the state of the open transaction, in one place.
+
+Error classes follow librdkafka's transactional API: retriable errors are retried until the
+transaction timeout; abortable errors abort (the caller rewinds); a fenced producer means a
+newer worker with the same transactional.id exists, so this one must stop rather than fence it
+back; any other fatal error drops the producer and starts a new one, whose
+``init_transactions`` aborts whatever the old one left open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from eokafka.config import Settings, producer_config
+from eokafka.errors import FencedError
+from eokafka.metrics import WorkerMetrics
+
+log = logging.getLogger("eokafka.transactions")
+T = TypeVar("T")
+
+_FENCED_CODES = frozenset(
+    code
+    for code in (
+        getattr(KafkaError, "_FENCED", None),
+        getattr(KafkaError, "PRODUCER_FENCED", None),
+        getattr(KafkaError, "INVALID_PRODUCER_EPOCH", None),
+        getattr(KafkaError, "FENCED_INSTANCE_ID", None),
+    )
+    if code is not None
+)
+_RETRY_BACKOFF = 0.05
+
+
+def is_fenced(err: KafkaError) -> bool:
+    return err.code() in _FENCED_CODES and (err.fatal() or not err.txn_requires_abort())
+
+
+class TransactionAborted(Exception):
+    """The open transaction is gone (aborted, or dropped with its producer): rewind."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Transactions:
+    def __init__(self, settings: Settings, instance_id: str, metrics: WorkerMetrics) -> None:
+        self._conf = producer_config(settings, instance_id)
+        self._conf["on_delivery"] = self._on_delivery_error
+        self.transactional_id: str = self._conf["transactional.id"]
+        self._timeout = settings.transaction_timeout_ms / 1000
+        self._interval = settings.commit_interval_ms / 1000
+        self._metrics = metrics
+        self.open = False
+        self.deadline = 0.0
+        self.delivery_failure: str | None = None
+        self.producer = self._new_producer()
+
+    def _on_delivery_error(self, err: KafkaError | None, msg: Any) -> None:
+        # Called for failures only (delivery.report.only.error); the commit then fails too.
+        if err is not None and self.delivery_failure is None:
+            self.delivery_failure = (
+                f"delivery to {msg.topic()}[{msg.partition()}] failed: {err.name()}: {err.str()}"
+            )
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(self._conf)
+        self._retry(lambda: producer.init_transactions(self._timeout * 3), "init_transactions")
+        log.info("transactional producer ready: transactional.id=%s", self.transactional_id)
+        return producer
+
+    def _retry(self, op: Callable[[], T], what: str) -> T:
+        give_up = time.monotonic() + self._timeout
+        while True:
+            try:
+                return op()
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() or time.monotonic() >= give_up:
+                    raise
+                log.warning("%s: retriable error %s, retrying", what, err.name())
+                time.sleep(_RETRY_BACKOFF)
+
+    def begin(self) -> None:
+        if not self.open:
+            self.producer.begin_transaction()
+            self.open = True
+            self.deadline = time.monotonic() + self._interval
+
+    def commit(self, offsets: list[TopicPartition], group_metadata: object) -> None:
+        """Commit outputs and consumed offsets together; raise TransactionAborted if not."""
+        started = time.perf_counter()
+        producer = self.producer
+        try:
+            if offsets:
+                self._retry(
+                    lambda: producer.send_offsets_to_transaction(
+                        offsets, group_metadata, self._timeout
+                    ),
+                    "send_offsets_to_transaction",
+                )
+            self._retry(lambda: producer.commit_transaction(self._timeout), "commit_transaction")
+        except KafkaException as exc:
+            self.fail(exc.args[0], "commit")
+        self.open = False
+        self._metrics.commit_latency.observe(time.perf_counter() - started)
+
+    def abort(self, reason: str) -> None:
+        """Abort the open transaction (if any); outputs of its records are never read."""
+        if not self.open:
+            return
+        try:
+            self._retry(lambda: self.producer.abort_transaction(self._timeout), "abort")
+        except KafkaException as exc:
+            err = exc.args[0]
+            if is_fenced(err):
+                raise self._fenced(err) from exc
+            self._reset(err)
+        self.open = False
+        self.delivery_failure = None
+        self._metrics.aborts.labels(reason).inc()
+        log.info("transaction aborted (%s)", reason)
+
+    def fail(self, err: KafkaError, during: str) -> None:
+        """Deal with a transactional error by class, then raise TransactionAborted."""
+        if is_fenced(err):
+            raise self._fenced(err)
+        detail = f"{during}: {err.name()}: {err.str()}"
+        if self.delivery_failure:
+            detail += f" ({self.delivery_failure})"
+        if err.txn_requires_abort():
+            log.warning("abortable transaction error, aborting: %s", detail)
+            self.abort(err.name())
+        else:
+            self._reset(err)
+            self.open = False
+            self._metrics.aborts.labels(err.name()).inc()
+        raise TransactionAborted(detail)
+
+    def _reset(self, err: KafkaError) -> None:
+        log.error("fatal producer error %s: %s; creating a new producer", err.name(), err.str())
+        try:
+            self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+        except KafkaException:
+            pass
+        self.producer = self._new_producer()
+        self.delivery_failure = None
+        self._metrics.producer_resets.inc()
+
+    def _fenced(self, err: KafkaError) -> FencedError:
+        self.open = False
+        return FencedError(
+            f"transactional.id {self.transactional_id!r} was fenced ({err.name()}): another "
+            "worker with the same instance id has started; this worker stops so as not to "
+            "fence it back"
+        )
+
+    def close(self) -> None:
+        """After a clean stop: nothing is open, so this only drains delivery reports."""
+        if self.open:
+            self.abort("shutdown")
+        self.producer.flush(self._timeout)

@@ -1,0 +1,392 @@
+"""The worker loop: consume a batch, process it inside the open transaction, commit on time.
+
+One consumer and one transactional producer per worker process (KIP-447). Every commit
+sends the consumed positions with the consumer's group metadata in the same transaction as
+the outputs. An abort rewinds every assigned partition to the offset last committed, which
+the worker tracks itself: set at assignment (committed offset, or the reset position made
+explicit) and advanced by every successful commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+from eokafka.config import Settings, admin_config, consumer_config
+from eokafka.context import ProcessorContext
+from eokafka.errors import EokafkaError, FencedError, MissingTopicError, PoisonRecordError
+from eokafka.metrics import TxnTally, WorkerMetrics
+from eokafka.record import Record
+from eokafka.runtime.poison import dead_letter_headers
+from eokafka.runtime.topics import TopicGuard
+from eokafka.runtime.transactions import TransactionAborted, Transactions
+from eokafka.serdes import is_identity
+from eokafka.topology import Source, Topology
+
+log = logging.getLogger("eokafka.worker")
+_RPC_TIMEOUT = 30.0
+_IDLE_POLL = 0.5
+Decoder = Callable[[bytes | None], Any] | None
+Route = tuple[Source, Decoder, Decoder]
+TP = tuple[str, int]
+
+
+class _RecordFailed(Exception):
+    """A record's outputs could not be produced; the transaction must go."""
+
+    def __init__(self, err: KafkaError) -> None:
+        super().__init__(err.str())
+        self.err = err
+
+
+def _compile(topology: Topology) -> dict[str, list[Route]]:
+    """Routing table; identity serdes become None so the loop skips the call."""
+    return {
+        topic: [
+            (
+                s,
+                None if is_identity(s.key_serde) else s.key_serde.deserialize,
+                None if is_identity(s.value_serde) else s.value_serde.deserialize,
+            )
+            for s in sources
+        ]
+        for topic, sources in topology.by_topic().items()
+    }
+
+
+class Worker:
+    def __init__(
+        self, topology: Topology, settings: Settings, instance_id: str, metrics: WorkerMetrics
+    ) -> None:
+        topology.validate()
+        self.settings = settings
+        self.instance_id = instance_id
+        self.metrics = metrics
+        self.topology = topology
+        self.routes = _compile(topology)
+        self.topics = TopicGuard(AdminClient(admin_config(settings)), settings.create_topics)
+        self.ctx = ProcessorContext(lambda t: self.topics.ensure(t, "output"))
+        self.tally = TxnTally()
+        self.committed: dict[TP, int] = {}
+        self.assignment: list[TopicPartition] = []
+        # Records whose outputs were refused by the producer, keyed by (topic, partition,
+        # offset): after the abort they go straight to the poison policy on replay.
+        self.poison_marks: dict[tuple[str, int, int], tuple[str, BaseException]] = {}
+        self.records_in_txn = 0
+        self.stopping = False
+        self.txn: Transactions | None = None
+        self.consumer: Consumer | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to commit and leave; safe to call from a signal handler."""
+        self.stopping = True
+
+    def run(self) -> None:
+        for topic in self.topology.topics:
+            self.topics.ensure(topic, "input")
+        if self.settings.on_error == "dead-letter":
+            self.topics.ensure(self.settings.dlq_topic, "dead-letter")
+            self.ctx._known_topics.add(self.settings.dlq_topic)
+        self.txn = Transactions(self.settings, self.instance_id, self.metrics)
+        self.consumer = Consumer(consumer_config(self.settings, self.instance_id))
+        self.consumer.subscribe(
+            self.topology.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info(
+            "worker running: group.id=%s transactional.id=%s topics=%s",
+            self.settings.application_id,
+            self.txn.transactional_id,
+            ",".join(self.topology.topics),
+        )
+        clean = False
+        try:
+            while not self.stopping:
+                self._step()
+            if self.txn.open:
+                self._commit()
+            clean = True
+        finally:
+            self._close(clean)
+
+    def _close(self, clean: bool) -> None:
+        """Leave without an open transaction; after an error, never mask it with another."""
+        assert self.txn is not None and self.consumer is not None
+        if not clean:
+            try:
+                self.txn.abort("error")
+            except (FencedError, KafkaException) as exc:
+                log.warning("could not abort on the way out: %s", exc)
+                self.txn.open = False
+        try:
+            self.consumer.close()  # a revoke in here commits an open transaction
+        except (EokafkaError, KafkaException) as exc:
+            if clean:
+                raise
+            log.warning("consumer close after an error: %s", exc)
+        if clean:
+            self.txn.close()
+        log.info("worker stopped (%s)", "clean" if clean else "after an error")
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        txn = self.txn
+        assert txn is not None and self.consumer is not None
+        timeout = max(0.0, txn.deadline - time.monotonic()) if txn.open else _IDLE_POLL
+        msgs = self.consumer.consume(self.settings.batch_size, timeout)
+        if msgs:
+            txn.begin()
+            try:
+                self._process(msgs)
+            except _RecordFailed as failed:
+                self._abort_and_rewind(failed.err.name(), str(failed))
+                return
+            except TransactionAborted as aborted:
+                self._after_abort(aborted.reason)
+                return
+        if txn.open and (
+            self.records_in_txn >= self.settings.commit_every or time.monotonic() >= txn.deadline
+        ):
+            self._commit()
+
+    def _process(self, msgs: list[Message]) -> None:
+        started = time.perf_counter()
+        routes = self.routes
+        ctx = self.ctx
+        pending = ctx.pending
+        consumed = self.tally.consumed
+        marks = self.poison_marks
+        n = 0
+        for msg in msgs:
+            if msg.error() is not None:
+                self._consumer_error(msg)
+                continue
+            topic = msg.topic()
+            n += 1
+            consumed[topic] += 1
+            if marks and (topic, msg.partition(), msg.offset()) in marks:
+                name, exc = marks.pop((topic, msg.partition(), msg.offset()))
+                self._poison(msg, name, "produce", exc)
+                continue
+            for source, kd, vd in routes[topic]:
+                try:
+                    key = msg.key() if kd is None else kd(msg.key())
+                    value = msg.value() if vd is None else vd(msg.value())
+                except Exception as exc:
+                    self._poison(msg, source.name, "deserialize", exc)
+                    continue
+                try:
+                    source.fn(Record(key, value, msg), ctx)
+                except (EokafkaError, TransactionAborted):
+                    pending.clear()
+                    raise
+                except Exception as exc:
+                    pending.clear()
+                    self._poison(msg, source.name, "process", exc)
+                    continue
+                if pending:
+                    self._produce_pending(msg, source.name)
+        self.records_in_txn += n
+        if n:
+            self.metrics.processing_latency.observe((time.perf_counter() - started) / n)
+            ts = msgs[0].timestamp()[1]
+            if ts > 0:
+                self.metrics.e2e_latency.observe(max(0.0, time.time() - ts / 1000))
+
+    def _produce_pending(self, msg: Message, processor: str) -> None:
+        assert self.txn is not None
+        ts = msg.timestamp()[1]
+        produced = self.tally.produced
+        sends = list(self.ctx.pending)
+        self.ctx.pending.clear()
+        for topic, value, key, partition, timestamp, headers in sends:
+            try:
+                self._produce(
+                    topic,
+                    value,
+                    key,
+                    -1 if partition is None else partition,
+                    timestamp if timestamp is not None else max(ts, 0),
+                    headers,
+                )
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not (err.txn_requires_abort() or err.fatal() or err.retriable()):
+                    # The record itself is at fault (e.g. too large): replay without it.
+                    mark = (msg.topic(), msg.partition(), msg.offset())
+                    self.poison_marks[mark] = (processor, KafkaException(err))
+                    if self.settings.on_error == "fail":
+                        raise self._poison_error(msg, "produce", exc) from exc
+                raise _RecordFailed(err) from exc
+            produced[topic] += 1
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int,
+        timestamp: int,
+        headers: Any,
+    ) -> None:
+        assert self.txn is not None
+        producer = self.txn.producer
+        while True:
+            try:
+                producer.produce(
+                    topic, value, key, partition=partition, timestamp=timestamp, headers=headers
+                )
+                return
+            except BufferError:
+                producer.poll(0.05)  # the local queue is full: let librdkafka drain it
+
+    # -- poison records ------------------------------------------------------------------
+
+    def _poison_error(self, msg: Message, stage: str, exc: BaseException) -> PoisonRecordError:
+        return PoisonRecordError(msg.topic(), msg.partition(), msg.offset(), stage, exc)
+
+    def _poison(self, msg: Message, processor: str, stage: str, exc: BaseException) -> None:
+        policy = self.settings.on_error
+        if policy == "fail":
+            raise self._poison_error(msg, stage, exc) from exc
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        reason = f"{type(exc).__name__}: {exc}"
+        if policy == "skip":
+            log.warning("skipped poison record %s (%s, %s): %s", where, processor, stage, reason)
+            self.tally.skipped[msg.topic()] += 1
+            return
+        dlq = self.settings.dlq_topic
+        headers = dead_letter_headers(msg, processor, stage, exc)
+        try:
+            self._produce(dlq, msg.value(), msg.key(), -1, max(msg.timestamp()[1], 0), headers)
+        except KafkaException as kexc:
+            raise _RecordFailed(kexc.args[0]) from kexc
+        self.tally.dead_lettered[msg.topic()] += 1
+        log.warning("dead-lettered %s to %s (%s, %s): %s", where, dlq, processor, stage, reason)
+
+    def _consumer_error(self, msg: Message) -> None:
+        err = msg.error()
+        if err.code() == KafkaError.FENCED_INSTANCE_ID:
+            raise FencedError(
+                f"group.instance.id {self.instance_id!r} was fenced: another worker with the "
+                "same instance id joined the group; this worker stops"
+            )
+        if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+            raise MissingTopicError(f"input topic {msg.topic()!r}: {err.str()}")
+        if err.fatal():
+            raise KafkaException(err)
+        log.warning("consumer error (librdkafka retries): %s", err.str())
+
+    # -- commit, abort, rewind -----------------------------------------------------------
+
+    def _commit(self, rewind_on_abort: bool = True) -> None:
+        assert self.txn is not None and self.consumer is not None
+        positions = [
+            tp for tp in self.consumer.position(self.assignment) if tp.offset >= 0
+        ] if self.assignment else []
+        try:
+            self.txn.commit(positions, self.consumer.consumer_group_metadata())
+        except TransactionAborted as aborted:
+            self._after_abort(aborted.reason, rewind_on_abort)
+            return
+        for tp in positions:
+            self.committed[(tp.topic, tp.partition)] = tp.offset
+        self.metrics.publish(self.tally)
+        self.tally.clear()
+        self.records_in_txn = 0
+        self._update_lag(positions)
+
+    def _abort_and_rewind(self, reason: str, detail: str) -> None:
+        assert self.txn is not None
+        log.warning("aborting transaction: %s", detail)
+        try:
+            self.txn.abort(reason)
+        except TransactionAborted:
+            pass
+        self._after_abort(reason)
+
+    def _after_abort(self, reason: str, rewind: bool = True) -> None:
+        self.tally.clear()
+        self.ctx.pending.clear()
+        self.records_in_txn = 0
+        if rewind:
+            self._rewind()
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its last committed offset."""
+        assert self.consumer is not None
+        for tp in self.assignment:
+            offset = self.committed.get((tp.topic, tp.partition))
+            if offset is not None:
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        log.info("rewound %d partitions to their committed offsets", len(self.assignment))
+
+    def _update_lag(self, positions: list[TopicPartition]) -> None:
+        assert self.consumer is not None
+        for tp in positions:
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True) or (None, None)
+            if high is not None and high >= 0:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+
+    # -- rebalance listener --------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("assign").inc()
+        committed = consumer.committed(partitions, timeout=_RPC_TIMEOUT) if partitions else []
+        for tp in committed:
+            if tp.offset < 0:
+                if self.settings.auto_offset_reset == "earliest":
+                    tp.offset = OFFSET_BEGINNING
+                else:
+                    tp.offset = consumer.get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)[1]
+            self.committed[(tp.topic, tp.partition)] = tp.offset
+        self.assignment = [TopicPartition(tp.topic, tp.partition) for tp in committed]
+        consumer.assign(committed)
+        log.info("assigned %s", _names(committed))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("revoke").inc()
+        if self.txn is not None and self.txn.open:
+            self._commit(rewind_on_abort=False)  # commit what was done before partitions leave
+        self._forget(partitions)
+        log.info("revoked %s", _names(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("lost").inc()
+        if self.txn is not None and self.txn.open:
+            try:
+                self.txn.abort("partitions-lost")
+            except TransactionAborted:
+                pass
+            self._after_abort("partitions-lost", rewind=False)
+        self._forget(partitions)
+        log.warning("lost %s; their open transaction was aborted", _names(partitions))
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.assignment = [tp for tp in self.assignment if (tp.topic, tp.partition) not in gone]
+        for key in gone:
+            self.committed.pop(key, None)
+        self.poison_marks = {k: v for k, v in self.poison_marks.items() if k[:2] not in gone}
+        self.metrics.forget_partitions(sorted(gone))
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

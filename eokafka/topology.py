@@ -1,0 +1,62 @@
+"""The graph of an app: which processor reads which topic with which serdes.
+
+The topology knows nothing of Kafka clients; the runtime compiles it into a routing table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eokafka.errors import TopologyError
+from eokafka.serdes import Serde
+
+Processor = Callable[[Any, Any], None]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One processor reading one topic."""
+
+    name: str
+    topic: str
+    fn: Processor
+    key_serde: Serde
+    value_serde: Serde
+
+
+class Topology:
+    def __init__(self) -> None:
+        self.sources: list[Source] = []
+
+    def add_source(self, source: Source) -> None:
+        if any(s.name == source.name and s.topic == source.topic for s in self.sources):
+            raise TopologyError(
+                f"processor {source.name!r} is registered twice on topic {source.topic!r}"
+            )
+        self.sources.append(source)
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({s.topic for s in self.sources})
+
+    def by_topic(self) -> dict[str, list[Source]]:
+        routes: dict[str, list[Source]] = {}
+        for s in self.sources:
+            routes.setdefault(s.topic, []).append(s)
+        return routes
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise TopologyError("the app has no processors: declare one with @app.processor")
+
+    def describe(self) -> str:
+        lines = []
+        for topic, sources in sorted(self.by_topic().items()):
+            lines.append(f"source {topic}")
+            for s in sources:
+                lines.append(
+                    f"  -> processor {s.name} (key {s.key_serde.name}, value {s.value_serde.name})"
+                )
+        return "\n".join(lines)

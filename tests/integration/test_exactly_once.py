@@ -1,0 +1,153 @@
+"""Exactly-once under SIGKILL, zombie fencing and graceful shutdown, on a real broker.
+
+Workers are real ``eokafka run`` processes. The test app stops mid-transaction at chosen ids
+(tests/apps/eos_copy.py), so every kill lands while a transaction is open and has output on
+the broker; a read_committed reader must then find every input exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import WorkerProcess, wait_for, worker
+from tests.kafka_helpers import (
+    create_topic,
+    end_offsets,
+    produce_records,
+    read_committed,
+    unique_name,
+)
+
+pytestmark = pytest.mark.integration
+TARGET = "tests.apps.eos_copy:app"
+
+
+def _inputs(ids: range) -> list[tuple[bytes, bytes]]:
+    return [(str(n).encode(), json.dumps({"id": n, "pad": "x" * 40}).encode()) for n in ids]
+
+
+def _assert_exactly_once(records: list, ids: range) -> None:
+    seen = Counter((json.loads(r.value)["id"], json.loads(r.value)["copy"]) for r in records)
+    dupes = [k for k, c in seen.items() if c > 1]
+    missing = [(n, c) for n in ids for c in (0, 1) if (n, c) not in seen]
+    extra = [k for k in seen if k[0] not in ids]
+    assert not dupes, f"{len(dupes)} outputs duplicated, e.g. {dupes[:5]}"
+    assert not missing, f"{len(missing)} outputs missing, e.g. {missing[:5]}"
+    assert not extra, f"unexpected outputs {extra[:5]}"
+
+
+def _setup(bootstrap: str, tmp: Path, partitions: int) -> tuple[dict[str, str], str, str]:
+    app_id, src, out = unique_name("eos"), unique_name("eos-in"), unique_name("eos-out")
+    create_topic(bootstrap, src, partitions)
+    create_topic(bootstrap, out, partitions)
+    pause_dir = tmp / "pause"
+    pause_dir.mkdir()
+    env = {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out}
+    env["TEST_PAUSE_DIR"] = str(pause_dir)
+    return env, src, out
+
+
+def test_sigkill_mid_transaction_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    total = 50_000
+    pause_ids = [7_000, 21_000, 36_000]
+    env, src, out = _setup(kafka_bootstrap, tmp_path, partitions=4)
+    env["TEST_PAUSE_IDS"] = ",".join(map(str, pause_ids))
+    pause_dir = Path(env["TEST_PAUSE_DIR"])
+    produce_records(kafka_bootstrap, src, _inputs(range(total)))
+    workers = {
+        name: worker(TARGET, kafka_bootstrap, tmp_path, name, env, ["--instance-id", name]).start()
+        for name in ("w0", "w1")
+    }
+    kills = 0
+    handled: set[str] = set()
+
+    def next_pause() -> Path | None:
+        fresh = [p for p in pause_dir.glob("paused-*") if p.name not in handled]
+        return next((p for p in fresh if p.read_text()), None)
+
+    try:
+        # Pauses come in any order (partitions advance independently); kill whoever paused.
+        while len(handled) < len(pause_ids):
+            wait_for(lambda: next_pause() is not None, 120, f"pause {len(handled) + 1}")
+            marker = next_pause()
+            assert marker is not None
+            handled.add(marker.name)
+            pid = int(marker.read_text())
+            victim = next(w for w in workers.values() if w.proc and w.proc.pid == pid)
+            victim.kill()  # SIGKILL while its transaction is open
+            kills += 1
+            victim.start()  # same instance id: fences the dead one's transaction at once
+        records = read_committed(kafka_bootstrap, out, expected_count=2 * total, timeout=180)
+        _assert_exactly_once(records, range(total))
+        uncommitted = sum(end_offsets(kafka_bootstrap, out, "uncommitted").values())
+        committed = sum(end_offsets(kafka_bootstrap, out, "committed").values())
+        assert committed == uncommitted, "an open transaction is left after the run"
+        # Aborted output of the killed transactions stays in the log but is never read.
+        assert uncommitted > len(records) + kills
+        for w in workers.values():
+            assert w.terminate() == 0, w.log()[-3000:]
+    finally:
+        for w in workers.values():
+            w.stop_quietly()
+    assert kills == len(pause_ids)
+
+
+def test_zombie_is_fenced_by_a_worker_with_the_same_instance_id(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    total = 4_000
+    env, src, out = _setup(kafka_bootstrap, tmp_path, partitions=2)
+    env["TEST_PAUSE_IDS"] = "1500"
+    pause_dir = Path(env["TEST_PAUSE_DIR"])
+    produce_records(kafka_bootstrap, src, _inputs(range(total)))
+    extra = ["--instance-id", "same"]
+    zombie = worker(TARGET, kafka_bootstrap, tmp_path, "zombie", env, extra).start()
+    successor: WorkerProcess | None = None
+    try:
+        wait_for(lambda: (pause_dir / "paused-1500").exists(), 120, "the zombie to pause")
+        successor = worker(TARGET, kafka_bootstrap, tmp_path, "successor", env, extra).start()
+        records = read_committed(kafka_bootstrap, out, expected_count=2 * total, timeout=120)
+        (pause_dir / "release").touch()  # the zombie wakes up inside its fenced transaction
+        code = zombie.wait(60)
+        assert code != 0
+        assert "fenced" in zombie.log().lower(), zombie.log()[-3000:]
+        assert successor.alive, successor.log()[-3000:]
+        records = read_committed(kafka_bootstrap, out, timeout=60)
+        _assert_exactly_once(records, range(total))
+        assert successor.terminate() == 0
+    finally:
+        zombie.stop_quietly()
+        if successor is not None:
+            successor.stop_quietly()
+
+
+def test_sigterm_commits_and_leaves_no_open_transaction(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env, src, out = _setup(kafka_bootstrap, tmp_path, partitions=3)
+    first, second = range(0, 20_000), range(20_000, 30_000)
+    produce_records(kafka_bootstrap, src, _inputs(first))
+    w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, ["--instance-id", "t"]).start()
+    feeder = threading.Thread(target=produce_records, args=(kafka_bootstrap, src, _inputs(second)))
+    try:
+        wait_for(lambda: sum(end_offsets(kafka_bootstrap, out).values()) > 0, 60, "output")
+        feeder.start()  # SIGTERM lands while input still streams in
+        assert w.terminate(timeout=20) == 0, w.log()[-3000:]
+        feeder.join(60)
+        committed = end_offsets(kafka_bootstrap, out, "committed")
+        assert committed == end_offsets(kafka_bootstrap, out, "uncommitted")
+        partial = read_committed(kafka_bootstrap, out)
+        assert 0 < len(partial) < 2 * 30_000
+        w.start()  # the rest, exactly once, from the offsets the shutdown committed
+        records = read_committed(kafka_bootstrap, out, expected_count=2 * 30_000, timeout=120)
+        _assert_exactly_once(records, range(30_000))
+        assert w.terminate(timeout=20) == 0
+    finally:
+        w.stop_quietly()

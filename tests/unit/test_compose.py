@@ -1,0 +1,221 @@
+"""Keep docker-compose.yml, deploy/prometheus.yml, the Dockerfile and the dev broker in step.
+
+These files reference each other by port, host name and version, and nothing else
+notices when one side changes: the stack would start and silently scrape nothing or
+point the worker at a listener that does not exist.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+PROMETHEUS_FILE = ROOT / "deploy" / "prometheus.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+POM_FILE = ROOT / "eokafka" / "devbroker" / "pom.xml"
+POM_NS = "{http://maven.apache.org/POM/4.0.0}"
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def kafka_env(services: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return _env(services["kafka"])
+
+
+@pytest.fixture(scope="module")
+def worker_args(services: dict[str, dict[str, Any]]) -> list[str]:
+    return _command(services["worker"])
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # ["KEY=value", ...] form
+        env = dict(item.split("=", 1) for item in env)
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    if isinstance(command, str):
+        return shlex.split(command)
+    return [str(arg) for arg in command]
+
+
+def _option(args: list[str], name: str) -> str:
+    for index, arg in enumerate(args):
+        if arg == name and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"{name} missing from worker command {args}")
+
+
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    """'PLAINTEXT://kafka:9092,CONTROLLER://:9093' -> {'PLAINTEXT': ('kafka', 9092), ...}."""
+    result: dict[str, tuple[str, int]] = {}
+    for item in value.split(","):
+        name, sep, address = item.strip().partition("://")
+        assert sep, f"listener {item!r} is not NAME://host:port"
+        host, _, port = address.rpartition(":")
+        result[name] = (host, int(port))
+    return result
+
+
+def _protocol_map(value: str) -> dict[str, str]:
+    return dict(item.strip().split(":", 1) for item in value.split(","))
+
+
+def _port_mappings(service: dict[str, Any]) -> dict[int, int | None]:
+    """Container port -> published host port (None when only exposed)."""
+    mappings: dict[int, int | None] = {}
+    for entry in service.get("ports") or []:
+        if isinstance(entry, dict):  # long syntax
+            published = entry.get("published")
+            mappings[int(entry["target"])] = int(published) if published is not None else None
+            continue
+        parts = str(entry).split("/")[0].split(":")
+        host_port = int(parts[-2]) if len(parts) >= 2 and parts[-2] else None
+        mappings[int(parts[-1])] = host_port
+    for entry in service.get("expose") or []:
+        mappings.setdefault(int(str(entry).split("/")[0]), None)
+    return mappings
+
+
+def _pom_kafka_version() -> str:
+    root = ET.parse(POM_FILE).getroot()
+    node = root.find(f"{POM_NS}properties/{POM_NS}kafka.version")
+    assert node is not None and node.text, "pom.xml lacks the kafka.version property"
+    return node.text.strip()
+
+
+def _scrape_targets() -> list[tuple[str, str]]:
+    """(metrics_path, host:port) of every static Prometheus scrape target."""
+    config = yaml.safe_load(PROMETHEUS_FILE.read_text(encoding="utf-8"))
+    targets: list[tuple[str, str]] = []
+    for job in config.get("scrape_configs") or []:
+        path = job.get("metrics_path", "/metrics")
+        for static in job.get("static_configs") or []:
+            targets.extend((path, str(target)) for target in static.get("targets") or [])
+    return targets
+
+
+def test_prometheus_scrapes_the_worker_metrics_port(
+    services: dict[str, dict[str, Any]], worker_args: list[str]
+) -> None:
+    metrics_port = int(_option(worker_args, "--metrics-port"))
+    worker_targets = [
+        (path, target) for path, target in _scrape_targets() if target.startswith("worker:")
+    ]
+    assert worker_targets == [("/metrics", f"worker:{metrics_port}")]
+    assert "worker" in services
+
+
+def test_worker_exposes_its_metrics_port(
+    services: dict[str, dict[str, Any]], worker_args: list[str]
+) -> None:
+    metrics_port = int(_option(worker_args, "--metrics-port"))
+    assert metrics_port in _port_mappings(services["worker"])
+    exposed = re.findall(r"^EXPOSE\s+(.+)$", DOCKERFILE.read_text(encoding="utf-8"), re.MULTILINE)
+    exposed_ports = {int(port.split("/")[0]) for line in exposed for port in line.split()}
+    assert metrics_port in exposed_ports
+
+
+def test_prometheus_mounts_the_checked_config(services: dict[str, dict[str, Any]]) -> None:
+    mounts = [str(volume).split(":") for volume in services["prometheus"]["volumes"]]
+    sources = {
+        (ROOT / source).resolve()
+        for source, target, *_ in mounts
+        if target == "/etc/prometheus/prometheus.yml"
+    }
+    assert sources == {PROMETHEUS_FILE.resolve()}
+
+
+def test_worker_bootstrap_is_the_internal_advertised_listener(
+    services: dict[str, dict[str, Any]], kafka_env: dict[str, str], worker_args: list[str]
+) -> None:
+    advertised = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+    internal_name = kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"]
+    host, port = advertised[internal_name]
+    # Only the service name (or its hostname) resolves on the compose network.
+    assert host in {"kafka", services["kafka"].get("hostname")}
+    internal = f"{host}:{port}"
+    assert _option(worker_args, "--bootstrap-servers") == internal
+    assert _env(services["worker"])["EOKAFKA_BOOTSTRAP_SERVERS"] == internal
+
+
+def test_kafka_listeners_are_consistent(
+    services: dict[str, dict[str, Any]], kafka_env: dict[str, str]
+) -> None:
+    listeners = _listeners(kafka_env["KAFKA_LISTENERS"])
+    advertised = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = _protocol_map(kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"])
+    controller = kafka_env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+
+    assert set(listeners) <= set(protocols)
+    assert kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"] in listeners
+    assert controller in listeners and controller not in advertised
+    for name, (_, port) in advertised.items():
+        assert listeners[name][1] == port, f"{name} advertises a port it does not listen on"
+    voter_id, _, voter = kafka_env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
+    assert voter_id == kafka_env["KAFKA_NODE_ID"]
+    assert int(voter.rpartition(":")[2]) == listeners[controller][1]
+    assert set(kafka_env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+
+
+def test_kafka_external_listener_is_published_for_the_host(
+    services: dict[str, dict[str, Any]], kafka_env: dict[str, str]
+) -> None:
+    host, port = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])["EXTERNAL"]
+    assert host == "localhost"
+    # Clients on the host connect to the advertised port, so it must be published 1:1.
+    assert _port_mappings(services["kafka"]).get(port) == port
+
+
+def test_kafka_image_matches_the_dev_broker_version(services: dict[str, dict[str, Any]]) -> None:
+    image, _, tag = services["kafka"]["image"].rpartition(":")
+    assert image == "apache/kafka"
+    assert tag.split(".")[0] == "4"
+    assert tag == _pom_kafka_version()
+
+
+def test_single_node_replication_settings(kafka_env: dict[str, str]) -> None:
+    assert kafka_env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert kafka_env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
+    assert kafka_env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_worker_waits_for_a_healthy_kafka(
+    services: dict[str, dict[str, Any]], kafka_env: dict[str, str]
+) -> None:
+    assert services["worker"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    healthcheck = services["kafka"]["healthcheck"]["test"]
+    probe = " ".join(healthcheck) if isinstance(healthcheck, list) else healthcheck
+    internal = kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"]
+    internal_port = _listeners(kafka_env["KAFKA_LISTENERS"])[internal][1]
+    assert f"localhost:{internal_port}" in probe
+
+
+def test_worker_target_exists_and_is_in_the_image(worker_args: list[str]) -> None:
+    assert worker_args[:2] == ["eokafka", "run"]
+    module, _, attribute = worker_args[2].partition(":")
+    source = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    assert source.exists(), f"{source} (worker target {worker_args[2]}) does not exist"
+    assert re.search(rf"^{attribute}\s*[:=]", source.read_text(encoding="utf-8"), re.MULTILINE)
+    top_package = module.split(".")[0]
+    assert re.search(
+        rf"^COPY\s+{top_package}\b", DOCKERFILE.read_text(encoding="utf-8"), re.MULTILINE
+    ), f"the Dockerfile does not copy {top_package}/ into the worker image"
