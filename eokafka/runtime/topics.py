@@ -30,11 +30,16 @@ class TopicGuard:
             raise KafkaException(md.error)
         return len(md.partitions)
 
-    def ensure(self, topic: str, role: str, partitions: int = -1) -> None:
-        """Raise MissingTopicError naming the topic and the fix, or create it when allowed."""
+    def ensure(
+        self, topic: str, role: str, partitions: int = -1, internal: bool = False
+    ) -> None:
+        """Raise MissingTopicError naming the topic and the fix, or create it when allowed.
+
+        Internal topics (named after the application id) are always the app's to create.
+        """
         if self.partitions(topic) is not None:
             return
-        if not self._create:
+        if not (self._create or internal):
             raise MissingTopicError(
                 f"{role} topic {topic!r} does not exist; create it, or let the app create "
                 "missing topics (--create-topics, EOKAFKA_CREATE_TOPICS=1, "

@@ -99,7 +99,7 @@ class Worker:
         for topic in self.topology.topics:
             self.topics.ensure(topic, "input")
         if self.settings.on_error == "dead-letter":
-            self.topics.ensure(self.settings.dlq_topic, "dead-letter")
+            self.topics.ensure(self.settings.dlq_topic, "dead-letter", internal=True)
             self.ctx._known_topics.add(self.settings.dlq_topic)
         self.txn = Transactions(self.settings, self.instance_id, self.metrics)
         self.consumer = Consumer(consumer_config(self.settings, self.instance_id))

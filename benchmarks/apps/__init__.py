@@ -1,0 +1,1 @@
+"""eokafka apps the benchmarks run with ``eokafka run benchmarks.apps.<name>:app``."""

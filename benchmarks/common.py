@@ -1,0 +1,311 @@
+"""Shared plumbing for the benchmarks: broker, topics, worker processes, committed readers.
+
+Everything here talks to Kafka with plain confluent-kafka clients, never through eokafka, so
+a bug in the framework cannot skew the yardstick that measures it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PORT = 39092
+
+
+def unique(prefix: str) -> str:
+    """A name no earlier run on a reused broker can have taken."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so the finally blocks stop everything we started."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def broker(bootstrap: str | None, port: int = DEFAULT_PORT) -> Iterator[str]:
+    """Yield a bootstrap address: the given one, or a fresh dev broker stopped afterwards."""
+    if bootstrap:
+        yield bootstrap
+        return
+    from eokafka.devbroker import start_broker, stop_broker
+
+    with tempfile.TemporaryDirectory(prefix="eokafka-bench-broker-") as tmp:
+        home = Path(tmp)
+        try:
+            print(f"starting a dev broker on 127.0.0.1:{port} (home {home}) ...", flush=True)
+            info = start_broker(port=port, home=home, fresh=True)
+            yield info.bootstrap
+        finally:
+            stop_broker(home=home)
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int, timeout: float = 30) -> None:
+    """Create the topics and return once every partition has a leader (produce needs one)."""
+    client = admin(bootstrap)
+    futures = client.create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
+    )
+    for future in futures.values():
+        future.result(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        md = client.list_topics(timeout=timeout)
+        ready = all(
+            n in md.topics
+            and md.topics[n].error is None
+            and len(md.topics[n].partitions) == partitions
+            and all(p.leader >= 0 for p in md.topics[n].partitions.values())
+            for n in names
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {names} have no leaders after {timeout} s")
+        time.sleep(0.1)
+
+
+def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Best effort: a reused broker should not fill up with benchmark topics."""
+    if not names:
+        return
+    try:
+        for future in admin(bootstrap).delete_topics(names, operation_timeout=30).values():
+            future.result(30)
+    except KafkaException as exc:
+        print(f"note: could not delete topics {names}: {exc}", file=sys.stderr)
+
+
+def read_committed_consumer(bootstrap: str, **extra: Any) -> Consumer:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": unique("bench-reader"),  # never joined: partitions are assigned by hand
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        # Wake up quickly when a commit makes records visible; the default 500 ms would
+        # put up to half a second of reader latency into every timing.
+        "fetch.wait.max.ms": 20,
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def assign_from_start(consumer: Consumer, topic: str, partitions: int) -> None:
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+
+
+class CommittedReader(threading.Thread):
+    """Reads a topic read_committed from its start and timestamps what becomes visible.
+
+    ``on_batch`` (if given) sees every batch with its arrival time; without it the thread
+    only counts, so it costs the machine as little as reading can.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        target: int | None = None,
+        on_batch: Callable[[list[Any], float], None] | None = None,
+    ) -> None:
+        super().__init__(name=f"reader-{topic}", daemon=True)
+        self.consumer = read_committed_consumer(bootstrap)
+        assign_from_start(self.consumer, topic, partitions)
+        self.target = target
+        self.on_batch = on_batch
+        self.count = 0
+        self.first_at: float | None = None
+        self.first_count = 0
+        self.done_at: float | None = None
+        self.error: BaseException | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.is_set():
+                msgs = self.consumer.consume(10_000, 0.05)
+                if not msgs:
+                    continue
+                now = time.monotonic()
+                for m in msgs:
+                    if m.error() is not None:
+                        raise KafkaException(m.error())
+                if self.on_batch is not None:
+                    self.on_batch(msgs, now)
+                self.count += len(msgs)
+                if self.first_at is None:
+                    self.first_at, self.first_count = now, self.count
+                if self.target is not None and self.done_at is None and self.count >= self.target:
+                    self.done_at = now
+        except BaseException as exc:  # surfaced by the caller, which owns the output
+            self.error = exc
+        finally:
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+
+
+def count_ids(bootstrap: str, topic: str, partitions: int, idle_timeout: float = 10.0) -> dict:
+    """Read every committed record of ``topic``; return how often each key (an int id) occurs.
+
+    Ends at the partitions' ends (the last stable offset under read_committed), so run it
+    once the writers have stopped: then nothing is left in flight.
+    """
+    consumer = read_committed_consumer(bootstrap, **{"enable.partition.eof": True})
+    assign_from_start(consumer, topic, partitions)
+    counts: dict[int, int] = {}
+    at_end: set[int] = set()
+    last_progress = time.monotonic()
+    try:
+        while len(at_end) < partitions:
+            msgs = consumer.consume(10_000, 0.5)
+            if not msgs and time.monotonic() - last_progress > idle_timeout:
+                raise TimeoutError(f"{topic}: no end of partition after {idle_timeout} s idle")
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(m.partition())
+                        continue
+                    raise KafkaException(err)
+                at_end.discard(m.partition())
+                key = int(m.key())
+                counts[key] = counts.get(key, 0) + 1
+            if msgs:
+                last_progress = time.monotonic()
+    finally:
+        consumer.close()
+    return counts
+
+
+def exactly_once_report(counts: dict[int, int], expected: range) -> tuple[bool, str]:
+    """Compare key counts with the ids that were fed in: every id exactly once."""
+    missing = sum(1 for i in expected if i not in counts)
+    dupes = sum(c - 1 for c in counts.values() if c > 1)
+    extra = sum(1 for k in counts if k not in expected)
+    total = sum(counts.values())
+    ok = missing == 0 and dupes == 0 and extra == 0
+    text = (
+        f"{total} records, {len(counts)} distinct ids, {missing} missing, "
+        f"{dupes} duplicates, {extra} unexpected"
+    )
+    return ok, text
+
+
+class WorkerProcess:
+    """One benchmark process, its log file, and the numbers /proc knows about it."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.log_path = log_dir / f"{name}.log"
+        self._log: IO[bytes] = open(self.log_path, "ab")  # closed in stop()/kill()
+        self.started_at = time.monotonic()
+        self.started_wall = time.time()
+        # A session of its own: Ctrl-C reaches only the benchmark, whose finally stops us.
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _status(self, field: str) -> int | None:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])  # kB
+        except (OSError, ValueError):
+            pass
+        return None
+
+    def peak_rss_mb(self) -> float | None:
+        """VmHWM: the high-water mark of resident memory, read before the process ends."""
+        kb = self._status("VmHWM")
+        return None if kb is None else kb / 1024
+
+    def cpu_seconds(self) -> float | None:
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (the workers commit and leave), SIGKILL if that takes too long."""
+        try:
+            if self.alive():
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    return self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    print(f"{self.name}: no exit {timeout} s after SIGTERM, killing", flush=True)
+                    self.proc.kill()
+                    self.proc.wait(10)
+            return self.proc.returncode
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL and reap, as a crash would end it."""
+        try:
+            if self.alive():
+                self.proc.kill()
+                self.proc.wait(10)
+        finally:
+            self._log.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def python_cmd(*args: str) -> list[str]:
+    """Run with this interpreter so the workers see the same installed packages."""
+    return [sys.executable, *args]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
