@@ -125,9 +125,7 @@ def run(args: argparse.Namespace) -> None:
 def _commit(producer: Producer, consumer: Consumer, timeout: float) -> None:
     positions = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
     if positions:
-        producer.send_offsets_to_transaction(
-            positions, consumer.consumer_group_metadata(), timeout
-        )
+        producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), timeout)
     producer.commit_transaction(timeout)
 
 

@@ -1,0 +1,348 @@
+"""Exactly-once passthrough throughput: hand-written loop vs eokafka vs Quix Streams.
+
+One broker, one input topic filled once, and each contender in turn (never concurrently:
+the machine is small) copying it to a fresh output topic of its own with its own consumer
+group, as a process of its own. The clock runs from process start until a read_committed
+reader in this process has seen all N records; "steady" figures start the clock at the
+first committed output instead, which leaves out interpreter start-up, group join and
+transactional-producer initialisation. Afterwards every output topic is read again from the
+start to check that each input id is there exactly once.
+
+    python -m benchmarks.passthrough                  # 1,000,000 records, own broker
+    python -m benchmarks.passthrough --records 50000 --bootstrap 127.0.0.1:39092
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from benchmarks import hand_loop
+from benchmarks.common import (
+    DEFAULT_PORT,
+    CommittedReader,
+    WorkerProcess,
+    broker,
+    child_env,
+    count_ids,
+    create_topics,
+    delete_topics,
+    exactly_once_report,
+    exit_on_sigterm,
+    python_cmd,
+    unique,
+)
+
+CONTENDERS = ("hand", "eokafka", "quix")
+VALUE_BYTES = 100
+
+
+@dataclass
+class Result:
+    name: str
+    records: int
+    total_s: float
+    first_output_s: float
+    steady_records: int
+    steady_s: float
+    cpu_s: float | None
+    peak_rss_mb: float | None
+    exit_code: int | None
+    verdict: str
+    exactly_once: bool
+
+    @property
+    def total_rate(self) -> float:
+        return self.records / self.total_s
+
+    @property
+    def steady_rate(self) -> float:
+        return self.steady_records / self.steady_s if self.steady_s > 0 else float("nan")
+
+
+def check_settings_match() -> None:
+    """The hand loop is only a fair floor if it runs with eokafka's librdkafka settings."""
+    from eokafka.config import Settings, consumer_config, producer_config
+
+    s = Settings(application_id="g", bootstrap_servers="b")
+    pairs = (
+        ("consumer", hand_loop.consumer_conf("b", "g", "i"), consumer_config(s, "i")),
+        ("producer", hand_loop.producer_conf("b", "g", "i"), producer_config(s, "i")),
+    )
+    for client, hand, eo in pairs:
+        if hand != eo:
+            diff = {
+                k: (hand.get(k), eo.get(k))
+                for k in hand.keys() | eo.keys()
+                if hand.get(k) != eo.get(k)
+            }
+            sys.exit(f"hand loop {client} settings differ from eokafka's (hand, eokafka): {diff}")
+
+
+def json_value(i: int) -> bytes:
+    """A ~100-byte JSON object; the id is also the record key, which verification reads."""
+    head = f'{{"id":{i},"user":"user-{i % 9973}","amount":{i % 100_000 / 100},"note":"'
+    return (head + "x" * max(0, VALUE_BYTES - len(head) - 2) + '"}').encode()
+
+
+def produce_input(bootstrap: str, topic: str, n: int, partitions: int) -> None:
+    """Fill the input once, round-robin over the partitions so they are equally loaded."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    failures: list[str] = []
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    started = time.monotonic()
+    for i in range(n):
+        while True:
+            try:
+                producer.produce(
+                    topic, json_value(i), str(i).encode(), i % partitions, on_delivery=on_delivery
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    left = producer.flush(60)
+    if left or failures:
+        raise RuntimeError(f"input not fully written: {left} queued, failures {failures[:3]}")
+    print(
+        f"input: {n} records of {VALUE_BYTES} B JSON over {partitions} partitions "
+        f"written in {time.monotonic() - started:.1f} s",
+        flush=True,
+    )
+
+
+def _flags(**options: str) -> list[str]:
+    """``input="x"`` -> ``["--input", "x"]``: keeps the command lines below readable."""
+    return [item for k, v in options.items() for item in (f"--{k.replace('_', '-')}", v)]
+
+
+def contender_cmd(
+    name: str, bootstrap: str, src: str, out: str, group: str, work: Path, args: argparse.Namespace
+) -> tuple[list[str], dict[str, str]]:
+    # Settings a user might have exported must not leak into the measured worker.
+    env = {k: v for k, v in child_env().items() if not k.startswith("EOKAFKA_")}
+    interval = str(args.commit_interval_ms)
+    every = str(args.commit_every)
+    if name == "hand":
+        return python_cmd(
+            "-m",
+            "benchmarks.hand_loop",
+            *_flags(
+                bootstrap=bootstrap,
+                input=src,
+                output=out,
+                group=group,
+                instance_id="bench-0",
+                commit_interval_ms=interval,
+                commit_every=every,
+                batch_size=str(args.batch_size),
+            ),
+        ), env
+    if name == "eokafka":
+        # batch size and record-count trigger have no CLI option; the environment sets them.
+        env.update(
+            BENCH_APP_ID=group,
+            BENCH_INPUT=src,
+            BENCH_OUTPUT=out,
+            EOKAFKA_BATCH_SIZE=str(args.batch_size),
+            EOKAFKA_COMMIT_EVERY=every,
+        )
+        return python_cmd(
+            "-m",
+            "eokafka",
+            "run",
+            "benchmarks.apps.passthrough:app",
+            *_flags(
+                bootstrap_servers=bootstrap,
+                state_dir=str(work / "eokafka-state"),
+                instance_id="bench-0",
+                commit_interval_ms=interval,
+            ),
+        ), env
+    if name == "quix":
+        return python_cmd(
+            "-m",
+            "benchmarks.quix_passthrough",
+            *_flags(
+                bootstrap=bootstrap,
+                input=src,
+                output=out,
+                group=group,
+                state_dir=str(work / "quix-state"),
+                commit_interval_ms=interval,
+                commit_every=every,
+            ),
+        ), env
+    raise ValueError(name)
+
+
+def run_contender(
+    name: str, bootstrap: str, src: str, out: str, work: Path, args: argparse.Namespace
+) -> Result:
+    n, parts = args.records, args.partitions
+    group = unique(f"bench-pt-{name}")
+    cmd, env = contender_cmd(name, bootstrap, src, out, group, work, args)
+    reader = CommittedReader(bootstrap, out, parts, target=n)
+    reader.start()
+    print(f"{name}: running (log {work / (name + '.log')}) ...", flush=True)
+    proc = WorkerProcess(name, cmd, env, work)
+    cpu = rss = None
+    try:
+        give_up = proc.started_at + args.timeout
+        while reader.done_at is None:
+            if reader.error is not None:
+                raise RuntimeError(f"{name}: output reader failed: {reader.error}")
+            if not proc.alive():
+                raise RuntimeError(
+                    f"{name} exited ({proc.proc.returncode}) after {reader.count} of {n} "
+                    f"records:\n{proc.log_tail()}"
+                )
+            if time.monotonic() > give_up:
+                raise TimeoutError(
+                    f"{name}: {reader.count} of {n} records after {args.timeout} s:\n"
+                    f"{proc.log_tail()}"
+                )
+            time.sleep(0.05)
+        rss, cpu = proc.peak_rss_mb(), proc.cpu_seconds()
+    finally:
+        code = proc.stop()
+        reader.stop()
+    assert reader.first_at is not None and reader.done_at is not None
+    ok, verdict = exactly_once_report(count_ids(bootstrap, out, parts), range(n))
+    result = Result(
+        name=name,
+        records=n,
+        total_s=reader.done_at - proc.started_at,
+        first_output_s=reader.first_at - proc.started_at,
+        steady_records=n - reader.first_count,
+        steady_s=reader.done_at - reader.first_at,
+        cpu_s=cpu,
+        peak_rss_mb=rss,
+        exit_code=code,
+        verdict=verdict,
+        exactly_once=ok,
+    )
+    print(
+        f"{name}: {result.total_rate:,.0f} records/s total, {result.steady_rate:,.0f} "
+        f"records/s steady; output {verdict}; exit code {code}",
+        flush=True,
+    )
+    return result
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def print_table(results: list[Result], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"Exactly-once passthrough, {args.records:,} records x {VALUE_BYTES} B over "
+        f"{args.partitions} partitions; commit every {args.commit_interval_ms} ms or "
+        f"{args.commit_every:,} records; batch {args.batch_size}"
+    )
+    head = (
+        f"{'contender':<10} {'records/s':>11} {'seconds':>8} {'steady rec/s':>13} "
+        f"{'steady s':>9} {'1st out s':>9} {'CPU s':>7} {'peak RSS MB':>12}  exactly once"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        print(
+            f"{r.name:<10} {r.total_rate:>11,.0f} {r.total_s:>8.2f} {r.steady_rate:>13,.0f} "
+            f"{r.steady_s:>9.2f} {r.first_output_s:>9.2f} {_fmt(r.cpu_s, '.1f'):>7} "
+            f"{_fmt(r.peak_rss_mb, '.1f'):>12}  {'yes' if r.exactly_once else 'NO'}: "
+            f"{r.verdict}"
+        )
+    by = {r.name: r for r in results}
+    eo = by.get("eokafka")
+    if eo is not None:
+        for other in ("hand", "quix"):
+            if other in by:
+                o = by[other]
+                print(
+                    f"eokafka/{other}: {eo.total_rate / o.total_rate:.2f}x total, "
+                    f"{eo.steady_rate / o.steady_rate:.2f}x steady-state records/s"
+                )
+    print(
+        "records/s = N / seconds from process start to the last record visible to a "
+        "read_committed reader; steady = records after the first committed output / time "
+        "from first to last (start-up excluded); CPU s = worker user+system time; "
+        "peak RSS = the worker's VmHWM."
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--records", type=int, default=1_000_000)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--bootstrap", help="use this broker instead of starting a dev broker")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="dev broker port (and +1)")
+    p.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated, run in this order (of {', '.join(CONTENDERS)})",
+    )
+    p.add_argument("--commit-interval-ms", type=int, default=100)
+    p.add_argument(
+        "--commit-every",
+        type=int,
+        default=10_000,
+        help="also commit after this many records (eokafka's default)",
+    )
+    p.add_argument("--batch-size", type=int, default=1_000)
+    p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
+    args = p.parse_args()
+    names = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    if not names or any(c not in CONTENDERS for c in names):
+        p.error(f"--contenders: choose from {', '.join(CONTENDERS)}")
+
+    exit_on_sigterm()
+    check_settings_match()
+    os.chdir(Path(__file__).resolve().parent.parent)
+    results: list[Result] = []
+    with (
+        broker(args.bootstrap, args.port) as bootstrap,
+        tempfile.TemporaryDirectory(prefix="eokafka-bench-") as tmp,
+    ):
+        work = Path(tmp)
+        src = unique("bench-pt-in")
+        topics = [src]
+        try:
+            create_topics(bootstrap, [src], args.partitions)
+            produce_input(bootstrap, src, args.records, args.partitions)
+            for name in names:
+                out = unique(f"bench-pt-out-{name}")
+                topics.append(out)
+                create_topics(bootstrap, [out], args.partitions)
+                results.append(run_contender(name, bootstrap, src, out, work, args))
+        finally:
+            if args.bootstrap:
+                delete_topics(bootstrap, topics)
+    print_table(results, args)
+    if not all(r.exactly_once for r in results):
+        sys.exit("FAILED: some output is not exactly the input")
+
+
+if __name__ == "__main__":
+    main()
