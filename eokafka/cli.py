@@ -12,7 +12,10 @@ from eokafka.config import parse_config_pairs
 from eokafka.errors import EokafkaError
 from eokafka.logs import setup_logging
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# Locals in tracebacks could print credentials from the librdkafka config.
+cli = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False
+)
 broker_cli = typer.Typer(no_args_is_help=True, help="The local development Kafka broker.")
 cli.add_typer(broker_cli, name="broker")
 

@@ -34,16 +34,6 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-__all__ = [
-    "BrokerError",
-    "BrokerInfo",
-    "broker_status",
-    "default_home",
-    "kafka_version",
-    "start_broker",
-    "stop_broker",
-]
-
 _PACKAGE = "eokafka.devbroker"
 _POM_NS = "{http://maven.apache.org/POM/4.0.0}"
 _HOST = "127.0.0.1"

@@ -48,5 +48,7 @@ def copy(record: eokafka.Record, ctx: eokafka.ProcessorContext) -> None:
             value={"id": n, "copy": c, "src": f"{record.partition}:{record.offset}"},
             value_serde=serdes.Json(),
         )
+    if value.get("big"):  # after the copies, larger than message.max.bytes: refused
+        ctx.send(OUTPUT, key=record.key, value=b"x" * 2_000_000)
     if n in PAUSE_IDS:
         _pause_once(n)

@@ -11,7 +11,34 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.kafka_helpers import create_topic, unique_name
+
 REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class AppTopics:
+    """Fresh names for one test's app: its id, input and output topics, as the app's env."""
+
+    app_id: str
+    src: str
+    out: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"TEST_APP_ID": self.app_id, "TEST_INPUT": self.src, "TEST_OUTPUT": self.out}
+
+
+def app_topics(
+    bootstrap: str, prefix: str, partitions: int, create_output: bool = True
+) -> AppTopics:
+    names = AppTopics(
+        unique_name(prefix), unique_name(f"{prefix}-in"), unique_name(f"{prefix}-out")
+    )
+    create_topic(bootstrap, names.src, partitions)
+    if create_output:
+        create_topic(bootstrap, names.out, partitions)
+    return names
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:

@@ -14,14 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import WorkerProcess, wait_for, worker
-from tests.kafka_helpers import (
-    create_topic,
-    end_offsets,
-    produce_records,
-    read_committed,
-    unique_name,
-)
+from tests.integration.harness import WorkerProcess, app_topics, wait_for, worker
+from tests.kafka_helpers import end_offsets, produce_records, read_committed
 
 pytestmark = pytest.mark.integration
 TARGET = "tests.apps.eos_copy:app"
@@ -42,14 +36,10 @@ def _assert_exactly_once(records: list, ids: range) -> None:
 
 
 def _setup(bootstrap: str, tmp: Path, partitions: int) -> tuple[dict[str, str], str, str]:
-    app_id, src, out = unique_name("eos"), unique_name("eos-in"), unique_name("eos-out")
-    create_topic(bootstrap, src, partitions)
-    create_topic(bootstrap, out, partitions)
+    names = app_topics(bootstrap, "eos", partitions)
     pause_dir = tmp / "pause"
     pause_dir.mkdir()
-    env = {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out}
-    env["TEST_PAUSE_DIR"] = str(pause_dir)
-    return env, src, out
+    return {**names.env, "TEST_PAUSE_DIR": str(pause_dir)}, names.src, names.out
 
 
 def test_sigkill_mid_transaction_loses_and_duplicates_nothing(

@@ -8,19 +8,30 @@ from pathlib import Path
 
 import pytest
 import requests
+from confluent_kafka import KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.harness import wait_for, worker
-from tests.kafka_helpers import create_topic, produce_records, read_committed, unique_name
+from tests.integration.harness import app_topics, wait_for, worker
+from tests.kafka_helpers import produce_records, read_committed, topic_partitions, unique_name
 
 pytestmark = pytest.mark.integration
 TARGET = "tests.apps.eos_copy:app"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_port(count: int = 1) -> int:
+    """A port P such that P .. P+count-1 are all free (worker i serves on P+i)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        try:
+            for i in range(1, count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + i))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def _samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -39,13 +50,11 @@ def _inputs(n: int, poison: set[int]) -> list[tuple[bytes, bytes]]:
 
 
 def test_metrics_agree_with_the_records_processed(kafka_bootstrap: str, tmp_path: Path) -> None:
-    app_id, src, out = unique_name("m"), unique_name("m-in"), unique_name("m-out")
-    create_topic(kafka_bootstrap, src, 2)
-    create_topic(kafka_bootstrap, out, 2)
+    names = app_topics(kafka_bootstrap, "m", 2)
+    app_id, src, out, env = names.app_id, names.src, names.out, names.env
     total, poison = 3_000, {10, 2_000}
     produce_records(kafka_bootstrap, src, _inputs(total, poison))
     port = _free_port()
-    env = {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out}
     extra = ["--metrics-port", str(port), "--on-error", "dead-letter"]
     w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, extra).start()
     try:
@@ -82,12 +91,10 @@ def test_metrics_agree_with_the_records_processed(kafka_bootstrap: str, tmp_path
 def test_processes_flag_runs_n_workers_that_share_the_work(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    app_id, src, out = unique_name("p"), unique_name("p-in"), unique_name("p-out")
-    create_topic(kafka_bootstrap, src, 4)
-    create_topic(kafka_bootstrap, out, 4)
+    names = app_topics(kafka_bootstrap, "p", 4)
+    src, out, env = names.src, names.out, names.env
     total = 10_000
-    port = _free_port()
-    env = {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out}
+    port = _free_port(2)
     extra = ["--processes", "2", "--metrics-port", str(port)]
     w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, extra).start()
 
@@ -127,10 +134,9 @@ def test_processes_flag_runs_n_workers_that_share_the_work(
 def test_missing_output_topic_is_a_clear_error_unless_told_to_create(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    app_id, src, out = unique_name("t"), unique_name("t-in"), unique_name("t-missing")
-    create_topic(kafka_bootstrap, src, 1)
+    names = app_topics(kafka_bootstrap, "t", 1, create_output=False)
+    src, out, env = names.src, names.out, names.env
     produce_records(kafka_bootstrap, src, _inputs(10, set()))
-    env = {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out}
     w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env).start()
     try:
         assert w.wait(60) == 1
@@ -138,6 +144,14 @@ def test_missing_output_topic_is_a_clear_error_unless_told_to_create(
         assert "--create-topics" in w.log()
         w.args.append("--create-topics")
         w.start()
+
+        def created() -> bool:
+            try:
+                return len(topic_partitions(kafka_bootstrap, out, timeout=5)) > 0
+            except KafkaException:
+                return False
+
+        wait_for(created, 60, f"the worker to create {out}")
         records = read_committed(kafka_bootstrap, out, expected_count=20, timeout=60)
         assert len(records) == 20
         assert w.terminate() == 0

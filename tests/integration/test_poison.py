@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import worker
-from tests.kafka_helpers import create_topic, produce_records, read_committed, unique_name
+from tests.integration.harness import app_topics, worker
+from tests.kafka_helpers import produce_records, read_committed
 
 pytestmark = pytest.mark.integration
 TARGET = "tests.apps.eos_copy:app"
@@ -29,11 +29,9 @@ def _inputs() -> list[tuple[bytes, bytes]]:
 
 
 def _setup(bootstrap: str) -> tuple[dict[str, str], str, str, str]:
-    app_id, src, out = unique_name("poison"), unique_name("poison-in"), unique_name("poison-out")
-    create_topic(bootstrap, src, 1)  # one partition: record n sits at offset n
-    create_topic(bootstrap, out, 1)
-    produce_records(bootstrap, src, _inputs())
-    return {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out}, app_id, src, out
+    names = app_topics(bootstrap, "poison", 1)  # one partition: record n sits at offset n
+    produce_records(bootstrap, names.src, _inputs())
+    return names.env, names.app_id, names.src, names.out
 
 
 def _ids(records: list) -> list[int]:
@@ -98,6 +96,28 @@ def test_dead_letter_policy_sends_originals_with_error_headers(
         assert b"Json" in garbage["eokafka.error.message"]
         assert by_offset[GARBAGE].value == b"\xff not json"
         assert by_offset[POISON].key == str(POISON).encode()
+        assert w.terminate() == 0
+    finally:
+        w.stop_quietly()
+
+
+def test_output_the_producer_refuses_is_dead_lettered_without_partial_output(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    names = app_topics(kafka_bootstrap, "big", 1)
+    app_id, src, out, env = names.app_id, names.src, names.out, names.env
+    values = [{"id": n, "big": n == 30} for n in range(60)]
+    produce_records(kafka_bootstrap, src, [(b"k", json.dumps(v).encode()) for v in values])
+    w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, ["--on-error", "dead-letter"]).start()
+    try:
+        expected = [n for n in range(60) if n != 30]
+        records = read_committed(kafka_bootstrap, out, expected_count=2 * len(expected))
+        assert _ids(records) == sorted(expected * 2)  # nothing of record 30, not even copy 0
+        dead = read_committed(kafka_bootstrap, f"{app_id}-dlq", expected_count=1)
+        headers = dict(dead[0].headers)
+        assert headers["eokafka.error.stage"] == b"produce"
+        assert headers["eokafka.source.offset"] == b"30"
+        assert b"MSG_SIZE_TOO_LARGE" in headers["eokafka.error.message"]
         assert w.terminate() == 0
     finally:
         w.stop_quietly()
