@@ -189,13 +189,16 @@ def resolve(
 
 
 def _split_config(config: Mapping[str, str], client: str) -> dict[str, str]:
-    """Keys prefixed ``consumer.``/``producer.`` go to that client only; the rest to both."""
-    other = "producer." if client == "consumer" else "consumer."
+    """Keys prefixed ``consumer.``/``producer.`` go to that client only; the rest to all.
+
+    The admin client gets only the unprefixed keys (security settings and the like).
+    """
     out: dict[str, str] = {}
     for key, value in config.items():
-        if key.startswith(other):
-            continue
-        out[key.removeprefix(f"{client}.")] = value
+        if key.startswith(f"{client}."):
+            out[key.removeprefix(f"{client}.")] = value
+        elif not key.startswith(("consumer.", "producer.")):
+            out[key] = value
     return out
 
 
@@ -244,4 +247,9 @@ def producer_config(s: Settings, instance_id: str) -> dict[str, Any]:
 
 
 def admin_config(s: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": s.bootstrap_servers}
+    # Without this, a metadata request for a missing topic creates it on brokers that
+    # allow auto-creation, and the check for missing topics would hide them.
+    conf: dict[str, Any] = {"bootstrap.servers": s.bootstrap_servers}
+    conf.update(_split_config(s.config, "admin"))
+    conf["allow.auto.create.topics"] = False
+    return conf
