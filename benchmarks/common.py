@@ -91,8 +91,9 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
     """Best effort: a reused broker should not fill up with benchmark topics."""
     if not names:
         return
+    client = admin(bootstrap)  # keep a reference: the futures die with the client
     try:
-        for future in admin(bootstrap).delete_topics(names, operation_timeout=30).values():
+        for future in client.delete_topics(names, operation_timeout=30).values():
             future.result(30)
     except KafkaException as exc:
         print(f"note: could not delete topics {names}: {exc}", file=sys.stderr)

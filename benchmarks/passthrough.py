@@ -10,6 +10,7 @@ start to check that each input id is there exactly once.
 
     python -m benchmarks.passthrough                  # 1,000,000 records, own broker
     python -m benchmarks.passthrough --records 50000 --bootstrap 127.0.0.1:39092
+    python -m benchmarks.passthrough --rounds 3       # interleaved repeats, medians
 """
 
 from __future__ import annotations
@@ -353,6 +354,9 @@ def main() -> None:
         default=",".join(CONTENDERS),
         help=f"comma-separated, run in this order (of {', '.join(CONTENDERS)})",
     )
+    p.add_argument(
+        "--rounds", type=int, default=1, help="run the contenders this many times, interleaved"
+    )
     p.add_argument("--commit-interval-ms", type=int, default=100)
     p.add_argument(
         "--commit-every",
@@ -385,7 +389,7 @@ def main() -> None:
             create_topics(bootstrap, [warm], 1)
             warm_up(bootstrap, warm)
             produce_input(bootstrap, src, args.records, args.partitions)
-            for name in names:
+            for name in [n for _ in range(args.rounds) for n in names]:
                 out = unique(f"bench-pt-out-{name}")
                 topics.append(out)
                 create_topics(bootstrap, [out], args.partitions)

@@ -8,8 +8,8 @@ from typing import Any
 from eokafka.serdes import Serde
 
 Header = tuple[str, bytes | str | None]
-# topic, value, key, partition, timestamp, headers
-PendingSend = tuple[str, bytes | None, bytes | None, int | None, int | None, list[Header] | None]
+# topic, value, key, partition (-1: the partitioner's choice), timestamp, headers
+PendingSend = tuple[str, bytes | None, bytes | None, int, int | None, list[Header] | None]
 
 
 def _as_bytes(obj: Any, what: str, topic: str) -> bytes | None:
@@ -59,10 +59,14 @@ class ProcessorContext:
         if topic not in self._known_topics:
             self._check_topic(topic)
             self._known_topics.add(topic)
-        k = key_serde.serialize(key) if key_serde is not None else _as_bytes(key, "key", topic)
-        v = (
-            value_serde.serialize(value)
-            if value_serde is not None
-            else _as_bytes(value, "value", topic)
+        if key_serde is not None:
+            key = key_serde.serialize(key)
+        elif key is not None and key.__class__ is not bytes:
+            key = _as_bytes(key, "key", topic)
+        if value_serde is not None:
+            value = value_serde.serialize(value)
+        elif value is not None and value.__class__ is not bytes:
+            value = _as_bytes(value, "value", topic)
+        self.pending.append(
+            (topic, value, key, -1 if partition is None else partition, timestamp, headers)
         )
-        self.pending.append((topic, v, k, partition, timestamp, headers))
