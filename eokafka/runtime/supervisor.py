@@ -14,6 +14,7 @@ import signal
 import sys
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eokafka.config import Settings
@@ -43,7 +44,14 @@ def load_app(target: str) -> App:
         raise ConfigError(f"{target!r}: expected module:app, e.g. mymodule:app")
     if "" not in sys.path:
         sys.path.insert(0, "")
-    module = import_module(module_name)
+    try:
+        module = import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+            raise  # the app's module exists but imports something missing: show where
+        raise ConfigError(
+            f"{target!r}: no module named {module_name!r} in {Path.cwd()} or on PYTHONPATH"
+        ) from exc
     app = getattr(module, attr, None)
     if not isinstance(app, App):
         raise ConfigError(f"{target!r}: {module_name}.{attr} is not an eokafka.App")
