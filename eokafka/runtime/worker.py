@@ -26,7 +26,13 @@ from confluent_kafka.admin import AdminClient
 
 from eokafka.config import Settings, admin_config, consumer_config
 from eokafka.context import ProcessorContext
-from eokafka.errors import EokafkaError, FencedError, MissingTopicError, PoisonRecordError
+from eokafka.errors import (
+    ConfigError,
+    EokafkaError,
+    FencedError,
+    MissingTopicError,
+    PoisonRecordError,
+)
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
 from eokafka.runtime.poison import dead_letter_headers
@@ -103,8 +109,14 @@ class Worker:
         if self.settings.on_error == "dead-letter":
             self.topics.ensure(self.settings.dlq_topic, "dead-letter", internal=True)
             self.ctx._known_topics.add(self.settings.dlq_topic)
-        self.txn = Transactions(self.settings, self.instance_id, self.metrics)
-        self.consumer = Consumer(consumer_config(self.settings, self.instance_id))
+        try:
+            self.txn = Transactions(self.settings, self.instance_id, self.metrics)
+            self.consumer = Consumer(consumer_config(self.settings, self.instance_id))
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError._INVALID_ARG:
+                msg = exc.args[0].str()
+                raise ConfigError(f"librdkafka rejected the configuration: {msg}") from None
+            raise
         self.consumer.subscribe(
             self.topology.topics,
             on_assign=self._on_assign,

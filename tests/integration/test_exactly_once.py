@@ -141,3 +141,28 @@ def test_sigterm_commits_and_leaves_no_open_transaction(
         assert w.terminate(timeout=20) == 0
     finally:
         w.stop_quietly()
+
+
+def test_lost_partitions_abort_the_open_transaction_and_stay_exactly_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    total = 3_000
+    env, src, out = _setup(kafka_bootstrap, tmp_path, partitions=2)
+    env["TEST_PAUSE_IDS"] = "1000"
+    pause_dir = Path(env["TEST_PAUSE_DIR"])
+    produce_records(kafka_bootstrap, src, _inputs(range(total)))
+    extra = ["--instance-id", "slow", "-c", "consumer.max.poll.interval.ms=6000"]
+    extra += ["-c", "consumer.session.timeout.ms=6000"]  # the broker's minimum
+    w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, extra).start()
+    try:
+        wait_for(lambda: (pause_dir / "paused-1000").exists(), 60, "the worker to pause")
+        # librdkafka declares the assignment lost once the poll interval is exceeded.
+        wait_for(lambda: "MAXPOLL" in w.log(), 60, "max.poll.interval.ms to be exceeded")
+        (pause_dir / "release").touch()
+        records = read_committed(kafka_bootstrap, out, expected_count=2 * total, timeout=120)
+        _assert_exactly_once(records, range(total))
+        wait_for(lambda: "eokafka.worker: assigned" in w.log().split("MAXPOLL", 1)[1], 60, "rejoin")
+        assert w.alive, w.log()[-3000:]
+        assert w.terminate() == 0
+    finally:
+        w.stop_quietly()
