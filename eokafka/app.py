@@ -8,7 +8,8 @@ from typing import Any
 
 from eokafka import config
 from eokafka.config import Settings
-from eokafka.serdes import Bytes, Serde
+from eokafka.serdes import Bytes, Json, Serde
+from eokafka.state import BackendKind, StoreSpec
 from eokafka.topology import Processor, Source, Topology
 
 
@@ -33,8 +34,13 @@ class App:
         key_serde: Serde | None = None,
         value_serde: Serde | None = None,
         name: str | None = None,
+        stores: list[str] | tuple[str, ...] = (),
     ) -> Callable[[Processor], Processor]:
-        """Register ``fn(record, ctx)`` for every record of the given topics."""
+        """Register ``fn(record, ctx)`` for every record of the given topics.
+
+        ``stores`` names the state stores the processor uses through ``ctx.store(name)``;
+        each input partition gets its own instance, backed by ``<app id>-<store>-changelog``.
+        """
 
         def register(fn: Processor) -> Processor:
             for t in (topic, *more_topics):
@@ -45,11 +51,25 @@ class App:
                         fn=fn,
                         key_serde=key_serde or Bytes(),
                         value_serde=value_serde or Bytes(),
+                        stores=tuple(stores),
                     )
                 )
             return fn
 
         return register
+
+    def store(
+        self,
+        name: str,
+        *,
+        backend: BackendKind = "memory",
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+    ) -> None:
+        """Declare a store's backend and serdes (defaults: in memory, JSON keys and values)."""
+        self.topology.add_store(
+            StoreSpec(name, backend, key_serde or Json(), value_serde or Json())
+        )
 
     def settings(self, cli: dict[str, Any] | None = None) -> Settings:
         """The settings in force: App kwargs < EOKAFKA_* environment < CLI options."""

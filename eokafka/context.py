@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
+from eokafka.state import Store
 
 Header = tuple[str, bytes | str | None]
 # topic, value, key, partition (-1: the partitioner's choice), timestamp, headers
@@ -32,12 +34,27 @@ class ProcessorContext:
     dead-lettering a record that raised half-way sends none of its partial output.
     """
 
-    __slots__ = ("pending", "_known_topics", "_check_topic")
+    __slots__ = ("pending", "partition", "_known_topics", "_check_topic", "_stores")
 
-    def __init__(self, check_topic: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        check_topic: Callable[[str], None],
+        stores: Callable[[str, int], Store] | None = None,
+    ) -> None:
         self.pending: list[PendingSend] = []
+        self.partition = -1  # the current record's partition, kept only for stateful apps
         self._known_topics: set[str] = set()
         self._check_topic = check_topic
+        self._stores = stores
+
+    def store(self, name: str) -> Store:
+        """The named store of the current record's partition (declared with stores=[...])."""
+        if self._stores is None:
+            raise TopologyError(
+                f"ctx.store({name!r}): the app declares no stores; "
+                "add stores=[...] to the processor"
+            )
+        return self._stores(name, self.partition)
 
     def send(
         self,

@@ -87,6 +87,21 @@ class WorkerMetrics:
             "eokafka_consumer_lag", "Records behind the last stable offset, per partition",
             ["topic", "partition"], registry=r,
         )
+        store = ["store", "partition"]
+        self.restored = PCounter(
+            "eokafka_records_restored", "Changelog records restored", store, registry=r
+        )
+        self.restore_remaining = Gauge(
+            "eokafka_restore_remaining_records", "Changelog records left to restore", store,
+            registry=r,
+        )
+        self.restore_duration = Gauge(
+            "eokafka_restore_duration_seconds", "Duration of the last restore", store, registry=r
+        )
+        self.store_keys = Gauge(
+            "eokafka_store_keys", "Keys in a store (after restore, then at commits)", store,
+            registry=r,
+        )
         self.info = Info("eokafka_worker", "Worker identity", registry=r)
         self.info.info(
             {"application_id": application_id, "instance_id": instance_id, "version": version}

@@ -11,6 +11,7 @@ from typing import Any
 
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
+from eokafka.state import StoreSpec
 
 Processor = Callable[[Any, Any], None]
 
@@ -24,11 +25,25 @@ class Source:
     fn: Processor
     key_serde: Serde
     value_serde: Serde
+    stores: tuple[str, ...] = ()
 
 
 class Topology:
     def __init__(self) -> None:
         self.sources: list[Source] = []
+        self.stores: dict[str, StoreSpec] = {}
+
+    def add_store(self, spec: StoreSpec) -> None:
+        if spec.name in self.stores and self.stores[spec.name] != spec:
+            raise TopologyError(f"store {spec.name!r} is declared twice, differently")
+        self.stores[spec.name] = spec
+
+    def store_names_by_topic(self) -> dict[str, set[str]]:
+        """Which stores each source topic's partitions carry (one store instance per partition)."""
+        out: dict[str, set[str]] = {}
+        for s in self.sources:
+            out.setdefault(s.topic, set()).update(s.stores)
+        return out
 
     def add_source(self, source: Source) -> None:
         if any(s.name == source.name and s.topic == source.topic for s in self.sources):
@@ -50,6 +65,10 @@ class Topology:
     def validate(self) -> None:
         if not self.sources:
             raise TopologyError("the app has no processors: declare one with @app.processor")
+        for s in self.sources:
+            for name in s.stores:
+                if name not in self.stores:
+                    self.add_store(StoreSpec(name, "memory"))
 
     def describe(self) -> str:
         lines = []
@@ -59,4 +78,7 @@ class Topology:
                 lines.append(
                     f"  -> processor {s.name} (key {s.key_serde.name}, value {s.value_serde.name})"
                 )
+                for name in s.stores:
+                    spec = self.stores.get(name, StoreSpec(name, "memory"))
+                    lines.append(f"     store {name} ({spec.backend})")
         return "\n".join(lines)

@@ -31,7 +31,12 @@ class TopicGuard:
         return len(md.partitions)
 
     def ensure(
-        self, topic: str, role: str, partitions: int = -1, internal: bool = False
+        self,
+        topic: str,
+        role: str,
+        partitions: int = -1,
+        internal: bool = False,
+        config: dict[str, str] | None = None,
     ) -> None:
         """Raise MissingTopicError naming the topic and the fix, or create it when allowed.
 
@@ -46,7 +51,11 @@ class TopicGuard:
                 "App(..., create_topics=True))"
             )
         futures = self._admin.create_topics(
-            [NewTopic(topic, num_partitions=partitions, replication_factor=-1)]
+            [
+                NewTopic(
+                    topic, num_partitions=partitions, replication_factor=-1, config=config or {}
+                )
+            ]
         )
         try:
             futures[topic].result(timeout=_TIMEOUT)

@@ -49,9 +49,16 @@ class TransactionAborted(Exception):
 
 
 class Transactions:
-    def __init__(self, settings: Settings, instance_id: str, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self, settings: Settings, instance_id: str, metrics: WorkerMetrics, stateful: bool = False
+    ) -> None:
         self._conf = producer_config(settings, instance_id)
-        self._conf["on_delivery"] = self._on_delivery_error
+        if stateful:
+            # Changelog checkpoints need the offsets of successful deliveries; a global
+            # callback would then run in Python for every record, so there is none.
+            self._conf["delivery.report.only.error"] = False
+        else:
+            self._conf["on_delivery"] = self._on_delivery_error
         self.transactional_id: str = self._conf["transactional.id"]
         self._timeout = settings.transaction_timeout_ms / 1000
         self._interval = settings.commit_interval_ms / 1000

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -36,6 +36,7 @@ from eokafka.errors import (
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
 from eokafka.runtime.poison import dead_letter_headers
+from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
 from eokafka.serdes import is_identity
@@ -50,11 +51,11 @@ TP = tuple[str, int]
 
 
 class _RecordFailed(Exception):
-    """A record's outputs could not be produced; the transaction must go."""
+    """A record can't be undone inside the open transaction, which must go (then replay)."""
 
-    def __init__(self, err: KafkaError) -> None:
-        super().__init__(err.str())
-        self.err = err
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 def _compile(topology: Topology) -> dict[str, list[Route]]:
@@ -85,13 +86,19 @@ class Worker:
         # With one input topic, consumed records are counted once per batch.
         self.only_topic: str | None = topology.topics[0] if len(topology.topics) == 1 else None
         self.topics = TopicGuard(AdminClient(admin_config(settings)), settings.create_topics)
-        self.ctx = ProcessorContext(lambda t: self.topics.ensure(t, "output"))
+        self.state = (
+            StoreTasks(settings, topology, metrics, self.topics) if topology.stores else None
+        )
+        self.ctx = ProcessorContext(
+            lambda t: self.topics.ensure(t, "output"),
+            self.state.store if self.state is not None else None,
+        )
         self.tally = TxnTally()
         self.committed: dict[TP, int] = {}
         self.assignment: list[TopicPartition] = []
         # Records whose outputs were refused by the producer, keyed by (topic, partition,
         # offset): after the abort they go straight to the poison policy on replay.
-        self.poison_marks: dict[tuple[str, int, int], tuple[str, BaseException]] = {}
+        self.poison_marks: dict[tuple[str, int, int], tuple[str, str, BaseException]] = {}
         self.records_in_txn = 0
         self.stopping = False
         self.txn: Transactions | None = None
@@ -106,11 +113,15 @@ class Worker:
     def run(self) -> None:
         for topic in self.topology.topics:
             self.topics.ensure(topic, "input")
+        if self.state is not None:
+            self.state.ensure_changelogs()
         if self.settings.on_error == "dead-letter":
             self.topics.ensure(self.settings.dlq_topic, "dead-letter", internal=True)
             self.ctx._known_topics.add(self.settings.dlq_topic)
         try:
-            self.txn = Transactions(self.settings, self.instance_id, self.metrics)
+            self.txn = Transactions(
+                self.settings, self.instance_id, self.metrics, stateful=self.state is not None
+            )
             self.consumer = Consumer(consumer_config(self.settings, self.instance_id))
         except KafkaException as exc:
             if exc.args[0].code() == KafkaError._INVALID_ARG:
@@ -156,6 +167,8 @@ class Worker:
             log.warning("consumer close after an error: %s", exc)
         if clean:
             self.txn.close()
+        if self.state is not None:
+            self.state.close()
         log.info("worker stopped (%s)", "clean" if clean else "after an error")
 
     # -- the loop ------------------------------------------------------------------------
@@ -163,14 +176,20 @@ class Worker:
     def _step(self) -> None:
         txn = self.txn
         assert txn is not None and self.consumer is not None
+        if self.state is not None and self.state.restoring:
+            ready = self.state.restore_step()
+            if ready:
+                self.consumer.resume(ready)
         timeout = max(0.0, txn.deadline - time.monotonic()) if txn.open else _IDLE_POLL
+        if self.state is not None and self.state.restoring:
+            timeout = 0.0
         msgs = self.consumer.consume(self.settings.batch_size, timeout)
         if msgs:
             txn.begin()
             try:
                 self._process(msgs)
             except _RecordFailed as failed:
-                self._abort_and_rewind(failed.err.name(), str(failed))
+                self._abort_and_rewind(failed.reason, str(failed))
                 return
             except TransactionAborted as aborted:
                 self._after_abort(aborted.reason)
@@ -188,6 +207,7 @@ class Worker:
         consumed = self.tally.consumed
         only_topic = self.only_topic
         marks = self.poison_marks
+        stateful = self.state is not None
         n = 0
         for msg in msgs:
             if msg.error() is not None:
@@ -198,9 +218,11 @@ class Worker:
             if only_topic is None:
                 consumed[topic] += 1
             if marks and (topic, msg.partition(), msg.offset()) in marks:
-                name, exc = marks.pop((topic, msg.partition(), msg.offset()))
-                self._poison(msg, name, "produce", exc)
+                name, stage, exc = marks.pop((topic, msg.partition(), msg.offset()))
+                self._poison(msg, name, stage, exc)
                 continue
+            if stateful:
+                ctx.partition = msg.partition()
             for source, kd, vd in routes[topic]:
                 try:
                     key = msg.key() if kd is None else kd(msg.key())
@@ -215,6 +237,9 @@ class Worker:
                     raise
                 except Exception as exc:
                     pending.clear()
+                    if stateful and source.stores and self.settings.on_error != "fail":
+                        # Its store writes can't be taken back alone: replay without it.
+                        self._replay_without(msg, source.name, "process", exc)
                     self._poison(msg, source.name, "process", exc)
                     continue
                 if pending:
@@ -253,13 +278,20 @@ class Worker:
             err = exc.args[0]
             if not (err.txn_requires_abort() or err.fatal() or err.retriable()):
                 # The record itself is at fault (e.g. too large): replay without it.
-                mark = (msg.topic(), msg.partition(), msg.offset())
-                self.poison_marks[mark] = (processor, KafkaException(err))
                 if self.settings.on_error == "fail":
                     raise self._poison_error(msg, "produce", exc) from exc
-            raise _RecordFailed(err) from exc
+                self._replay_without(msg, processor, "produce", KafkaException(err))
+            raise _RecordFailed(err.name(), err.str()) from exc
         finally:
             pending.clear()
+
+    def _replay_without(
+        self, msg: Message, processor: str, stage: str, exc: BaseException
+    ) -> NoReturn:
+        """Abort and replay the transaction; this record then goes straight to the policy."""
+        mark = (msg.topic(), msg.partition(), msg.offset())
+        self.poison_marks[mark] = (processor, stage, exc)
+        raise _RecordFailed(f"poison-{stage}", f"{stage} failed at {_where(msg)}: {exc}")
 
     def _produce(
         self,
@@ -289,7 +321,7 @@ class Worker:
         policy = self.settings.on_error
         if policy == "fail":
             raise self._poison_error(msg, stage, exc) from exc
-        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        where = _where(msg)
         reason = f"{type(exc).__name__}: {exc}"
         if policy == "skip":
             log.warning("skipped poison record %s (%s, %s): %s", where, processor, stage, reason)
@@ -300,7 +332,7 @@ class Worker:
         try:
             self._produce(dlq, msg.value(), msg.key(), -1, max(msg.timestamp()[1], 0), headers)
         except KafkaException as kexc:
-            raise _RecordFailed(kexc.args[0]) from kexc
+            raise _RecordFailed(kexc.args[0].name(), kexc.args[0].str()) from kexc
         self.tally.dead_lettered[msg.topic()] += 1
         log.warning("dead-lettered %s to %s (%s, %s): %s", where, dlq, processor, stage, reason)
 
@@ -317,6 +349,18 @@ class Worker:
             raise KafkaException(err)
         log.warning("consumer error (librdkafka retries): %s", err.str())
 
+    def _produce_changelog(
+        self, topic: str, value: bytes | None, key: bytes, partition: int, on_delivery: Any = None
+    ) -> None:
+        assert self.txn is not None
+        producer = self.txn.producer
+        while True:
+            try:
+                producer.produce(topic, value, key, partition, on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
     # -- commit, abort, rewind -----------------------------------------------------------
 
     def _commit(self, rewind_on_abort: bool = True) -> None:
@@ -325,10 +369,21 @@ class Worker:
             tp for tp in self.consumer.position(self.assignment) if tp.offset >= 0
         ] if self.assignment else []
         try:
+            if self.state is not None:
+                self.state.produce_changelogs(self._produce_changelog)
             self.txn.commit(positions, self.consumer.consumer_group_metadata())
         except TransactionAborted as aborted:
             self._after_abort(aborted.reason, rewind_on_abort)
             return
+        except KafkaException as exc:  # a changelog record refused: abortable or fatal
+            try:
+                self.txn.fail(exc.args[0], "changelog")
+            except TransactionAborted as aborted:
+                self._after_abort(aborted.reason, rewind_on_abort)
+            return
+        if self.state is not None:
+            self.txn.producer.poll(0)  # serve the changelog delivery reports: checkpoints
+            self.state.committed()
         for tp in positions:
             self.committed[(tp.topic, tp.partition)] = tp.offset
         self.metrics.publish(self.tally)
@@ -346,6 +401,8 @@ class Worker:
         self._after_abort(reason)
 
     def _after_abort(self, reason: str, rewind: bool = True) -> None:
+        if self.state is not None:
+            self.state.aborted()
         self.tally.clear()
         self.ctx.pending.clear()
         self.records_in_txn = 0
@@ -383,12 +440,18 @@ class Worker:
         self.assignment = [TopicPartition(tp.topic, tp.partition) for tp in committed]
         consumer.assign(committed)
         log.info("assigned %s", _names(committed))
+        if self.state is not None:
+            to_pause = self.state.open_partitions(committed)
+            if to_pause:
+                consumer.pause(to_pause)  # until their stores have caught up (restore)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoke").inc()
         if self.txn is not None and self.txn.open:
             self._commit(rewind_on_abort=False)  # commit what was done before partitions leave
         self._forget(partitions)
+        if self.state is not None:
+            self.state.close_partitions(partitions)
         log.info("revoked %s", _names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -400,6 +463,8 @@ class Worker:
                 pass
             self._after_abort("partitions-lost", rewind=False)
         self._forget(partitions)
+        if self.state is not None:
+            self.state.close_partitions(partitions)
         log.warning("lost %s; their open transaction was aborted", _names(partitions))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
@@ -409,6 +474,10 @@ class Worker:
             self.committed.pop(key, None)
         self.poison_marks = {k: v for k, v in self.poison_marks.items() if k[:2] not in gone}
         self.metrics.forget_partitions(sorted(gone))
+
+
+def _where(msg: Message) -> str:
+    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
 def _names(partitions: list[TopicPartition]) -> str:

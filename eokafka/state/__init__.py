@@ -1,0 +1,118 @@
+"""State stores: per-task key/value state backed by compacted changelog topics.
+
+This package knows nothing of Kafka clients or the worker loop. The runtime produces
+:meth:`Store.pending_changelog` inside the transaction, calls :meth:`Store.commit` once
+Kafka committed (or :meth:`Store.abort`), and feeds :meth:`Store.restore_batch` from a restore
+consumer. Persistent files live at ``<state_dir>/<application_id>/stores/<store>/<partition>/``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, get_args
+
+from eokafka.serdes import Json, Serde
+from eokafka.state.backend import (
+    Backend,
+    InMemoryBackend,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+)
+from eokafka.state.rocks import RocksBackend
+from eokafka.state.sqlite import SqliteBackend
+from eokafka.state.store import Store
+
+__all__ = [
+    "Backend",
+    "BackendKind",
+    "InMemoryBackend",
+    "RocksBackend",
+    "SqliteBackend",
+    "Store",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreSpec",
+    "changelog_topic",
+    "open_store",
+    "store_dir",
+]
+
+BackendKind = Literal["memory", "sqlite", "rocksdb"]
+_KINDS: Final = frozenset(get_args(BackendKind))
+# Store names become topic names and directory names: Kafka's topic alphabet fits both.
+_NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
+_MAX_TOPIC: Final = 249
+SQLITE_FILE: Final = "store.sqlite3"
+ROCKSDB_DIR: Final = "rocksdb"
+
+
+def _check_name(what: str, name: str) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"{what} {name!r} must be letters, digits, '.', '_' or '-' "
+            "(it becomes part of a topic name and a directory name)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpec:
+    """How a topology declares a store; the runtime opens one :class:`Store` per task from it.
+
+    ``rocksdb`` is the default persistent backend: it restored changelogs fastest in the
+    benchmark (benchmarks/store_backends.py) and keeps only its working set in memory.
+    """
+
+    name: str
+    backend: BackendKind = "rocksdb"
+    key_serde: Serde = field(default_factory=Json)
+    value_serde: Serde = field(default_factory=Json)
+
+    def __post_init__(self) -> None:
+        _check_name("store name", self.name)
+        if self.backend not in _KINDS:
+            raise ValueError(
+                f"store {self.name!r}: backend must be one of {sorted(_KINDS)}, "
+                f"not {self.backend!r}"
+            )
+
+
+def changelog_topic(application_id: str, store_name: str) -> str:
+    """The compacted topic that makes a store durable (invariant 6)."""
+    _check_name("application id", application_id)
+    _check_name("store name", store_name)
+    topic = f"{application_id}-{store_name}-changelog"
+    if len(topic) > _MAX_TOPIC:
+        raise ValueError(f"changelog topic {topic!r} is longer than Kafka's {_MAX_TOPIC} chars")
+    return topic
+
+
+def store_dir(state_dir: Path | str, application_id: str, store_name: str, partition: int) -> Path:
+    """Where one task's files for one store live; wiping it forces a full restore."""
+    _check_name("application id", application_id)
+    _check_name("store name", store_name)
+    if type(partition) is not int or partition < 0:
+        raise ValueError(f"partition must be a non-negative int, not {partition!r}")
+    return Path(state_dir) / application_id / "stores" / store_name / str(partition)
+
+
+def open_store(
+    spec: StoreSpec, state_dir: Path | str, application_id: str, partition: int
+) -> Store:
+    """Open (or create) the store of one task.
+
+    Raises :class:`StoreCorruptError` naming the path when the files are unreadable; the
+    runtime then destroys them and restores from the changelog in full.
+    """
+    directory = store_dir(state_dir, application_id, spec.name, partition)
+    backend: Backend
+    if spec.backend == "memory":
+        backend = InMemoryBackend()
+    elif spec.backend == "sqlite":
+        backend = SqliteBackend(directory / SQLITE_FILE)
+    else:
+        backend = RocksBackend(directory / ROCKSDB_DIR)
+    return Store(spec.name, backend, spec.key_serde, spec.value_serde)

@@ -1,0 +1,184 @@
+"""A persistent backend on RocksDB (through rocksdict), for stores larger than memory.
+
+User keys live in the default column family and the checkpoint in a separate ``meta``
+column family, so no user key can collide with it and no user key pays for a prefix. One
+WriteBatch spans both families; with the WAL on, RocksDB replays a batch whole or not at
+all, so data and checkpoint stay together (invariant 5). ``sync`` is off: like sqlite's
+``synchronous=NORMAL`` a power loss may drop the last commits, never half of one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from eokafka.state.backend import StoreCorruptError, StoreError, StoreLockedError
+
+__all__ = ["RocksBackend"]
+
+_META_CF: Final = "eokafka-meta"
+_CHECKPOINT_KEY: Final = b"checkpoint"
+_FORMAT_KEY: Final = b"format"
+_FORMAT: Final = b"1"
+_OFFSET: Final = struct.Struct(">q")
+_CORRUPT_HINTS: Final = ("corruption", "no such file", "invalid argument", "not found", "json")
+
+
+def _import_rocksdict() -> Any:
+    try:
+        import rocksdict
+    except ImportError as exc:  # optional: only stores declared with backend="rocksdb" need it
+        raise ImportError(
+            "the rocksdb store backend needs the rocksdict package: pip install rocksdict"
+        ) from exc
+    return rocksdict
+
+
+def _classify(path: Path, action: str, exc: BaseException) -> StoreError:
+    """rocksdict raises bare Exceptions; RocksDB's status text tells the kinds apart."""
+    text = str(exc)
+    message = f"rocksdb store {path}: {action} failed: {text or type(exc).__name__}"
+    lowered = text.lower()
+    if "lock" in lowered:
+        return StoreLockedError(path, message)
+    if any(hint in lowered for hint in _CORRUPT_HINTS):
+        return StoreCorruptError(path, message)
+    return StoreError(path, message)
+
+
+def _options(rocksdict: Any) -> Any:
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.create_missing_column_families(True)
+    # Only matters without a WAL, which this backend never uses; kept so a later switch to
+    # WAL-less writes cannot flush data and checkpoint at different times.
+    options.set_atomic_flush(True)
+    options.set_max_background_jobs(2)
+    options.set_keep_log_file_num(2)  # RocksDB's LOG files, not the WAL
+    options.set_write_buffer_size(32 * 1024 * 1024)
+    options.set_compression_type(rocksdict.DBCompressionType.lz4())
+    return options
+
+
+class RocksBackend:
+    """One RocksDB directory per task and store. Not thread-safe, like every backend."""
+
+    __slots__ = ("path", "_db", "_meta", "_write_options", "_rocksdict", "_checkpoint")
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        rocksdict = _import_rocksdict()
+        self._rocksdict = rocksdict
+        self._db: Any = None
+        self._meta: Any = None
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(self.path, f"rocksdb store {self.path}: cannot create: {exc}") from exc
+        try:
+            self._db = rocksdict.Rdict(
+                str(self.path),
+                _options(rocksdict),
+                column_families={_META_CF: rocksdict.Options(raw_mode=True)},
+            )
+            meta = self._db.get_column_family(_META_CF)
+            self._meta = self._db.get_column_family_handle(_META_CF)
+            stored_format = meta.get(_FORMAT_KEY)
+            raw_checkpoint = meta.get(_CHECKPOINT_KEY)
+            meta.close()
+            del meta
+            write_options = rocksdict.WriteOptions()
+            write_options.sync = False
+            self._write_options = write_options
+            if stored_format is None:
+                batch = rocksdict.WriteBatch(raw_mode=True)
+                batch.put(_FORMAT_KEY, _FORMAT, self._meta)
+                self._db.write(batch, write_options)
+        except Exception as exc:
+            self.close()
+            raise _classify(self.path, "open", exc) from exc
+        if stored_format not in (None, _FORMAT):
+            self.close()
+            raise StoreCorruptError(
+                self.path, f"rocksdb store {self.path}: unknown format {stored_format!r}"
+            )
+        self._checkpoint: int | None = None
+        if raw_checkpoint is not None:
+            if len(raw_checkpoint) != _OFFSET.size or _OFFSET.unpack(raw_checkpoint)[0] < 0:
+                self.close()
+                raise StoreCorruptError(
+                    self.path, f"rocksdb store {self.path}: invalid checkpoint {raw_checkpoint!r}"
+                )
+            self._checkpoint = _OFFSET.unpack(raw_checkpoint)[0]
+
+    def _open_db(self) -> Any:
+        db = self._db
+        if db is None:
+            raise StoreError(self.path, f"rocksdb store {self.path} is closed")
+        return db
+
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            return self._open_db().get(key)  # type: ignore[no-any-return]
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _classify(self.path, "get", exc) from exc
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            yield from self._open_db().items()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _classify(self.path, "scan", exc) from exc
+
+    def __len__(self) -> int:
+        """Exact, by a key scan: RocksDB's estimate-num-keys can be far off (even 0)."""
+        try:
+            return sum(1 for _ in self._open_db().keys())
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _classify(self.path, "count", exc) from exc
+
+    def apply(self, writes: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
+        if not writes and (checkpoint is None or checkpoint == self._checkpoint):
+            return
+        db = self._open_db()
+        batch = self._rocksdict.WriteBatch(raw_mode=True)
+        put = batch.put
+        delete = batch.delete
+        try:
+            for key, value in writes.items():
+                if value is None:
+                    delete(key)
+                else:
+                    put(key, value)
+            if checkpoint is not None:
+                put(_CHECKPOINT_KEY, _OFFSET.pack(checkpoint), self._meta)
+            db.write(batch, self._write_options)
+        except Exception as exc:
+            raise _classify(self.path, "apply", exc) from exc
+        if checkpoint is not None:
+            self._checkpoint = checkpoint
+
+    def checkpoint(self) -> int | None:
+        return self._checkpoint
+
+    def close(self) -> None:
+        """Flush and close. Drops the column family handle too: it alone keeps RocksDB open."""
+        db, self._db = self._db, None
+        self._meta = None
+        if db is not None:
+            db.close()
+
+    def destroy(self) -> None:
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"RocksBackend({str(self.path)!r}, checkpoint={self._checkpoint})"

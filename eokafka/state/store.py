@@ -1,0 +1,226 @@
+"""The store a processor sees: committed state in a backend plus the open transaction's overlay.
+
+Writes go only to the overlay, as serialized bytes, so a read sees its own writes, an abort is
+dropping a dict (invariant 4: no wipe and restore), and the overlay doubles as the
+deduplicated changelog batch for the transaction. The backend changes only in :meth:`commit`
+(after Kafka committed) and :meth:`restore_batch`, each one atomic local write together with
+the changelog checkpoint (invariant 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from eokafka.serdes import Json, Serde, is_identity
+from eokafka.state.backend import Backend
+
+__all__ = ["Store"]
+
+_MISSING: Final[Any] = object()
+
+
+class Store:
+    """One named store of one task (input partition).
+
+    Processors use the mapping-like API (``get``/``put``/``delete``/``in``/``items``/``len``);
+    the runtime drives the transaction side (``pending_changelog``/``commit``/``abort``) and
+    recovery (``restore_batch``/``checkpoint``). Not thread-safe: one task, one thread.
+
+    ``put(key, None)`` is a delete, as in Kafka, where a null value is a tombstone.
+    """
+
+    __slots__ = (
+        "name",
+        "backend",
+        "key_serde",
+        "value_serde",
+        "_overlay",
+        "_key_identity",
+        "_value_identity",
+        "_serialize_key",
+        "_serialize_value",
+        "_deserialize_key",
+        "_deserialize_value",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        backend: Backend,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+    ) -> None:
+        self.name = name
+        self.backend = backend
+        self.key_serde: Serde = Json() if key_serde is None else key_serde
+        self.value_serde: Serde = Json() if value_serde is None else value_serde
+        # serialized key -> serialized value, or None for a delete; insertion-ordered.
+        self._overlay: dict[bytes, bytes | None] = {}
+        # Bound methods looked up once: these run for every get/put on the hot path.
+        self._key_identity = is_identity(self.key_serde)
+        self._value_identity = is_identity(self.value_serde)
+        self._serialize_key = self.key_serde.serialize
+        self._serialize_value = self.value_serde.serialize
+        self._deserialize_key = self.key_serde.deserialize
+        self._deserialize_value = self.value_serde.deserialize
+
+    # ------------------------------------------------------------------ processor side
+
+    def _key(self, key: Any) -> bytes:
+        """Serialize a key once per call; identity serdes only pay a type check."""
+        if self._key_identity and type(key) is bytes:
+            return key  # type: ignore[no-any-return]
+        data = self._serialize_key(key)
+        if data is None:
+            raise ValueError(f"store {self.name!r}: keys cannot be None")
+        return data
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value as of this transaction's own writes, else the committed one."""
+        data = self._key(key)
+        value = self._overlay.get(data, _MISSING)
+        if value is _MISSING:
+            value = self.backend.get(data)
+        if value is None:
+            return default
+        return value if self._value_identity else self._deserialize_value(value)
+
+    def put(self, key: Any, value: Any) -> None:
+        """Write inside the open transaction; ``None`` deletes."""
+        data = self._key(key)
+        if self._value_identity and type(value) is bytes:
+            self._overlay[data] = value
+        else:
+            self._overlay[data] = self._serialize_value(value)
+
+    def delete(self, key: Any) -> None:
+        """Delete inside the open transaction; absent keys still log a (harmless) tombstone."""
+        self._overlay[self._key(key)] = None
+
+    def __contains__(self, key: Any) -> bool:
+        data = self._key(key)
+        value = self._overlay.get(data, _MISSING)
+        if value is _MISSING:
+            return self.backend.get(data) is not None
+        return value is not None
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """(key, value) pairs of committed state with this transaction's writes on top.
+
+        Committed pairs come in the backend's order, then keys first written in this
+        transaction. Writes made while iterating may or may not be seen; the runtime never
+        commits in the middle of a processor, so the backend stays still meanwhile.
+        """
+        overlay = dict(self._overlay)  # a snapshot, so puts during the loop cannot break it
+        key_out = self._deserialize_key
+        value_out = self._deserialize_value
+        key_identity = self._key_identity
+        value_identity = self._value_identity
+        for key, value in self.backend.items():
+            if overlay:
+                pending = overlay.pop(key, _MISSING)
+                if pending is not _MISSING:
+                    if pending is None:
+                        continue
+                    value = pending
+            yield (
+                key if key_identity else key_out(key),
+                value if value_identity else value_out(value),
+            )
+        for key, value in overlay.items():
+            if value is not None:
+                yield (
+                    key if key_identity else key_out(key),
+                    value if value_identity else value_out(value),
+                )
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        """Same as :meth:`items`: a store is iterated for its pairs, not just its keys."""
+        return self.items()
+
+    def __len__(self) -> int:
+        """Committed keys adjusted by this transaction's writes; O(n) on persistent backends."""
+        count = len(self.backend)
+        get = self.backend.get
+        for key, value in self._overlay.items():
+            committed = get(key) is not None
+            if value is None:
+                count -= committed
+            else:
+                count += not committed
+        return count
+
+    # -------------------------------------------------------------------- runtime side
+
+    def pending_changelog(self) -> Mapping[bytes, bytes | None]:
+        """This transaction's last write per key, in first-write order: the changelog batch.
+
+        A read-only view, valid until the next commit or abort; None values are tombstones.
+        """
+        return MappingProxyType(self._overlay)
+
+    def commit(self, checkpoint: int | None) -> None:
+        """Apply the overlay and ``checkpoint`` in one backend write, after Kafka committed.
+
+        ``checkpoint`` is the changelog offset after this transaction's last changelog record
+        (None keeps the stored one). If the backend fails the overlay is kept, so reads stay
+        right; the runtime should then close the store and restore it from the changelog.
+        """
+        _check_offset(checkpoint)
+        if self._overlay or checkpoint is not None:
+            self.backend.apply(self._overlay, checkpoint)
+        self._overlay = {}
+
+    def abort(self) -> None:
+        """Forget the open transaction's writes; the backend is never touched (invariant 4)."""
+        self._overlay = {}
+
+    def restore_batch(
+        self, records: Iterable[tuple[bytes, bytes | None]], next_offset: int
+    ) -> None:
+        """Apply changelog records in offset order and checkpoint ``next_offset``, atomically.
+
+        The last write per key wins and None is a tombstone, as in the compacted topic.
+        """
+        if self._overlay:
+            raise RuntimeError(
+                f"store {self.name!r}: restore_batch with {len(self._overlay)} uncommitted "
+                "writes; restore must finish before processing starts"
+            )
+        _check_offset(next_offset)
+        current = self.backend.checkpoint()
+        if current is not None and next_offset < current:
+            raise ValueError(
+                f"store {self.name!r}: restore to offset {next_offset} would move the "
+                f"checkpoint back from {current}; the changelog was probably recreated, "
+                "so wipe the store and restore it in full"
+            )
+        self.backend.apply(dict(records), next_offset)  # dict(): last write per key, in C
+
+    @property
+    def checkpoint(self) -> int | None:
+        """Where the changelog restore starts; None means from the beginning."""
+        return self.backend.checkpoint()
+
+    def close(self) -> None:
+        """Drop uncommitted writes and release the backend."""
+        self._overlay = {}
+        self.backend.close()
+
+    def destroy(self) -> None:
+        """Drop everything local, for a wipe-and-restore after corruption."""
+        self._overlay = {}
+        self.backend.destroy()
+
+    def __repr__(self) -> str:
+        return (
+            f"Store({self.name!r}, {self.backend!r}, key_serde={self.key_serde!r}, "
+            f"value_serde={self.value_serde!r}, pending={len(self._overlay)})"
+        )
+
+
+def _check_offset(offset: int | None) -> None:
+    if offset is not None and (type(offset) is not int or offset < 0):
+        raise ValueError(f"a changelog offset must be a non-negative int, got {offset!r}")

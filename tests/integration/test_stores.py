@@ -1,0 +1,157 @@
+"""State stores on changelogs: exact running totals through SIGKILL, aborts and restores."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import app_topics, wait_for, worker
+from tests.kafka_helpers import produce_records, read_committed
+
+pytestmark = pytest.mark.integration
+TARGET = "tests.apps.totals:app"
+KEYS = [f"k{i}" for i in range(40)]
+
+
+def _inputs(ids: range, seed: int = 1) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    return [
+        (rng.choice(KEYS).encode(), json.dumps({"id": n, "amount": rng.randint(1, 9)}).encode())
+        for n in ids
+    ]
+
+
+def _check_prefix_sums(inputs: list[tuple[bytes, bytes]], records: list) -> dict[str, int]:
+    """Every input's emitted total exactly once, equal to the prefix sum over its key."""
+    expected: dict[int, int] = {}
+    running: dict[str, int] = defaultdict(int)
+    for key, value in inputs:
+        v = json.loads(value)
+        running[key.decode()] += v["amount"]
+        expected[v["id"]] = running[key.decode()]
+    got: dict[int, list[int]] = defaultdict(list)
+    for r in records:
+        v = json.loads(r.value)
+        got[v["id"]].append(v["total"])
+    dupes = {i: t for i, t in got.items() if len(t) > 1}
+    assert not dupes, f"{len(dupes)} inputs emitted more than once, e.g. {list(dupes.items())[:3]}"
+    missing = sorted(set(expected) - set(got))
+    assert not missing, f"{len(missing)} inputs never emitted, e.g. {missing[:5]}"
+    wrong = {i: (got[i][0], t) for i, t in expected.items() if got[i][0] != t}
+    assert not wrong, f"{len(wrong)} wrong totals (got, want), e.g. {list(wrong.items())[:3]}"
+    return dict(running)
+
+
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
+def test_running_totals_stay_exact_through_sigkill(
+    kafka_bootstrap: str, tmp_path: Path, backend: str
+) -> None:
+    total = 20_000
+    names = app_topics(kafka_bootstrap, "tot", 4)
+    pause_dir = tmp_path / "pause"
+    pause_dir.mkdir()
+    env = {**names.env, "TEST_BACKEND": backend, "TEST_PAUSE_DIR": str(pause_dir)}
+    env["TEST_PAUSE_IDS"] = "3000,9000,15000"
+    inputs = _inputs(range(total))
+    produce_records(kafka_bootstrap, names.src, inputs)
+    workers = [
+        worker(TARGET, kafka_bootstrap, tmp_path, f"w{i}", env, ["--instance-id", f"w{i}"])
+        for i in range(2)
+    ]
+    for w in workers:
+        w.start()
+    handled: set[str] = set()
+    try:
+        while len(handled) < 3:
+            wait_for(
+                lambda: any(p.name not in handled for p in pause_dir.glob("paused-*")),
+                120,
+                "a pause",
+            )
+            marker = next(p for p in pause_dir.glob("paused-*") if p.name not in handled)
+            wait_for(lambda m=marker: m.read_text() != "", 10, "pid")
+            handled.add(marker.name)
+            victim = next(w for w in workers if w.proc and w.proc.pid == int(marker.read_text()))
+            victim.kill()
+            victim.start()
+        records = read_committed(kafka_bootstrap, names.out, expected_count=total, timeout=180)
+        _check_prefix_sums(inputs, records)
+        for w in workers:
+            assert w.terminate() == 0, w.log()[-3000:]
+    finally:
+        for w in workers:
+            w.stop_quietly()
+
+
+def _restored(log: str) -> int:
+    """Records the last start of a worker restored into totals[0], from its log line."""
+    line = [x for x in log.splitlines() if "restored store totals[0]:" in x][-1]
+    return int(line.split("restored store totals[0]:")[1].split()[0])
+
+
+def test_abort_leaves_no_trace_and_restarts_restore_only_the_tail(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    names = app_topics(kafka_bootstrap, "tail", 1)
+    changelog = f"{names.app_id}-totals-changelog"
+    stores = tmp_path / "state" / names.app_id / "stores"
+    env = {**names.env, "TEST_BACKEND": "rocksdb"}
+    first = _inputs(range(0, 500))
+    # Record 250 raises after writing its store: the transaction is aborted and replayed
+    # without it, so its amount must not count (skip policy) and nothing is restored.
+    first[250] = (first[250][0], json.dumps({"id": 250, "amount": 1000, "poison": True}).encode())
+    produce_records(kafka_bootstrap, names.src, first)
+    w = worker(
+        TARGET, kafka_bootstrap, tmp_path, "w", env, ["--instance-id", "t", "--on-error", "skip"]
+    )
+    try:
+        w.start()
+        kept = first[:250] + first[251:]
+        _check_prefix_sums(kept, read_committed(kafka_bootstrap, names.out, expected_count=499))
+        assert "restoring store" not in w.log()  # the abort dropped the overlay: no restore
+        assert "skipped poison record" in w.log()
+        assert w.terminate() == 0
+        snapshot = tmp_path / "snapshot"
+        shutil.copytree(stores, snapshot)
+        cl1 = len(read_committed(kafka_bootstrap, changelog))
+
+        # A restart after a clean stop restores only the (empty) tail.
+        second = _inputs(range(500, 800), seed=2)
+        produce_records(kafka_bootstrap, names.src, second)
+        w.start()
+        got = read_committed(kafka_bootstrap, names.out, expected_count=799)
+        _check_prefix_sums(kept + second, got)
+        assert _restored(w.log()) == 0
+        assert w.terminate() == 0
+        cl2 = len(read_committed(kafka_bootstrap, changelog))
+        assert cl2 > cl1
+
+        # A store left behind (the snapshot) restores exactly the changelog records since.
+        shutil.rmtree(stores)
+        shutil.copytree(snapshot, stores)
+        third = _inputs(range(800, 900), seed=3)
+        produce_records(kafka_bootstrap, names.src, third)
+        w.start()
+        got = read_committed(kafka_bootstrap, names.out, expected_count=899)
+        _check_prefix_sums(kept + second + third, got)
+        assert _restored(w.log()) == cl2 - cl1
+        assert w.terminate() == 0
+
+        # A lost state directory restores in full.
+        cl3 = len(read_committed(kafka_bootstrap, changelog))
+        shutil.rmtree(stores)
+        fourth = _inputs(range(900, 950), seed=4)
+        produce_records(kafka_bootstrap, names.src, fourth)
+        w.start()
+        got = read_committed(kafka_bootstrap, names.out, expected_count=949)
+        final = _check_prefix_sums(kept + second + third + fourth, got)
+        assert _restored(w.log()) == cl3
+        assert w.terminate() == 0
+        assert final  # totals exact after a full restore
+    finally:
+        w.stop_quietly()
