@@ -32,6 +32,12 @@ class Topology:
     def __init__(self) -> None:
         self.sources: list[Source] = []
         self.stores: dict[str, StoreSpec] = {}
+        # internal topic -> the topic whose partition count it takes (repartition topics)
+        self.internal_topics: dict[str, str] = {}
+
+    def add_internal_topic(self, topic: str, partitions_like: str) -> None:
+        """A topic the app creates itself, with as many partitions as ``partitions_like``."""
+        self.internal_topics[topic] = partitions_like
 
     def add_store(self, spec: StoreSpec) -> None:
         if spec.name in self.stores and self.stores[spec.name] != spec:

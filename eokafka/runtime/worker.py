@@ -111,6 +111,11 @@ class Worker:
         self.stopping = True
 
     def run(self) -> None:
+        for topic, like in self.topology.internal_topics.items():
+            partitions = self.topics.partitions(like)
+            if partitions is None:
+                raise MissingTopicError(f"topic {like!r} (which {topic!r} follows) does not exist")
+            self.topics.ensure(topic, "internal", partitions, internal=True)
         for topic in self.topology.topics:
             self.topics.ensure(topic, "input")
         if self.state is not None:
