@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import threading
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from tests.integration.harness import app_topics, wait_for, worker
-from tests.kafka_helpers import produce_records, read_committed
+from tests.integration.test_operations import _free_port, _samples
+from tests.kafka_helpers import end_offsets, produce_records, read_committed
 
 pytestmark = pytest.mark.integration
 TARGET = "tests.apps.totals:app"
@@ -155,3 +157,97 @@ def test_abort_leaves_no_trace_and_restarts_restore_only_the_tail(
         assert final  # totals exact after a full restore
     finally:
         w.stop_quietly()
+
+
+def _changelog_state(bootstrap: str, topic: str) -> dict[str, int]:
+    """The store contents a full restore would rebuild: the last value per key."""
+    state: dict[str, int] = {}
+    for r in read_committed(bootstrap, topic):
+        key = json.loads(r.key)
+        if r.value is None:
+            state.pop(key, None)
+        else:
+            state[key] = json.loads(r.value)
+    return state
+
+
+def test_scale_out_and_in_under_sigkill_keeps_totals_exact(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    total = 30_000
+    names = app_topics(kafka_bootstrap, "scale", 6)
+    pause_dir = tmp_path / "pause"
+    pause_dir.mkdir()
+    env = {**names.env, "TEST_PAUSE_DIR": str(pause_dir), "TEST_PAUSE_IDS": "9000,15000,21000"}
+    inputs = _inputs(range(total), seed=5)
+    feeder = threading.Thread(
+        target=lambda: [
+            produce_records(kafka_bootstrap, names.src, inputs[i : i + 1_000])
+            for i in range(0, total, 1_000)
+        ]
+    )
+    ports = [_free_port() for _ in range(3)]
+    workers = [
+        worker(
+            TARGET,
+            kafka_bootstrap,
+            tmp_path,
+            f"w{i}",
+            env,
+            [
+                "--instance-id",
+                f"w{i}",
+                "--metrics-port",
+                str(ports[i]),
+                "-c",
+                "consumer.session.timeout.ms=6000",
+            ],
+        )  # fmt: skip
+        for i in range(3)
+    ]
+    out_count = lambda: sum(end_offsets(kafka_bootstrap, names.out).values())  # noqa: E731
+    handled: set[str] = set()
+
+    def kill_paused() -> None:
+        for marker in pause_dir.glob("paused-*"):
+            if marker.name in handled or not marker.read_text():
+                continue
+            handled.add(marker.name)
+            victim = next(w for w in workers if w.proc and w.proc.pid == int(marker.read_text()))
+            victim.kill()
+            victim.start()
+
+    try:
+        workers[0].start()  # 1 worker
+        feeder.start()
+        wait_for(lambda: out_count() > 3_000, 120, "the single worker's output")
+        workers[1].start()  # -> 3 workers: partitions move, their stores restore
+        workers[2].start()
+        while len(handled) < 3:
+            wait_for(
+                lambda: any(
+                    m.name not in handled and m.read_text() for m in pause_dir.glob("paused-*")
+                ),
+                120,
+                "a pause",
+            )
+            kill_paused()
+        feeder.join(120)
+        restored = sum(
+            v
+            for p in ports[1:]
+            for k, v in _samples(p).items()
+            if k[0] == "eokafka_records_restored_total"
+        )
+        assert restored > 0, "no store was restored when partitions moved"
+        assert any(k[0] == "eokafka_store_keys" for k in _samples(ports[1]) | _samples(ports[2]))
+        for w in workers[1:]:  # -> 1 worker again
+            assert w.terminate() == 0, w.log()[-3000:]
+        records = read_committed(kafka_bootstrap, names.out, expected_count=total, timeout=180)
+        final = _check_prefix_sums(inputs, records)
+        changelog = f"{names.app_id}-totals-changelog"
+        wait_for(lambda: _changelog_state(kafka_bootstrap, changelog) == final, 60, "store state")
+        assert workers[0].terminate() == 0, workers[0].log()[-3000:]
+    finally:
+        for w in workers:
+            w.stop_quietly()
