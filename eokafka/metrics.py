@@ -99,7 +99,9 @@ class WorkerMetrics:
             "eokafka_restore_duration_seconds", "Duration of the last restore", store, registry=r
         )
         self.store_keys = Gauge(
-            "eokafka_store_keys", "Keys in a store (after restore, then at commits)", store,
+            "eokafka_store_keys",
+            "Keys in a store (after a restore, then every 5 s at a commit)",
+            store,
             registry=r,
         )
         self.info = Info("eokafka_worker", "Worker identity", registry=r)

@@ -28,6 +28,7 @@ from eokafka.topology import Topology
 log = logging.getLogger("eokafka.stores")
 _RPC_TIMEOUT = 30.0
 _RESTORE_BATCH = 10_000
+_SIZES_EVERY = 5.0  # seconds between store-size gauge refreshes
 StoreKey = tuple[str, int]  # (store name, partition)
 Produce = Callable[..., None]
 
@@ -56,6 +57,7 @@ class StoreTasks:
         self.checkpoints: dict[StoreKey, int] = {}  # changelog offsets seen this commit
         self._restore_consumer: Consumer | None = None
         self._progress = sys.stderr.isatty()
+        self._sizes_due = 0.0
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -266,6 +268,12 @@ class StoreTasks:
             if store.pending_changelog():
                 store.commit(self.checkpoints.pop(key, None))
         self.checkpoints.clear()
+        now = time.monotonic()
+        if now >= self._sizes_due:  # len() may count on disk: refresh sizes now and then
+            self._sizes_due = now + _SIZES_EVERY
+            for key, store in self.stores.items():
+                if key not in self.restoring:
+                    self.metrics.store_keys.labels(*_labels(key)).set(len(store))
 
     def aborted(self) -> None:
         for store in self.stores.values():

@@ -9,6 +9,7 @@ consumer. Persistent files live at ``<state_dir>/<application_id>/stores/<store>
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, get_args
@@ -39,6 +40,7 @@ __all__ = [
     "changelog_topic",
     "open_store",
     "store_dir",
+    "wipe_store",
 ]
 
 BackendKind = Literal["memory", "sqlite", "rocksdb"]
@@ -116,3 +118,11 @@ def open_store(
     else:
         backend = RocksBackend(directory / ROCKSDB_DIR)
     return Store(spec.name, backend, spec.key_serde, spec.value_serde)
+
+
+def wipe_store(state_dir: Path | str, application_id: str, store_name: str, partition: int) -> None:
+    """Delete one task's files for a store, e.g. after :class:`StoreCorruptError` on open.
+
+    Only call it with the store closed; the next open starts empty and restores in full.
+    """
+    shutil.rmtree(store_dir(state_dir, application_id, store_name, partition), ignore_errors=True)

@@ -19,6 +19,9 @@ from eokafka.state.backend import Backend
 __all__ = ["Store"]
 
 _MISSING: Final[Any] = object()
+# Rough per-entry overhead of a dict slot plus two bytes objects, for the restore estimate.
+_DICT_ENTRY_BYTES: Final = 100
+DEFAULT_RESTORE_BUFFER_BYTES: Final = 64 * 1024 * 1024
 
 
 class Store:
@@ -36,7 +39,10 @@ class Store:
         "backend",
         "key_serde",
         "value_serde",
+        "restore_buffer_bytes",
         "_overlay",
+        "_restore_buffer",
+        "_restore_offset",
         "_key_identity",
         "_value_identity",
         "_serialize_key",
@@ -51,13 +57,19 @@ class Store:
         backend: Backend,
         key_serde: Serde | None = None,
         value_serde: Serde | None = None,
+        *,
+        restore_buffer_bytes: int = DEFAULT_RESTORE_BUFFER_BYTES,
     ) -> None:
         self.name = name
+        self.restore_buffer_bytes = restore_buffer_bytes
         self.backend = backend
         self.key_serde: Serde = Json() if key_serde is None else key_serde
         self.value_serde: Serde = Json() if value_serde is None else value_serde
         # serialized key -> serialized value, or None for a delete; insertion-ordered.
         self._overlay: dict[bytes, bytes | None] = {}
+        # Changelog records merged by restore_batch(flush=False), not yet in the backend.
+        self._restore_buffer: dict[bytes, bytes | None] = {}
+        self._restore_offset = 0
         # Bound methods looked up once: these run for every get/put on the hot path.
         self._key_identity = is_identity(self.key_serde)
         self._value_identity = is_identity(self.value_serde)
@@ -159,6 +171,7 @@ class Store:
 
         A read-only view, valid until the next commit or abort; None values are tombstones.
         """
+        self._check_not_restoring()
         return MappingProxyType(self._overlay)
 
     def commit(self, checkpoint: int | None) -> None:
@@ -169,6 +182,7 @@ class Store:
         right; the runtime should then close the store and restore it from the changelog.
         """
         _check_offset(checkpoint)
+        self._check_not_restoring()
         if self._overlay or checkpoint is not None:
             self.backend.apply(self._overlay, checkpoint)
         self._overlay = {}
@@ -178,11 +192,22 @@ class Store:
         self._overlay = {}
 
     def restore_batch(
-        self, records: Iterable[tuple[bytes, bytes | None]], next_offset: int
+        self,
+        records: Iterable[tuple[bytes, bytes | None]],
+        next_offset: int,
+        *,
+        flush: bool = True,
     ) -> None:
         """Apply changelog records in offset order and checkpoint ``next_offset``, atomically.
 
-        The last write per key wins and None is a tombstone, as in the compacted topic.
+        The last write per key wins and None is a tombstone, as in the compacted topic. With
+        ``flush=True`` (the default) this is one backend write. With ``flush=False`` batches
+        are merged in memory first (up to ``restore_buffer_bytes``, estimated) and written
+        together with the last batch's offset: an uncompacted changelog tail rewrites the
+        same keys many times, and a backend pays per row written (sqlite about 10 us/row),
+        not per record read. The last batch of a restore must pass ``flush=True``; until it
+        does, reads see the state as of the last flush. A crash before the flush leaves the
+        store behind, never ahead (invariant 5).
         """
         if self._overlay:
             raise RuntimeError(
@@ -190,14 +215,45 @@ class Store:
                 "writes; restore must finish before processing starts"
             )
         _check_offset(next_offset)
-        current = self.backend.checkpoint()
+        current = self._restore_offset if self._restore_buffer else self.backend.checkpoint()
         if current is not None and next_offset < current:
             raise ValueError(
                 f"store {self.name!r}: restore to offset {next_offset} would move the "
                 f"checkpoint back from {current}; the changelog was probably recreated, "
                 "so wipe the store and restore it in full"
             )
-        self.backend.apply(dict(records), next_offset)  # dict(): last write per key, in C
+        batch = dict(records)  # last write per key, in C
+        buffer = self._restore_buffer
+        if not buffer and flush:
+            self.backend.apply(batch, next_offset)
+            return
+        if buffer:
+            buffer.update(batch)
+        else:
+            self._restore_buffer = buffer = batch
+        self._restore_offset = next_offset
+        if batch:
+            # Average record size of this batch times distinct keys buffered: per-batch C
+            # work only, where exact per-record accounting would cost a Python loop.
+            size = sum(map(len, batch)) + sum(map(len, filter(None, batch.values())))
+            estimate = len(buffer) * (size / len(batch) + _DICT_ENTRY_BYTES)
+        else:
+            estimate = 0.0
+        if flush or estimate >= self.restore_buffer_bytes:
+            self.backend.apply(buffer, next_offset)
+            self._restore_buffer = {}
+
+    @property
+    def restoring(self) -> bool:
+        """True while ``restore_batch(flush=False)`` left merged records unwritten."""
+        return bool(self._restore_buffer)
+
+    def _check_not_restoring(self) -> None:
+        if self._restore_buffer:
+            raise RuntimeError(
+                f"store {self.name!r}: {len(self._restore_buffer)} restored keys are not "
+                "written yet; end the restore with restore_batch(..., flush=True)"
+            )
 
     @property
     def checkpoint(self) -> int | None:
@@ -205,13 +261,15 @@ class Store:
         return self.backend.checkpoint()
 
     def close(self) -> None:
-        """Drop uncommitted writes and release the backend."""
+        """Drop uncommitted writes (and unflushed restore records) and release the backend."""
         self._overlay = {}
+        self._restore_buffer = {}
         self.backend.close()
 
     def destroy(self) -> None:
         """Drop everything local, for a wipe-and-restore after corruption."""
         self._overlay = {}
+        self._restore_buffer = {}
         self.backend.destroy()
 
     def __repr__(self) -> str:
