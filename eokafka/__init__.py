@@ -7,6 +7,7 @@ from eokafka import serdes
 from eokafka.app import App
 from eokafka.config import Settings
 from eokafka.context import ProcessorContext
+from eokafka.dsl import GroupedStream, Stream, Table
 from eokafka.errors import (
     ConfigError,
     EokafkaError,
@@ -22,11 +23,14 @@ __all__ = [
     "ConfigError",
     "EokafkaError",
     "FencedError",
+    "GroupedStream",
     "MissingTopicError",
     "PoisonRecordError",
     "ProcessorContext",
     "Record",
     "Settings",
+    "Stream",
+    "Table",
     "TopologyError",
     "serdes",
 ]

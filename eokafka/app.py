@@ -8,6 +8,7 @@ from typing import Any
 
 from eokafka import config
 from eokafka.config import Settings
+from eokafka.dsl import Stream, Table, stream_source, table_source
 from eokafka.serdes import Bytes, Json, Serde
 from eokafka.state import BackendKind, StoreSpec
 from eokafka.topology import Processor, Source, Topology
@@ -70,6 +71,23 @@ class App:
         self.topology.add_store(
             StoreSpec(name, backend, key_serde or Json(), value_serde or Json())
         )
+
+    def stream(
+        self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
+    ) -> Stream:
+        """A fluent stream over ``topic``, compiled onto processors (see ``eokafka.dsl``)."""
+        return stream_source(self, topic, key_serde, value_serde)
+
+    def table(
+        self,
+        topic: str,
+        *,
+        name: str | None = None,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+    ) -> Table:
+        """Materialise ``topic`` into store ``name`` (default: the topic) for stream joins."""
+        return table_source(self, topic, name, key_serde, value_serde)
 
     def settings(self, cli: dict[str, Any] | None = None) -> Settings:
         """The settings in force: App kwargs < EOKAFKA_* environment < CLI options."""

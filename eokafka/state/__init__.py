@@ -64,12 +64,12 @@ def _check_name(what: str, name: str) -> None:
 class StoreSpec:
     """How a topology declares a store; the runtime opens one :class:`Store` per task from it.
 
-    ``rocksdb`` is the default persistent backend: it restored changelogs fastest in the
-    benchmark (benchmarks/store_backends.py) and keeps only its working set in memory.
+    In memory by default; ``rocksdb`` is the persistent backend to pick: it restored
+    changelogs fastest in benchmarks/store_backends.py and keeps only its working set in memory.
     """
 
     name: str
-    backend: BackendKind = "rocksdb"
+    backend: BackendKind = "memory"
     key_serde: Serde = field(default_factory=Json)
     value_serde: Serde = field(default_factory=Json)
 

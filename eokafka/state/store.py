@@ -83,7 +83,7 @@ class Store:
     def _key(self, key: Any) -> bytes:
         """Serialize a key once per call; identity serdes only pay a type check."""
         if self._key_identity and type(key) is bytes:
-            return key  # type: ignore[no-any-return]
+            return key
         data = self._serialize_key(key)
         if data is None:
             raise ValueError(f"store {self.name!r}: keys cannot be None")
@@ -141,11 +141,11 @@ class Store:
                 key if key_identity else key_out(key),
                 value if value_identity else value_out(value),
             )
-        for key, value in overlay.items():
-            if value is not None:
+        for key, written in overlay.items():  # keys first written in this transaction
+            if written is not None:
                 yield (
                     key if key_identity else key_out(key),
-                    value if value_identity else value_out(value),
+                    written if value_identity else value_out(written),
                 )
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
@@ -204,10 +204,10 @@ class Store:
         ``flush=True`` (the default) this is one backend write. With ``flush=False`` batches
         are merged in memory first (up to ``restore_buffer_bytes``, estimated) and written
         together with the last batch's offset: an uncompacted changelog tail rewrites the
-        same keys many times, and a backend pays per row written (sqlite about 10 us/row),
-        not per record read. The last batch of a restore must pass ``flush=True``; until it
-        does, reads see the state as of the last flush. A crash before the flush leaves the
-        store behind, never ahead (invariant 5).
+        same keys many times, and a backend pays per row written, not per record read.
+        The last batch of a restore must pass ``flush=True``; until it does, reads see the
+        state as of the last flush. A crash before the flush leaves the store behind, never
+        ahead (invariant 5).
         """
         if self._overlay:
             raise RuntimeError(

@@ -1,0 +1,372 @@
+"""Exactly-once count by key beside passthrough: what a state store costs per record.
+
+One input topic (N JSON values of about 100 bytes over K distinct keys, 4 partitions) is
+filled once; then two eokafka workers run over it one after the other, each with its own
+consumer group and fresh output topic:
+
+- ``passthrough``: ``benchmarks.apps.passthrough:app``, bytes copied untouched;
+- ``count``: ``benchmarks.apps.count_bench:app``, a store ``counts`` (memory by default,
+  ``--backend``) that counts per key, emitting the new count for every input and writing
+  the changed counts to its changelog in each transaction.
+
+Clocks as in passthrough.py: records/s from process start until a read_committed reader has
+seen all N outputs; "steady" from the first committed output. Afterwards the outputs are read
+again: passthrough must hold every input id exactly once, and count must emit, per key,
+exactly 1, 2, ..., n in order, so its last count equals the number of inputs with that key.
+
+    python -m benchmarks.count_by_key                    # 1,000,000 records, own broker
+    python -m benchmarks.count_by_key --records 100000 --bootstrap 127.0.0.1:39092
+    python -m benchmarks.count_by_key --backend rocksdb --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from benchmarks.common import (
+    DEFAULT_PORT,
+    CommittedReader,
+    WorkerProcess,
+    admin,
+    assign_from_start,
+    broker,
+    child_env,
+    create_topics,
+    delete_topics,
+    exactly_once_report,
+    exit_on_sigterm,
+    python_cmd,
+    read_committed_consumer,
+    unique,
+)
+from benchmarks.passthrough import Result, _flags, _fmt, warm_up
+
+CONTENDERS = {
+    "passthrough": "benchmarks.apps.passthrough:app",
+    "count": "benchmarks.apps.count_bench:app",
+}
+BACKENDS = ("memory", "sqlite", "rocksdb")
+VALUE_BYTES = 100
+
+
+def key_name(i: int) -> str:
+    return f"user-{i:05d}"
+
+
+def json_value(i: int, key: str) -> bytes:
+    """A ~100-byte JSON object; the id lets the passthrough check find every input once."""
+    head = f'{{"id":{i},"user":"{key}","amount":{i % 100_000 / 100},"note":"'
+    return (head + "x" * max(0, VALUE_BYTES - len(head) - 2) + '"}').encode()
+
+
+def produce_input(bootstrap: str, topic: str, n: int, keys: int) -> dict[str, int]:
+    """Fill the input once (partition = hash of the key); return the inputs per key."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    failures: list[str] = []
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    names = [key_name(k) for k in range(keys)]
+    started = time.monotonic()
+    for i in range(n):
+        key = names[i % keys]
+        while True:
+            try:
+                producer.produce(topic, json_value(i, key), key.encode(), on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    left = producer.flush(60)
+    if left or failures:
+        raise RuntimeError(f"input not fully written: {left} queued, failures {failures[:3]}")
+    print(
+        f"input: {n:,} records of {VALUE_BYTES} B JSON over {min(n, keys):,} keys written in "
+        f"{time.monotonic() - started:.1f} s",
+        flush=True,
+    )
+    return {names[k]: n // keys + (k < n % keys) for k in range(min(n, keys))}
+
+
+def read_all(
+    bootstrap: str, topic: str, partitions: int, idle_timeout: float = 10.0
+) -> Iterator[Message]:
+    """Every committed record of ``topic`` in partition order, up to each partition's end."""
+    consumer = read_committed_consumer(bootstrap, **{"enable.partition.eof": True})
+    assign_from_start(consumer, topic, partitions)
+    at_end: set[int] = set()
+    last_progress = time.monotonic()
+    try:
+        while len(at_end) < partitions:
+            msgs = consumer.consume(10_000, 0.5)
+            if not msgs and time.monotonic() - last_progress > idle_timeout:
+                raise TimeoutError(f"{topic}: no end of partition after {idle_timeout} s idle")
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(m.partition())
+                        continue
+                    raise KafkaException(err)
+                at_end.discard(m.partition())
+                yield m
+            if msgs:
+                last_progress = time.monotonic()
+    finally:
+        consumer.close()
+
+
+def check_passthrough(bootstrap: str, out: str, n: int, partitions: int) -> tuple[bool, str]:
+    """Every input id exactly once (the id is in the untouched JSON value)."""
+    counts: dict[int, int] = {}
+    for m in read_all(bootstrap, out, partitions):
+        i = json.loads(m.value())["id"]
+        counts[i] = counts.get(i, 0) + 1
+    return exactly_once_report(counts, range(n))
+
+
+def check_counts(
+    bootstrap: str, out: str, expected: dict[str, int], partitions: int
+) -> tuple[bool, str]:
+    """Per key the emitted counts must be exactly 1..n in order, n = inputs with that key."""
+    last: dict[str, int] = {}
+    total = out_of_sequence = 0
+    for m in read_all(bootstrap, out, partitions):
+        total += 1
+        key, count = m.key().decode(), int(m.value())
+        if count != last.get(key, 0) + 1:
+            out_of_sequence += 1
+        last[key] = count
+    wrong = sum(1 for k, n in expected.items() if last.get(k) != n)
+    unexpected = sum(1 for k in last if k not in expected)
+    ok = wrong == 0 and unexpected == 0 and out_of_sequence == 0
+    want = sum(expected.values())
+    text = (
+        f"{total} records (want {want}), {len(last)} keys, {wrong} wrong final counts, "
+        f"{out_of_sequence} out of sequence, {unexpected} unexpected keys"
+    )
+    return ok and total == want, text
+
+
+def run_contender(
+    name: str,
+    bootstrap: str,
+    src: str,
+    expected: dict[str, int],
+    work: Path,
+    args: argparse.Namespace,
+    topics: list[str],
+) -> Result:
+    n, parts = args.records, args.partitions
+    group = unique(f"bench-cbk-{name}")
+    out = f"{group}-out"
+    topics.append(out)
+    create_topics(bootstrap, [out], parts)
+    # Settings a user might have exported must not leak into the measured worker.
+    env = {k: v for k, v in child_env().items() if not k.startswith("EOKAFKA_")}
+    env.update(
+        BENCH_APP_ID=group,
+        BENCH_INPUT=src,
+        BENCH_OUTPUT=out,
+        BENCH_BACKEND=args.backend,
+        EOKAFKA_BATCH_SIZE=str(args.batch_size),
+        EOKAFKA_COMMIT_EVERY=str(args.commit_every),
+    )
+    cmd = python_cmd(
+        "-m",
+        "eokafka",
+        "run",
+        CONTENDERS[name],
+        *_flags(
+            bootstrap_servers=bootstrap,
+            state_dir=str(work / f"state-{group}"),
+            instance_id="bench-0",
+            commit_interval_ms=str(args.commit_interval_ms),
+        ),
+    )
+    reader = CommittedReader(bootstrap, out, parts, target=n)
+    reader.start()
+    print(f"{name}: running (log {work / (group + '.log')}) ...", flush=True)
+    proc = WorkerProcess(group, cmd, env, work)
+    cpu = rss = steady_cpu_us = None
+    cpu_mark: tuple[float, int] | None = None
+    try:
+        give_up = proc.started_at + args.timeout
+        while reader.done_at is None:
+            if cpu_mark is None and reader.first_at is not None:
+                cpu_mark = (proc.cpu_seconds() or 0.0, reader.count)
+            if reader.error is not None:
+                raise RuntimeError(f"{name}: output reader failed: {reader.error}")
+            if not proc.alive():
+                raise RuntimeError(
+                    f"{name} exited ({proc.proc.returncode}) after {reader.count} of {n} "
+                    f"records:\n{proc.log_tail()}"
+                )
+            if time.monotonic() > give_up:
+                raise TimeoutError(
+                    f"{name}: {reader.count} of {n} records after {args.timeout} s:\n"
+                    f"{proc.log_tail()}"
+                )
+            time.sleep(0.05)
+        rss, cpu = proc.peak_rss_mb(), proc.cpu_seconds()
+        if cpu is not None and cpu_mark is not None and reader.count > cpu_mark[1]:
+            steady_cpu_us = (cpu - cpu_mark[0]) / (reader.count - cpu_mark[1]) * 1e6
+    finally:
+        code = proc.stop()
+        reader.stop()
+        # The worker's own topics (changelog) go too when the broker is reused.
+        topics.extend(t for t in admin(bootstrap).list_topics(timeout=30).topics if
+                      t.startswith(group) and t != out)  # fmt: skip
+    assert reader.first_at is not None and reader.done_at is not None
+    if name == "count":
+        ok, verdict = check_counts(bootstrap, out, expected, parts)
+    else:
+        ok, verdict = check_passthrough(bootstrap, out, n, parts)
+    result = Result(
+        name=name,
+        records=n,
+        total_s=reader.done_at - proc.started_at,
+        first_output_s=reader.first_at - proc.started_at,
+        steady_records=n - reader.first_count,
+        steady_s=reader.done_at - reader.first_at,
+        cpu_s=cpu,
+        steady_cpu_us=steady_cpu_us,
+        peak_rss_mb=rss,
+        exit_code=code,
+        verdict=verdict,
+        exactly_once=ok,
+    )
+    print(
+        f"{name}: {result.total_rate:,.0f} records/s total, {result.steady_rate:,.0f} "
+        f"records/s steady; output {verdict}; exit code {code}",
+        flush=True,
+    )
+    return result
+
+
+def _median(results: list[Result], attr: str) -> float:
+    return statistics.median(getattr(r, attr) for r in results)
+
+
+def print_table(results: list[Result], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"Exactly-once count by key vs passthrough, {args.records:,} records x {VALUE_BYTES} B "
+        f"over {min(args.records, args.keys):,} keys and {args.partitions} partitions; store "
+        f"backend {args.backend}; commit every {args.commit_interval_ms} ms or "
+        f"{args.commit_every:,} records; batch {args.batch_size}"
+    )
+    head = (
+        f"{'contender':<11} {'records/s':>10} {'seconds':>8} {'steady rec/s':>12} "
+        f"{'steady s':>8} {'1st out s':>9} {'CPU s':>6} {'CPU us/rec':>10} {'peak RSS MB':>11}"
+        "  output check (read_committed re-read)"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        print(
+            f"{r.name:<11} {r.total_rate:>10,.0f} {r.total_s:>8.2f} {r.steady_rate:>12,.0f} "
+            f"{r.steady_s:>8.2f} {r.first_output_s:>9.2f} {_fmt(r.cpu_s, '.1f'):>6} "
+            f"{_fmt(r.steady_cpu_us, '.1f'):>10} {_fmt(r.peak_rss_mb, '.1f'):>11}  "
+            f"{'ok' if r.exactly_once else 'FAILED'}: {r.verdict}"
+        )
+    runs: dict[str, list[Result]] = {}
+    for r in results:
+        runs.setdefault(r.name, []).append(r)
+    if any(len(rs) > 1 for rs in runs.values()):
+        for name, rs in runs.items():
+            print(
+                f"median of {len(rs)} {name} run(s): {_median(rs, 'total_rate'):,.0f} "
+                f"records/s total, {_median(rs, 'steady_rate'):,.0f} records/s steady"
+            )
+    if "count" in runs and "passthrough" in runs:
+        total = {k: _median(rs, "total_rate") for k, rs in runs.items()}
+        steady = {k: _median(rs, "steady_rate") for k, rs in runs.items()}
+        print(
+            f"count/passthrough: {total['count'] / total['passthrough']:.2f}x total, "
+            f"{steady['count'] / steady['passthrough']:.2f}x steady-state records/s"
+        )
+    print(
+        "records/s = N / seconds from process start until a read_committed reader has seen "
+        "all N outputs; steady = records after the first committed output / seconds from the "
+        "first to the last; CPU s = the worker's user+system time at the end; CPU us/rec = "
+        "its CPU per record after the first output; peak RSS = its VmHWM."
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--records", type=int, default=1_000_000)
+    p.add_argument("--keys", type=int, default=10_000)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--backend", choices=BACKENDS, default="memory", help="the count store's")
+    p.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated, run in this order (of {', '.join(CONTENDERS)})",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=1, help="run the contenders this many times, interleaved"
+    )
+    p.add_argument("--bootstrap", help="use this broker instead of starting a dev broker")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="dev broker port (and +1)")
+    p.add_argument("--commit-interval-ms", type=int, default=100)
+    p.add_argument("--commit-every", type=int, default=10_000)
+    p.add_argument("--batch-size", type=int, default=1_000)
+    p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
+    args = p.parse_args()
+    names = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    if not names or any(c not in CONTENDERS for c in names):
+        p.error(f"--contenders: choose from {', '.join(CONTENDERS)}")
+    if args.records < 1 or args.keys < 1:
+        p.error("--records and --keys must be positive")
+
+    exit_on_sigterm()
+    os.chdir(Path(__file__).resolve().parent.parent)
+    results: list[Result] = []
+    with (
+        broker(args.bootstrap, args.port) as bootstrap,
+        tempfile.TemporaryDirectory(prefix="eokafka-bench-") as tmp,
+    ):
+        work = Path(tmp)
+        src = unique("bench-cbk-in")
+        warm = unique("bench-cbk-warm-up")
+        topics: list[str] = [src, warm]
+        try:
+            create_topics(bootstrap, [src], args.partitions)
+            create_topics(bootstrap, [warm], 1)
+            warm_up(bootstrap, warm)
+            expected = produce_input(bootstrap, src, args.records, args.keys)
+            for name in [n for _ in range(args.rounds) for n in names]:
+                results.append(run_contender(name, bootstrap, src, expected, work, args, topics))
+        finally:
+            if args.bootstrap:
+                delete_topics(bootstrap, topics)
+    print_table(results, args)
+    if not all(r.exactly_once for r in results):
+        sys.exit("FAILED: some output is not what exactly-once processing must give")
+
+
+if __name__ == "__main__":
+    main()

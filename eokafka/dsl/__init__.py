@@ -1,0 +1,45 @@
+"""Stream / Table fluent API, compiled onto plain processors (no runtime machinery of its own).
+
+How a pipeline compiles:
+
+* Every source (``app.stream``, ``app.table``, each repartition topic) is ONE processor on its
+  topic. The operators chained after it form a tree of closures run inside that processor, so
+  a chain of stateless operators costs function calls, not topic hops.
+* A change of key (``map``, ``flat_map``, ``group_by``) followed by an aggregation or a join
+  sends (new key, value) to ``<application id>-<name>-repartition`` inside the transaction; a
+  processor registered on that topic does the stateful part, so every key lives on exactly one
+  task (DESIGN.md invariant 9). ``group_by_key()`` on an unchanged key needs no hop.
+* Aggregations and tables keep their state in the store called ``name``, changelogged like any
+  store; declare its backend with ``app.store(name, backend=...)`` (in memory otherwise).
+
+Names are explicit because they name durable things (stores, changelogs, repartition topics)
+and must not shift when the pipeline is edited: aggregations take ``name=`` (their store); the
+repartition topic of a grouping is named by ``group_by(..., name=)``/``group_by_key(name=)``,
+else by the first aggregation's name; a join after a key change needs ``name=``; a table's store
+defaults to its topic's name. Processor names are the pipeline itself, which ``describe()`` shows.
+
+Semantics worth knowing:
+
+* Repartition records carry JSON keys and JSON values unless ``key_serde``/``value_serde`` say
+  otherwise. JSON keeps the grouping key's Python type (str, int, ...) across the hop, which a
+  String serde would not; it turns tuples into lists.
+* Aggregations skip records whose key or value is None (a tombstone is not an input), as Kafka
+  Streams does. Aggregates are stored with the store's serde (JSON by default); an aggregate of
+  None deletes the key and is emitted as a tombstone.
+* ``join`` is an inner join against the table *as it is when the stream record is processed*:
+  a record whose key is absent from the table (not loaded yet, deleted, never there) produces
+  no output. ``left_join`` passes ``None`` instead. There is no time synchronisation between the
+  two topics, so load a table before streaming against it. The stream and the table topic must
+  be co-partitioned (same partition count, keys written with the same serde and partitioner);
+  the worker refuses to start on differing partition counts. Repartition records go to the
+  partition chosen by the producer's partitioner (librdkafka's ``consistent_random``); to join a
+  re-keyed stream with a table written by Java producers, run with
+  ``-c producer.partitioner=murmur2_random``.
+* Output serdes default to ``ctx.send``'s rules: bytes, str or None pass, anything else needs
+  ``key_serde``/``value_serde``. Outputs keep the input record's timestamp.
+"""
+
+from eokafka.dsl.stream import Stream
+from eokafka.dsl.table import GroupedStream, Table, stream_source, table_source
+
+__all__ = ["GroupedStream", "Stream", "Table", "stream_source", "table_source"]

@@ -1,0 +1,165 @@
+"""The compiled form of a DSL pipeline: operator nodes and the processor that runs them.
+
+Operators become nested closures built once per processor, so a fused chain costs plain
+function calls per record; there is no per-record dispatch on operator kinds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Final
+
+from eokafka.errors import TopologyError
+from eokafka.serdes import Bytes, Serde
+from eokafka.topology import Source
+
+if TYPE_CHECKING:
+    from eokafka.app import App
+
+Emit = Callable[[Any, Any, Any], None]  # (key, value, ctx)
+Wrap = Callable[[Emit], Emit]  # given the downstream emit, build this operator's emit
+MISSING: Final = object()
+_NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_name(what: str, name: str) -> str:
+    """Names become topic names: fail at declaration, not when the worker creates topics."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise TopologyError(f"{what} {name!r} must be letters, digits, '.', '_' or '-'")
+    return name
+
+
+def _drop(key: Any, value: Any, ctx: Any) -> None:
+    """The downstream of an operator nothing is chained to."""
+
+
+def _identity(nxt: Emit) -> Emit:
+    return nxt
+
+
+class Node:
+    """One operator; ``wrap`` turns its children's emit into its own (closures, no dispatch)."""
+
+    __slots__ = ("label", "wrap", "children")
+
+    def __init__(self, label: str, wrap: Wrap) -> None:
+        self.label = label
+        self.wrap = wrap
+        self.children: list[Node] = []
+
+    def compile(self) -> Emit:
+        outs = [child.compile() for child in self.children]
+        if not outs:
+            return self.wrap(_drop)
+        if len(outs) == 1:
+            return self.wrap(outs[0])
+
+        def fan_out(key: Any, value: Any, ctx: Any) -> None:
+            for out in outs:
+                out(key, value, ctx)
+
+        return self.wrap(fan_out)
+
+    def describe(self) -> str:
+        below = [child.describe() for child in self.children]
+        if not below:
+            return self.label
+        if len(below) == 1:
+            return f"{self.label} > {below[0]}"
+        return f"{self.label} > [{' | '.join(below)}]"
+
+
+class Root:
+    """The one processor of a source topic, running the operator tree hung below it.
+
+    It is registered at once and re-registered (same function, new name and stores) whenever
+    the tree grows, so ``describe()`` shows the pipeline and joins can add the stores they read.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        topic: str,
+        kind: str,
+        key_serde: Serde | None,
+        value_serde: Serde | None,
+        like: str | None = None,
+    ) -> None:
+        self.app = app
+        self.topic = topic
+        self.key_serde: Serde = key_serde or Bytes()
+        self.like = like or topic  # an external topic with this topic's partition count
+        self.node = Node(kind, _identity)
+        self.stores: list[str] = []
+        self._emit: Emit | None = None
+        self._source = Source(
+            name=self._name(None),
+            topic=topic,
+            fn=self.process,
+            key_serde=self.key_serde,
+            value_serde=value_serde or Bytes(),
+        )
+        app.topology.add_source(self._source)
+
+    def process(self, record: Any, ctx: Any) -> None:
+        emit = self._emit
+        if emit is None:
+            emit = self._emit = self.node.compile()
+        emit(record.key, record.value, ctx)
+
+    def add(self, parent: Node, label: str, wrap: Wrap) -> Node:
+        node = Node(label, wrap)
+        parent.children.append(node)
+        self._changed()
+        return node
+
+    def add_store(self, name: str) -> None:
+        if name not in self.stores:
+            self.stores.append(name)
+            self._changed()
+
+    def _name(self, current: Source | None) -> str:
+        """The pipeline itself, made unique per topic (the topology refuses duplicates)."""
+        base = self.node.describe()
+        taken = {
+            s.name for s in self.app.topology.sources if s.topic == self.topic and s is not current
+        }
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base} #{n}"
+        return name
+
+    def _changed(self) -> None:
+        self._emit = None
+        sources = self.app.topology.sources
+        at = next(i for i, s in enumerate(sources) if s is self._source)
+        self._source = replace(
+            self._source, name=self._name(self._source), stores=tuple(self.stores)
+        )
+        sources[at] = self._source
+
+
+def claim_store(app: App, name: str, what: str) -> str:
+    """One table or aggregation per store: two writers would corrupt each other's state."""
+    check_name("store name", name)
+    if any(name in s.stores for s in app.topology.sources):
+        raise TopologyError(
+            f"{what}: store {name!r} is already used by another processor; "
+            "give this one its own name="
+        )
+    return name
+
+
+def sink(topic: str, key_serde: Serde | None, value_serde: Serde | None) -> Wrap:
+    """An operator that ends a branch by sending into the transaction (``to``, repartition)."""
+
+    def wrap(_nxt: Emit) -> Emit:
+        def emit(key: Any, value: Any, ctx: Any) -> None:
+            ctx.send(topic, key=key, value=value, key_serde=key_serde, value_serde=value_serde)
+
+        return emit
+
+    return wrap
