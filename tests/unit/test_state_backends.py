@@ -248,7 +248,7 @@ def test_changelog_topic_name() -> None:
 
 def test_store_spec_defaults_and_validation() -> None:
     spec = StoreSpec("counts")
-    assert spec.backend == "rocksdb"
+    assert spec.backend == "memory"
     assert isinstance(spec.key_serde, serdes.Json) and isinstance(spec.value_serde, serdes.Json)
     for name in ("", "..", "a b", "x/y"):
         with pytest.raises(ValueError, match="store name"):
