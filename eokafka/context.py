@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -34,18 +35,28 @@ class ProcessorContext:
     dead-lettering a record that raised half-way sends none of its partial output.
     """
 
-    __slots__ = ("pending", "partition", "_known_topics", "_check_topic", "_stores")
+    __slots__ = ("pending", "partition", "dropped", "_known_topics", "_check_topic", "_stores")
 
     def __init__(
         self,
         check_topic: Callable[[str], None],
         stores: Callable[[str, int], Store] | None = None,
+        dropped: Counter[str] | None = None,
     ) -> None:
         self.pending: list[PendingSend] = []
         self.partition = -1  # the current record's partition, kept only for stateful apps
+        self.dropped: Counter[str] = Counter() if dropped is None else dropped
         self._known_topics: set[str] = set()
         self._check_topic = check_topic
         self._stores = stores
+
+    def drop(self, reason: str) -> None:
+        """Count a record a topology chose not to use (e.g. a None key before an aggregation).
+
+        Drops are counted per transaction and reported, by reason, in the log and in
+        ``eokafka_records_dropped_total`` when it commits, so that no record vanishes unseen.
+        """
+        self.dropped[reason] += 1
 
     def store(self, name: str) -> Store:
         """The named store of the current record's partition (declared with stores=[...])."""

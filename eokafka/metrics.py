@@ -28,12 +28,14 @@ class TxnTally:
     produced: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason, see ctx.drop
 
     def clear(self) -> None:
         self.consumed.clear()
         self.produced.clear()
         self.skipped.clear()
         self.dead_lettered.clear()
+        self.dropped.clear()
 
 
 class WorkerMetrics:
@@ -55,6 +57,12 @@ class WorkerMetrics:
         self.dead_lettered = PCounter(
             "eokafka_records_dead_lettered", "Poison records sent to the dead-letter topic",
             ["topic"], registry=r,
+        )
+        self.dropped = PCounter(
+            "eokafka_records_dropped",
+            "Records a topology dropped on purpose (e.g. a None key before an aggregation)",
+            ["reason"],
+            registry=r,
         )
         self.commits = PCounter(
             "eokafka_transactions_committed", "Transactions committed", registry=r
@@ -100,7 +108,7 @@ class WorkerMetrics:
         )
         self.store_keys = Gauge(
             "eokafka_store_keys",
-            "Keys in a store (after a restore, then every 5 s at a commit)",
+            "Keys in a store (refreshed at most every 5 s, at a commit)",
             store,
             registry=r,
         )
@@ -116,6 +124,7 @@ class WorkerMetrics:
             (self.produced, tally.produced),
             (self.skipped, tally.skipped),
             (self.dead_lettered, tally.dead_lettered),
+            (self.dropped, tally.dropped),
         ):
             for topic, n in counts.items():
                 counter.labels(topic).inc(n)

@@ -125,13 +125,17 @@ class Stream:
         app.topology.add_internal_topic(topic, partitions_like=self._root.like)
         send = sink(topic, ks, vs)
 
+        dropped = f"repartition({name}): None key"
+
         def wrap(nxt: Emit) -> Emit:
             emit = send(nxt)
             if not drop_null_keys:
                 return emit
 
             def emit_keyed(key: Any, value: Any, ctx: Any) -> None:
-                if key is not None:  # an aggregation would drop it on the other side
+                if key is None:  # an aggregation would drop it on the other side
+                    ctx.drop(dropped)
+                else:
                     emit(key, value, ctx)
 
             return emit_keyed

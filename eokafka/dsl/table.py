@@ -75,9 +75,12 @@ class GroupedStream:
         root = stream._root
         root.add_store(name)
 
+        dropped = f"{label}({name}): None key or value"
+
         def wrap(nxt: Emit) -> Emit:
             def emit(key: Any, value: Any, ctx: Any) -> None:
                 if key is None or value is None:
+                    ctx.drop(dropped)
                     return
                 store = ctx.store(name)
                 new = update(key, value, store.get(key, MISSING))
@@ -136,9 +139,12 @@ def table_source(
     root = Root(app, topic, "table", key_serde, value_serde)
     root.add_store(store)
 
+    dropped = f"table({topic}): None key"
+
     def wrap(nxt: Emit) -> Emit:
         def emit(key: Any, value: Any, ctx: Any) -> None:
             if key is None:
+                ctx.drop(dropped)
                 return
             if value is None:
                 ctx.store(store).delete(key)

@@ -15,8 +15,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from eokafka.config import Settings
 from eokafka.errors import TopologyError
@@ -36,6 +37,7 @@ Produce = Callable[..., None]
 @dataclass
 class _Restore:
     store: Store
+    position: int  # the next changelog offset to apply
     end: int
     started: float = field(default_factory=time.monotonic)
     restored: int = 0
@@ -53,6 +55,7 @@ class StoreTasks:
         self.changelogs = {n: changelog_topic(settings.application_id, n) for n in self.specs}
         self.stores: dict[StoreKey, Store] = {}
         self.restoring: dict[StoreKey, _Restore] = {}
+        self._restore_assigned: set[StoreKey] = set()  # what the restore consumer reads now
         self.waiting: dict[int, list[TopicPartition]] = {}  # partition -> paused inputs
         self.checkpoints: dict[StoreKey, int] = {}  # changelog offsets seen this commit
         self._restore_consumer: Consumer | None = None
@@ -97,6 +100,13 @@ class StoreTasks:
                     "isolation.level": "read_committed",
                     "enable.partition.eof": True,
                     "fetch.max.bytes": 64 * 1024 * 1024,
+                    # Keep fetching while a batch is applied: librdkafka otherwise backs
+                    # off a full second once its local queue holds queued.min.messages.
+                    # The prefetch is bounded by size instead (benchmarks/restore.py).
+                    "queued.min.messages": 1_000_000,
+                    "queued.max.messages.kbytes": 16_384,
+                    "fetch.queue.backoff.ms": 10,
+                    "auto.offset.reset": "earliest",
                 }
             )
         return self._restore_consumer
@@ -134,25 +144,36 @@ class StoreTasks:
     def _start_restore(self, key: StoreKey) -> None:
         store = self.stores[key]
         tp = TopicPartition(self.changelogs[key[0]], key[1])
-        _, end = self._consumer().get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)
-        start = store.checkpoint or 0
+        low, end = self._consumer().get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)
+        start = max(store.checkpoint or 0, low)
         if start >= end:
             log.info("store %s[%d] is up to date at changelog offset %d", *key, end)
             return
-        self.restoring[key] = _Restore(store, end)
+        self.restoring[key] = _Restore(store, start, end)
         self.metrics.restore_remaining.labels(*_labels(key)).set(end - start)
         log.info("restoring store %s[%d]: changelog offsets %d..%d", *key, start, end)
 
     def _assign_restores(self) -> None:
+        """Add and remove restore partitions incrementally: the others keep their position
+        and their prefetched records."""
+        wanted = set(self.restoring)
+        gone = self._restore_assigned - wanted
+        new = wanted - self._restore_assigned
+        if not gone and not new:
+            return
         consumer = self._consumer()
-        consumer.assign(
-            [
-                TopicPartition(
-                    self.changelogs[name], p, self.stores[(name, p)].checkpoint or OFFSET_BEGINNING
-                )
-                for name, p in self.restoring
-            ]
-        )
+        if gone:
+            consumer.incremental_unassign(
+                [TopicPartition(self.changelogs[name], p) for name, p in gone]
+            )
+        if new:
+            consumer.incremental_assign(
+                [
+                    TopicPartition(self.changelogs[name], p, self.restoring[(name, p)].position)
+                    for name, p in new
+                ]
+            )
+        self._restore_assigned = wanted
 
     def close_partitions(self, partitions: list[TopicPartition]) -> None:
         """Close the stores of partitions that left (after the commit or abort).
@@ -177,38 +198,46 @@ class StoreTasks:
     # -- restore in the loop -------------------------------------------------------------
 
     def restore_step(self) -> list[TopicPartition]:
-        """Apply one batch of changelog records; return inputs whose stores are now ready."""
+        """Apply one batch of changelog records; return inputs whose stores are now ready.
+
+        Records are grouped by runs of topic and partition and handed to the store through
+        C-level map/zip: a restore is per-record work on a million records, so no Python
+        statement runs per record. Stores merge batches in memory (flush=False) and write
+        once at the end of the restore, or when their buffer is full.
+        """
         if not self.restoring:
             return []
-        consumer = self._consumer()
-        batches: dict[StoreKey, list[tuple[bytes, bytes | None]]] = {}
-        next_offsets: dict[StoreKey, int] = {}
-        done: list[StoreKey] = []
+        msgs = self._consumer().consume(_RESTORE_BATCH, 0.2)
         names = {topic: name for name, topic in self.changelogs.items()}
-        for msg in consumer.consume(_RESTORE_BATCH, 0.2):
-            key = (names[msg.topic()], msg.partition())
-            if key not in self.restoring:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    next_offsets[key] = msg.offset()
-                    done.append(key)
+        batches: dict[StoreKey, list[Message]] = {}
+        ended: dict[StoreKey, int] = {}  # partition EOF: the read_committed end was reached
+        for topic, run in groupby(msgs, Message.topic):
+            name = names[topic]
+            for partition, group in groupby(run, Message.partition):
+                key = (name, partition)
+                if key not in self.restoring:
                     continue
-                raise KafkaException(err)
-            batches.setdefault(key, []).append((msg.key(), msg.value()))
-            next_offsets[key] = msg.offset() + 1
-        for key, offset in next_offsets.items():
+                part = list(group)
+                if any(map(Message.error, part)):
+                    part = _without_eof(part, key, ended)
+                batches.setdefault(key, []).extend(part)
+        done: list[StoreKey] = []
+        for key in batches.keys() | ended.keys():
             restore = self.restoring[key]
-            records = batches.get(key, [])
-            restore.store.restore_batch(records, offset)
-            restore.restored += len(records)
-            self.metrics.restored.labels(*_labels(key)).inc(len(records))
+            part = batches.get(key, [])
+            offset = part[-1].offset() + 1 if part else restore.position
+            offset = max(offset, ended.get(key, offset))
+            finished = key in ended or offset >= restore.end
+            records = zip(map(Message.key, part), map(Message.value, part), strict=True)
+            restore.store.restore_batch(records, offset, flush=finished)
+            restore.position = offset
+            restore.restored += len(part)
+            self.metrics.restored.labels(*_labels(key)).inc(len(part))
             self.metrics.restore_remaining.labels(*_labels(key)).set(max(0, restore.end - offset))
-            if offset >= restore.end and key not in done:
+            if finished:
                 done.append(key)
-        if self._progress and next_offsets:
-            left = sum(max(0, r.end - (r.store.checkpoint or 0)) for r in self.restoring.values())
+        if self._progress and batches:
+            left = sum(max(0, r.end - r.position) for r in self.restoring.values())
             print(f"\rrestoring stores: {left:,} changelog records left ", end="", file=sys.stderr)
         for key in done:
             self._finish(key)
@@ -221,7 +250,7 @@ class StoreTasks:
         took = time.monotonic() - restore.started
         self.metrics.restore_duration.labels(*_labels(key)).set(took)
         self.metrics.restore_remaining.labels(*_labels(key)).set(0)
-        self.metrics.store_keys.labels(*_labels(key)).set(len(restore.store))
+        self._sizes_due = 0.0  # len() may scan a persistent store: refresh at the next commit
         rate = restore.restored / took if took > 0 else float(restore.restored)
         log.info(
             "restored store %s[%d]: %d records in %.2fs (%.0f records/s)",
@@ -243,6 +272,8 @@ class StoreTasks:
         """Send each store's last write per key into the open transaction."""
         sent = 0
         for key, store in self.stores.items():
+            if key in self.restoring:
+                continue
             pending = store.pending_changelog()
             if not pending:
                 continue
@@ -265,7 +296,7 @@ class StoreTasks:
     def committed(self) -> None:
         """Kafka committed: apply each overlay with the changelog offset it now reflects."""
         for key, store in self.stores.items():
-            if store.pending_changelog():
+            if key not in self.restoring and store.pending_changelog():
                 store.commit(self.checkpoints.pop(key, None))
         self.checkpoints.clear()
         now = time.monotonic()
@@ -295,6 +326,20 @@ class StoreTasks:
         self.stores.clear()
         if self._restore_consumer is not None:
             self._restore_consumer.close()
+
+
+def _without_eof(part: list[Message], key: StoreKey, ended: dict[StoreKey, int]) -> list[Message]:
+    """The records of a run, noting a partition EOF; any other error is raised."""
+    records: list[Message] = []
+    for msg in part:
+        err = msg.error()
+        if err is None:
+            records.append(msg)
+        elif err.code() == KafkaError._PARTITION_EOF:
+            ended[key] = msg.offset()
+        else:
+            raise KafkaException(err)
+    return records
 
 
 def _labels(key: StoreKey) -> tuple[str, str]:

@@ -89,11 +89,12 @@ class Worker:
         self.state = (
             StoreTasks(settings, topology, metrics, self.topics) if topology.stores else None
         )
+        self.tally = TxnTally()
         self.ctx = ProcessorContext(
             lambda t: self.topics.ensure(t, "output"),
             self.state.store if self.state is not None else None,
+            self.tally.dropped,
         )
-        self.tally = TxnTally()
         self.committed: dict[TP, int] = {}
         self.assignment: list[TopicPartition] = []
         # Records whose outputs were refused by the producer, keyed by (topic, partition,
@@ -391,6 +392,11 @@ class Worker:
             self.state.committed()
         for tp in positions:
             self.committed[(tp.topic, tp.partition)] = tp.offset
+        if self.tally.dropped:
+            log.warning(
+                "dropped records in the committed transaction: %s",
+                ", ".join(f"{n} {reason}" for reason, n in self.tally.dropped.items()),
+            )
         self.metrics.publish(self.tally)
         self.tally.clear()
         self.records_in_txn = 0

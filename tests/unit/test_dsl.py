@@ -240,7 +240,7 @@ def test_group_by_and_two_aggregations_share_one_repartition(tmp_path: Path) -> 
     assert driver.hops["shop-by-customer-repartition"] == 4  # the None key never left
 
 
-def test_aggregations_skip_none_keys_and_values(tmp_path: Path) -> None:
+def test_aggregations_count_the_none_keys_and_values_they_drop(tmp_path: Path) -> None:
     app = eokafka.App("nulls")
     app.stream("in", key_serde=S, value_serde=J).group_by_key().count(name="n").to(
         "out", value_serde=J
@@ -250,6 +250,19 @@ def test_aggregations_skip_none_keys_and_values(tmp_path: Path) -> None:
     driver.feed("in", b"a", None)
     driver.feed("in", b"a", b"1")
     assert driver.decoded("out") == [("a", 1)]
+    assert driver.ctx.dropped == {"count(n): None key or value": 2}
+
+
+def test_a_repartition_before_an_aggregation_counts_none_keys(tmp_path: Path) -> None:
+    app = eokafka.App("nulls")
+    app.stream("in", key_serde=S, value_serde=J).group_by(
+        lambda k, v: v.get("user"), name="by-user"
+    ).count(name="n")
+    driver = Driver(app, tmp_path)
+    driver.feed("in", b"k", b'{"user": "u1"}')
+    driver.feed("in", b"k", b'{"other": 1}')
+    assert driver.hops["nulls-by-user-repartition"] == 1
+    assert driver.ctx.dropped == {"repartition(by-user): None key": 1}
 
 
 # -- tables and joins -------------------------------------------------------------------
