@@ -85,6 +85,8 @@ def main() -> int:
         info = start_broker(port=args.port, home=home, fresh=True)
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if "in use" in str(exc):
+            print("       (or run the demo's own broker elsewhere: --port N)", file=sys.stderr)
         return 1
     print(f"      bootstrap {info.bootstrap}, log {info.log_file}")
     worker: subprocess.Popen[bytes] | None = None
