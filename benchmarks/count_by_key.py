@@ -28,7 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -69,8 +69,14 @@ def json_value(i: int, key: str) -> bytes:
     return (head + "x" * max(0, VALUE_BYTES - len(head) - 2) + '"}').encode()
 
 
-def produce_input(bootstrap: str, topic: str, n: int, keys: int) -> dict[str, int]:
-    """Fill the input once (partition = hash of the key); return the inputs per key."""
+def produce_input(
+    bootstrap: str, topic: str, n: int, keys: int, event_time: tuple[int, int] | None = None
+) -> dict[str, int]:
+    """Fill the input once (partition = hash of the key); return the inputs per key.
+
+    With ``event_time=(base, partitions)`` record i gets timestamp ``base + i`` (one record
+    per millisecond of event time) and key k goes to partition ``k % partitions``.
+    """
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -88,11 +94,16 @@ def produce_input(bootstrap: str, topic: str, n: int, keys: int) -> dict[str, in
 
     names = [key_name(k) for k in range(keys)]
     started = time.monotonic()
+    placed: dict[str, int] = {}
     for i in range(n):
         key = names[i % keys]
+        if event_time is not None:
+            placed = {"timestamp": event_time[0] + i, "partition": i % keys % event_time[1]}
         while True:
             try:
-                producer.produce(topic, json_value(i, key), key.encode(), on_delivery=on_delivery)
+                producer.produce(
+                    topic, json_value(i, key), key.encode(), on_delivery=on_delivery, **placed
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -177,8 +188,19 @@ def run_contender(
     work: Path,
     args: argparse.Namespace,
     topics: list[str],
+    *,
+    target: str | None = None,
+    outputs: int | None = None,
+    check: Callable[[str], tuple[bool, str]] | None = None,
 ) -> Result:
+    """Run one contender to the end of its output and check it.
+
+    Other benchmarks reuse this: ``target`` is the app (default ``CONTENDERS[name]``),
+    ``outputs`` the number of output records to wait for (default: one per input), and
+    ``check(output topic)`` the verdict (default: by name, count or passthrough).
+    """
     n, parts = args.records, args.partitions
+    want = outputs or n
     group = unique(f"bench-cbk-{name}")
     out = f"{group}-out"
     topics.append(out)
@@ -197,7 +219,7 @@ def run_contender(
         "-m",
         "eokafka",
         "run",
-        CONTENDERS[name],
+        target or CONTENDERS[name],
         *_flags(
             bootstrap_servers=bootstrap,
             state_dir=str(work / f"state-{group}"),
@@ -205,7 +227,7 @@ def run_contender(
             commit_interval_ms=str(args.commit_interval_ms),
         ),
     )
-    reader = CommittedReader(bootstrap, out, parts, target=n)
+    reader = CommittedReader(bootstrap, out, parts, target=want)
     reader.start()
     print(f"{name}: running (log {work / (group + '.log')}) ...", flush=True)
     proc = WorkerProcess(group, cmd, env, work)
@@ -220,18 +242,19 @@ def run_contender(
                 raise RuntimeError(f"{name}: output reader failed: {reader.error}")
             if not proc.alive():
                 raise RuntimeError(
-                    f"{name} exited ({proc.proc.returncode}) after {reader.count} of {n} "
+                    f"{name} exited ({proc.proc.returncode}) after {reader.count} of {want} "
                     f"records:\n{proc.log_tail()}"
                 )
             if time.monotonic() > give_up:
                 raise TimeoutError(
-                    f"{name}: {reader.count} of {n} records after {args.timeout} s:\n"
+                    f"{name}: {reader.count} of {want} records after {args.timeout} s:\n"
                     f"{proc.log_tail()}"
                 )
             time.sleep(0.05)
         rss, cpu = proc.peak_rss_mb(), proc.cpu_seconds()
         if cpu is not None and cpu_mark is not None and reader.count > cpu_mark[1]:
-            steady_cpu_us = (cpu - cpu_mark[0]) / (reader.count - cpu_mark[1]) * 1e6
+            inputs = (reader.count - cpu_mark[1]) * n / want  # inputs behind those outputs
+            steady_cpu_us = (cpu - cpu_mark[0]) / inputs * 1e6
     finally:
         code = proc.stop()
         reader.stop()
@@ -239,7 +262,9 @@ def run_contender(
         topics.extend(t for t in admin(bootstrap).list_topics(timeout=30).topics if
                       t.startswith(group) and t != out)  # fmt: skip
     assert reader.first_at is not None and reader.done_at is not None
-    if name == "count":
+    if check is not None:
+        ok, verdict = check(out)
+    elif name == "count":
         ok, verdict = check_counts(bootstrap, out, expected, parts)
     else:
         ok, verdict = check_passthrough(bootstrap, out, n, parts)
@@ -248,7 +273,8 @@ def run_contender(
         records=n,
         total_s=reader.done_at - proc.started_at,
         first_output_s=reader.first_at - proc.started_at,
-        steady_records=n - reader.first_count,
+        # In inputs: with fewer outputs than inputs, the inputs behind the first output.
+        steady_records=n - reader.first_count * n // want,
         steady_s=reader.done_at - reader.first_at,
         cpu_s=cpu,
         steady_cpu_us=steady_cpu_us,
@@ -269,16 +295,18 @@ def _median(results: list[Result], attr: str) -> float:
     return statistics.median(getattr(r, attr) for r in results)
 
 
-def print_table(results: list[Result], args: argparse.Namespace) -> None:
+def print_table(results: list[Result], args: argparse.Namespace, title: str = "") -> None:
     print()
     print(
-        f"Exactly-once count by key vs passthrough, {args.records:,} records x {VALUE_BYTES} B "
+        f"{title or 'Exactly-once count by key vs passthrough'}, "
+        f"{args.records:,} records x {VALUE_BYTES} B "
         f"over {min(args.records, args.keys):,} keys and {args.partitions} partitions; store "
         f"backend {args.backend}; commit every {args.commit_interval_ms} ms or "
         f"{args.commit_every:,} records; batch {args.batch_size}"
     )
+    width = max([11, *(len(r.name) for r in results)])
     head = (
-        f"{'contender':<11} {'records/s':>10} {'seconds':>8} {'steady rec/s':>12} "
+        f"{'contender':<{width}} {'records/s':>10} {'seconds':>8} {'steady rec/s':>12} "
         f"{'steady s':>8} {'1st out s':>9} {'CPU s':>6} {'CPU us/rec':>10} {'peak RSS MB':>11}"
         "  output check (read_committed re-read)"
     )
@@ -286,7 +314,7 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     print("-" * len(head))
     for r in results:
         print(
-            f"{r.name:<11} {r.total_rate:>10,.0f} {r.total_s:>8.2f} {r.steady_rate:>12,.0f} "
+            f"{r.name:<{width}} {r.total_rate:>10,.0f} {r.total_s:>8.2f} {r.steady_rate:>12,.0f} "
             f"{r.steady_s:>8.2f} {r.first_output_s:>9.2f} {_fmt(r.cpu_s, '.1f'):>6} "
             f"{_fmt(r.steady_cpu_us, '.1f'):>10} {_fmt(r.peak_rss_mb, '.1f'):>11}  "
             f"{'ok' if r.exactly_once else 'FAILED'}: {r.verdict}"
@@ -300,12 +328,12 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
                 f"median of {len(rs)} {name} run(s): {_median(rs, 'total_rate'):,.0f} "
                 f"records/s total, {_median(rs, 'steady_rate'):,.0f} records/s steady"
             )
-    if "count" in runs and "passthrough" in runs:
-        total = {k: _median(rs, "total_rate") for k, rs in runs.items()}
-        steady = {k: _median(rs, "steady_rate") for k, rs in runs.items()}
+    total = {k: _median(rs, "total_rate") for k, rs in runs.items()}
+    steady = {k: _median(rs, "steady_rate") for k, rs in runs.items()}
+    for name in sorted(runs.keys() - {"passthrough"}) if "passthrough" in runs else ():
         print(
-            f"count/passthrough: {total['count'] / total['passthrough']:.2f}x total, "
-            f"{steady['count'] / steady['passthrough']:.2f}x steady-state records/s"
+            f"{name}/passthrough: {total[name] / total['passthrough']:.2f}x total, "
+            f"{steady[name] / steady['passthrough']:.2f}x steady-state records/s"
         )
     print(
         "records/s = N / seconds from process start until a read_committed reader has seen "
@@ -315,16 +343,19 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     )
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(
+    doc: str, contenders: dict[str, str], keys: int, more: Callable[[argparse.ArgumentParser], None]
+) -> tuple[argparse.Namespace, list[str]]:
+    """The options of this benchmark (and of others built on it, which add ``more``)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--records", type=int, default=1_000_000)
-    p.add_argument("--keys", type=int, default=10_000)
+    p.add_argument("--keys", type=int, default=keys)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--backend", choices=BACKENDS, default="memory", help="the count store's")
     p.add_argument(
         "--contenders",
-        default=",".join(CONTENDERS),
-        help=f"comma-separated, run in this order (of {', '.join(CONTENDERS)})",
+        default=",".join(contenders),
+        help=f"comma-separated, run in this order (of {', '.join(contenders)})",
     )
     p.add_argument(
         "--rounds", type=int, default=1, help="run the contenders this many times, interleaved"
@@ -335,13 +366,28 @@ def main() -> None:
     p.add_argument("--commit-every", type=int, default=10_000)
     p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
+    more(p)
     args = p.parse_args()
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
-    if not names or any(c not in CONTENDERS for c in names):
-        p.error(f"--contenders: choose from {', '.join(CONTENDERS)}")
+    if not names or any(c not in contenders for c in names):
+        p.error(f"--contenders: choose from {', '.join(contenders)}")
     if args.records < 1 or args.keys < 1:
         p.error("--records and --keys must be positive")
+    return args, names
 
+
+Runner = Callable[[str, str, str, Path, list[str]], Result]  # name, bootstrap, src, work, topics
+
+
+def run_rounds(
+    args: argparse.Namespace,
+    names: list[str],
+    prefix: str,
+    fill: Callable[[str, str], Runner],
+    title: str = "",
+) -> None:
+    """Broker, input topic (``fill(bootstrap, src)`` writes it and returns how to run one
+    contender), the contenders round by round, the table, and a non-zero exit on failure."""
     exit_on_sigterm()
     os.chdir(Path(__file__).resolve().parent.parent)
     results: list[Result] = []
@@ -350,22 +396,34 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="eokafka-bench-") as tmp,
     ):
         work = Path(tmp)
-        src = unique("bench-cbk-in")
-        warm = unique("bench-cbk-warm-up")
+        src = unique(f"{prefix}-in")
+        warm = unique(f"{prefix}-warm-up")
         topics: list[str] = [src, warm]
         try:
             create_topics(bootstrap, [src], args.partitions)
             create_topics(bootstrap, [warm], 1)
             warm_up(bootstrap, warm)
-            expected = produce_input(bootstrap, src, args.records, args.keys)
+            run_one = fill(bootstrap, src)
             for name in [n for _ in range(args.rounds) for n in names]:
-                results.append(run_contender(name, bootstrap, src, expected, work, args, topics))
+                results.append(run_one(name, bootstrap, src, work, topics))
         finally:
             if args.bootstrap:
                 delete_topics(bootstrap, topics)
-    print_table(results, args)
+    print_table(results, args, title)
     if not all(r.exactly_once for r in results):
         sys.exit("FAILED: some output is not what exactly-once processing must give")
+
+
+def main() -> None:
+    args, names = parse_args(__doc__, CONTENDERS, 10_000, lambda p: None)
+
+    def fill(bootstrap: str, src: str) -> Runner:
+        expected = produce_input(bootstrap, src, args.records, args.keys)
+        return lambda name, b, s, work, topics: run_contender(
+            name, b, s, expected, work, args, topics
+        )
+
+    run_rounds(args, names, "bench-cbk", fill)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 The public API is what this module exports; everything else may change.
 """
 
-from eokafka import serdes
+from eokafka import serdes, windows
 from eokafka.app import App
 from eokafka.config import Settings
 from eokafka.context import ProcessorContext
-from eokafka.dsl import GroupedStream, Stream, Table
+from eokafka.dsl import GroupedStream, Stream, Table, WindowedStream, WindowedTable
 from eokafka.errors import (
     ConfigError,
     EokafkaError,
@@ -17,6 +17,7 @@ from eokafka.errors import (
     TopologyError,
 )
 from eokafka.record import Record
+from eokafka.windows import Windowed
 
 __all__ = [
     "App",
@@ -32,5 +33,9 @@ __all__ = [
     "Stream",
     "Table",
     "TopologyError",
+    "Windowed",
+    "WindowedStream",
+    "WindowedTable",
     "serdes",
+    "windows",
 ]

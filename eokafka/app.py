@@ -9,6 +9,7 @@ from typing import Any
 from eokafka import config
 from eokafka.config import Settings
 from eokafka.dsl import Stream, Table, stream_source, table_source
+from eokafka.record import Record
 from eokafka.serdes import Bytes, Json, Serde
 from eokafka.state import BackendKind, StoreSpec
 from eokafka.topology import Processor, Source, Topology
@@ -73,10 +74,19 @@ class App:
         )
 
     def stream(
-        self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
+        self,
+        topic: str,
+        *,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+        timestamp: Callable[[Record], int] | None = None,
     ) -> Stream:
-        """A fluent stream over ``topic``, compiled onto processors (see ``eokafka.dsl``)."""
-        return stream_source(self, topic, key_serde, value_serde)
+        """A fluent stream over ``topic``, compiled onto processors (see ``eokafka.dsl``).
+
+        ``timestamp(record)`` gives each record's event time in epoch ms (default: the record
+        timestamp); windows use it, and records sent on (``to``, repartitions) carry it.
+        """
+        return stream_source(self, topic, key_serde, value_serde, timestamp)
 
     def table(
         self,

@@ -35,17 +35,21 @@ class ProcessorContext:
     dead-lettering a record that raised half-way sends none of its partial output.
     """
 
-    __slots__ = ("pending", "partition", "dropped", "_known_topics", "_check_topic", "_stores")
+    __slots__ = (
+        "pending", "partition", "dropped", "late", "_known_topics", "_check_topic", "_stores"
+    )
 
     def __init__(
         self,
         check_topic: Callable[[str], None],
         stores: Callable[[str, int], Store] | None = None,
         dropped: Counter[str] | None = None,
+        late: Counter[tuple[str, str]] | None = None,
     ) -> None:
         self.pending: list[PendingSend] = []
         self.partition = -1  # the current record's partition, kept only for stateful apps
         self.dropped: Counter[str] = Counter() if dropped is None else dropped
+        self.late: Counter[tuple[str, str]] = Counter() if late is None else late
         self._known_topics: set[str] = set()
         self._check_topic = check_topic
         self._stores = stores
@@ -57,6 +61,13 @@ class ProcessorContext:
         ``eokafka_records_dropped_total`` when it commits, so that no record vanishes unseen.
         """
         self.dropped[reason] += 1
+
+    def late_record(self, store: str, action: str) -> None:
+        """Count a record that came after its window closed (``action``: what became of it).
+
+        Counted per transaction, into ``eokafka_late_records_total`` when it commits.
+        """
+        self.late[(store, action)] += 1
 
     def store(self, name: str) -> Store:
         """The named store of the current record's partition (declared with stores=[...])."""

@@ -29,6 +29,7 @@ class TxnTally:
     skipped: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)  # by reason, see ctx.drop
+    late: Counter[tuple[str, str]] = field(default_factory=Counter)  # (store, action)
 
     def clear(self) -> None:
         self.consumed.clear()
@@ -36,6 +37,7 @@ class TxnTally:
         self.skipped.clear()
         self.dead_lettered.clear()
         self.dropped.clear()
+        self.late.clear()
 
 
 class WorkerMetrics:
@@ -62,6 +64,13 @@ class WorkerMetrics:
             "eokafka_records_dropped",
             "Records a topology dropped on purpose (e.g. a None key before an aggregation)",
             ["reason"],
+            registry=r,
+        )
+        self.late = PCounter(
+            "eokafka_late_records",
+            "Records that came after their window closed, by window store and action "
+            "(dropped, dead-lettered)",
+            ["store", "action"],
             registry=r,
         )
         self.commits = PCounter(
@@ -128,6 +137,8 @@ class WorkerMetrics:
         ):
             for topic, n in counts.items():
                 counter.labels(topic).inc(n)
+        for (store, action), n in tally.late.items():
+            self.late.labels(store, action).inc(n)
         self.commits.inc()
 
     def forget_partitions(self, partitions: list[tuple[str, int]]) -> None:

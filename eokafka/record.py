@@ -42,6 +42,11 @@ class Record:
         return self._msg.headers() or []
 
     @property
+    def message(self) -> Message:
+        """The consumed message itself (for dead-letter headers and the like)."""
+        return self._msg
+
+    @property
     def raw_key(self) -> bytes | None:
         return self._msg.key()  # type: ignore[no-any-return]
 

@@ -6,7 +6,7 @@ The topology knows nothing of Kafka clients; the runtime compiles it into a rout
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eokafka.errors import TopologyError
@@ -34,10 +34,16 @@ class Topology:
         self.stores: dict[str, StoreSpec] = {}
         # internal topic -> the topic whose partition count it takes (repartition topics)
         self.internal_topics: dict[str, str] = {}
+        # window store -> its changelog's retention.ms (windowed aggregations)
+        self.window_stores: dict[str, int] = {}
 
     def add_internal_topic(self, topic: str, partitions_like: str) -> None:
         """A topic the app creates itself, with as many partitions as ``partitions_like``."""
         self.internal_topics[topic] = partitions_like
+
+    def add_window_store(self, name: str, retention_ms: int) -> None:
+        """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so."""
+        self.window_stores[name] = retention_ms
 
     def add_store(self, spec: StoreSpec) -> None:
         if spec.name in self.stores and self.stores[spec.name] != spec:
@@ -75,6 +81,9 @@ class Topology:
             for name in s.stores:
                 if name not in self.stores:
                     self.add_store(StoreSpec(name, "memory"))
+        for name, retention in self.window_stores.items():
+            spec = self.stores.get(name) or StoreSpec(name, "memory")
+            self.stores[name] = replace(spec, window_retention_ms=retention)
 
     def describe(self) -> str:
         lines = []
@@ -86,5 +95,6 @@ class Topology:
                 )
                 for name in s.stores:
                     spec = self.stores.get(name, StoreSpec(name, "memory"))
-                    lines.append(f"     store {name} ({spec.backend})")
+                    kind = ", window" if name in self.window_stores else ""
+                    lines.append(f"     store {name} ({spec.backend}{kind})")
         return "\n".join(lines)

@@ -101,8 +101,12 @@ def produce_records(
     records: list[tuple[bytes | None, bytes | None]],
     partition: int | None = None,
     timeout: float = 60.0,
+    timestamps: list[int] | None = None,
 ) -> None:
-    """Produce ``(key, value)`` pairs non-transactionally; raise unless all were acked."""
+    """Produce ``(key, value)`` pairs non-transactionally; raise unless all were acked.
+
+    ``timestamps`` gives each record's CreateTime (ms); by default the producer's clock.
+    """
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -118,7 +122,9 @@ def produce_records(
             errors.append(err)
 
     extra: dict[str, Any] = {} if partition is None else {"partition": partition}
-    for key, value in records:
+    for i, (key, value) in enumerate(records):
+        if timestamps is not None:
+            extra["timestamp"] = timestamps[i]
         while True:
             try:
                 producer.produce(topic, key=key, value=value, on_delivery=on_delivery, **extra)

@@ -41,5 +41,14 @@ Semantics worth knowing:
 
 from eokafka.dsl.stream import Stream
 from eokafka.dsl.table import GroupedStream, Table, stream_source, table_source
+from eokafka.dsl.windowed import WindowedStream, WindowedTable
 
-__all__ = ["GroupedStream", "Stream", "Table", "stream_source", "table_source"]
+__all__ = [
+    "GroupedStream",
+    "Stream",
+    "Table",
+    "WindowedStream",
+    "WindowedTable",
+    "stream_source",
+    "table_source",
+]

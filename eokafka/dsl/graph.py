@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from eokafka.app import App
 
 Emit = Callable[[Any, Any, Any], None]  # (key, value, ctx)
+TimestampFn = Callable[[Any], int]  # a Record -> its event time (ms)
 Wrap = Callable[[Emit], Emit]  # given the downstream emit, build this operator's emit
 MISSING: Final = object()
 _NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
@@ -76,6 +77,8 @@ class Root:
 
     It is registered at once and re-registered (same function, new name and stores) whenever
     the tree grows, so ``describe()`` shows the pipeline and joins can add the stores they read.
+    While a record runs through the tree, ``record`` is that record and ``ts`` the event time
+    ``timestamp(record)`` gave it (None without an extractor), for windows and sinks.
     """
 
     def __init__(
@@ -86,8 +89,12 @@ class Root:
         key_serde: Serde | None,
         value_serde: Serde | None,
         like: str | None = None,
+        timestamp: TimestampFn | None = None,
     ) -> None:
         self.app = app
+        self.timestamp = timestamp
+        self.record: Any = None
+        self.ts: int | None = None
         self.topic = topic
         self.key_serde: Serde = key_serde or Bytes()
         self.like = like or topic  # an external topic with this topic's partition count
@@ -107,6 +114,9 @@ class Root:
         emit = self._emit
         if emit is None:
             emit = self._emit = self.node.compile()
+        self.record = record
+        if self.timestamp is not None:
+            self.ts = check_timestamp(self.timestamp(record), "the stream's timestamp=")
         emit(record.key, record.value, ctx)
 
     def add(self, parent: Node, label: str, wrap: Wrap) -> Node:
@@ -153,10 +163,37 @@ def claim_store(app: App, name: str, what: str) -> str:
     return name
 
 
-def sink(topic: str, key_serde: Serde | None, value_serde: Serde | None) -> Wrap:
-    """An operator that ends a branch by sending into the transaction (``to``, repartition)."""
+def check_timestamp(ts: Any, what: str) -> int:
+    """Event times are non-negative epoch milliseconds; anything else is a poison record."""
+    if type(ts) is not int or ts < 0:
+        raise ValueError(f"{what} gave {ts!r}; an event time must be an int >= 0 (epoch ms)")
+    return ts
+
+
+def sink(
+    topic: str, key_serde: Serde | None, value_serde: Serde | None, root: Root | None = None
+) -> Wrap:
+    """An operator that ends a branch by sending into the transaction (``to``, repartition).
+
+    Under a source with a timestamp extractor, outputs carry the extracted event time (so a
+    window after a repartition sees it); otherwise the input record's timestamp.
+    """
 
     def wrap(_nxt: Emit) -> Emit:
+        if root is not None and root.timestamp is not None:
+
+            def emit_timed(key: Any, value: Any, ctx: Any) -> None:
+                ctx.send(
+                    topic,
+                    key=key,
+                    value=value,
+                    key_serde=key_serde,
+                    value_serde=value_serde,
+                    timestamp=root.ts,
+                )
+
+            return emit_timed
+
         def emit(key: Any, value: Any, ctx: Any) -> None:
             ctx.send(topic, key=key, value=value, key_serde=key_serde, value_serde=value_serde)
 

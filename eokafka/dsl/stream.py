@@ -102,7 +102,7 @@ class Stream:
         self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
     ) -> None:
         """Send every record to ``topic`` inside the transaction."""
-        self._then(f"to({topic})", sink(topic, key_serde, value_serde))
+        self._then(f"to({topic})", sink(topic, key_serde, value_serde, self._root))
 
     # -- re-keying and state -------------------------------------------------------------
 
@@ -123,7 +123,7 @@ class Stream:
             )
         ks, vs = key_serde or Json(), value_serde or Json()
         app.topology.add_internal_topic(topic, partitions_like=self._root.like)
-        send = sink(topic, ks, vs)
+        send = sink(topic, ks, vs, self._root)
 
         dropped = f"repartition({name}): None key"
 
@@ -196,6 +196,10 @@ class Stream:
     def _join(
         self, table: Table, joiner: Callable[[Any, Any], Any], name: str | None, left: bool
     ) -> Stream:
+        if not table.joinable:
+            raise TopologyError(
+                f"table {table.name!r} is windowed: a stream joins tables keyed like itself"
+            )
         stream = self
         if self._rekeyed:
             if name is None:

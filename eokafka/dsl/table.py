@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from eokafka.dsl.graph import MISSING, Emit, Node, Root, claim_store, sink
+from eokafka.dsl.graph import MISSING, Emit, Node, Root, TimestampFn, claim_store, sink
 from eokafka.dsl.stream import Stream
 from eokafka.serdes import Serde
 
 if TYPE_CHECKING:
     from eokafka.app import App
+    from eokafka.dsl.windowed import Late, WindowedStream
+    from eokafka.windows import Windows
 
 
 class GroupedStream:
@@ -38,6 +40,26 @@ class GroupedStream:
                 )
             self._grouped = stream
         return self._grouped
+
+    def window(
+        self,
+        windows: Windows,
+        *,
+        timestamp: TimestampFn | None = None,
+        late: Late = "drop",
+        retention_ms: int | None = None,
+    ) -> WindowedStream:
+        """Aggregate per key and event-time window (see ``eokafka.windows``).
+
+        ``timestamp(record)`` gives a record's event time, the record carrying the key and
+        value as grouped (default: the source's ``timestamp=``, else the record timestamp).
+        ``late`` says what happens to records whose window has closed: ``"drop"`` (counted
+        and logged) or ``"dead-letter"`` (to ``<application id>-dlq`` with headers).
+        ``retention_ms`` is the window store changelog's (default: the windows' reach + 1 day).
+        """
+        from eokafka.dsl.windowed import WindowedStream  # builds on this module: import late
+
+        return WindowedStream(self, windows, timestamp, late, retention_ms)
 
     def count(self, *, name: str) -> Table:
         """Records per key, kept in store ``name``."""
@@ -99,6 +121,8 @@ class Table:
     Deletions flow on as tombstones (value None).
     """
 
+    joinable = True  # a stream can join it by key (windowed tables are keyed by window)
+
     def __init__(self, root: Root, node: Node, store: str, key_serde: Serde) -> None:
         self._root = root
         self._node = node
@@ -109,7 +133,9 @@ class Table:
         self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
     ) -> None:
         """Send every update to ``topic`` inside the transaction."""
-        self._root.add(self._node, f"to({topic})", sink(topic, key_serde, value_serde))
+        self._root.add(
+            self._node, f"to({topic})", sink(topic, key_serde, value_serde, self._root)
+        )
 
     def to_stream(self) -> Stream:
         """The table's updates as a stream (same processor, no hop)."""
@@ -117,10 +143,14 @@ class Table:
 
 
 def stream_source(
-    app: App, topic: str, key_serde: Serde | None, value_serde: Serde | None
+    app: App,
+    topic: str,
+    key_serde: Serde | None,
+    value_serde: Serde | None,
+    timestamp: TimestampFn | None = None,
 ) -> Stream:
     """``app.stream``: a processor on ``topic`` running whatever gets chained to the Stream."""
-    root = Root(app, topic, "stream", key_serde, value_serde)
+    root = Root(app, topic, "stream", key_serde, value_serde, timestamp=timestamp)
     return Stream(root, root.node)
 
 

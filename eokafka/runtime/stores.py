@@ -80,9 +80,8 @@ class StoreTasks:
             wanted = next(iter(counts.values()), None) or 1
             have = self.topics.partitions(topic)
             if have is None:
-                self.topics.ensure(
-                    topic, "changelog", wanted, internal=True, config={"cleanup.policy": "compact"}
-                )
+                config = self.specs[name].changelog_config()
+                self.topics.ensure(topic, "changelog", wanted, internal=True, config=config)
             elif have != wanted:
                 raise TopologyError(
                     f"changelog topic {topic!r} has {have} partitions but its source topics "

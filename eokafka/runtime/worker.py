@@ -94,6 +94,7 @@ class Worker:
             lambda t: self.topics.ensure(t, "output"),
             self.state.store if self.state is not None else None,
             self.tally.dropped,
+            self.tally.late,
         )
         self.committed: dict[TP, int] = {}
         self.assignment: list[TopicPartition] = []

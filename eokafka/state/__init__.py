@@ -25,6 +25,7 @@ from eokafka.state.backend import (
 from eokafka.state.rocks import RocksBackend
 from eokafka.state.sqlite import SqliteBackend
 from eokafka.state.store import Store
+from eokafka.state.window import WindowStore
 
 __all__ = [
     "Backend",
@@ -37,6 +38,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreSpec",
+    "WindowStore",
     "changelog_topic",
     "open_store",
     "store_dir",
@@ -72,6 +74,9 @@ class StoreSpec:
     backend: BackendKind = "memory"
     key_serde: Serde = field(default_factory=Json)
     value_serde: Serde = field(default_factory=Json)
+    # Set for the store of a windowed aggregation: it opens as a WindowStore, and its
+    # changelog also deletes records older than this (closed windows are tombstoned anyway).
+    window_retention_ms: int | None = None
 
     def __post_init__(self) -> None:
         _check_name("store name", self.name)
@@ -80,6 +85,15 @@ class StoreSpec:
                 f"store {self.name!r}: backend must be one of {sorted(_KINDS)}, "
                 f"not {self.backend!r}"
             )
+        retention = self.window_retention_ms
+        if retention is not None and (type(retention) is not int or retention <= 0):
+            raise ValueError(f"store {self.name!r}: window_retention_ms must be a positive int")
+
+    def changelog_config(self) -> dict[str, str]:
+        """Topic configs of the changelog: compacted, and for window stores time-limited."""
+        if self.window_retention_ms is None:
+            return {"cleanup.policy": "compact"}
+        return {"cleanup.policy": "compact,delete", "retention.ms": str(self.window_retention_ms)}
 
 
 def changelog_topic(application_id: str, store_name: str) -> str:
@@ -117,7 +131,8 @@ def open_store(
         backend = SqliteBackend(directory / SQLITE_FILE)
     else:
         backend = RocksBackend(directory / ROCKSDB_DIR)
-    return Store(spec.name, backend, spec.key_serde, spec.value_serde)
+    kind = Store if spec.window_retention_ms is None else WindowStore
+    return kind(spec.name, backend, spec.key_serde, spec.value_serde)
 
 
 def wipe_store(state_dir: Path | str, application_id: str, store_name: str, partition: int) -> None:

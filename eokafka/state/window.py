@@ -1,0 +1,178 @@
+"""The store behind a windowed aggregation: one entry per key, the stream time, a close index.
+
+Layout (raw bytes; the DSL encodes the payloads, see ``eokafka.windows.encode_state``):
+
+* ``b"\\x00"`` -> stream time, int64 big-endian: the largest timestamp this partition's
+  aggregation has seen. It is changelogged like the windows, so a restart can't forget it
+  and let a late record re-open a window whose final result went out already.
+* ``b"\\x01" + key bytes`` -> int64 close time + payload: the key's open windows, and the
+  stream time at which the first of them closes.
+
+Every write goes through the overlay like any store write, so windows, the stream time and
+the tombstones of closed windows reach the changelog in the transaction of the outputs they
+caused. The close index (a heap of (close time, key)) is derived state: built from the entries
+at first use (so after any restore), extended by writes, drained by :meth:`WindowStore.due`.
+An abort puts back what ``due`` took, so a replay closes those windows again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Any, Final
+
+from eokafka.serdes import Bytes, Json, Serde
+from eokafka.state.backend import Backend
+from eokafka.state.store import Store
+
+__all__ = ["WindowStore"]
+
+_TIME: Final = b"\x00"
+_KEY: Final = b"\x01"
+_INT64 = struct.Struct(">q")
+Item = tuple[int, bytes]  # (close time, key bytes)
+
+
+class WindowStore(Store):
+    """A :class:`Store` of raw bytes with window entries, a stream time and a close index.
+
+    ``get``/``put``/``items`` work on the raw layout above; the windowed DSL uses the entry
+    methods. ``value_serde`` is kept as :attr:`aggregate_serde` for the payloads.
+    """
+
+    __slots__ = ("aggregate_serde", "_heap", "_taken")
+
+    def __init__(
+        self,
+        name: str,
+        backend: Backend,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, backend, Bytes(), Bytes(), **kwargs)
+        self.aggregate_serde: Serde = value_serde or Json()
+        self._heap: list[Item] | None = None
+        self._taken: list[Item] = []  # popped in the open transaction
+
+    # -- stream time -------------------------------------------------------------------------
+
+    def stream_time(self) -> int | None:
+        data = self.get(_TIME)
+        return None if data is None else _INT64.unpack(data)[0]  # type: ignore[no-any-return]
+
+    def set_stream_time(self, stream_time: int) -> None:
+        self.put(_TIME, _INT64.pack(stream_time))
+
+    # -- entries -----------------------------------------------------------------------------
+
+    def entry(self, key: bytes) -> tuple[int, bytes] | None:
+        """(close time, payload) of a key, or None."""
+        data = self.get(_KEY + key)
+        if data is None:
+            return None
+        return _INT64.unpack_from(data)[0], data[_INT64.size :]
+
+    def put_entry(
+        self, key: bytes, close_at: int | None, payload: bytes, was: int | None = None
+    ) -> None:
+        """Write a key's windows; ``close_at`` None deletes the entry (a tombstone).
+
+        ``was`` is the close time the entry had: the index only needs a new item when the
+        key now closes earlier (a later close is found when the earlier item comes due).
+        """
+        if close_at is None:
+            self.delete(_KEY + key)
+            return
+        self.put(_KEY + key, _INT64.pack(close_at) + payload)
+        if was is None or close_at < was:
+            heapq.heappush(self._index(), (close_at, key))
+
+    def due(self, stream_time: int) -> list[tuple[bytes, int, bytes]]:
+        """The keys with a window closed at ``stream_time``: (key, close time, payload).
+
+        Each key once, in order of close time. Items that turn out early (the key's first
+        window now closes later) go back in under the entry's current close time.
+        """
+        heap = self._index()
+        if not heap or heap[0][0] > stream_time:
+            return []  # the common case: nothing closes at this record
+        out: list[tuple[bytes, int, bytes]] = []
+        seen: set[bytes] = set()
+        later: list[Item] = []
+        while heap and heap[0][0] <= stream_time:
+            item = heapq.heappop(heap)
+            self._taken.append(item)
+            key = item[1]
+            if key in seen:
+                continue
+            seen.add(key)
+            found = self.entry(key)
+            if found is None:
+                continue
+            if found[0] <= stream_time:
+                out.append((key, found[0], found[1]))
+            else:
+                later.append((found[0], key))
+        for item in later:
+            heapq.heappush(heap, item)
+        return out
+
+    def entries(self) -> Iterator[tuple[bytes, int, bytes]]:
+        """Every key's (key bytes, close time, payload), this transaction's writes included."""
+        for key, data in self.items():
+            if key[:1] == _KEY:
+                yield key[1:], _INT64.unpack_from(data)[0], data[_INT64.size :]
+
+    @property
+    def index_size(self) -> int:
+        """Items in the close index (stale ones included): bounded like the entries."""
+        return 0 if self._heap is None else len(self._heap)
+
+    def _index(self) -> list[Item]:
+        """Committed entries plus this transaction's: a superset survives commit and abort."""
+        if self._heap is None:
+            raw: Iterable[tuple[bytes, bytes | None]]
+            heap: list[Item] = []
+            for raw in (self.backend.items(), self._overlay.items()):
+                for key, data in raw:
+                    if data is not None and key[:1] == _KEY:
+                        heap.append((_INT64.unpack_from(data)[0], key[1:]))
+            heapq.heapify(heap)
+            self._heap = heap
+        return self._heap
+
+    # -- the transaction side ----------------------------------------------------------------
+
+    def commit(self, checkpoint: int | None) -> None:
+        super().commit(checkpoint)
+        self._taken = []
+
+    def abort(self) -> None:
+        super().abort()
+        if self._heap is not None:
+            for item in self._taken:
+                heapq.heappush(self._heap, item)
+        self._taken = []
+
+    def restore_batch(
+        self,
+        records: Iterable[tuple[bytes, bytes | None]],
+        next_offset: int,
+        *,
+        flush: bool = True,
+    ) -> None:
+        super().restore_batch(records, next_offset, flush=flush)
+        self._heap = None  # rebuilt from the restored entries at first use
+        self._taken = []
+
+    def close(self) -> None:
+        super().close()
+        self._heap = None
+        self._taken = []
+
+    def destroy(self) -> None:
+        super().destroy()
+        self._heap = None
+        self._taken = []
