@@ -15,12 +15,12 @@ _TIMEOUT = 30.0
 
 class TopicGuard:
     def __init__(self, admin: AdminClient, create: bool) -> None:
-        self._admin = admin
+        self.admin = admin
         self._create = create
 
     def partitions(self, topic: str) -> int | None:
         """The topic's partition count, or None when it does not exist."""
-        md = self._admin.list_topics(topic=topic, timeout=_TIMEOUT).topics.get(topic)
+        md = self.admin.list_topics(topic=topic, timeout=_TIMEOUT).topics.get(topic)
         if md is None or md.error is not None and md.error.code() in (
             KafkaError.UNKNOWN_TOPIC_OR_PART,
             KafkaError._UNKNOWN_TOPIC,
@@ -50,7 +50,7 @@ class TopicGuard:
                 "missing topics (--create-topics, EOKAFKA_CREATE_TOPICS=1, "
                 "App(..., create_topics=True))"
             )
-        futures = self._admin.create_topics(
+        futures = self.admin.create_topics(
             [
                 NewTopic(
                     topic, num_partitions=partitions, replication_factor=-1, config=config or {}

@@ -1,10 +1,13 @@
 """The transactional producer and the state of the open transaction, in one place.
 
 Error classes follow librdkafka's transactional API: retriable errors are retried until the
-transaction timeout; abortable errors abort (the caller rewinds); a fenced producer means a
-newer worker with the same transactional.id exists, so this one must stop rather than fence it
-back; any other fatal error drops the producer and starts a new one, whose
-``init_transactions`` aborts whatever the old one left open.
+transaction timeout; abortable errors abort (the caller rewinds); fatal errors drop the
+producer and start a new one, whose ``init_transactions`` aborts whatever the old one left
+open. A fenced producer is fatal too, with two causes librdkafka reports alike: a newer worker
+with the same transactional.id (then this one must stop rather than fence it back, or the two
+would fence each other for ever), or the broker aborting a transaction that outlived
+``transaction.timeout.ms`` (then a new producer carries on). The worker tells them apart by
+asking the consumer group who holds this instance id (``replaced``).
 """
 
 from __future__ import annotations
@@ -50,7 +53,12 @@ class TransactionAborted(Exception):
 
 class Transactions:
     def __init__(
-        self, settings: Settings, instance_id: str, metrics: WorkerMetrics, stateful: bool = False
+        self,
+        settings: Settings,
+        instance_id: str,
+        metrics: WorkerMetrics,
+        stateful: bool = False,
+        replaced: Callable[[], bool] = lambda: True,
     ) -> None:
         self._conf = producer_config(settings, instance_id)
         if stateful:
@@ -63,7 +71,9 @@ class Transactions:
         self._timeout = settings.transaction_timeout_ms / 1000
         self._interval = settings.commit_interval_ms / 1000
         self._metrics = metrics
+        self._replaced = replaced
         self.open = False
+        self.began = 0.0
         self.deadline = 0.0
         self.delivery_failure: str | None = None
         self.producer = self._new_producer()
@@ -97,7 +107,8 @@ class Transactions:
         if not self.open:
             self.producer.begin_transaction()
             self.open = True
-            self.deadline = time.monotonic() + self._interval
+            self.began = time.monotonic()
+            self.deadline = self.began + self._interval
 
     def commit(self, offsets: list[TopicPartition], group_metadata: object) -> None:
         """Commit outputs and consumed offsets together; raise TransactionAborted if not."""
@@ -125,9 +136,9 @@ class Transactions:
             self._retry(lambda: self.producer.abort_transaction(self._timeout), "abort")
         except KafkaException as exc:
             err = exc.args[0]
-            if is_fenced(err):
+            if is_fenced(err) and self._replaced():
                 raise self._fenced(err) from exc
-            self._reset(err)
+            self._reset(err, self._fenced_detail(err))
         self.open = False
         self.delivery_failure = None
         self._metrics.aborts.labels(reason).inc()
@@ -135,22 +146,35 @@ class Transactions:
 
     def fail(self, err: KafkaError, during: str) -> None:
         """Deal with a transactional error by class, then raise TransactionAborted."""
-        if is_fenced(err):
+        fenced = is_fenced(err)
+        if fenced and self._replaced():
             raise self._fenced(err)
         detail = f"{during}: {err.name()}: {err.str()}"
         if self.delivery_failure:
             detail += f" ({self.delivery_failure})"
-        if err.txn_requires_abort():
+        if err.txn_requires_abort() and not fenced:
             log.warning("abortable transaction error, aborting: %s", detail)
             self.abort(err.name())
         else:
-            self._reset(err)
+            self._reset(err, self._fenced_detail(err) if fenced else "")
             self.open = False
             self._metrics.aborts.labels(err.name()).inc()
         raise TransactionAborted(detail)
 
-    def _reset(self, err: KafkaError) -> None:
-        log.error("fatal producer error %s: %s; creating a new producer", err.name(), err.str())
+    def _fenced_detail(self, err: KafkaError) -> str:
+        if not is_fenced(err):
+            return ""
+        age = time.monotonic() - self.began if self.open else 0.0
+        return (
+            f" (no other worker holds this instance id, so the broker most likely aborted a "
+            f"transaction that was open {age:.1f} s, longer than transaction_timeout_ms="
+            f"{self._timeout * 1000:.0f}: raise it if processing a batch can take this long)"
+        )
+
+    def _reset(self, err: KafkaError, why: str = "") -> None:
+        log.error(
+            "fatal producer error %s: %s%s; creating a new producer", err.name(), err.str(), why
+        )
         try:
             self.producer.purge(in_queue=True, in_flight=True, blocking=False)
         except KafkaException:

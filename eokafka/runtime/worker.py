@@ -127,7 +127,11 @@ class Worker:
             self.ctx._known_topics.add(self.settings.dlq_topic)
         try:
             self.txn = Transactions(
-                self.settings, self.instance_id, self.metrics, stateful=self.state is not None
+                self.settings,
+                self.instance_id,
+                self.metrics,
+                stateful=self.state is not None,
+                replaced=self._replaced,
             )
             self.consumer = Consumer(consumer_config(self.settings, self.instance_id))
         except KafkaException as exc:
@@ -283,7 +287,10 @@ class Worker:
                 produced[topic] += 1
         except KafkaException as exc:
             err = exc.args[0]
-            if not (err.txn_requires_abort() or err.fatal() or err.retriable()):
+            # A producer in a fatal state refuses every record with code _FATAL, without
+            # the fatal flag: that is the producer's fault, not the record's.
+            fatal = err.fatal() or err.code() in (KafkaError._FATAL, KafkaError._FENCED)
+            if not (err.txn_requires_abort() or fatal or err.retriable()):
                 # The record itself is at fault (e.g. too large): replay without it.
                 if self.settings.on_error == "fail":
                     raise self._poison_error(msg, "produce", exc) from exc
@@ -342,6 +349,30 @@ class Worker:
             raise _RecordFailed(kexc.args[0].name(), kexc.args[0].str()) from kexc
         self.tally.dead_lettered[msg.topic()] += 1
         log.warning("dead-lettered %s to %s (%s, %s): %s", where, dlq, processor, stage, reason)
+
+    def _replaced(self) -> bool:
+        """Whether another group member holds this worker's instance id: a successor.
+
+        Asked when the producer was fenced. Static members are matched by group.instance.id,
+        dynamic ones by client.id (which carries the instance id). When the group can't be
+        read, assume a successor: stopping is safe, fencing it back is not.
+        """
+        if self.consumer is None:
+            return True
+        group = self.settings.application_id
+        client_id = f"{group}-{self.instance_id}-consumer"
+        try:
+            mine = self.consumer.memberid()
+            future = self.topics.admin.describe_consumer_groups([group], request_timeout=10)
+            members = future[group].result(timeout=15).members
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("could not read group %r to see who fenced the producer: %s", group, exc)
+            return True
+        for member in members:
+            ours = member.group_instance_id == self.instance_id or member.client_id == client_id
+            if ours and member.member_id != mine:
+                return True
+        return False
 
     def _consumer_error(self, msg: Message) -> None:
         err = msg.error()

@@ -42,6 +42,18 @@ def _setup(bootstrap: str, tmp: Path, partitions: int) -> tuple[dict[str, str], 
     return {**names.env, "TEST_PAUSE_DIR": str(pause_dir)}, names.src, names.out
 
 
+def _pausing_worker(
+    bootstrap: str, tmp: Path, total: int, pause_id: int, extra: list[str]
+) -> tuple[WorkerProcess, str, Path]:
+    """One worker over 2 partitions of ``total`` inputs that stops mid-transaction at
+    ``pause_id`` until the test releases it; returns it, the output topic, the pause dir."""
+    env, src, out = _setup(bootstrap, tmp, partitions=2)
+    env["TEST_PAUSE_IDS"] = str(pause_id)
+    produce_records(bootstrap, src, _inputs(range(total)))
+    w = worker(TARGET, bootstrap, tmp, "w", env, extra).start()
+    return w, out, Path(env["TEST_PAUSE_DIR"])
+
+
 def test_sigkill_mid_transaction_loses_and_duplicates_nothing(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -147,13 +159,9 @@ def test_lost_partitions_abort_the_open_transaction_and_stay_exactly_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     total = 3_000
-    env, src, out = _setup(kafka_bootstrap, tmp_path, partitions=2)
-    env["TEST_PAUSE_IDS"] = "1000"
-    pause_dir = Path(env["TEST_PAUSE_DIR"])
-    produce_records(kafka_bootstrap, src, _inputs(range(total)))
     extra = ["--instance-id", "slow", "-c", "consumer.max.poll.interval.ms=6000"]
     extra += ["-c", "consumer.session.timeout.ms=6000"]  # the broker's minimum
-    w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, extra).start()
+    w, out, pause_dir = _pausing_worker(kafka_bootstrap, tmp_path, total, 1000, extra)
     try:
         wait_for(lambda: (pause_dir / "paused-1000").exists(), 60, "the worker to pause")
         # librdkafka declares the assignment lost once the poll interval is exceeded.
@@ -163,6 +171,36 @@ def test_lost_partitions_abort_the_open_transaction_and_stay_exactly_once(
         _assert_exactly_once(records, range(total))
         wait_for(lambda: "eokafka.worker: assigned" in w.log().split("MAXPOLL", 1)[1], 60, "rejoin")
         assert w.alive, w.log()[-3000:]
+        assert w.terminate() == 0
+    finally:
+        w.stop_quietly()
+
+
+def test_a_transaction_that_outlives_its_timeout_goes_on_with_a_new_producer(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The broker aborts it and fences the producer; nobody else holds the instance id, so the
+    worker makes a new producer, replays, and stays exactly once."""
+    total = 3_000
+    extra = ["--instance-id", "slow-txn", "--transaction-timeout-ms", "2000"]
+    extra += ["--commit-interval-ms", "1000"]  # the ids before 1000 share its transaction
+    w, out, pause_dir = _pausing_worker(kafka_bootstrap, tmp_path, total, 1000, extra)
+
+    def open_transaction() -> bool:
+        committed = end_offsets(kafka_bootstrap, out, "committed")
+        return committed != end_offsets(kafka_bootstrap, out, "uncommitted")
+
+    try:
+        wait_for(lambda: (pause_dir / "paused-1000").exists(), 60, "the worker to pause")
+        wait_for(open_transaction, 30, "the paused transaction's output on the broker")
+        wait_for(lambda: not open_transaction(), 60, "the broker to abort the transaction")
+        (pause_dir / "release").touch()  # the worker wakes up with a fenced producer
+        records = read_committed(kafka_bootstrap, out, expected_count=2 * total, timeout=120)
+        _assert_exactly_once(records, range(total))
+        log = w.log()
+        assert "longer than transaction_timeout_ms=2000" in log, log[-3000:]
+        assert "creating a new producer" in log, log[-3000:]
+        assert w.alive, log[-3000:]
         assert w.terminate() == 0
     finally:
         w.stop_quietly()
