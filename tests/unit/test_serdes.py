@@ -315,7 +315,7 @@ def test_json_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Json().backend == ("orjson" if HAS_ORJSON else "json")
     with pytest.raises(ValueError, match="backend"):
         Json(backend="simplejson")  # type: ignore[arg-type]
-    monkeypatch.setattr(serdes, "_orjson", None)
+    monkeypatch.setattr(serdes.core, "_orjson", None)
     assert Json().backend == "json"
     with pytest.raises(ImportError, match="orjson"):
         Json(backend="orjson")
