@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import struct
@@ -21,10 +22,9 @@ AvroSchema = dict[str, Any] | str | list[Any]
 def _parse_avro_schema(schema: Any) -> Any:
     """Parse once, up front: fastavro re-parses unparsed schemas on every call."""
     if isinstance(schema, str):
-        try:
+        # JSON text, or else a bare type name such as "string", which fastavro takes as is.
+        with contextlib.suppress(json.JSONDecodeError):
             schema = json.loads(schema)
-        except json.JSONDecodeError:
-            pass  # a bare type name such as "string"
     try:
         return parse_schema(schema)
     except Exception as exc:
