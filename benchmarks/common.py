@@ -19,7 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -173,15 +181,16 @@ class CommittedReader(threading.Thread):
         self.join(10)
 
 
-def count_ids(bootstrap: str, topic: str, partitions: int, idle_timeout: float = 10.0) -> dict:
-    """Read every committed record of ``topic``; return how often each key (an int id) occurs.
+def read_all(
+    bootstrap: str, topic: str, partitions: int, idle_timeout: float = 10.0
+) -> Iterator[Message]:
+    """Every committed record of ``topic`` in partition order, up to each partition's end.
 
     Ends at the partitions' ends (the last stable offset under read_committed), so run it
     once the writers have stopped: then nothing is left in flight.
     """
     consumer = read_committed_consumer(bootstrap, **{"enable.partition.eof": True})
     assign_from_start(consumer, topic, partitions)
-    counts: dict[int, int] = {}
     at_end: set[int] = set()
     last_progress = time.monotonic()
     try:
@@ -197,13 +206,63 @@ def count_ids(bootstrap: str, topic: str, partitions: int, idle_timeout: float =
                         continue
                     raise KafkaException(err)
                 at_end.discard(m.partition())
-                key = int(m.key())
-                counts[key] = counts.get(key, 0) + 1
+                yield m
             if msgs:
                 last_progress = time.monotonic()
     finally:
         consumer.close()
+
+
+def count_ids(bootstrap: str, topic: str, partitions: int, idle_timeout: float = 10.0) -> dict:
+    """How often each key (an int id) occurs among the committed records of ``topic``."""
+    counts: dict[int, int] = {}
+    for m in read_all(bootstrap, topic, partitions, idle_timeout):
+        key = int(m.key())
+        counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+class BulkWriter:
+    """Fills a benchmark's input before any contender runs: idempotent, in large batches,
+    and every record acknowledged or an error."""
+
+    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,  # keeps the per-partition order the checks rely on
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+        conf.update(overrides)
+        self.producer = Producer(conf)
+        self.failures: list[str] = []
+        self.sent = 0
+
+    def _on_delivery(self, err: object, _msg: object) -> None:
+        if err is not None:
+            self.failures.append(str(err))
+
+    def send(self, topic: str, value: bytes, key: bytes, **placement: Any) -> None:
+        """Produce one record (``partition=``/``timestamp=`` optional), waiting while full."""
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value, key, on_delivery=self._on_delivery, **placement
+                )
+                break
+            except BufferError:
+                self.producer.poll(0.05)
+        self.sent += 1
+        if self.sent % 10_000 == 0:
+            self.producer.poll(0)
+
+    def finish(self, what: str, timeout: float = 60) -> None:
+        left = self.producer.flush(timeout)
+        if left or self.failures:
+            raise RuntimeError(
+                f"{what} not fully written: {left} queued, failures {self.failures[:3]}"
+            )
 
 
 def exactly_once_report(counts: dict[int, int], expected: range) -> tuple[bool, str]:
@@ -310,3 +369,32 @@ def child_env(**extra: str) -> dict[str, str]:
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def watch(
+    name: str, proc: WorkerProcess, reader: CommittedReader, want: int, timeout: float
+) -> tuple[float | None, float | None, tuple[float, int] | None]:
+    """Wait until ``reader`` has seen ``want`` outputs of ``proc``.
+
+    Returns the worker's peak RSS (MB) and CPU seconds then, and (CPU seconds, outputs seen)
+    at its first committed output: CPU spent after that is what the worker costs per record
+    in its stride, start-up left out.
+    """
+    cpu_mark: tuple[float, int] | None = None
+    give_up = proc.started_at + timeout
+    while reader.done_at is None:
+        if cpu_mark is None and reader.first_at is not None:
+            cpu_mark = (proc.cpu_seconds() or 0.0, reader.count)
+        if reader.error is not None:
+            raise RuntimeError(f"{name}: output reader failed: {reader.error}")
+        if not proc.alive():
+            raise RuntimeError(
+                f"{name} exited ({proc.proc.returncode}) after {reader.count} of {want} "
+                f"records:\n{proc.log_tail()}"
+            )
+        if time.monotonic() > give_up:
+            raise TimeoutError(
+                f"{name}: {reader.count} of {want} records after {timeout} s:\n{proc.log_tail()}"
+            )
+        time.sleep(0.05)  # poll interval of the reader's progress
+    return proc.peak_rss_mb(), proc.cpu_seconds(), cpu_mark

@@ -28,17 +28,15 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from benchmarks.common import (
     DEFAULT_PORT,
+    BulkWriter,
     CommittedReader,
     WorkerProcess,
     admin,
-    assign_from_start,
     broker,
     child_env,
     create_topics,
@@ -46,8 +44,9 @@ from benchmarks.common import (
     exactly_once_report,
     exit_on_sigterm,
     python_cmd,
-    read_committed_consumer,
+    read_all,
     unique,
+    watch,
 )
 from benchmarks.passthrough import Result, _flags, _fmt, warm_up
 
@@ -77,21 +76,7 @@ def produce_input(
     With ``event_time=(base, partitions)`` record i gets timestamp ``base + i`` (one record
     per millisecond of event time) and key k goes to partition ``k % partitions``.
     """
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
-    failures: list[str] = []
-
-    def on_delivery(err: object, _msg: object) -> None:
-        if err is not None:
-            failures.append(str(err))
-
+    writer = BulkWriter(bootstrap)
     names = [key_name(k) for k in range(keys)]
     started = time.monotonic()
     placed: dict[str, int] = {}
@@ -99,53 +84,14 @@ def produce_input(
         key = names[i % keys]
         if event_time is not None:
             placed = {"timestamp": event_time[0] + i, "partition": i % keys % event_time[1]}
-        while True:
-            try:
-                producer.produce(
-                    topic, json_value(i, key), key.encode(), on_delivery=on_delivery, **placed
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    left = producer.flush(60)
-    if left or failures:
-        raise RuntimeError(f"input not fully written: {left} queued, failures {failures[:3]}")
+        writer.send(topic, json_value(i, key), key.encode(), **placed)
+    writer.finish("input")
     print(
         f"input: {n:,} records of {VALUE_BYTES} B JSON over {min(n, keys):,} keys written in "
         f"{time.monotonic() - started:.1f} s",
         flush=True,
     )
     return {names[k]: n // keys + (k < n % keys) for k in range(min(n, keys))}
-
-
-def read_all(
-    bootstrap: str, topic: str, partitions: int, idle_timeout: float = 10.0
-) -> Iterator[Message]:
-    """Every committed record of ``topic`` in partition order, up to each partition's end."""
-    consumer = read_committed_consumer(bootstrap, **{"enable.partition.eof": True})
-    assign_from_start(consumer, topic, partitions)
-    at_end: set[int] = set()
-    last_progress = time.monotonic()
-    try:
-        while len(at_end) < partitions:
-            msgs = consumer.consume(10_000, 0.5)
-            if not msgs and time.monotonic() - last_progress > idle_timeout:
-                raise TimeoutError(f"{topic}: no end of partition after {idle_timeout} s idle")
-            for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(m.partition())
-                        continue
-                    raise KafkaException(err)
-                at_end.discard(m.partition())
-                yield m
-            if msgs:
-                last_progress = time.monotonic()
-    finally:
-        consumer.close()
 
 
 def check_passthrough(bootstrap: str, out: str, n: int, partitions: int) -> tuple[bool, str]:
@@ -234,24 +180,7 @@ def run_contender(
     cpu = rss = steady_cpu_us = None
     cpu_mark: tuple[float, int] | None = None
     try:
-        give_up = proc.started_at + args.timeout
-        while reader.done_at is None:
-            if cpu_mark is None and reader.first_at is not None:
-                cpu_mark = (proc.cpu_seconds() or 0.0, reader.count)
-            if reader.error is not None:
-                raise RuntimeError(f"{name}: output reader failed: {reader.error}")
-            if not proc.alive():
-                raise RuntimeError(
-                    f"{name} exited ({proc.proc.returncode}) after {reader.count} of {want} "
-                    f"records:\n{proc.log_tail()}"
-                )
-            if time.monotonic() > give_up:
-                raise TimeoutError(
-                    f"{name}: {reader.count} of {want} records after {args.timeout} s:\n"
-                    f"{proc.log_tail()}"
-                )
-            time.sleep(0.05)
-        rss, cpu = proc.peak_rss_mb(), proc.cpu_seconds()
+        rss, cpu, cpu_mark = watch(name, proc, reader, want, args.timeout)
         if cpu is not None and cpu_mark is not None and reader.count > cpu_mark[1]:
             inputs = (reader.count - cpu_mark[1]) * n / want  # inputs behind those outputs
             steady_cpu_us = (cpu - cpu_mark[0]) / inputs * 1e6

@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, Producer
 from benchmarks import hand_loop
 from benchmarks.common import (
     DEFAULT_PORT,
+    BulkWriter,
     CommittedReader,
     WorkerProcess,
     broker,
@@ -40,6 +41,7 @@ from benchmarks.common import (
     exit_on_sigterm,
     python_cmd,
     unique,
+    watch,
 )
 
 CONTENDERS = ("hand", "eokafka", "quix")
@@ -97,36 +99,11 @@ def json_value(i: int) -> bytes:
 
 def produce_input(bootstrap: str, topic: str, n: int, partitions: int) -> None:
     """Fill the input once, round-robin over the partitions so they are equally loaded."""
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
-    failures: list[str] = []
-
-    def on_delivery(err: object, _msg: object) -> None:
-        if err is not None:
-            failures.append(str(err))
-
+    writer = BulkWriter(bootstrap)
     started = time.monotonic()
     for i in range(n):
-        while True:
-            try:
-                producer.produce(
-                    topic, json_value(i), str(i).encode(), i % partitions, on_delivery=on_delivery
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    left = producer.flush(60)
-    if left or failures:
-        raise RuntimeError(f"input not fully written: {left} queued, failures {failures[:3]}")
+        writer.send(topic, json_value(i), str(i).encode(), partition=i % partitions)
+    writer.finish("input")
     print(
         f"input: {n} records of {VALUE_BYTES} B JSON over {partitions} partitions "
         f"written in {time.monotonic() - started:.1f} s",
@@ -240,25 +217,7 @@ def run_contender(
     cpu = rss = steady_cpu_us = None
     cpu_mark: tuple[float, int] | None = None
     try:
-        give_up = proc.started_at + args.timeout
-        while reader.done_at is None:
-            if cpu_mark is None and reader.first_at is not None:
-                # CPU spent after start-up: what the worker costs per record in its stride.
-                cpu_mark = (proc.cpu_seconds() or 0.0, reader.count)
-            if reader.error is not None:
-                raise RuntimeError(f"{name}: output reader failed: {reader.error}")
-            if not proc.alive():
-                raise RuntimeError(
-                    f"{name} exited ({proc.proc.returncode}) after {reader.count} of {n} "
-                    f"records:\n{proc.log_tail()}"
-                )
-            if time.monotonic() > give_up:
-                raise TimeoutError(
-                    f"{name}: {reader.count} of {n} records after {args.timeout} s:\n"
-                    f"{proc.log_tail()}"
-                )
-            time.sleep(0.05)
-        rss, cpu = proc.peak_rss_mb(), proc.cpu_seconds()
+        rss, cpu, cpu_mark = watch(name, proc, reader, n, args.timeout)
         if cpu is not None and cpu_mark is not None and reader.count > cpu_mark[1]:
             steady_cpu_us = (cpu - cpu_mark[0]) / (reader.count - cpu_mark[1]) * 1e6
     finally:

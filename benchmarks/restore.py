@@ -42,6 +42,7 @@ from confluent_kafka.admin import NewTopic
 
 from benchmarks.common import (
     DEFAULT_PORT,
+    BulkWriter,
     CommittedReader,
     WorkerProcess,
     admin,
@@ -132,21 +133,9 @@ def produce_changelogs(
     uncompacted tail (the last write per key wins); key k lives in partition k % partitions,
     where the totals app's input for k goes too.
     """
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,  # keeps the per-partition order the restore relies on
-            "linger.ms": 50,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-        }
+    writer = BulkWriter(
+        bootstrap, **{"linger.ms": 50, "queue.buffering.max.kbytes": 1_048_576}
     )
-    failures: list[str] = []
-
-    def on_delivery(err: object, _msg: object) -> None:
-        if err is not None:
-            failures.append(str(err))
 
     rng = random.Random(seed)
     last = [0] * keys
@@ -161,17 +150,8 @@ def produce_changelogs(
         key = json.dumps(key_name(index)).encode()
         value = changelog_value(total, i // keys + 1)
         for topic in topics:
-            while True:
-                try:
-                    producer.produce(topic, value, key, index % partitions, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    left = producer.flush(120)
-    if left or failures:
-        raise RuntimeError(f"changelog not fully written: {left} queued, {failures[:3]}")
+            writer.send(topic, value, key, partition=index % partitions)
+    writer.finish("changelog", timeout=120)
     print(
         f"changelog: {n:,} records of {VALUE_BYTES} B JSON over {min(n, keys):,} keys and "
         f"{partitions} partitions, written to {len(topics)} topic(s) in "

@@ -28,13 +28,13 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.common import read_all
 from benchmarks.count_by_key import (
     Runner,
     check_passthrough,
     key_name,
     parse_args,
     produce_input,
-    read_all,
     run_contender,
     run_rounds,
 )
