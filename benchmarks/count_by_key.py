@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ from benchmarks.common import (
     unique,
     watch,
 )
-from benchmarks.passthrough import Result, _flags, _fmt, warm_up
+from benchmarks.passthrough import Result, _flags, _fmt, _median, warm_up
 
 CONTENDERS = {
     "passthrough": "benchmarks.apps.passthrough:app",
@@ -212,16 +211,8 @@ def run_contender(
         verdict=verdict,
         exactly_once=ok,
     )
-    print(
-        f"{name}: {result.total_rate:,.0f} records/s total, {result.steady_rate:,.0f} "
-        f"records/s steady; output {verdict}; exit code {code}",
-        flush=True,
-    )
+    result.announce()
     return result
-
-
-def _median(results: list[Result], attr: str) -> float:
-    return statistics.median(getattr(r, attr) for r in results)
 
 
 def print_table(results: list[Result], args: argparse.Namespace, title: str = "") -> None:

@@ -71,6 +71,13 @@ class Result:
     def steady_rate(self) -> float:
         return self.steady_records / self.steady_s if self.steady_s > 0 else float("nan")
 
+    def announce(self) -> None:
+        print(
+            f"{self.name}: {self.total_rate:,.0f} records/s total, {self.steady_rate:,.0f} "
+            f"records/s steady; output {self.verdict}; exit code {self.exit_code}",
+            flush=True,
+        )
+
 
 def check_settings_match() -> None:
     """The hand loop is only a fair floor if it runs with eokafka's librdkafka settings."""
@@ -239,11 +246,7 @@ def run_contender(
         verdict=verdict,
         exactly_once=ok,
     )
-    print(
-        f"{name}: {result.total_rate:,.0f} records/s total, {result.steady_rate:,.0f} "
-        f"records/s steady; output {verdict}; exit code {code}",
-        flush=True,
-    )
+    result.announce()
     return result
 
 
