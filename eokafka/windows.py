@@ -231,10 +231,11 @@ class _RecordBound(Windows):
 
 
 class Session(_RecordBound):
-    """Records of a key less than ``gap_ms`` apart share a session ``[first, last]``.
+    """Records of a key at most ``gap_ms`` apart share a session ``[first, last]``.
 
-    A record within ``gap_ms`` of several sessions merges them. A session closes when stream
-    time passes ``end + gap_ms + grace_ms``: only then can no accepted record join it. A
+    Records exactly ``gap_ms`` apart are in one session, as in Kafka Streams. A record at most
+    ``gap_ms`` from several sessions merges them. A session closes when stream time passes
+    ``end + gap_ms + grace_ms``: only then can no accepted record join it. A
     record is late when it is more than ``grace_ms`` behind stream time.
     """
 

@@ -197,3 +197,24 @@ def test_windowed_serde_rejects_what_it_cannot_write_or_read() -> None:
         serde.serialize("not windowed")
     with pytest.raises(serdes.SerdeError, match="16 bytes"):
         serde.deserialize(b"short")
+
+
+def test_records_exactly_gap_apart_share_a_session_one_more_ms_does_not() -> None:
+    w = windows.Session(gap_ms=10)
+    count = windows.counting()
+    state = KeyState()
+    w.add(state, "k", 100, None, count, False)
+    assert w.add(state, "k", 110, None, count, True) == [(100, 100, REMOVED), (100, 110, 2)]
+    assert w.add(state, "k", 121, None, count, True) == [(121, 121, 1)]  # 11 ms after 110
+    # A record exactly gap from both sessions bridges them.
+    bridge = KeyState()
+    w.add(bridge, "k", 100, None, count, False)
+    w.add(bridge, "k", 120, None, count, False)
+    assert w.add(bridge, "k", 110, None, count, True) == [
+        (100, 100, REMOVED),
+        (120, 120, REMOVED),
+        (100, 120, 3),
+    ]
+    # Still open at end + gap (a record at 120 could join), closed one ms later.
+    assert w.close(bridge, "k", 130, count) is None
+    assert w.close(bridge, "k", 131, count) == [(100, 120, 3)]
