@@ -37,11 +37,14 @@ class App:
         value_serde: Serde | None = None,
         name: str | None = None,
         stores: list[str] | tuple[str, ...] = (),
+        outputs: list[str] | tuple[str, ...] = (),
     ) -> Callable[[Processor], Processor]:
         """Register ``fn(record, ctx)`` for every record of the given topics.
 
         ``stores`` names the state stores the processor uses through ``ctx.store(name)``;
         each input partition gets its own instance, backed by ``<app id>-<store>-changelog``.
+        ``outputs`` names the topics it sends to, for ``eokafka describe`` (optional: a
+        processor may send anywhere).
         """
 
         def register(fn: Processor) -> Processor:
@@ -54,6 +57,7 @@ class App:
                         key_serde=key_serde or Bytes(),
                         value_serde=value_serde or Bytes(),
                         stores=tuple(stores),
+                        outputs=tuple(outputs),
                     )
                 )
             return fn

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from eokafka import redact
 from eokafka.config import parse_config_pairs
 from eokafka.errors import EokafkaError
 from eokafka.logs import setup_logging
@@ -21,7 +23,7 @@ cli.add_typer(broker_cli, name="broker")
 
 
 def _fail(exc: BaseException) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    typer.secho(redact.scrub(f"error: {exc}"), fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 
 
@@ -75,14 +77,34 @@ def run(
 
 
 @cli.command()
-def describe(target: Annotated[str, typer.Argument(help="module:app")]) -> None:
-    """Print the app's topology and the settings in force."""
+def describe(
+    target: Annotated[str, typer.Argument(help="module:app")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="text | mermaid | dot")
+    ] = "text",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="write a file: .png/.svg/.pdf (needs Graphviz), .dot, .mmd"
+        ),
+    ] = None,
+) -> None:
+    """Show the app's topology (topics, processors, stores, changelogs) and its settings."""
+    from eokafka.describe import render, topology_graph, write_picture
     from eokafka.runtime.supervisor import load_app
 
     try:
         app = load_app(target)
-        typer.echo(app.topology.describe())
-        typer.echo(f"settings: {app.settings()}")
+        settings = app.settings()
+        dlq = settings.dlq_topic if settings.on_error == "dead-letter" else None
+        graph = topology_graph(app.topology, app.application_id, dlq)
+        if output is not None:
+            write_picture(graph, output, None if format == "text" else format)
+            typer.echo(f"wrote {output}")
+            return
+        typer.echo(render(graph, format))
+        if format == "text":
+            typer.echo(f"settings: {settings}")
     except EokafkaError as exc:
         _fail(exc)
 
@@ -127,4 +149,10 @@ def broker_status(home: Annotated[Path | None, typer.Option()] = None) -> None:
 
 
 def main() -> None:
-    sys.exit(cli())
+    """Run the command; a traceback, if any, is printed without secret values."""
+    try:
+        code = cli()
+    except Exception as exc:
+        sys.stderr.write(redact.scrub("".join(traceback.format_exception(exc))))
+        sys.exit(1)
+    sys.exit(code)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from eokafka import redact
 from eokafka.errors import ConfigError
 
 ON_ERROR_POLICIES = ("fail", "skip", "dead-letter")
@@ -62,7 +63,23 @@ class Settings:
     config: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        redact.remember(self.config)
         validate(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled in a worker process (--processes N): remember its secrets there too."""
+        self.__dict__.update(state)
+        redact.remember(self.config)
+
+    def __repr__(self) -> str:
+        """Secret librdkafka values (passwords, keys, tokens) show as ``[redacted]``."""
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "config":
+                value = redact.redact_config(value)
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
 
     @property
     def dlq_topic(self) -> str:

@@ -26,6 +26,7 @@ class Source:
     key_serde: Serde
     value_serde: Serde
     stores: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()  # topics it sends to, where known (describe only)
 
 
 class Topology:
@@ -85,16 +86,11 @@ class Topology:
             spec = self.stores.get(name) or StoreSpec(name, "memory")
             self.stores[name] = replace(spec, window_retention_ms=retention)
 
-    def describe(self) -> str:
-        lines = []
-        for topic, sources in sorted(self.by_topic().items()):
-            lines.append(f"source {topic}")
-            for s in sources:
-                lines.append(
-                    f"  -> processor {s.name} (key {s.key_serde.name}, value {s.value_serde.name})"
-                )
-                for name in s.stores:
-                    spec = self.stores.get(name, StoreSpec(name, "memory"))
-                    kind = ", window" if name in self.window_stores else ""
-                    lines.append(f"     store {name} ({spec.backend}{kind})")
-        return "\n".join(lines)
+    def describe(self, application_id: str | None = None) -> str:
+        """The topology as text; changelogs are named when the application id is given.
+
+        :mod:`eokafka.describe` also draws it as Mermaid or Graphviz.
+        """
+        from eokafka.describe import render, topology_graph
+
+        return render(topology_graph(self, application_id), "text")

@@ -100,6 +100,7 @@ class Root:
         self.like = like or topic  # an external topic with this topic's partition count
         self.node = Node(kind, _identity)
         self.stores: list[str] = []
+        self.outputs: list[str] = []
         self._emit: Emit | None = None
         self._source = Source(
             name=self._name(None),
@@ -130,6 +131,12 @@ class Root:
             self.stores.append(name)
             self._changed()
 
+    def add_output(self, topic: str) -> None:
+        """A topic this processor sends to, for ``describe``."""
+        if topic not in self.outputs:
+            self.outputs.append(topic)
+            self._changed()
+
     def _name(self, current: Source | None) -> str:
         """The pipeline itself, made unique per topic (the topology refuses duplicates)."""
         base = self.node.describe()
@@ -147,7 +154,10 @@ class Root:
         sources = self.app.topology.sources
         at = next(i for i, s in enumerate(sources) if s is self._source)
         self._source = replace(
-            self._source, name=self._name(self._source), stores=tuple(self.stores)
+            self._source,
+            name=self._name(self._source),
+            stores=tuple(self.stores),
+            outputs=tuple(self.outputs),
         )
         sources[at] = self._source
 
@@ -178,6 +188,9 @@ def sink(
     Under a source with a timestamp extractor, outputs carry the extracted event time (so a
     window after a repartition sees it); otherwise the input record's timestamp.
     """
+
+    if root is not None:
+        root.add_output(topic)
 
     def wrap(_nxt: Emit) -> Emit:
         if root is not None and root.timestamp is not None:

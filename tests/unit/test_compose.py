@@ -7,6 +7,7 @@ point the worker at a listener that does not exist.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import xml.etree.ElementTree as ET
@@ -22,6 +23,9 @@ PROMETHEUS_FILE = ROOT / "deploy" / "prometheus.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 POM_FILE = ROOT / "eokafka" / "devbroker" / "pom.xml"
 POM_NS = "{http://maven.apache.org/POM/4.0.0}"
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARD_FILE = GRAFANA / "dashboards" / "eokafka.json"
+DATASOURCE_FILE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +223,98 @@ def test_worker_target_exists_and_is_in_the_image(worker_args: list[str]) -> Non
     assert re.search(
         rf"^COPY\s+{top_package}\b", DOCKERFILE.read_text(encoding="utf-8"), re.MULTILINE
     ), f"the Dockerfile does not copy {top_package}/ into the worker image"
+
+
+def _exported_series() -> dict[str, set[str]]:
+    """Every series name eokafka's worker exports, with the labels it carries."""
+    from prometheus_client.metrics_core import Metric
+
+    from eokafka.metrics import WorkerMetrics
+
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "gauge": ("",),
+        "info": ("_info",),
+    }
+    registry = WorkerMetrics("app", "instance", "0").registry
+    series: dict[str, set[str]] = {}
+    for collector in list(registry._collector_to_names):  # the registry's collectors
+        described: list[Metric] = list(collector.describe())  # type: ignore[attr-defined]
+        labels = set(getattr(collector, "_labelnames", ()))
+        for family in described:
+            for suffix in suffixes[family.type]:
+                series[family.name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    return series
+
+
+def _dashboard_exprs() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def test_every_dashboard_query_names_a_metric_eokafka_exports() -> None:
+    exported = _exported_series()
+    assert "eokafka_commit_latency_seconds_bucket" in exported  # the helper sees histograms
+    used: set[str] = set()
+    for title, expr in _dashboard_exprs():
+        names = set(re.findall(r"\b(eokafka_[a-z_]+)\b", expr))
+        assert names, f"panel {title!r}: {expr!r} queries no eokafka metric"
+        unknown = names - set(exported)
+        assert not unknown, f"panel {title!r} queries {unknown}, which eokafka does not export"
+        for group in re.findall(r"\bby \(([^)]*)\)", expr):
+            labels = {label.strip() for label in group.split(",")}
+            carried = set().union(*(exported[name] for name in names))
+            assert labels <= carried, f"panel {title!r} groups by {labels - carried}"
+        used |= names
+    # The panels the dashboard promises: throughput, commit latency, lag, aborts, restores,
+    # dead letters.
+    for name in (
+        "eokafka_records_consumed_total",
+        "eokafka_records_produced_total",
+        "eokafka_commit_latency_seconds_bucket",
+        "eokafka_consumer_lag",
+        "eokafka_transactions_aborted_total",
+        "eokafka_records_restored_total",
+        "eokafka_restore_remaining_records",
+        "eokafka_records_dead_lettered_total",
+    ):
+        assert name in used, f"no panel shows {name}"
+
+
+def test_dashboard_panels_use_the_provisioned_prometheus(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    datasource = yaml.safe_load(DATASOURCE_FILE.read_text(encoding="utf-8"))["datasources"][0]
+    assert datasource["type"] == "prometheus"
+    host, port = datasource["url"].removeprefix("http://").split(":")
+    assert host == "prometheus" and int(port) in _port_mappings(services["prometheus"])
+    dashboard = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        for ref in (panel["datasource"], *(t["datasource"] for t in panel["targets"])):
+            assert ref == {"type": "prometheus", "uid": datasource["uid"]}, panel["title"]
+
+
+def test_grafana_mounts_the_checked_provisioning(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    mounts = {
+        target: (ROOT / source).resolve()
+        for source, target, *_ in (str(v).split(":") for v in grafana["volumes"])
+    }
+    assert mounts["/etc/grafana/provisioning"] == (GRAFANA / "provisioning").resolve()
+    dashboards_dir = mounts["/var/lib/grafana/dashboards"]
+    assert dashboards_dir == DASHBOARD_FILE.parent.resolve()
+    provider = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "eokafka.yml").read_text(encoding="utf-8")
+    )
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    home = _env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"/var/lib/grafana/dashboards/{DASHBOARD_FILE.name}"
+    assert _port_mappings(grafana).get(3000) == 3000
+    assert "prometheus" in grafana["depends_on"]
