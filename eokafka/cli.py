@@ -11,7 +11,7 @@ import typer
 
 from eokafka import redact
 from eokafka.config import parse_config_pairs
-from eokafka.errors import EokafkaError
+from eokafka.errors import ConfigError, EokafkaError
 from eokafka.logs import setup_logging
 
 # Locals in tracebacks could print credentials from the librdkafka config.
@@ -105,6 +105,68 @@ def describe(
         typer.echo(render(graph, format))
         if format == "text":
             typer.echo(f"settings: {settings}")
+    except EokafkaError as exc:
+        _fail(exc)
+
+
+@cli.command()
+def reset(
+    target: Annotated[str, typer.Argument(help="module:app")],
+    to_earliest: Annotated[
+        bool, typer.Option("--to-earliest", help="offsets to the start (default)")
+    ] = False,
+    to_latest: Annotated[bool, typer.Option("--to-latest", help="offsets to the end")] = False,
+    to_datetime: Annotated[
+        str | None, typer.Option(help="first record at/after an ISO 8601 time (UTC if no zone)")
+    ] = None,
+    by_duration: Annotated[
+        str | None, typer.Option(help="that long before now: PT1H, P1DT2H or seconds")
+    ] = None,
+    delete_dead_letters: Annotated[
+        bool, typer.Option("--delete-dead-letters", help="also delete <app id>-dlq")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="carry the plan out")] = False,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for the group's members to go")
+    ] = 0.0,
+    bootstrap_servers: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
+    state_dir: Annotated[str | None, typer.Option(help="the workers' state dir")] = None,
+    config: Annotated[
+        list[str] | None, typer.Option("--config", "-c", help="librdkafka key=value")
+    ] = None,
+) -> None:
+    """Reprocess from scratch: move the input offsets, delete internal topics, wipe state.
+
+    Prints the plan and changes nothing unless --yes is given. Refuses while any worker
+    of the app is a member of its consumer group.
+    """
+    from eokafka.reset import (
+        admin_client,
+        choose_target,
+        execute,
+        plan_reset,
+        wait_until_inactive,
+    )
+    from eokafka.runtime.supervisor import load_app
+
+    overrides: dict[str, Any] = {"bootstrap_servers": bootstrap_servers, "state_dir": state_dir}
+    try:
+        if to_earliest and (to_latest or to_datetime or by_duration):
+            raise ConfigError("--to-earliest and another target: choose one")
+        if config:
+            overrides["config"] = parse_config_pairs(config, "--config")
+        app = load_app(target)
+        settings = app.settings(overrides)
+        goal = choose_target(to_latest, to_datetime, by_duration)
+        admin = admin_client(settings)
+        wait_until_inactive(admin, settings.application_id, wait)
+        plan = plan_reset(app.topology, settings, goal, delete_dead_letters, admin)
+        typer.echo(plan.describe())
+        if not yes:
+            typer.echo("nothing changed: run again with --yes to carry this out")
+            return
+        execute(plan, settings, admin)
+        typer.echo("reset done: the next run reprocesses from the new offsets")
     except EokafkaError as exc:
         _fail(exc)
 

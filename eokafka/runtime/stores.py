@@ -144,6 +144,15 @@ class StoreTasks:
         store = self.stores[key]
         tp = TopicPartition(self.changelogs[key[0]], key[1])
         low, end = self._consumer().get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)
+        if (store.checkpoint or 0) > end:
+            # The local state is ahead of its changelog: the topic was deleted and made
+            # anew (an application reset) or truncated. Only the changelog can be trusted.
+            log.warning(
+                "store %s[%d] is at changelog offset %d but %s ends at %d: wiping it to "
+                "restore in full", *key, store.checkpoint, tp.topic, end,
+            )  # fmt: skip
+            store.destroy()
+            store = self.stores[key] = self._open(*key)
         start = max(store.checkpoint or 0, low)
         if start >= end:
             log.info("store %s[%d] is up to date at changelog offset %d", *key, end)
