@@ -173,21 +173,37 @@ def reset(
 
 @broker_cli.command("start")
 def broker_start(
-    port: Annotated[int, typer.Option(help="PLAINTEXT port (controller uses port+1)")] = 9092,
+    port: Annotated[int, typer.Option(help="client port (controller uses port+1)")] = 9092,
     home: Annotated[Path | None, typer.Option(help="broker data/log folder")] = None,
     fresh: Annotated[bool, typer.Option(help="wipe the broker's data first")] = False,
+    security: Annotated[
+        str,
+        typer.Option(help="plaintext, or sasl-ssl: SCRAM-SHA-512 users and TLS (own CA)"),
+    ] = "plaintext",
 ) -> None:
     """Start a single-node Apache Kafka (KRaft) on 127.0.0.1 in the background."""
     from eokafka.devbroker import BrokerError, start_broker
 
     try:
-        info = start_broker(port=port, home=home, fresh=fresh)
+        info = start_broker(port=port, home=home, fresh=fresh, security=security)
     except BrokerError as exc:
         _fail(exc)
         return
     typer.echo(f"broker running (pid {info.pid})")
     typer.echo(f"bootstrap: {info.bootstrap}")
     typer.echo(f"log file:  {info.log_file}")
+    if info.client_properties is not None:
+        _echo_client_settings(info.client_config, info.client_properties)
+
+
+def _echo_client_settings(config: Any, path: Path) -> None:
+    """Where a secured broker's client settings are, without printing the password."""
+    typer.echo(f"security:  SASL_SSL, {config['sasl.mechanism']}, user {config['sasl.username']}")
+    typer.echo(f"client settings (with the password): {path}")
+    typer.echo(
+        f'  e.g. EOKAFKA_CONFIG="$(grep -v \'^#\' {path} | paste -sd\';\')" '
+        "eokafka run mymodule:app"
+    )
 
 
 @broker_cli.command("stop")

@@ -49,8 +49,17 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+# Client settings of secured test brokers, by bootstrap address (security.protocol, sasl.*,
+# ssl.ca.location): every helper uses them, so a test against SASL_SSL reads the same way.
+CLIENT_SECURITY: dict[str, dict[str, str]] = {}
+
+
+def _client(bootstrap: str, **conf: Any) -> dict[str, Any]:
+    return {**CLIENT_SECURITY.get(bootstrap, {}), "bootstrap.servers": bootstrap, **conf}
+
+
 def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(_client(bootstrap))
 
 
 def topic_partitions(bootstrap: str, topic: str, timeout: float = 30.0) -> list[int]:
@@ -108,12 +117,14 @@ def produce_records(
     ``timestamps`` gives each record's CreateTime (ms); by default the producer's clock.
     """
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 5,
-            "acks": "all",
-            "enable.idempotence": True,  # retries must not duplicate or reorder test input
-        }
+        _client(
+            bootstrap,
+            **{
+                "linger.ms": 5,
+                "acks": "all",
+                "enable.idempotence": True,  # retries must not duplicate or reorder test input
+            },
+        )
     )
     errors: list[KafkaError] = []
 
@@ -181,16 +192,18 @@ def read_committed(
     deadline = time.monotonic() + timeout
     partitions = topic_partitions(bootstrap, topic, timeout)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": unique_name("eokafka-test-reader"),  # never committed: assign() only
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            # EOF events report the position even when the log ends in a transaction
-            # marker, which no record offset would ever reveal.
-            "enable.partition.eof": True,
-        }
+        _client(
+            bootstrap,
+            **{
+                "group.id": unique_name("eokafka-test-reader"),  # never committed: assign()
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                # EOF events report the position even when the log ends in a transaction
+                # marker, which no record offset would ever reveal.
+                "enable.partition.eof": True,
+            },
+        )
     )
     records: list[Record] = []
     position = dict.fromkeys(partitions, 0)

@@ -6,7 +6,10 @@ pulled once by Maven gives every developer and CI job the same Kafka version as
 docker-compose.yml, with nothing to install beyond a JDK.
 
 Layout: jars are shared by all homes under ``<cache>/eokafka/kafka-<version>/libs``;
-each *home* holds ``server.properties``, ``data/``, ``broker.log`` and ``broker.pid``.
+each *home* holds ``server.properties``, ``data/``, ``broker.log`` and ``broker.pid``; a
+secured home (``security="sasl-ssl"``) also ``tls/`` (CA and broker certificate),
+``users.properties`` (the SCRAM users made at format time) and ``client.properties`` (the
+settings a client needs).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import fcntl
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -25,8 +29,8 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -44,6 +48,10 @@ _ROTATE_LOG_BYTES = 64 * 1024 * 1024
 _JVM_OPTS_ENV = "EOKAFKA_BROKER_JVM_OPTS"
 _JAVA_HINT = "install a JDK 17+ (apt-get install openjdk-17-jre-headless)"
 _MVN_HINT = "install Maven (apt-get install maven)"
+SECURITY_MODES = ("plaintext", "sasl-ssl")
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+CLIENT_USER = "eokafka"
+_BROKER_USER = "broker"  # the broker's own SCRAM user (inter-broker: transaction markers)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,11 @@ class BrokerInfo:
     log_file: Path
     data_dir: Path
     running: bool
+    security: str = "plaintext"
+    # The librdkafka settings a client needs (security.protocol, sasl.*, ssl.ca.location),
+    # empty for plaintext. Holds a password: never in the repr.
+    client_config: Mapping[str, str] = field(default_factory=dict, repr=False)
+    client_properties: Path | None = None  # the same settings, as a key=value file
 
 
 class BrokerError(Exception):
@@ -79,6 +92,9 @@ class _Layout:
         self.log_file = self.home / "broker.log"
         self.pid_file = self.home / "broker.pid"
         self.lock_file = self.home / ".lock"
+        self.tls_dir = self.home / "tls"
+        self.users = self.home / "users.properties"
+        self.client_properties = self.home / "client.properties"
 
 
 def _user_cache_dir() -> Path:
@@ -231,16 +247,46 @@ def _check_java_version(java: str) -> None:
         )
 
 
-def _render_server_properties(layout: _Layout, port: int, controller_port: int) -> str:
+def _listener_settings(
+    layout: _Layout, port: int, controller_port: int, broker_password: str | None
+) -> dict[str, str]:
+    """PLAINTEXT, or SASL_SSL with SCRAM (``broker_password`` given) for clients and the
+    broker itself; the controller listener stays on PLAINTEXT, on 127.0.0.1 only."""
+    name = "PLAINTEXT" if broker_password is None else "SASL_SSL"
+    settings = {
+        "listeners": f"{name}://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}",
+        "advertised.listeners": f"{name}://{_HOST}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": f"{name}:{name},CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": name,
+    }
+    if broker_password is None:
+        return settings
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{_BROKER_USER}" password="{broker_password}";'
+    )
+    return {
+        **settings,
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": jaas,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(layout.tls_dir / "broker.pem"),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(layout.tls_dir / "ca.pem"),
+        "ssl.client.auth": "none",
+    }
+
+
+def _render_server_properties(
+    layout: _Layout, port: int, controller_port: int, broker_password: str | None = None
+) -> str:
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{_HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{_HOST}:{port}",
-        "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name": "PLAINTEXT",
+        **_listener_settings(layout, port, controller_port, broker_password),
         "log.dirs": str(layout.log_dirs),
         "num.partitions": "1",
         # Tests create their topics explicitly; auto-creation would hide typos.
@@ -268,8 +314,81 @@ def _configured_bootstrap(layout: _Layout) -> str | None:
         text = layout.server_properties.read_text(encoding="utf-8")
     except OSError:
         return None
-    match = re.search(r"^advertised\.listeners=PLAINTEXT://(\S+)$", text, re.MULTILINE)
+    match = re.search(
+        r"^advertised\.listeners=(?:PLAINTEXT|SASL_SSL)://(\S+)$", text, re.MULTILINE
+    )
     return match.group(1) if match else None
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs if not k.lstrip().startswith("#")}
+
+
+def _write_properties(path: Path, values: Mapping[str, str], header: str) -> None:
+    body = "".join(f"{k}={v}\n" for k, v in values.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(f"# {header}\n{body}")
+
+
+def _secured(layout: _Layout) -> bool:
+    """Whether the home's broker (as last configured) serves SASL_SSL."""
+    try:
+        text = layout.server_properties.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "advertised.listeners=SASL_SSL://" in text
+
+
+def _client_config(layout: _Layout) -> dict[str, str]:
+    return _read_properties(layout.client_properties) if _secured(layout) else {}
+
+
+def _info(layout: _Layout, bootstrap: str, pid: int | None, running: bool) -> BrokerInfo:
+    config = _client_config(layout)
+    return BrokerInfo(
+        bootstrap, pid, layout.log_file, layout.data_dir, running,
+        security="sasl-ssl" if config else "plaintext",
+        client_config=config,
+        client_properties=layout.client_properties if config else None,
+    )  # fmt: skip
+
+
+def _prepare_security(layout: _Layout, formatted: bool) -> str:
+    """Make the TLS files and SCRAM users of a secured home; return the broker's password.
+
+    Users are written into the cluster metadata when the storage is formatted, so a home
+    formatted without them needs a fresh start.
+    """
+    from eokafka.devbroker.tls import make_tls
+
+    tls = make_tls(layout.tls_dir)
+    users = _read_properties(layout.users)
+    if formatted and not users:
+        raise BrokerError(
+            f"the broker storage in {layout.log_dirs} was formatted without SCRAM users: "
+            "start it once with fresh=True (eokafka broker start --security sasl-ssl --fresh)"
+        )
+    if not users:
+        users = {_BROKER_USER: secrets.token_urlsafe(18), CLIENT_USER: secrets.token_urlsafe(18)}
+        _write_properties(layout.users, users, "SCRAM-SHA-512 users of this dev broker")
+    _write_properties(
+        layout.client_properties,
+        {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": SCRAM_MECHANISM,
+            "sasl.username": CLIENT_USER,
+            "sasl.password": users[CLIENT_USER],
+            "ssl.ca.location": str(tls.ca),
+        },
+        "librdkafka settings for this dev broker (eokafka run --config k=v, or EOKAFKA_CONFIG)",
+    )
+    return users[_BROKER_USER]
 
 
 def _port_in_use(port: int) -> bool:
@@ -284,7 +403,9 @@ def _port_in_use(port: int) -> bool:
     return False
 
 
-def _answers(bootstrap: str, timeout: float = 1.5) -> bool:
+def _answers(
+    bootstrap: str, timeout: float = 1.5, config: Mapping[str, str] | None = None
+) -> bool:
     """True when the broker serves metadata, i.e. clients can really use it."""
     host, _, port = bootstrap.rpartition(":")
     try:
@@ -298,6 +419,7 @@ def _answers(bootstrap: str, timeout: float = 1.5) -> bool:
 
     admin = AdminClient(
         {
+            **(config or {}),
             "bootstrap.servers": bootstrap,
             "socket.timeout.ms": max(int(timeout * 1000), 100),
             "log_level": 0,
@@ -416,9 +538,14 @@ def _new_cluster_id() -> str:
 
 
 def _format_storage(java: str, libs: Path, layout: _Layout) -> None:
+    scram = [
+        arg
+        for user, password in _read_properties(layout.users).items()
+        for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")
+    ] if _secured(layout) else []  # fmt: skip
     cmd = [
         java, *_log4j_opts(layout), "-cp", _classpath(libs), "kafka.tools.StorageTool",
-        "format", "-t", _new_cluster_id(), "-c", str(layout.server_properties),
+        "format", "-t", _new_cluster_id(), "-c", str(layout.server_properties), *scram,
     ]
     try:
         proc = subprocess.run(
@@ -467,7 +594,7 @@ def _wait_until_answering(
                 f"The Kafka broker exited during startup{code}. "
                 f"Last lines of {layout.log_file}:\n{_log_tail(layout, log_offset)}"
             )
-        if _answers(bootstrap):
+        if _answers(bootstrap, config=_client_config(layout)):
             return
         if time.monotonic() >= deadline:
             raise BrokerError(
@@ -493,13 +620,18 @@ def start_broker(
     fresh: bool = False,
     *,
     controller_port: int | None = None,
+    security: str = "plaintext",
 ) -> BrokerInfo:
     """Start (or reuse) the dev broker of ``home`` and return once clients can use it.
 
     A broker already running from ``home`` is returned as is (its own port wins over
     ``port``) unless ``fresh`` is set, which stops it and wipes its data. ``timeout``
     bounds the wait for the broker to answer; the one-off jar download is not counted.
+    ``security="sasl-ssl"`` serves SASL_SSL (SCRAM-SHA-512 users, a private CA) instead of
+    PLAINTEXT; ``BrokerInfo.client_config`` then holds what a client must set.
     """
+    if security not in SECURITY_MODES:
+        raise BrokerError(f"security={security!r}: choose one of {', '.join(SECURITY_MODES)}")
     layout = _Layout(home if home is not None else default_home())
     controller_port = port + 1 if controller_port is None else controller_port
     _validate_ports(port, controller_port)
@@ -510,7 +642,7 @@ def start_broker(
             if not fresh:
                 bootstrap = _configured_bootstrap(layout) or f"{_HOST}:{port}"
                 _wait_until_answering(pid, bootstrap, layout, timeout, log_offset=0)
-                return BrokerInfo(bootstrap, pid, layout.log_file, layout.data_dir, True)
+                return _info(layout, bootstrap, pid, True)
             _terminate(pid, 30.0)
         layout.pid_file.unlink(missing_ok=True)
 
@@ -526,11 +658,17 @@ def start_broker(
 
         if fresh:
             shutil.rmtree(layout.data_dir, ignore_errors=True)
+            layout.users.unlink(missing_ok=True)  # new storage, new SCRAM passwords
         _rotate_log(layout, force=fresh)
         layout.data_dir.mkdir(parents=True, exist_ok=True)
         layout.log4j_config.write_text(_resource_text("log4j2.properties"), encoding="utf-8")
+        formatted = (layout.log_dirs / "meta.properties").is_file()
+        broker_password = (
+            _prepare_security(layout, formatted) if security == "sasl-ssl" else None
+        )
         layout.server_properties.write_text(
-            _render_server_properties(layout, port, controller_port), encoding="utf-8"
+            _render_server_properties(layout, port, controller_port, broker_password),
+            encoding="utf-8",
         )
         if not (layout.log_dirs / "meta.properties").is_file():
             _format_storage(java, libs, layout)
@@ -546,7 +684,7 @@ def start_broker(
             _terminate(proc.pid, 10.0)
             layout.pid_file.unlink(missing_ok=True)
             raise
-        return BrokerInfo(bootstrap, proc.pid, layout.log_file, layout.data_dir, True)
+        return _info(layout, bootstrap, proc.pid, True)
 
 
 def stop_broker(home: Path | None = None, timeout: float = 30.0) -> bool:
@@ -576,10 +714,5 @@ def broker_status(home: Path | None = None) -> BrokerInfo:
     bootstrap = _configured_bootstrap(layout) or f"{_HOST}:9092"
     pid = _read_pid(layout)
     alive = pid is not None and _is_our_broker(pid, layout)
-    return BrokerInfo(
-        bootstrap=bootstrap,
-        pid=pid if alive else None,
-        log_file=layout.log_file,
-        data_dir=layout.data_dir,
-        running=alive and _answers(bootstrap),
-    )
+    running = alive and _answers(bootstrap, config=_client_config(layout))
+    return _info(layout, bootstrap, pid if alive else None, running)

@@ -19,7 +19,7 @@ from itertools import groupby
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from eokafka.config import Settings
+from eokafka.config import Settings, admin_config
 from eokafka.errors import TopologyError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.topics import TopicGuard
@@ -91,9 +91,10 @@ class StoreTasks:
 
     def _consumer(self) -> Consumer:
         if self._restore_consumer is None:
+            # The admin client's settings: bootstrap and the security ones (SASL, TLS).
             self._restore_consumer = Consumer(
                 {
-                    "bootstrap.servers": self.settings.bootstrap_servers,
+                    **admin_config(self.settings),
                     "group.id": f"{self.settings.application_id}-restore",  # never joins
                     "enable.auto.commit": False,
                     "isolation.level": "read_committed",

@@ -60,8 +60,10 @@ def load_app(target: str) -> App:
 
 def run_worker(app: App, settings: Settings, slot: int = 0) -> None:
     """Run one worker until SIGTERM/SIGINT (clean exit) or an error (raised)."""
+    from eokafka.runtime.preflight import check_connection
     from eokafka.runtime.worker import Worker
 
+    check_connection(settings)  # a refused login is an error, not an endless retry
     instance = resolve_instance_id(settings, slot)
     try:
         metrics = WorkerMetrics(settings.application_id, instance.value, package_version())
