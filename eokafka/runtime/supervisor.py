@@ -88,6 +88,9 @@ def _child(target: str | None, app: App | None, settings: Settings, slot: int) -
     except EokafkaError as exc:
         log.error("%s", exc)
         sys.exit(1)
+    except Exception:
+        log.exception("worker %d failed", slot)  # through the log: secrets scrubbed
+        sys.exit(1)
 
 
 def run_app(app: App, settings: Settings, target: str | None = None) -> None:

@@ -126,3 +126,28 @@ def test_describe_redacts_the_secrets_of_a_secured_app(secured: BrokerInfo) -> N
         assert planted not in proc.stdout + proc.stderr
         if fmt == "text":
             assert "'sasl.password': '[redacted]'" in proc.stdout
+
+
+def test_an_error_quoting_the_password_is_printed_without_it(
+    secured: BrokerInfo, tmp_path: Path
+) -> None:
+    """A processor fails with the password in its message, in two worker processes."""
+    config = dict(secured.client_config)
+    secret = config["sasl.password"]
+    names = app_topics(secured.bootstrap, "leak", 2, create_output=False)
+    produce_records(secured.bootstrap, names.src, [(b"k", b"v")] * 4)
+    # Only --config gives the workers the password: they get it in the pickled settings.
+    env = {**names.env, "TEST_SECRET": secret, "TEST_SECRET_IN_APP": "0"}
+    run = worker(
+        "tests.apps.leaky:app", secured.bootstrap, tmp_path, "leak", env,
+        ["--processes", "2", "--instance-id", "leak", *_flags(config)],
+    )  # fmt: skip
+    run.start()
+    try:
+        code = run.wait(180)
+    finally:
+        run.stop_quietly()
+    log = run.log()
+    assert code == 1, log[-3000:]
+    assert "bad record; we were using [redacted]" in log
+    assert secret not in log

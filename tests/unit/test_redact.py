@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from eokafka import redact
 from eokafka.config import Settings, resolve
 from eokafka.logs import setup_logging
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -71,3 +77,15 @@ def test_log_lines_and_tracebacks_are_scrubbed(capsys: pytest.CaptureFixture[str
     assert "pl4nted-4" not in err
     assert "connecting with [redacted]" in err
     assert "RuntimeError: auth failed for [redacted]" in err
+
+
+def test_the_cli_prints_a_traceback_without_the_secret() -> None:
+    planted = "pl4nted-in-a-traceback"
+    env = {**os.environ, "TEST_SECRET": planted, "TEST_LEAK": "import"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "eokafka", "describe", "tests.apps.leaky:app"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "RuntimeError: could not log in as bob with password [redacted]" in proc.stderr
+    assert planted not in proc.stdout + proc.stderr
