@@ -92,7 +92,9 @@ def main() -> None:
     def more(p: argparse.ArgumentParser) -> None:
         p.add_argument("--window-ms", type=int, default=10_000, help="tumbling window size")
 
-    args, names = parse_args(__doc__, CONTENDERS, 1_000, more)
+    args, names = parse_args(
+        __doc__, CONTENDERS, 1_000, more, chart=Path("docs/benchmarks/windowed_count.png")
+    )
     os.environ["BENCH_WINDOW_MS"] = str(args.window_ms)  # the workers inherit it
 
     def fill(bootstrap: str, src: str) -> Runner:
