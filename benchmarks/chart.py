@@ -7,6 +7,7 @@ as "indicative, loaded machine". matplotlib comes with the ``bench`` extra.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -20,6 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from benchmarks.passthrough import Result
+
+
+def add_options(p: argparse.ArgumentParser, chart: Path) -> None:
+    """--values, --chart, --no-chart and --note, the same in every benchmark that charts."""
+    p.add_argument(
+        "--values",
+        choices=("json", "bytes"),
+        default="json",
+        help="json: the workers parse every value (and write it back); bytes: they don't",
+    )
+    p.add_argument("--chart", type=Path, default=chart, help="PNG to write (and a .txt beside)")
+    p.add_argument("--no-chart", action="store_true", help="print the table only")
+    p.add_argument("--note", default="", help="a remark for the chart and table, e.g. the load")
 
 
 def require_matplotlib() -> None:

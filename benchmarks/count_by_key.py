@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import kstreams
-from benchmarks.chart import captured, machine_summary, publish, require_matplotlib
+from benchmarks.chart import add_options, captured, machine_summary, publish, require_matplotlib
 from benchmarks.common import (
     DEFAULT_PORT,
     BulkWriter,
@@ -339,15 +339,7 @@ def parse_args(
     p.add_argument("--commit-every", type=int, default=10_000)
     p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
-    p.add_argument(
-        "--values",
-        choices=("json", "bytes"),
-        default="json",
-        help="json: the workers parse every value; bytes: they leave it unparsed",
-    )
-    p.add_argument("--chart", type=Path, default=chart, help="PNG to write (and a .txt beside)")
-    p.add_argument("--no-chart", action="store_true", help="print the table only")
-    p.add_argument("--note", default="", help="a remark for the chart and table, e.g. the load")
+    add_options(p, chart)
     more(p)
     args = p.parse_args()
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]

@@ -29,7 +29,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer
 
 from benchmarks import hand_loop, kstreams
-from benchmarks.chart import captured, machine_summary, publish, require_matplotlib
+from benchmarks.chart import add_options, captured, machine_summary, publish, require_matplotlib
 from benchmarks.common import (
     DEFAULT_PORT,
     BulkWriter,
@@ -362,15 +362,7 @@ def main() -> None:
     )
     p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
-    p.add_argument(
-        "--values",
-        choices=("json", "bytes"),
-        default="json",
-        help="json: parse every value and write it back; bytes: copy untouched",
-    )
-    p.add_argument("--chart", type=Path, default=CHART, help="PNG to write (and a .txt beside)")
-    p.add_argument("--no-chart", action="store_true", help="print the table only")
-    p.add_argument("--note", default="", help="a remark for the chart and table, e.g. the load")
+    add_options(p, CHART)
     args = p.parse_args()
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
     if not names or any(c not in CONTENDERS for c in names):
