@@ -70,16 +70,21 @@ def _memory_gb() -> float | None:
     return None
 
 
-def machine_summary() -> str:
-    """One line about the machine and the software a figure was measured with."""
+def load_average() -> float:
+    """The 1-minute load average: how busy the machine was besides the benchmark."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def machine_summary(load_at_start: float) -> str:
+    """One line about the machine, its load and the software a figure was measured with."""
     import confluent_kafka
 
     mem = _memory_gb()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{_cpu_model()}, {os.cpu_count()} logical CPUs, "
         f"{'?' if mem is None else f'{mem:.0f}'} GB RAM, {platform.system()} "
-        f"{platform.release()}, 1-min load {load:.2f} at start; Python "
+        f"{platform.release()}, 1-min load {load_at_start:.2f} at start and "
+        f"{load_average():.2f} at end; Python "
         f"{platform.python_version()}, confluent-kafka {_version('confluent-kafka')} "
         f"(librdkafka {confluent_kafka.libversion()[0]}), orjson {_version('orjson')}"
     )
@@ -148,17 +153,20 @@ def write_chart(
         ax.set_axisbelow(True)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
     for ax, group in bars:
-        labels = ["" if v != v else f"{v:,.0f}" for v in group.datavalues]  # v != v: NaN
+        labels = [
+            "" if v != v else f"{v:,.1f}" if v < 100 else f"{v:,.0f}"  # v != v: NaN
+            for v in group.datavalues
+        ]
         ax.bar_label(group, labels=labels, fontsize=7, padding=2)
     rate.legend(fontsize=8, loc="upper right")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(textwrap.fill(title, 130), fontsize=11)
     runs = len(results) // max(1, len(names))
     caption = (
         f"{how} {'Medians of ' + str(runs) + ' rounds. ' if runs > 1 else ''}"
         f"Machine: {machine}.{' ' + note if note else ''}"
     )
     fig.text(0.01, 0.01, textwrap.fill(caption, 190), fontsize=7, va="bottom", ha="left")
-    fig.tight_layout(rect=(0, 0.13, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.13, 1, 0.93))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -170,13 +178,11 @@ def publish(
     title: str,
     results: list[Result],
     how: str,
-    machine: str,
+    load_at_start: float,
     note: str = "",
 ) -> None:
-    """Print the table; with ``chart``, also write it as ``<chart>.txt`` and draw the PNG.
-
-    ``machine`` is ``machine_summary()`` taken when the run started (its load figure).
-    """
+    """Print the table; with ``chart``, also write it as ``<chart>.txt`` and draw the PNG."""
+    machine = machine_summary(load_at_start)
     footer = f"machine: {machine}" + (f"\nnote: {note}" if note else "")
     print(table.rstrip("\n"))
     print(footer)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import kstreams
-from benchmarks.chart import add_options, captured, machine_summary, publish, require_matplotlib
+from benchmarks.chart import add_options, captured, load_average, publish, require_matplotlib
 from benchmarks.common import (
     DEFAULT_PORT,
     BulkWriter,
@@ -368,7 +368,7 @@ def run_rounds(
         require_matplotlib()
     if any(n in KSTREAMS_MODES for n in names):
         kstreams.ensure_built()  # before any clock runs
-    machine = machine_summary()
+    load_at_start = load_average()
     results: list[Result] = []
     with (
         broker(args.bootstrap, args.port) as bootstrap,
@@ -391,7 +391,8 @@ def run_rounds(
     with captured() as table:
         print_table(results, args, title)
     chart = None if args.no_chart else args.chart
-    publish(table.getvalue(), chart, full_title(args, title), results, HOW, machine, args.note)
+    heading = full_title(args, title)
+    publish(table.getvalue(), chart, heading, results, HOW, load_at_start, args.note)
     if not all(r.exactly_once for r in results):
         sys.exit("FAILED: some output is not what exactly-once processing must give")
 

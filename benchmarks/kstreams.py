@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def ensure_built() -> str:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise RuntimeError("the Kafka Streams contender needs Maven (mvn) on PATH and JDK 17+")
-        print("kstreams: building benchmarks/kstreams with Maven ...", flush=True)
+        print("kstreams: building benchmarks/kstreams with Maven ...", file=sys.stderr, flush=True)
         try:
             proc = subprocess.run(
                 [mvn, "-q", "-B", "-Dstyle.color=never", "package"],

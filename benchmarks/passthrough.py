@@ -29,7 +29,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer
 
 from benchmarks import hand_loop, kstreams
-from benchmarks.chart import add_options, captured, machine_summary, publish, require_matplotlib
+from benchmarks.chart import add_options, captured, load_average, publish, require_matplotlib
 from benchmarks.common import (
     DEFAULT_PORT,
     BulkWriter,
@@ -375,7 +375,7 @@ def main() -> None:
         require_matplotlib()
     if "kstreams" in names:
         kstreams.ensure_built()  # before any clock runs
-    machine = machine_summary()
+    load_at_start = load_average()
     results: list[Result] = []
     with (
         broker(args.bootstrap, args.port) as bootstrap,
@@ -402,7 +402,7 @@ def main() -> None:
     with captured() as table:
         print_table(results, args)
     chart = None if args.no_chart else args.chart
-    publish(table.getvalue(), chart, title(args), results, HOW, machine, args.note)
+    publish(table.getvalue(), chart, title(args), results, HOW, load_at_start, args.note)
     if not all(r.exactly_once for r in results):
         sys.exit("FAILED: some output is not exactly the input")
 
