@@ -49,6 +49,7 @@ from benchmarks.common import (
     delete_topics,
     exactly_once_report,
     exit_on_sigterm,
+    keep_logs_if_failed,
     python_cmd,
     read_all,
     unique,
@@ -385,6 +386,7 @@ def run_rounds(
             run_one = fill(bootstrap, src)
             for name in [n for _ in range(args.rounds) for n in names]:
                 results.append(run_one(name, bootstrap, src, work, topics))
+            keep_logs_if_failed(work, all(r.exactly_once for r in results))
         finally:
             if args.bootstrap:
                 delete_topics(bootstrap, topics)

@@ -42,6 +42,7 @@ from benchmarks.common import (
     delete_topics,
     exactly_once_report,
     exit_on_sigterm,
+    keep_logs_if_failed,
     python_cmd,
     unique,
     watch,
@@ -396,6 +397,7 @@ def main() -> None:
                 topics.append(out)
                 create_topics(bootstrap, [out], args.partitions)
                 results.append(run_contender(name, bootstrap, src, out, work, args))
+            keep_logs_if_failed(work, all(r.exactly_once for r in results))
         finally:
             if args.bootstrap:
                 delete_topics(bootstrap, topics)
