@@ -206,9 +206,12 @@ NESTED = {
 }
 
 
-@pytest.mark.parametrize(
-    "value", [NESTED, [1, "two", None, False], "just a string", 0, -1.5, True, {}, []]
-)
+ROUND_TRIP_VALUES: list[Any] = [
+    NESTED, [1, "two", None, False], "just a string", 0, -1.5, True, {}, []
+]
+
+
+@pytest.mark.parametrize("value", ROUND_TRIP_VALUES)
 def test_json_round_trip(json_serde: Json, value: Any) -> None:
     data = json_serde.serialize(value)
     assert isinstance(data, bytes)
@@ -412,7 +415,7 @@ def test_json_backends_differ_only_in_float_exponent_spelling() -> None:
 
 def test_json_backends_agree_on_bytes_for_plain_values() -> None:
     fast, std = Json(backend="orjson"), Json(backend="json")
-    for value in PARITY_VALUES[:2] + PARITY_VALUES[3:8]:
+    for value in ROUND_TRIP_VALUES + PARITY_VALUES[:2] + PARITY_VALUES[3:8]:
         assert fast.serialize(value) == std.serialize(value), value
 
 
