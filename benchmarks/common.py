@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -357,6 +358,17 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def keep_logs_if_failed(work: Path, all_ok: bool) -> None:
+    """Copy the worker logs out of the temporary work folder when an output check failed,
+    so the failure can be looked into after the folder is gone."""
+    if all_ok:
+        return
+    kept = Path(tempfile.mkdtemp(prefix="eokafka-bench-failed-"))
+    for log in work.glob("*.log"):
+        shutil.copy2(log, kept / log.name)
+    print(f"an output check failed: the worker logs are kept in {kept}", flush=True)
 
 
 def python_cmd(*args: str) -> list[str]:

@@ -1,13 +1,17 @@
 """Exactly-once count by key beside passthrough: what a state store costs per record.
 
 One input topic (N JSON values of about 100 bytes over K distinct keys, 4 partitions) is
-filled once; then two eokafka workers run over it one after the other, each with its own
+filled once; then the contenders run over it one after the other, each with its own
 consumer group and fresh output topic:
 
-- ``passthrough``: ``benchmarks.apps.passthrough:app``, bytes copied untouched;
+- ``passthrough``: ``benchmarks.apps.passthrough:app``, every JSON value parsed and written
+  back (``--values bytes``: copied untouched);
 - ``count``: ``benchmarks.apps.count_bench:app``, a store ``counts`` (memory by default,
-  ``--backend``) that counts per key, emitting the new count for every input and writing
-  the changed counts to its changelog in each transaction.
+  ``--backend``) that counts per record key, emitting the new count for every input and
+  writing the changed counts to its changelog in each transaction; values are parsed as
+  JSON (``--values bytes``: not parsed);
+- ``kstreams-passthrough`` and ``kstreams-count``: the same two jobs in Kafka Streams
+  (``benchmarks/kstreams``, EOS v2, RocksDB store, record cache off).
 
 Clocks as in passthrough.py: records/s from process start until a read_committed reader has
 seen all N outputs; "steady" from the first committed output. Afterwards the outputs are read
@@ -17,6 +21,7 @@ exactly 1, 2, ..., n in order, so its last count equals the number of inputs wit
     python -m benchmarks.count_by_key                    # 1,000,000 records, own broker
     python -m benchmarks.count_by_key --records 100000 --bootstrap 127.0.0.1:39092
     python -m benchmarks.count_by_key --backend rocksdb --rounds 3
+    python -m benchmarks.count_by_key --contenders count,kstreams-count --backend rocksdb
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import kstreams
+from benchmarks.chart import add_options, captured, load_average, publish, require_matplotlib
 from benchmarks.common import (
     DEFAULT_PORT,
     BulkWriter,
@@ -42,6 +49,7 @@ from benchmarks.common import (
     delete_topics,
     exactly_once_report,
     exit_on_sigterm,
+    keep_logs_if_failed,
     python_cmd,
     read_all,
     unique,
@@ -52,7 +60,10 @@ from benchmarks.passthrough import Result, _flags, _fmt, _median, warm_up
 CONTENDERS = {
     "passthrough": "benchmarks.apps.passthrough:app",
     "count": "benchmarks.apps.count_bench:app",
+    "kstreams-passthrough": "kstreams passthrough",
+    "kstreams-count": "kstreams count",
 }
+KSTREAMS_MODES = {"kstreams-passthrough": "passthrough", "kstreams-count": "count"}
 BACKENDS = ("memory", "sqlite", "rocksdb")
 VALUE_BYTES = 100
 
@@ -157,21 +168,35 @@ def run_contender(
         BENCH_INPUT=src,
         BENCH_OUTPUT=out,
         BENCH_BACKEND=args.backend,
+        BENCH_VALUES=args.values,
         EOKAFKA_BATCH_SIZE=str(args.batch_size),
         EOKAFKA_COMMIT_EVERY=str(args.commit_every),
     )
-    cmd = python_cmd(
-        "-m",
-        "eokafka",
-        "run",
-        target or CONTENDERS[name],
-        *_flags(
-            bootstrap_servers=bootstrap,
-            state_dir=str(work / f"state-{group}"),
-            instance_id="bench-0",
-            commit_interval_ms=str(args.commit_interval_ms),
-        ),
-    )
+    if name in KSTREAMS_MODES:
+        cmd = kstreams.command(
+            mode=KSTREAMS_MODES[name],
+            values=args.values,
+            bootstrap=bootstrap,
+            input=src,
+            output=out,
+            application_id=group,
+            state_dir=work / f"state-{group}",
+            commit_interval_ms=args.commit_interval_ms,
+            batch_size=args.batch_size,
+        )
+    else:
+        cmd = python_cmd(
+            "-m",
+            "eokafka",
+            "run",
+            target or CONTENDERS[name],
+            *_flags(
+                bootstrap_servers=bootstrap,
+                state_dir=str(work / f"state-{group}"),
+                instance_id="bench-0",
+                commit_interval_ms=str(args.commit_interval_ms),
+            ),
+        )
     reader = CommittedReader(bootstrap, out, parts, target=want)
     reader.start()
     print(f"{name}: running (log {work / (group + '.log')}) ...", flush=True)
@@ -192,7 +217,7 @@ def run_contender(
     assert reader.first_at is not None and reader.done_at is not None
     if check is not None:
         ok, verdict = check(out)
-    elif name == "count":
+    elif name in ("count", "kstreams-count"):
         ok, verdict = check_counts(bootstrap, out, expected, parts)
     else:
         ok, verdict = check_passthrough(bootstrap, out, n, parts)
@@ -215,15 +240,38 @@ def run_contender(
     return result
 
 
+def full_title(args: argparse.Namespace, title: str = "") -> str:
+    values = "JSON values parsed" if args.values == "json" else "bytes values"
+    return (
+        f"{title or 'Exactly-once count by key vs passthrough'}, "
+        f"{args.records:,} records x {VALUE_BYTES} B ({values}) "
+        f"over {min(args.records, args.keys):,} keys and {args.partitions} partitions; store "
+        f"backend {args.backend} (Kafka Streams: RocksDB); commit every "
+        f"{args.commit_interval_ms} ms or {args.commit_every:,} records; batch {args.batch_size}"
+    )
+
+
+HOW = (
+    "Each contender is one process, run one after another on the same input into its own "
+    "output topic. records/s = N inputs / seconds from process start until a read_committed "
+    "reader has seen all expected outputs; steady = from the first committed output to the "
+    "last; CPU us/record = the worker's user+system time (/proc) per input after its first "
+    "output; peak RSS = its VmHWM. Each output was re-read read_committed and checked "
+    "exactly (every input id once, or per key and window the counts 1..n in order; the "
+    "table has the verdicts). The broker (one node) runs on the same machine."
+)
+
+# Ratios printed under the table, when both sides ran: (numerator, denominator).
+RATIOS = (
+    ("kstreams-count", "kstreams-passthrough"),
+    ("passthrough", "kstreams-passthrough"),
+    ("count", "kstreams-count"),
+)
+
+
 def print_table(results: list[Result], args: argparse.Namespace, title: str = "") -> None:
     print()
-    print(
-        f"{title or 'Exactly-once count by key vs passthrough'}, "
-        f"{args.records:,} records x {VALUE_BYTES} B "
-        f"over {min(args.records, args.keys):,} keys and {args.partitions} partitions; store "
-        f"backend {args.backend}; commit every {args.commit_interval_ms} ms or "
-        f"{args.commit_every:,} records; batch {args.batch_size}"
-    )
+    print(full_title(args, title))
     width = max([11, *(len(r.name) for r in results)])
     head = (
         f"{'contender':<{width}} {'records/s':>10} {'seconds':>8} {'steady rec/s':>12} "
@@ -250,11 +298,13 @@ def print_table(results: list[Result], args: argparse.Namespace, title: str = ""
             )
     total = {k: _median(rs, "total_rate") for k, rs in runs.items()}
     steady = {k: _median(rs, "steady_rate") for k, rs in runs.items()}
-    for name in sorted(runs.keys() - {"passthrough"}) if "passthrough" in runs else ():
-        print(
-            f"{name}/passthrough: {total[name] / total['passthrough']:.2f}x total, "
-            f"{steady[name] / steady['passthrough']:.2f}x steady-state records/s"
-        )
+    own = sorted(n for n in runs if n != "passthrough" and n not in KSTREAMS_MODES)
+    for a, b in [*((n, "passthrough") for n in own), *RATIOS]:
+        if a in runs and b in runs:
+            print(
+                f"{a}/{b}: {total[a] / total[b]:.2f}x total, "
+                f"{steady[a] / steady[b]:.2f}x steady-state records/s"
+            )
     print(
         "records/s = N / seconds from process start until a read_committed reader has seen "
         "all N outputs; steady = records after the first committed output / seconds from the "
@@ -264,7 +314,11 @@ def print_table(results: list[Result], args: argparse.Namespace, title: str = ""
 
 
 def parse_args(
-    doc: str, contenders: dict[str, str], keys: int, more: Callable[[argparse.ArgumentParser], None]
+    doc: str,
+    contenders: dict[str, str],
+    keys: int,
+    more: Callable[[argparse.ArgumentParser], None],
+    chart: Path = Path("docs/benchmarks/count_by_key.png"),
 ) -> tuple[argparse.Namespace, list[str]]:
     """The options of this benchmark (and of others built on it, which add ``more``)."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -286,6 +340,7 @@ def parse_args(
     p.add_argument("--commit-every", type=int, default=10_000)
     p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
+    add_options(p, chart)
     more(p)
     args = p.parse_args()
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
@@ -310,6 +365,11 @@ def run_rounds(
     contender), the contenders round by round, the table, and a non-zero exit on failure."""
     exit_on_sigterm()
     os.chdir(Path(__file__).resolve().parent.parent)
+    if not args.no_chart:
+        require_matplotlib()
+    if any(n in KSTREAMS_MODES for n in names):
+        kstreams.ensure_built()  # before any clock runs
+    load_at_start = load_average()
     results: list[Result] = []
     with (
         broker(args.bootstrap, args.port) as bootstrap,
@@ -326,10 +386,15 @@ def run_rounds(
             run_one = fill(bootstrap, src)
             for name in [n for _ in range(args.rounds) for n in names]:
                 results.append(run_one(name, bootstrap, src, work, topics))
+            keep_logs_if_failed(work, all(r.exactly_once for r in results))
         finally:
             if args.bootstrap:
                 delete_topics(bootstrap, topics)
-    print_table(results, args, title)
+    with captured() as table:
+        print_table(results, args, title)
+    chart = None if args.no_chart else args.chart
+    heading = full_title(args, title)
+    publish(table.getvalue(), chart, heading, results, HOW, load_at_start, args.note)
     if not all(r.exactly_once for r in results):
         sys.exit("FAILED: some output is not what exactly-once processing must give")
 

@@ -1,6 +1,7 @@
 """Quix Streams exactly-once passthrough: the same copy job as eokafka's, for comparison.
 
-Bytes in, bytes out (no JSON round trip), ``processing_guarantee="exactly-once"``, the same
+JSON values parsed and written back (``--values json``, the default) or bytes copied
+untouched (``--values bytes``), ``processing_guarantee="exactly-once"``, the same
 commit interval and record count trigger as eokafka, and eokafka's producer buffering and
 linger settings. Quix polls one message at a time; it has no batch-size knob.
 
@@ -24,6 +25,7 @@ def main() -> None:
     p.add_argument("--state-dir", required=True, help="Quix insists on one, even stateless")
     p.add_argument("--commit-interval-ms", type=int, default=100)
     p.add_argument("--commit-every", type=int, default=10_000)
+    p.add_argument("--values", choices=("json", "bytes"), default="json")
     args = p.parse_args()
 
     from quixstreams import Application  # imported late: it is slow and only needed here
@@ -47,8 +49,8 @@ def main() -> None:
             "queue.buffering.max.kbytes": 512 * 1024,
         },
     )
-    source = app.topic(args.input, key_deserializer="bytes", value_deserializer="bytes")
-    sink = app.topic(args.output, key_serializer="bytes", value_serializer="bytes")
+    source = app.topic(args.input, key_deserializer="bytes", value_deserializer=args.values)
+    sink = app.topic(args.output, key_serializer="bytes", value_serializer=args.values)
     sdf = app.dataframe(source)
     sdf.to_topic(sink)
     app.run()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -45,7 +46,11 @@ CONTENDERS = {
     "windowed-final": "benchmarks.apps.windowed_bench:final",
     "windowed-update": "benchmarks.apps.windowed_bench:update",
 }
-BASE_MS = 1_700_000_000_000
+HOUR_MS = 3_600_000
+# Event time starts a day before the run, on a whole hour. A fixed date long past would put
+# every record beyond the broker's time retention (7 days by default): its retention check
+# (every 5 minutes) would then delete input and output segments in the middle of a run.
+BASE_MS = (int(time.time() * 1000) - 24 * HOUR_MS) // HOUR_MS * HOUR_MS
 Window = tuple[str, int]  # (key, window start)
 
 
@@ -92,7 +97,9 @@ def main() -> None:
     def more(p: argparse.ArgumentParser) -> None:
         p.add_argument("--window-ms", type=int, default=10_000, help="tumbling window size")
 
-    args, names = parse_args(__doc__, CONTENDERS, 1_000, more)
+    args, names = parse_args(
+        __doc__, CONTENDERS, 1_000, more, chart=Path("docs/benchmarks/windowed_count.png")
+    )
     os.environ["BENCH_WINDOW_MS"] = str(args.window_ms)  # the workers inherit it
 
     def fill(bootstrap: str, src: str) -> Runner:

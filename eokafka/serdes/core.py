@@ -15,10 +15,8 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 _orjson: ModuleType | None
 try:
     import orjson as _orjson
-except ImportError:  # orjson is optional: Json falls back to the stdlib encoder.
+except ImportError:  # a dependency, but a platform without a wheel still gets the stdlib codec
     _orjson = None
-
-
 
 _MAX_REASON: Final = 1000  # fastavro can dump whole schemas into a message; keep logs readable.
 
@@ -242,18 +240,29 @@ _ORJSON_DUMPS_OPTIONS: Final = (
 
 
 class Json:
-    """Compact UTF-8 JSON (RFC 8259), using orjson when it is installed.
+    """Compact UTF-8 JSON (RFC 8259), through orjson; the stdlib ``json`` is the fallback.
 
-    The stdlib and orjson backends accept and reject the same values and produce the same
-    Python values and bytes, except that a float in exponent form may be spelled differently
-    (``1e-07`` vs ``1e-7``). Where orjson is narrower (ints beyond 64 bits, non-str dict keys,
-    lone surrogates in input, float subclasses) the call falls back to the stdlib for that
-    record. NaN/Infinity are rejected both ways rather than written as ``null`` or as
-    non-JSON tokens. Enums encode as their value and UUIDs as strings; datetimes and
-    dataclasses are rejected on both backends.
+    orjson is a dependency of eokafka and the default backend (``backend="auto"``), because
+    JSON is most of a typical app's per-record cost and orjson is several times faster. The
+    stdlib codec is used when orjson cannot be imported, with ``backend="json"``, and for the
+    single records where orjson is narrower than the stdlib. Both backends accept and reject
+    the same values and give the same Python values and bytes, with these known differences
+    in how they get there:
 
-    Parity costs the orjson path two guards: a C-level scan of the input for 19+ digit runs
-    on decode, and a NaN walk of the value on encode when the output contains ``null``.
+    - non-str dict keys (``{1: "a"}``, also bool, None and float keys): orjson refuses them,
+      so such a record is encoded by the stdlib, which writes them as strings (``{"1":"a"}``);
+    - NaN and Infinity: not JSON, so rejected on encode and decode by both backends (orjson
+      alone would write ``null``, the stdlib alone ``NaN``);
+    - ints beyond 64 bits (outside [-2**63, 2**64)): orjson cannot encode them and decodes
+      such literals as floats, so those records go through the stdlib and stay exact ints;
+    - lone surrogates in input text and float subclasses: handled by the stdlib likewise;
+    - a float in exponent form may be spelled differently (``1e-07`` stdlib, ``1e-7``
+      orjson); the value read back is the same.
+
+    Enums encode as their value and UUIDs as strings; datetimes and dataclasses are rejected
+    on both backends. Parity costs the orjson path two guards: a C-level scan of the input
+    for 19+ digit runs on decode, and a NaN walk of the value on encode when the output
+    contains ``null``.
     """
 
     __slots__ = ("backend", "_std_encode", "_std_decode", "_dumps", "_loads")

@@ -1,4 +1,5 @@
-"""Keep docker-compose.yml, deploy/prometheus.yml, the Dockerfile and the dev broker in step.
+"""Keep docker-compose.yml, deploy/prometheus.yml, the Dockerfile, the dev broker and the
+Kafka Streams benchmark in step.
 
 These files reference each other by port, host name and version, and nothing else
 notices when one side changes: the stack would start and silently scrape nothing or
@@ -22,6 +23,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 POM_FILE = ROOT / "eokafka" / "devbroker" / "pom.xml"
+KSTREAMS_POM_FILE = ROOT / "benchmarks" / "kstreams" / "pom.xml"
 POM_NS = "{http://maven.apache.org/POM/4.0.0}"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD_FILE = GRAFANA / "dashboards" / "eokafka.json"
@@ -98,8 +100,8 @@ def _port_mappings(service: dict[str, Any]) -> dict[int, int | None]:
     return mappings
 
 
-def _pom_kafka_version() -> str:
-    root = ET.parse(POM_FILE).getroot()
+def _pom_kafka_version(pom: Path = POM_FILE) -> str:
+    root = ET.parse(pom).getroot()
     node = root.find(f"{POM_NS}properties/{POM_NS}kafka.version")
     assert node is not None and node.text, "pom.xml lacks the kafka.version property"
     return node.text.strip()
@@ -193,6 +195,17 @@ def test_kafka_image_matches_the_dev_broker_version(services: dict[str, dict[str
     assert image == "apache/kafka"
     assert tag.split(".")[0] == "4"
     assert tag == _pom_kafka_version()
+
+
+def test_kafka_streams_benchmark_uses_the_dev_broker_version() -> None:
+    """The Kafka Streams contender's client must be the broker's Kafka release."""
+    root = ET.parse(KSTREAMS_POM_FILE).getroot()
+    artifacts = {
+        dep.findtext(f"{POM_NS}artifactId"): dep.findtext(f"{POM_NS}version")
+        for dep in root.iter(f"{POM_NS}dependency")
+    }
+    assert artifacts["kafka-streams"] == "${kafka.version}"
+    assert _pom_kafka_version(KSTREAMS_POM_FILE) == _pom_kafka_version()
 
 
 def test_single_node_replication_settings(kafka_env: dict[str, str]) -> None:
