@@ -197,3 +197,23 @@ def test_until_end_through_a_repartition_on_two_processes(
     assert {w: c[-1] for w, c in counts.items()} == expected
     assert all(c == list(range(1, len(c) + 1)) for c in counts.values())
     assert _summary(run) == {"reason": "end", "in": 1_500, "out": sum(expected.values())}
+
+
+def test_a_signal_before_the_end_commits_and_exits_3(kafka_bootstrap: str, tmp_path: Path) -> None:
+    names = _with_input(kafka_bootstrap, "sig", 2, 1_000)
+    pause, env = _pausing_at(tmp_path, 600, batch_size=50)
+    run = _bounded(kafka_bootstrap, tmp_path, names, "run", ["--until-end"], **env).start()
+    try:
+        wait_for(lambda: (pause / "paused-600").exists(), 120, "the run to reach id 600")
+        assert run.proc is not None
+        run.proc.terminate()  # handled once the processor returns
+        (pause / "release").touch()
+        assert run.wait(120) == 3, run.log()[-3000:]
+    finally:
+        run.stop_quietly()
+    assert "stopped by a signal before reaching its bound" in run.log()
+    done = _copied_ids(kafka_bootstrap, names.out)
+    assert set(done.values()) == {1} and 600 in done and len(done) < 1_000
+    run.start()  # the same command again finishes the work
+    assert run.wait(120) == 0, run.log()[-3000:]
+    assert _copied_ids(kafka_bootstrap, names.out) == Counter(dict.fromkeys(range(1_000), 1))
