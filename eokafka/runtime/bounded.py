@@ -35,6 +35,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import OffsetSpec
 
 from eokafka.config import Settings, admin_config
+from eokafka.errors import EokafkaError
 from eokafka.runtime.clients import KAFKA, Clients
 from eokafka.topology import Topology
 
@@ -85,7 +86,7 @@ def total(summaries: Iterable[RunSummary]) -> RunSummary:
     """The summary of a run's workers together: counts add up, time is the longest."""
     items = list(summaries)
     reasons = {s.reason for s in items}
-    reason = "interrupted" if "interrupted" in reasons or not items else min(reasons)
+    reason = "interrupted" if "interrupted" in reasons or not items else ", ".join(sorted(reasons))
     return RunSummary(
         sum(s.records_in for s in items),
         sum(s.records_out for s in items),
@@ -111,13 +112,20 @@ def capture(
     starts: dict[TP, int] = {}
     if until_end:
         admin = clients.admin(admin_config(settings))
+        topics = external_topics(topology)
         tps = []
-        for topic in external_topics(topology):
-            md = admin.list_topics(topic=topic, timeout=_RPC_TIMEOUT).topics.get(topic)
-            if md is not None and md.error is None:
-                tps.extend(TopicPartition(topic, p) for p in md.partitions)
-        starts = _list_offsets(admin, tps, OffsetSpec.earliest())
-        ends = _list_offsets(admin, tps, OffsetSpec.latest())
+        try:
+            for topic in topics:
+                md = admin.list_topics(topic=topic, timeout=_RPC_TIMEOUT).topics.get(topic)
+                if md is not None and md.error is None:
+                    tps.extend(TopicPartition(topic, p) for p in md.partitions)
+            starts = _list_offsets(admin, tps, OffsetSpec.earliest())
+            ends = _list_offsets(admin, tps, OffsetSpec.latest())
+        except KafkaException as exc:
+            raise EokafkaError(
+                f"--until-end: could not read the end offsets of {', '.join(topics)} from "
+                f"{settings.bootstrap_servers}: {exc.args[0].str()}"
+            ) from exc
         log.info(
             "bounded run: processing up to %s",
             ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(ends.items())) or "nothing",
