@@ -6,8 +6,9 @@ marker is inside the bound and an open transaction's records are not). The worke
 consumer is wrapped: records at or past a partition's end (or past the record budget) are
 held back, the partition is paused, and the consumer reports its position as the first held
 record, so the commit never skips them: a later run reads them. Partition EOF events move
-the position over trailing transaction markers, and an offsets-only transaction commits
-that move, because the position after the last record sits below the end in that case.
+the position over trailing transaction markers. Either move may come after the transaction
+of the last record committed, so an offsets-only transaction commits it: the position
+after the last record sits below the end when the log ends in markers.
 
 A worker stops only when the group's committed offsets show every input partition done,
 not just its own: a rebalance may move partitions between workers, a partition may belong
@@ -213,6 +214,7 @@ class BoundedRun:
     def _hold(self, tp: TP, offset: int) -> None:
         self.held[tp] = offset
         self._pause(tp)
+        self._commit_move(tp, offset)
 
     def _pause(self, tp: TP) -> None:
         if tp not in self.paused:
@@ -221,8 +223,13 @@ class BoundedRun:
 
     def _eof(self, tp: TP, offset: int) -> None:
         """The position moved to ``offset``, maybe over markers: make sure it gets committed."""
-        if tp in self.held:
-            return
+        if tp not in self.held:
+            self._commit_move(tp, offset)
+
+    def _commit_move(self, tp: TP, offset: int) -> None:
+        """A position beyond the committed offset with no record to carry it (markers,
+        held records) still has to reach the group: open a transaction for the worker to
+        commit, offsets only if nothing else comes."""
         txn = self.worker.txn
         if txn is not None and offset > self.worker.committed.get(tp, -1):
             txn.begin()

@@ -20,15 +20,19 @@ from confluent_kafka import (
     OFFSET_END,
     OFFSET_INVALID,
     TIMESTAMP_CREATE_TIME,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
     TopicPartition,
 )
+from confluent_kafka.admin import OffsetSpec
 
 from eokafka.testing.cluster import TP, MemoryCluster, Txn
 
 Callback = Callable[[Any, list[TopicPartition]], None]
+_EARLIEST = type(OffsetSpec.earliest())
 
 
 def _error(code: int, reason: str, **flags: bool) -> KafkaException:
@@ -351,7 +355,7 @@ class MemoryProducer:
 
 @dataclass
 class MemoryAdmin:
-    """The admin calls the topic checks make: metadata and topic creation."""
+    """The admin calls the worker makes: metadata, topic creation, offsets."""
 
     cluster: MemoryCluster
     conf: dict[str, Any] = field(default_factory=dict)
@@ -377,6 +381,37 @@ class MemoryAdmin:
                     _error(KafkaError.TOPIC_ALREADY_EXISTS, f"topic {new.topic!r} exists")
                 )
             futures[new.topic] = future
+        return futures
+
+    def list_offsets(
+        self, request: dict[TopicPartition, Any], isolation_level: Any = None, **_: Any
+    ) -> dict[TopicPartition, Future[Any]]:
+        """Earliest (0: nothing is ever deleted here) or latest offsets, by isolation."""
+        read_committed = isolation_level == IsolationLevel.READ_COMMITTED
+        futures: dict[TopicPartition, Future[Any]] = {}
+        for tp, spec in request.items():
+            key = (tp.topic, tp.partition)
+            earliest = isinstance(spec, _EARLIEST)
+            offset = 0 if earliest else self.cluster.end(key, read_committed)
+            future: Future[Any] = Future()
+            future.set_result(SimpleNamespace(offset=offset))
+            futures[tp] = future
+        return futures
+
+    def list_consumer_group_offsets(
+        self, request: list[ConsumerGroupTopicPartitions], **_: Any
+    ) -> dict[str, Future[ConsumerGroupTopicPartitions]]:
+        """Committed offsets only: a transaction's offsets count once it commits."""
+        futures: dict[str, Future[ConsumerGroupTopicPartitions]] = {}
+        for item in request:
+            offsets = self.cluster.group_offsets.get(item.group_id, {})
+            tps = [
+                TopicPartition(tp.topic, tp.partition, offsets.get((tp.topic, tp.partition), -1001))
+                for tp in item.topic_partitions or []
+            ]
+            future: Future[ConsumerGroupTopicPartitions] = Future()
+            future.set_result(ConsumerGroupTopicPartitions(item.group_id, tps))
+            futures[item.group_id] = future
         return futures
 
     def describe_consumer_groups(self, groups: list[str], **_: Any) -> dict[str, Future[Any]]:
