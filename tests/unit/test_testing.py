@@ -10,7 +10,7 @@ import pytest
 
 import eokafka
 from eokafka import serdes, windows
-from eokafka.errors import PoisonRecordError
+from eokafka.errors import PoisonRecordError, TopologyError
 from eokafka.testing import TestDriver
 from eokafka.windows import Windowed, WindowedSerde
 
@@ -103,6 +103,18 @@ def test_a_crash_rolls_outputs_and_state_back_to_the_last_commit(
     assert _pairs(driver) == [("a", 1), ("b", 1), ("a", 2), ("a", 3)]
     assert driver.store("n", committed=True) == {"a": 3, "b": 1}
     driver.close()
+
+
+def test_a_clean_restart_commits_first_and_keeps_everything() -> None:
+    with TestDriver(_counts(), partitions=2) as driver:
+        driver.pipe("in", "a", 1, commit=False)
+        driver.restart()  # the revoke on the way out commits the open transaction
+        assert _pairs(driver) == [("a", 1)]
+        driver.pipe("in", "a", 1)
+        assert _pairs(driver) == [("a", 1), ("a", 2)]
+        assert driver.store("n", committed=True) == {"a": 2}
+        with pytest.raises(TopologyError, match="'nowhere' does not exist"):
+            driver.pipe("nowhere", "a", 1)
 
 
 def test_the_commit_interval_runs_on_the_virtual_clock() -> None:
