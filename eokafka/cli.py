@@ -51,8 +51,27 @@ def run(
         typer.Option("--config", "-c", help="librdkafka key=value (prefix consumer./producer.)"),
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING")] = None,
+    until_end: Annotated[
+        bool,
+        typer.Option(
+            "--until-end",
+            help="process the inputs up to their end offsets at the start, commit and exit",
+        ),
+    ] = False,
+    max_records: Annotated[
+        int | None,
+        typer.Option(min=1, help="stop after this many input records (split over --processes)"),
+    ] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option(min=0.0, help="commit and stop after this many seconds")
+    ] = None,
 ) -> None:
-    """Run an app's workers until SIGTERM or SIGINT."""
+    """Run an app's workers until SIGTERM or SIGINT, or as a bounded run that ends by itself.
+
+    A bounded run (--until-end, --max-records, --max-seconds) exits 0 with a summary when it
+    reached its bound, and 3 when a signal stopped it first.
+    """
+    from eokafka.runtime.bounded import capture
     from eokafka.runtime.supervisor import load_app, run_app
 
     setup_logging("eokafka", log_level)
@@ -71,9 +90,19 @@ def run(
         if config:
             overrides["config"] = parse_config_pairs(config, "--config")
         app = load_app(target)
-        run_app(app, app.settings(overrides), target=target)
+        settings = app.settings(overrides)
+        bounds = None
+        if until_end or max_records is not None or max_seconds is not None:
+            bounds = capture(settings, app.topology, until_end, max_records, max_seconds)
+        summary = run_app(app, settings, target=target, bounds=bounds)
     except EokafkaError as exc:
         _fail(exc)
+        return
+    if summary is not None:
+        typer.echo(summary.text())
+        if summary.reason == "interrupted":
+            typer.secho("stopped by a signal before reaching its bound", err=True)
+            raise typer.Exit(3)
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from eokafka.config import Settings, admin_config
 from eokafka.errors import TopologyError
 from eokafka.metrics import WorkerMetrics
+from eokafka.runtime.clients import KAFKA, Clients
 from eokafka.runtime.topics import TopicGuard
 from eokafka.state import Store, StoreCorruptError, changelog_topic, open_store, store_dir
 from eokafka.topology import Topology
@@ -45,8 +46,14 @@ class _Restore:
 
 class StoreTasks:
     def __init__(
-        self, settings: Settings, topology: Topology, metrics: WorkerMetrics, topics: TopicGuard
+        self,
+        settings: Settings,
+        topology: Topology,
+        metrics: WorkerMetrics,
+        topics: TopicGuard,
+        clients: Clients = KAFKA,
     ) -> None:
+        self._clients = clients
         self.settings = settings
         self.specs = topology.stores
         self.metrics = metrics
@@ -92,7 +99,7 @@ class StoreTasks:
     def _consumer(self) -> Consumer:
         if self._restore_consumer is None:
             # The admin client's settings: bootstrap and the security ones (SASL, TLS).
-            self._restore_consumer = Consumer(
+            self._restore_consumer = self._clients.restore_consumer(
                 {
                     **admin_config(self.settings),
                     "group.id": f"{self.settings.application_id}-restore",  # never joins

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from eokafka.config import Settings
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.metrics import WorkerMetrics
+from eokafka.runtime.bounded import Bounds, RunSummary, total
 from eokafka.runtime.instance import resolve_instance_id
 
 if TYPE_CHECKING:
@@ -58,8 +59,10 @@ def load_app(target: str) -> App:
     return app
 
 
-def run_worker(app: App, settings: Settings, slot: int = 0) -> None:
-    """Run one worker until SIGTERM/SIGINT (clean exit) or an error (raised)."""
+def run_worker(
+    app: App, settings: Settings, slot: int = 0, bounds: Bounds | None = None
+) -> RunSummary | None:
+    """Run one worker until SIGTERM/SIGINT or its bounds (clean exit) or an error (raised)."""
     from eokafka.runtime.preflight import check_connection
     from eokafka.runtime.worker import Worker
 
@@ -71,37 +74,59 @@ def run_worker(app: App, settings: Settings, slot: int = 0) -> None:
             port = settings.metrics_port + slot
             metrics.serve(port, settings.metrics_host)
             log.info("metrics at http://%s:%d/metrics", settings.metrics_host, port)
-        worker = Worker(app.topology, settings, instance.value, metrics)
+        worker = Worker(app.topology, settings, instance.value, metrics, bounds)
         signal.signal(signal.SIGTERM, worker.stop)
         signal.signal(signal.SIGINT, worker.stop)
         worker.run()
+        return worker.bound.summary() if worker.bound is not None else None
     finally:
         instance.release()
 
 
-def _child(target: str | None, app: App | None, settings: Settings, slot: int) -> None:
+def _child(
+    target: str | None,
+    app: App | None,
+    settings: Settings,
+    slot: int,
+    bounds: Bounds | None,
+    results: Any,
+) -> None:
     from eokafka.logs import setup_logging
 
     setup_logging(f"worker-{slot}")
     try:
-        run_worker(load_app(target) if target else app, settings, slot)  # type: ignore[arg-type]
+        loaded = load_app(target) if target else app
+        summary = run_worker(loaded, settings, slot, bounds)  # type: ignore[arg-type]
     except EokafkaError as exc:
         log.error("%s", exc)
         sys.exit(1)
     except Exception:
         log.exception("worker %d failed", slot)  # through the log: secrets scrubbed
         sys.exit(1)
+    if summary is not None:
+        log.info("%s", summary.text())
+        results.put(summary)
 
 
-def run_app(app: App, settings: Settings, target: str | None = None) -> None:
+def run_app(
+    app: App, settings: Settings, target: str | None = None, bounds: Bounds | None = None
+) -> RunSummary | None:
+    """Run the workers; for a bounded run, return the summary of all of them together."""
     if settings.processes == 1:
-        run_worker(app, settings)
-        return
+        return run_worker(app, settings, 0, bounds)
     ctx = multiprocessing.get_context("spawn")
+    results = ctx.SimpleQueue()
     children = [
         ctx.Process(
             target=_child,
-            args=(target, None if target else app, settings, slot),
+            args=(
+                target,
+                None if target else app,
+                settings,
+                slot,
+                None if bounds is None else bounds.share(slot, settings.processes),
+                results,
+            ),
             name=f"eokafka-worker-{slot}",
         )
         for slot in range(settings.processes)
@@ -130,3 +155,11 @@ def run_app(app: App, settings: Settings, target: str | None = None) -> None:
                 forward(signal.SIGTERM, None)
     if failed is not None:
         raise SystemExit(failed if failed > 0 else 1)
+    if bounds is None:
+        return None
+    summaries = []
+    while not results.empty():
+        summaries.append(results.get())
+    if len(summaries) < len(children):  # a worker stopped by a signal before it reported
+        summaries.append(RunSummary(0, 0, 0.0, "interrupted"))
+    return total(summaries)

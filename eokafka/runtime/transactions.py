@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from eokafka.config import Settings, producer_config
 from eokafka.errors import FencedError
 from eokafka.metrics import WorkerMetrics
+from eokafka.runtime.clients import KAFKA, Clients
 
 log = logging.getLogger("eokafka.transactions")
 T = TypeVar("T")
@@ -59,7 +60,9 @@ class Transactions:
         metrics: WorkerMetrics,
         stateful: bool = False,
         replaced: Callable[[], bool] = lambda: True,
+        clients: Clients = KAFKA,
     ) -> None:
+        self._clients = clients
         self._conf = producer_config(settings, instance_id)
         if stateful:
             # Changelog checkpoints need the offsets of successful deliveries; a global
@@ -86,7 +89,7 @@ class Transactions:
             )
 
     def _new_producer(self) -> Producer:
-        producer = Producer(self._conf)
+        producer = self._clients.producer(self._conf)
         self._retry(lambda: producer.init_transactions(self._timeout * 3), "init_transactions")
         log.info("transactional producer ready: transactional.id=%s", self.transactional_id)
         return producer
@@ -107,7 +110,7 @@ class Transactions:
         if not self.open:
             self.producer.begin_transaction()
             self.open = True
-            self.began = time.monotonic()
+            self.began = self._clients.clock()
             self.deadline = self.began + self._interval
 
     def commit(self, offsets: list[TopicPartition], group_metadata: object) -> None:
@@ -164,7 +167,7 @@ class Transactions:
     def _fenced_detail(self, err: KafkaError) -> str:
         if not is_fenced(err):
             return ""
-        age = time.monotonic() - self.began if self.open else 0.0
+        age = self._clients.clock() - self.began if self.open else 0.0
         return (
             f" (no other worker holds this instance id, so the broker most likely aborted a "
             f"transaction that was open {age:.1f} s, longer than transaction_timeout_ms="

@@ -22,7 +22,6 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 
 from eokafka.config import Settings, admin_config, consumer_config
 from eokafka.context import ProcessorContext
@@ -35,6 +34,8 @@ from eokafka.errors import (
 )
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
+from eokafka.runtime.bounded import BoundedRun, Bounds
+from eokafka.runtime.clients import KAFKA, Clients
 from eokafka.runtime.poison import dead_letter_headers
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
@@ -75,19 +76,30 @@ def _compile(topology: Topology) -> dict[str, list[Route]]:
 
 class Worker:
     def __init__(
-        self, topology: Topology, settings: Settings, instance_id: str, metrics: WorkerMetrics
+        self,
+        topology: Topology,
+        settings: Settings,
+        instance_id: str,
+        metrics: WorkerMetrics,
+        bounds: Bounds | None = None,
+        clients: Clients = KAFKA,
     ) -> None:
         topology.validate()
         self.settings = settings
         self.instance_id = instance_id
         self.metrics = metrics
         self.topology = topology
+        self.bound = BoundedRun(bounds, self, clients) if bounds is not None else None
+        self.clients = self.bound.clients if self.bound is not None else clients
         self.routes = _compile(topology)
         # With one input topic, consumed records are counted once per batch.
         self.only_topic: str | None = topology.topics[0] if len(topology.topics) == 1 else None
-        self.topics = TopicGuard(AdminClient(admin_config(settings)), settings.create_topics)
+        admin = self.clients.admin(admin_config(settings))
+        self.topics = TopicGuard(admin, settings.create_topics)
         self.state = (
-            StoreTasks(settings, topology, metrics, self.topics) if topology.stores else None
+            StoreTasks(settings, topology, metrics, self.topics, self.clients)
+            if topology.stores
+            else None
         )
         self.tally = TxnTally()
         self.ctx = ProcessorContext(
@@ -113,6 +125,11 @@ class Worker:
         self.stopping = True
 
     def run(self) -> None:
+        self.start()
+        self.loop()
+
+    def start(self) -> None:
+        """Check or create the topics, make the clients and join the group."""
         for topic, like in self.topology.internal_topics.items():
             partitions = self.topics.partitions(like)
             if partitions is None:
@@ -132,8 +149,9 @@ class Worker:
                 self.metrics,
                 stateful=self.state is not None,
                 replaced=self._replaced,
+                clients=self.clients,
             )
-            self.consumer = Consumer(consumer_config(self.settings, self.instance_id))
+            self.consumer = self.clients.consumer(consumer_config(self.settings, self.instance_id))
         except KafkaException as exc:
             if exc.args[0].code() == KafkaError._INVALID_ARG:
                 msg = exc.args[0].str()
@@ -151,10 +169,16 @@ class Worker:
             self.txn.transactional_id,
             ",".join(self.topology.topics),
         )
+
+    def loop(self) -> None:
+        """Step until asked to stop, then commit and leave."""
+        assert self.txn is not None
         clean = False
         try:
             while not self.stopping:
                 self._step()
+                if self.bound is not None and self.bound.finished():
+                    self.stopping = True
             if self.txn.open:
                 self._commit()
             clean = True
@@ -191,7 +215,7 @@ class Worker:
             ready = self.state.restore_step()
             if ready:
                 self.consumer.resume(ready)
-        timeout = max(0.0, txn.deadline - time.monotonic()) if txn.open else _IDLE_POLL
+        timeout = max(0.0, txn.deadline - self.clients.clock()) if txn.open else _IDLE_POLL
         if self.state is not None and self.state.restoring:
             timeout = 0.0
         msgs = self.consumer.consume(self.settings.batch_size, timeout)
@@ -206,7 +230,8 @@ class Worker:
                 self._after_abort(aborted.reason)
                 return
         if txn.open and (
-            self.records_in_txn >= self.settings.commit_every or time.monotonic() >= txn.deadline
+            self.records_in_txn >= self.settings.commit_every
+            or self.clients.clock() >= txn.deadline
         ):
             self._commit()
 

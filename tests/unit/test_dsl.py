@@ -1,75 +1,48 @@
 """The DSL compiles onto plain processors: which ones, on which topics, with which stores.
 
-Behaviour is checked by calling the registered processor functions through a tiny in-memory
-driver that uses the real ProcessorContext and real in-memory stores, and that feeds every
-send to a topic with processors back into them (the repartition hop, without Kafka), so the
-serdes of both sides of a hop must agree.
+Behaviour is checked through eokafka.testing: the worker itself runs the topology over
+in-memory Kafka clients, repartition hops included, so the serdes of both sides of a hop
+must agree.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 import eokafka
 from eokafka import serdes
-from eokafka.context import ProcessorContext
 from eokafka.errors import TopologyError
-from eokafka.state import Store, open_store
+from eokafka.testing import TestDriver
 
-S, J = serdes.String(), serdes.Json()
+S, J, B = serdes.String(), serdes.Json(), serdes.Bytes()
 PARTITIONS = 3
 
 
-def _partition(key: bytes | None) -> int:
-    return 0 if key is None else zlib.crc32(key) % PARTITIONS
+class Driver(TestDriver):
+    """The test driver with this file's shorthands: bytes in, decoded (key, value) out."""
 
-
-class Driver:
-    """Routes records through an app's processors; sends to other topics are collected."""
+    __test__ = False
 
     def __init__(self, app: eokafka.App, tmp: Path) -> None:
-        app.topology.validate()
-        self.routes = app.topology.by_topic()
-        self.stores: dict[tuple[str, int], Store] = {}
-        self.out: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
-
-        def store(name: str, partition: int) -> Store:
-            if (name, partition) not in self.stores:
-                spec = app.topology.stores[name]
-                self.stores[(name, partition)] = open_store(
-                    spec, tmp, app.application_id, partition
-                )
-            return self.stores[(name, partition)]
-
-        self.ctx = ProcessorContext(lambda topic: None, store)
-        self.hops: Counter[str] = Counter()
+        super().__init__(app, partitions=PARTITIONS, state_dir=str(tmp))
 
     def feed(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        queue = deque([(topic, key, value)])
-        while queue:
-            topic, key, value = queue.popleft()
-            if topic not in self.routes:
-                self.out[topic].append((key, value))
-                continue
-            self.hops[topic] += 1
-            self.ctx.partition = _partition(key)
-            for source in self.routes[topic]:
-                record = SimpleNamespace(
-                    key=source.key_serde.deserialize(key),
-                    value=source.value_serde.deserialize(value),
-                )
-                source.fn(record, self.ctx)
-                queue.extend((t, k, v) for t, v, k, *_ in self.ctx.pending)
-                self.ctx.pending.clear()
+        self.pipe(topic, key, value, key_serde=B, value_serde=B)
 
     def decoded(self, topic: str, key: Any = S, value: Any = J) -> list[tuple[Any, Any]]:
-        return [(key.deserialize(k), value.deserialize(v)) for k, v in self.out[topic]]
+        return [(r.key, r.value) for r in self.output(topic, key_serde=key, value_serde=value)]
+
+    def hops(self, topic: str) -> int:
+        """Records that crossed a repartition topic (committed)."""
+        return len(self.output(topic))
+
+    def dropped(self) -> dict[str, float]:
+        [family] = self.metrics.dropped.collect()
+        return {s.labels["reason"]: s.value for s in family.samples if s.name.endswith("_total")}
 
 
 def _sources(app: eokafka.App) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
@@ -171,10 +144,10 @@ def test_word_count_repartitions_after_the_key_change(tmp_path: Path) -> None:
         got[word].append(count)
     assert {w: c[-1] for w, c in got.items()} == expected
     assert all(c == list(range(1, len(c) + 1)) for c in got.values())
-    assert driver.hops["wc-by-word-repartition"] == sum(expected.values())
+    assert driver.hops("wc-by-word-repartition") == sum(expected.values())
     # each word's count lives in exactly one partition's store instance
     where = defaultdict(list)
-    for (_, p), store in driver.stores.items():
+    for p, store in driver.stores("word-counts").items():
         for word, _ in store.items():
             where[word].append(p)
     assert all(len(ps) == 1 for ps in where.values())
@@ -237,7 +210,7 @@ def test_group_by_and_two_aggregations_share_one_repartition(tmp_path: Path) -> 
         ("c1", {"sum": 16, "max": 9}),
     ]
     assert driver.decoded("repeat") == [("c1", 2), ("c1", 3)]
-    assert driver.hops["shop-by-customer-repartition"] == 4  # the None key never left
+    assert driver.hops("shop-by-customer-repartition") == 4  # the None key never left
 
 
 def test_aggregations_count_the_none_keys_and_values_they_drop(tmp_path: Path) -> None:
@@ -250,7 +223,7 @@ def test_aggregations_count_the_none_keys_and_values_they_drop(tmp_path: Path) -
     driver.feed("in", b"a", None)
     driver.feed("in", b"a", b"1")
     assert driver.decoded("out") == [("a", 1)]
-    assert driver.ctx.dropped == {"count(n): None key or value": 2}
+    assert driver.dropped() == {"count(n): None key or value": 2}
 
 
 def test_a_repartition_before_an_aggregation_counts_none_keys(tmp_path: Path) -> None:
@@ -261,8 +234,8 @@ def test_a_repartition_before_an_aggregation_counts_none_keys(tmp_path: Path) ->
     driver = Driver(app, tmp_path)
     driver.feed("in", b"k", b'{"user": "u1"}')
     driver.feed("in", b"k", b'{"other": 1}')
-    assert driver.hops["nulls-by-user-repartition"] == 1
-    assert driver.ctx.dropped == {"repartition(by-user): None key": 1}
+    assert driver.hops("nulls-by-user-repartition") == 1
+    assert driver.dropped() == {"repartition(by-user): None key": 1}
 
 
 # -- tables and joins -------------------------------------------------------------------
@@ -325,7 +298,7 @@ def test_a_table_emits_its_updates_and_tombstones(tmp_path: Path) -> None:
     driver.feed("prices", b"a", b"1")
     driver.feed("prices", b"a", None)
     assert driver.decoded("mirror") == [("a", 1), ("a", None)]
-    assert all(len(store) == 0 for store in driver.stores.values())
+    assert all(len(store) == 0 for store in driver.stores("price-store").values())
 
 
 def test_a_join_after_a_key_change_repartitions_with_the_table_key_serde(tmp_path: Path) -> None:

@@ -1,17 +1,15 @@
-"""Windowed aggregations in the DSL, run through the real operators and window stores.
+"""Windowed aggregations in the DSL, run by the worker itself through eokafka.testing.
 
-The runner below plays the worker's part without Kafka: one transaction per batch (sends and
-store writes committed together, or aborted together), a changelog per store kept from the
-committed writes, and restarts that restore fresh stores from it. Results are compared with
-tests/windows_reference.py.
+The test driver gives the worker in-memory Kafka clients: transactions commit or abort
+sends, store writes and offsets together, crashes restore fresh stores from the changelog
+topics, and aborted batches are replayed from the committed offsets. Results are compared
+with tests/windows_reference.py.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import zlib
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -19,122 +17,31 @@ import pytest
 
 import eokafka
 from eokafka import serdes, windows
-from eokafka.context import ProcessorContext
-from eokafka.errors import TopologyError
-from eokafka.metrics import TxnTally
-from eokafka.record import Record
-from eokafka.state import Store, WindowStore, open_store
+from eokafka.errors import PoisonRecordError, TopologyError
+from eokafka.state import WindowStore
+from eokafka.testing import TestDriver
 from eokafka.windows import Windowed, WindowedSerde
 from tests.windows_reference import SPECS, Rec, expected, shuffled_input
 
-S, J = serdes.String(), serdes.Json()
+S, J, B = serdes.String(), serdes.Json(), serdes.Bytes()
 
 
-class Message:
-    """What Record reads from a consumed message."""
-
-    def __init__(self, topic: str, partition: int, offset: int, key: Any, value: Any, ts: int):
-        self._t, self._p, self._o, self._k, self._v, self._ts = (
-            topic, partition, offset, key, value, ts
-        )  # fmt: skip
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def key(self) -> Any:
-        return self._k
-
-    def value(self) -> Any:
-        return self._v
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self._ts)
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [("trace", b"t1")]
+def _driver(app: eokafka.App, tmp: Path, partitions: int = 3) -> TestDriver:
+    return TestDriver(app, partitions=partitions, state_dir=str(tmp))
 
 
-class Runner:
-    """Feeds records through an app's processors the way the worker would."""
+def _feed(driver: TestDriver, p: int, key: bytes, value: bytes, ts: int) -> None:
+    """Write a record as bytes; the worker processes it at the next process or commit."""
+    driver.write("in", key, value, timestamp=ts, partition=p, key_serde=B, value_serde=B)
 
-    def __init__(self, app: eokafka.App, tmp: Path, partitions: int = 3) -> None:
-        app.topology.validate()
-        self.app, self.tmp, self.partitions = app, tmp, partitions
-        self.routes = app.topology.by_topic()
-        self.stores: dict[tuple[str, int], Store] = {}
-        self.changelog: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = defaultdict(list)
-        self.out: list[tuple[str, Any, Any, Any, int | None]] = []  # committed sends
-        self.txn: list[tuple[str, Any, Any, Any, int | None]] = []
-        self.offsets: dict[tuple[str, int], int] = defaultdict(int)
-        self.fed: list[tuple[str, int]] = []  # (topic, timestamp) of every record fed
-        self.tally = TxnTally()
-        self.late: dict[tuple[str, str], int] = defaultdict(int)
-        self.ctx = ProcessorContext(lambda t: None, self.store, self.tally.dropped, self.tally.late)
 
-    def store(self, name: str, partition: int) -> Store:
-        if (name, partition) not in self.stores:
-            spec = self.app.topology.stores[name]
-            store = open_store(spec, self.tmp, self.app.application_id, partition)
-            records = self.changelog[(name, partition)]
-            store.restore_batch(records, len(records))
-            self.stores[(name, partition)] = store
-        return self.stores[(name, partition)]
+def _results(driver: TestDriver, topic: str = "out", key: Any = S) -> list[tuple[Windowed, Any]]:
+    records = driver.output(topic, key_serde=WindowedSerde(key), value_serde=J)
+    return [(r.key, r.value) for r in records]
 
-    def feed(self, topic: str, partition: int, key: Any, value: Any, ts: int) -> None:
-        offset = self.offsets[(topic, partition)]
-        self.offsets[(topic, partition)] += 1
-        msg = Message(topic, partition, offset, key, value, ts)
-        self.fed.append((topic, ts))
-        self.ctx.partition = partition
-        sends = []
-        for source in self.routes[topic]:
-            record = Record(
-                source.key_serde.deserialize(key), source.value_serde.deserialize(value), msg
-            )
-            source.fn(record, self.ctx)
-            sends.extend(self.ctx.pending)
-            self.ctx.pending.clear()
-        for t, v, k, _, stamp, headers in sends:
-            if t in self.routes:  # a repartition hop
-                p = zlib.crc32(k) % self.partitions
-                self.feed(t, p, k, v, ts if stamp is None else stamp)
-            else:
-                self.txn.append((t, k, v, headers, stamp))
 
-    def commit(self) -> None:
-        for key, store in self.stores.items():
-            self.changelog[key].extend(store.pending_changelog().items())
-            store.commit(None)
-        self.out.extend(self.txn)
-        self.txn = []
-        for k, n in self.tally.late.items():
-            self.late[k] += n
-        self.tally.clear()
-
-    def abort(self) -> None:
-        for store in self.stores.values():
-            store.abort()
-        self.txn = []
-        self.tally.clear()
-
-    def restart(self) -> None:
-        """A crash: uncommitted work is gone; stores come back from their changelogs."""
-        self.abort()
-        for store in self.stores.values():
-            store.close()
-        self.stores = {}
-
-    def results(self, topic: str = "out", key: Any = S) -> list[tuple[Windowed, Any]]:
-        serde = WindowedSerde(key)
-        return [
-            (serde.deserialize(k), J.deserialize(v)) for t, k, v, _, _ in self.out if t == topic
-        ]
+def _late(driver: TestDriver, action: str) -> float:
+    return driver.metric("eokafka_late_records_total", store="agg", action=action)
 
 
 def _aggregate(w: eokafka.WindowedStream, agg: str, name: str, emit: str) -> Any:
@@ -155,21 +62,24 @@ def _app(window: windows.Windows, agg: str, emit: str, **kwargs: Any) -> eokafka
 
 
 def _run(
-    runner: Runner, data: dict[int, list[Rec]], rng: random.Random, chaos: bool = False
+    driver: TestDriver, data: dict[int, list[Rec]], rng: random.Random, chaos: bool = False
 ) -> None:
-    """Interleave partitions in batches; with chaos, abort or crash now and then and replay."""
+    """Interleave partitions in batches; with chaos, abort or crash now and then: the worker
+    then replays the batch from the last commit."""
     cursors = dict.fromkeys(data, 0)
+    written = dict.fromkeys(data, 0)
     while any(cursors[p] < len(data[p]) for p in data):
         p = rng.choice([p for p in data if cursors[p] < len(data[p])])
-        batch = data[p][cursors[p] : cursors[p] + rng.randint(1, 40)]
-        for key, ts, value in batch:
-            runner.feed("in", p, S.serialize(key), J.serialize(value), ts)
+        stop = cursors[p] + rng.randint(1, 40)
+        for key, ts, value in data[p][written[p] : stop]:
+            _feed(driver, p, S.serialize(key), J.serialize(value), ts)
+        written[p] = max(written[p], min(stop, len(data[p])))
+        driver.process()
         if chaos and rng.random() < 0.3:
-            runner.offsets[("in", p)] -= len(batch)
-            runner.restart() if rng.random() < 0.5 else runner.abort()
-            continue  # the batch is replayed
-        runner.commit()
-        cursors[p] += len(batch)
+            driver.crash() if rng.random() < 0.5 else driver.abort()
+            continue
+        driver.commit()
+        cursors[p] = written[p]
 
 
 def _flushed(data: dict[int, list[Rec]], horizon: int) -> dict[int, list[Rec]]:
@@ -195,12 +105,12 @@ def test_final_results_once_each_through_aborts_and_crashes(
     rng = random.Random(5)
     data = shuffled_input(rng, 3, 300, 9, step=41, disorder=500, late_every=17, late_by=1_200)
     data = _flushed(data, 10_000)
-    runner = Runner(_app(window, agg, "final"), tmp_path)
-    _run(runner, data, rng, chaos=True)
+    driver = _driver(_app(window, agg, "final"), tmp_path)
+    _run(driver, data, rng, chaos=True)
     want = expected(spec, data, agg)
-    got = _finals(runner.results())
+    got = _finals(_results(driver))
     assert got == {k: v for k, v in want.final.items() if not k[0].startswith("~")}
-    assert runner.late[("agg", "dropped")] == len(want.late) > 0
+    assert _late(driver, "dropped") == len(want.late) > 0
 
 
 @pytest.mark.parametrize("kind", SPECS)
@@ -209,44 +119,45 @@ def test_updates_end_at_the_reference_values(tmp_path: Path, kind: str, agg: str
     spec, window = SPECS[kind]
     rng = random.Random(8)
     data = shuffled_input(rng, 2, 300, 6, step=29, disorder=300, late_every=31, late_by=900)
-    runner = Runner(_app(window, agg, "update"), tmp_path, partitions=2)
-    _run(runner, data, rng, chaos=True)
+    driver = _driver(_app(window, agg, "update"), tmp_path, partitions=2)
+    _run(driver, data, rng, chaos=True)
     want = expected(spec, data, agg)
     last: dict[tuple[str, int, int], Any] = {}
-    for (key, start, end), value in runner.results():
+    for (key, start, end), value in _results(driver):
         last[(key, start, end)] = value
     assert {k: v for k, v in last.items() if v is not None} == want.final | want.open
 
 
 def test_a_restart_keeps_stream_time_so_a_closed_window_stays_closed(tmp_path: Path) -> None:
-    runner = Runner(_app(windows.Tumbling(100), "count", "final"), tmp_path)
+    driver = _driver(_app(windows.Tumbling(100), "count", "final"), tmp_path)
     for ts in (10, 20, 150):  # 150 closes [0, 100) with 2 records
-        runner.feed("in", 0, b"a", b"1", ts)
-    runner.commit()
-    runner.restart()
-    runner.feed("in", 0, b"a", b"1", 30)  # late: [0, 100) must not open again
-    runner.commit()
-    assert runner.results() == [(Windowed("a", 0, 100), 2)]
-    assert runner.late == {("agg", "dropped"): 1}
-    store = runner.store("agg", 0)
+        _feed(driver, 0, b"a", b"1", ts)
+    driver.commit()
+    driver.crash()  # the store comes back from its changelog, stream time with it
+    _feed(driver, 0, b"a", b"1", 30)  # late: [0, 100) must not open again
+    driver.commit()
+    assert _results(driver) == [(Windowed("a", 0, 100), 2)]
+    assert (_late(driver, "dropped"), _late(driver, "dead-lettered")) == (1, 0)
+    store = driver.stores("agg")[0]
     assert isinstance(store, WindowStore) and store.stream_time() == 150
 
 
 def test_late_records_go_to_the_dead_letter_topic_with_headers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = Runner(
-        _app(windows.Tumbling(100, grace_ms=10), "count", "final", late="dead-letter"), tmp_path
-    )  # noqa: E501
-    assert runner.app.topology.internal_topics == {"win-dlq": "in"}
+    app = _app(windows.Tumbling(100, grace_ms=10), "count", "final", late="dead-letter")
+    assert app.topology.internal_topics == {"win-dlq": "in"}
+    driver = _driver(app, tmp_path)
     with caplog.at_level(logging.WARNING, "eokafka.windows"):
         for ts in (10, 120, 5):  # 120 closes [0, 100) at 100 + 10: 5 is late
-            runner.feed("in", 1, b"a", b"7", ts)
-    runner.commit()
-    [dead] = [o for o in runner.out if o[0] == "win-dlq"]
-    _, key, value, headers, _ = dead
-    assert (key, value) == (b"a", b"7")
-    h = dict(headers)
+            driver.write(
+                "in", b"a", b"7", timestamp=ts, partition=1, headers=[("trace", b"t1")],
+                key_serde=B, value_serde=B,
+            )  # fmt: skip
+        driver.commit()
+    [dead] = driver.output("win-dlq")
+    assert (dead.key, dead.value) == (b"a", b"7")
+    h = dict(dead.headers)
     assert h["trace"] == b"t1"  # the record's own headers come first
     assert h["eokafka.error.stage"] == b"window"
     assert h["eokafka.error.class"] == b"LateRecordError"
@@ -254,28 +165,28 @@ def test_late_records_go_to_the_dead_letter_topic_with_headers(
     assert h["eokafka.source.partition"] == b"1"
     assert h["eokafka.source.offset"] == b"2"
     assert b"stream time 120" in h["eokafka.error.message"]
-    assert runner.late == {("agg", "dead-lettered"): 1}
+    assert (_late(driver, "dropped"), _late(driver, "dead-lettered")) == (0, 1)
     assert "in[1]@2" in caplog.text
 
 
 def test_store_size_stays_bounded_as_time_advances(tmp_path: Path) -> None:
     """Expiry: closed windows leave the store (and its index) in update mode as well."""
-    runner = Runner(
-        _app(windows.Hopping(1_000, advance_ms=500, grace_ms=500), "count", "update"), tmp_path
-    )  # noqa: E501
+    app = _app(windows.Hopping(1_000, advance_ms=500, grace_ms=500), "count", "update")
+    driver = _driver(app, tmp_path)
     sizes = []
     for i in range(60_000):
         key = S.serialize(f"user-{i % 5_000 // 10}-{i // 5_000}")  # keys come and go
-        runner.feed("in", 0, J.serialize(key.decode()), b"1", i * 5)
+        _feed(driver, 0, J.serialize(key.decode()), b"1", i * 5)
         if i % 1_000 == 999:
-            runner.commit()
-            store = runner.stores[("agg", 0)]
+            driver.commit()
+            store = driver.stores("agg")[0]
             assert isinstance(store, WindowStore)
             sizes.append((len(store), store.index_size))
     # 5 s of event time per 1,000 records: about 2 s (size + grace) of keys stay open.
     assert max(s for s, _ in sizes) < 700
     assert max(i for _, i in sizes) < 1_500
-    assert len(runner.changelog[("agg", 0)]) > 60_000 // 10  # tombstones went out too
+    changelog = [r for r in driver.output("win-agg-changelog") if r.partition == 0]
+    assert len(changelog) > 60_000 // 10  # tombstones went out too
 
 
 def test_timestamps_from_the_source_cross_a_repartition(tmp_path: Path) -> None:
@@ -287,17 +198,16 @@ def test_timestamps_from_the_source_cross_a_repartition(tmp_path: Path) -> None:
         .sum(lambda v: v["n"], name="sums", emit="final")
         .to("out", value_serde=J)
     )
-    runner = Runner(app, tmp_path)
+    driver = _driver(app, tmp_path)
     for i, (user, at) in enumerate([("u", 5), ("u", 50), ("v", 60), ("u", 260), ("v", 270)]):
-        runner.feed(
-            "in", 0, S.serialize(f"r{i}"), J.serialize({"user": user, "at": at, "n": i}), 99_999
-        )  # noqa: E501
-    runner.commit()
-    assert sorted(runner.results(key=J)) == [  # repartitioned keys are JSON
+        value = J.serialize({"user": user, "at": at, "n": i})
+        _feed(driver, 0, S.serialize(f"r{i}"), value, 99_999)
+    driver.commit()
+    assert sorted(_results(driver, key=J)) == [  # repartitioned keys are JSON
         (Windowed("u", 0, 100), 0 + 1),
         (Windowed("v", 0, 100), 2),
     ]
-    hops = [ts for topic, ts in runner.fed if topic == "ts-by-user-repartition"]
+    hops = [r.timestamp for r in driver.output("ts-by-user-repartition")]
     assert hops == [5, 50, 60, 260, 270]  # the repartition records carry the event times
 
 
@@ -311,20 +221,21 @@ def test_a_window_timestamp_function_sees_the_grouped_record(tmp_path: Path) -> 
         .count(name="sessions", emit="final")
         .to("out", value_serde=J)
     )
-    runner = Runner(app, tmp_path)
+    driver = _driver(app, tmp_path)
     for v in (1, 2, 4, 10):  # event times 1001, 1021, 1041, 1101 with record timestamp 1000
-        runner.feed("in", 0, b"k", J.serialize(v), 1_000)
-    runner.commit()
-    assert runner.results() == [(Windowed("k", 1_010, 1_040), 3)]
+        _feed(driver, 0, b"k", J.serialize(v), 1_000)
+    driver.commit()
+    assert _results(driver) == [(Windowed("k", 1_010, 1_040), 3)]
 
 
 def test_a_bad_event_time_is_a_poison_record(tmp_path: Path) -> None:
     app = eokafka.App("bad")
     grouped = app.stream("in", key_serde=S, value_serde=J, timestamp=lambda r: r.value)
     grouped.group_by_key().window(windows.Tumbling(10)).count(name="c")
-    runner = Runner(app, tmp_path)
-    with pytest.raises(ValueError, match="event time"):
-        runner.feed("in", 0, b"k", b"1.5", 0)
+    driver = _driver(app, tmp_path)
+    _feed(driver, 0, b"k", b"1.5", 0)
+    with pytest.raises(PoisonRecordError, match=r"in\[0\]@0 \(process\): ValueError: .*event time"):
+        driver.process()
 
 
 def test_windowed_aggregations_declare_window_stores_and_refuse_misuse() -> None:
