@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
+from eokafka.runtime.limits import headers_size, record_size
+
 HEADER_PREFIX = "eokafka."
 
 
@@ -23,3 +25,33 @@ def dead_letter_headers(
         (f"{HEADER_PREFIX}source.offset", str(msg.offset()).encode()),
         (f"{HEADER_PREFIX}source.timestamp", str(msg.timestamp()[1]).encode()),
     ]
+
+
+def fit_dead_letter(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], limit: int
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """Cut a dead-letter record down to ``limit`` bytes, so the record can't stall its partition.
+
+    The value goes first, then the key, then the input's own headers; eokafka's headers stay,
+    with ``eokafka.truncated`` naming what was cut and the original sizes beside it.
+    """
+    if record_size(key, value, headers) <= limit:
+        return key, value, headers
+    ours = [h for h in headers if h[0].startswith(HEADER_PREFIX)]
+    cut: list[str] = []
+    marks = [
+        (f"{HEADER_PREFIX}original.key.size", str(len(key or b"")).encode()),
+        (f"{HEADER_PREFIX}original.value.size", str(len(value or b"")).encode()),
+    ]
+    for part in ("value", "key", "headers"):
+        cut.append(part)
+        kept = ours if "headers" in cut else headers
+        out = [*kept, (f"{HEADER_PREFIX}truncated", ",".join(cut).encode()), *marks]
+        room = limit - headers_size(out)
+        if part == "value":
+            room -= len(key or b"")
+            if room >= 0:
+                return key, (value or b"")[:room], out
+        elif room >= 0:
+            return (key or b"")[:room], b"", out
+    raise ValueError(f"eokafka's own dead-letter headers alone exceed {limit} bytes")
