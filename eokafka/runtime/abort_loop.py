@@ -21,11 +21,13 @@ from typing import Final
 
 from confluent_kafka import KafkaError, Message
 
+from eokafka.errors import OutputRefusedError, PoisonRecordError, StalledError
 from eokafka.metrics import WorkerMetrics
 
 log = logging.getLogger("eokafka.abort_loop")
 TP = tuple[str, int]
 Position = tuple[str, int, int]  # topic, partition, offset
+Mark = tuple[str, str, BaseException]  # processor(s), stage, the error the policy reports
 NARROW_AFTER: Final = 3
 BLAME_UNKNOWN_AFTER: Final = 2  # single-record aborts of unknown class before blaming it
 
@@ -89,6 +91,30 @@ class Blame:
     record: Position
     error: KafkaError | None
     aborts: int  # aborts without progress it took to find it
+
+    def pin(self, marks: dict[Position, Mark], policy: str, processors: str) -> None:
+        """Mark the record for its policy on the replay; under ``fail``, stop naming it."""
+        topic, partition, offset = self.record
+        err = self.error
+        cause = f"{err.name()}: {err.str()}" if err is not None else "no error reported"
+        if self.record in marks:
+            raise StalledError(
+                f"{topic}[{partition}]@{offset}: even its {policy} outcome is refused "
+                f"({cause}); the record can be neither processed nor set aside"
+            )
+        exc = OutputRefusedError(
+            f"a transaction holding only this record aborted: {cause} "
+            f"(found after {self.aborts} aborts without progress)"
+        )
+        if policy == "fail":
+            raise PoisonRecordError(topic, partition, offset, "produce", exc)
+        marks[self.record] = (processors, "produce", exc)
+        log.warning("%s[%d]@%d is the record at fault: %s", topic, partition, offset, exc)
+
+
+def marks_ahead(marks: dict[Position, Mark], committed: Mapping[TP, int]) -> dict[Position, Mark]:
+    """The poison marks a commit has not moved past yet: a replay still needs them."""
+    return {k: v for k, v in marks.items() if k[2] >= committed.get(k[:2], -1)}
 
 
 class AbortLoop:

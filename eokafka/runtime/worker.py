@@ -33,11 +33,10 @@ from eokafka.errors import (
     MissingTopicError,
     OutputRefusedError,
     PoisonRecordError,
-    StalledError,
 )
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
-from eokafka.runtime.abort_loop import AbortLoop, Blame, must_abort
+from eokafka.runtime.abort_loop import AbortLoop, Mark, Position, marks_ahead, must_abort
 from eokafka.runtime.limits import OutputLimits
 from eokafka.runtime.poison import dead_letter_headers, fit_dead_letter
 from eokafka.runtime.stores import StoreTasks
@@ -55,8 +54,7 @@ TP = tuple[str, int]
 
 
 class _RecordFailed(Exception):
-    """The open transaction must go (then replay): a record can't be undone inside it, or
-    the producer refuses to go on with it."""
+    """The open transaction must go (then replay): a record can't be undone inside it."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -109,7 +107,7 @@ class Worker:
         self.assignment: list[TopicPartition] = []
         # Records set aside for the poison policy, keyed by (topic, partition, offset): each
         # replay sends them straight to the policy, until a commit moves past them.
-        self.poison_marks: dict[tuple[str, int, int], tuple[str, str, BaseException]] = {}
+        self.poison_marks: dict[Position, Mark] = {}
         self._set_aside = False  # the abort under way is one that marked a poison record
         self.records_in_txn = 0
         self.stopping = False
@@ -387,15 +385,9 @@ class Worker:
         )
         try:
             self._produce(dlq, value, key, -1, max(msg.timestamp()[1], 0), headers)
-        except KafkaException as kexc:
-            err = kexc.args[0]
-            if must_abort(err):
-                self.txn.note_failure(err)  # type: ignore[union-attr]
-                raise _RecordFailed(err.name(), err.str()) from kexc
-            raise StalledError(
-                f"dead-letter record of {where} refused by the producer: {err.name()}: "
-                f"{err.str()}; the record can be neither processed nor dead-lettered"
-            ) from kexc
+        except KafkaException as kexc:  # abort: if it loops, narrowing says it can't be sent
+            self.txn.note_failure(kexc.args[0])  # type: ignore[union-attr]
+            raise _RecordFailed(kexc.args[0].name(), kexc.args[0].str()) from kexc
         self.tally.dead_lettered[msg.topic()] += 1
         log.warning("dead-lettered %s to %s (%s, %s): %s", where, dlq, processor, stage, reason)
 
@@ -406,56 +398,27 @@ class Worker:
 
     def _progressed(self) -> None:
         """After a commit: marks behind the committed offsets are done with; no loop now."""
-        committed = self.committed
         if self.poison_marks:
-            self.poison_marks = {
-                k: v for k, v in self.poison_marks.items() if k[2] >= committed.get(k[:2], -1)
-            }
-        self.abort_loop.committed(committed, self.records_in_txn > 0)
+            self.poison_marks = marks_ahead(self.poison_marks, self.committed)
+        self.abort_loop.committed(self.committed, self.records_in_txn > 0)
 
     def _abort_seen(self, counted: bool) -> None:
         """Tell the abort-loop detector; pin the record it isolated to the poison policy."""
-        assert self.txn is not None and self.consumer is not None
+        assert self.txn is not None
         failure = self.txn.take_failure()
         if self._set_aside:
             self._set_aside = False
             self.abort_loop.set_aside()
-            return
-        if not counted:
-            return
-        blame = self.abort_loop.aborted(failure, self.records_in_txn, self._positions)
-        if blame is not None:
-            self._blame(blame)
+        elif counted:
+            blame = self.abort_loop.aborted(failure, self.records_in_txn, self._positions)
+            if blame is not None:
+                sources = ",".join(s.name for s, _, _ in self.routes.get(blame.record[0], ()))
+                blame.pin(self.poison_marks, self.settings.on_error, sources)
 
     def _positions(self) -> dict[TP, int]:
         assert self.consumer is not None
-        if not self.assignment:
-            return {}
-        return {
-            (tp.topic, tp.partition): tp.offset
-            for tp in self.consumer.position(self.assignment)
-            if tp.offset >= 0
-        }
-
-    def _blame(self, blame: Blame) -> None:
-        topic, partition, offset = blame.record
-        where = f"{topic}[{partition}]@{offset}"
-        err = blame.error
-        cause = f"{err.name()}: {err.str()}" if err is not None else "no error reported"
-        if blame.record in self.poison_marks:
-            raise StalledError(
-                f"{where}: even its {self.settings.on_error} outcome is refused ({cause}); "
-                f"the record can be neither processed nor set aside"
-            )
-        exc = OutputRefusedError(
-            f"a transaction holding only this record aborted: {cause} "
-            f"(found after {blame.aborts} aborts without progress)"
-        )
-        if self.settings.on_error == "fail":
-            raise PoisonRecordError(topic, partition, offset, "produce", exc)
-        processors = ",".join(source.name for source, _, _ in self.routes.get(topic, ()))
-        self.poison_marks[blame.record] = (processors, "produce", exc)
-        log.warning("%s is the record at fault: %s", where, exc)
+        tps = self.consumer.position(self.assignment) if self.assignment else []
+        return {(tp.topic, tp.partition): tp.offset for tp in tps if tp.offset >= 0}
 
     def _replaced(self) -> bool:
         """Whether another group member holds this worker's instance id: a successor.

@@ -26,7 +26,10 @@ DEFAULT_RESTORE_BUFFER_BYTES: Final = 64 * 1024 * 1024
 
 
 class StoreRecordTooLargeError(ValueError):
-    """A write whose changelog record could never be sent: refused when it is written."""
+    """A write whose changelog record could never be sent: refused when it is written.
+
+    Not an EokafkaError: like any exception a processor raises, it makes the record that
+    wrote it a poison record, handled by ``on_error``."""
 
     def __init__(self, store: str, key: Any, size: int, limit: int) -> None:
         shown = repr(key)

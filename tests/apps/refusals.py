@@ -7,7 +7,9 @@ to TEST_OUTPUT keyed by its key, except as its kind says:
 * ``null-key``: its output has no key (refused by a compacted output topic);
 * ``big``: its output carries 300 kB more (refused by a small ``max.message.bytes``);
 * ``noise``: like ``big`` but random bytes, which compression can't shrink;
-* ``big-state``: the stateful app stores a 1.2 MB value (too large for its changelog).
+* ``big-state``: the stateful app stores a 1.2 MB value (too large for its changelog);
+* ``slow``: a good record that takes 0.5 s, so the refusal of an earlier record of its
+  transaction reaches the producer before this one's output is sent (which then gets _STATE).
 
 ``stateless`` runs without stores (total = amount); ``stateful`` keeps a running total per key.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import eokafka
 from eokafka import serdes
@@ -35,6 +38,8 @@ def _emit(record: eokafka.Record, ctx: eokafka.ProcessorContext, total: int) -> 
     kind = value.get("kind")
     if kind == "poison":
         raise ValueError(f"poison order {value['id']}")
+    if kind == "slow":
+        time.sleep(0.5)
     out: dict[str, object] = {"id": value["id"], "total": total}
     if kind == "big":
         out["padding"] = "x" * BIG

@@ -186,9 +186,13 @@ def test_refusal_found_only_by_the_broker_is_narrowed_down_to_its_record(
     kafka_bootstrap: str, tmp_path: Path, policy: str, target: str
 ) -> None:
     """With compression the size the broker sees is unknown before producing: the broker
-    refuses the batch, and the worker narrows the aborting transaction down to record 37."""
+    refuses the batch, and the worker narrows the aborting transaction down to record 37.
+    Record 38 is slow, so its send meets the refusal (_STATE): not its fault."""
     bad = {37: "noise"}
-    names = _setup(kafka_bootstrap, "narrow", bad, {"max.message.bytes": "100000"})
+    names = AppTopics(unique_name("narrow"), unique_name("narrow-in"), unique_name("narrow-out"))
+    create_topic(kafka_bootstrap, names.src, 1)
+    create_topic(kafka_bootstrap, names.out, 1, config={"max.message.bytes": "100000"})
+    produce_records(kafka_bootstrap, names.src, _inputs({**bad, 38: "slow"}))
     extra = ("--config", "producer.compression.type=gzip")
     w, port = _start(target, kafka_bootstrap, tmp_path, names, policy, *extra)
     try:
