@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
-from eokafka.runtime.limits import headers_size, record_size
+from eokafka.errors import StalledError
+from eokafka.runtime.limits import TopicLimit, headers_size, record_size
 
 HEADER_PREFIX = "eokafka."
 
@@ -25,6 +26,21 @@ def dead_letter_headers(
         (f"{HEADER_PREFIX}source.offset", str(msg.offset()).encode()),
         (f"{HEADER_PREFIX}source.timestamp", str(msg.timestamp()[1]).encode()),
     ]
+
+
+def dead_letter_record(
+    msg: Message, processor: str, stage: str, exc: BaseException, dlq: str, limit: TopicLimit
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """Key, value and headers of the dead-letter record, fitted to the dead-letter topic."""
+    key = msg.key()
+    if key is None and limit.compacted:
+        raise StalledError(
+            f"{msg.topic()}[{msg.partition()}]@{msg.offset()} can't be dead-lettered: it has no "
+            f"key and the dead-letter topic {dlq!r} is compacted, which refuses null keys; "
+            "give that topic cleanup.policy=delete"
+        )
+    headers = dead_letter_headers(msg, processor, stage, exc)
+    return fit_dead_letter(key, msg.value(), headers, limit.max_bytes)
 
 
 def fit_dead_letter(

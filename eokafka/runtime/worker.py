@@ -38,7 +38,7 @@ from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
 from eokafka.runtime.abort_loop import AbortLoop, Mark, Position, marks_ahead, must_abort
 from eokafka.runtime.limits import OutputLimits
-from eokafka.runtime.poison import dead_letter_headers, fit_dead_letter
+from eokafka.runtime.poison import dead_letter_record
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
@@ -379,10 +379,8 @@ class Worker:
             self.tally.skipped[msg.topic()] += 1
             return
         dlq = self.settings.dlq_topic
-        headers = dead_letter_headers(msg, processor, stage, exc)
-        key, value, headers = fit_dead_letter(
-            msg.key(), msg.value(), headers, self.limits.record_limit(dlq)
-        )
+        limit = self.limits.learn(dlq)
+        key, value, headers = dead_letter_record(msg, processor, stage, exc, dlq, limit)
         try:
             self._produce(dlq, value, key, -1, max(msg.timestamp()[1], 0), headers)
         except KafkaException as kexc:  # abort: if it loops, narrowing says it can't be sent

@@ -258,7 +258,7 @@ def test_store_value_too_large_for_its_changelog_names_store_key_and_record(
         w.stop_quietly()
 
 
-@pytest.mark.parametrize("policy", ["skip", "dead-letter"])
+@pytest.mark.parametrize("policy", ["fail", "skip", "dead-letter"])
 @pytest.mark.parametrize("target", [STATELESS, STATEFUL])
 def test_k_poison_records_in_one_transaction_cost_at_most_k_aborts(
     kafka_bootstrap: str, tmp_path: Path, policy: str, target: str
@@ -267,6 +267,9 @@ def test_k_poison_records_in_one_transaction_cost_at_most_k_aborts(
     names = _setup(kafka_bootstrap, "kpoison", bad)
     w, port = _start(target, kafka_bootstrap, tmp_path, names, policy)
     try:
+        if policy == "fail":
+            _fails_naming(w, f"{names.src}[0]@3 (process)", "poison order 3")
+            return
         _check_outcome(kafka_bootstrap, names, w, port, bad, policy, target == STATEFUL)
         aborts = _metric(port, "eokafka_transactions_aborted_total")
         assert aborts <= (len(bad) if target == STATEFUL else 0)
@@ -294,5 +297,30 @@ def test_stateful_app_keeps_committing_between_bad_records(
         assert _metric(port, "eokafka_transactions_committed_total") >= n // 50
         assert _metric(port, "eokafka_transactions_aborted_total") <= len(bad)
         assert w.terminate() == 0
+    finally:
+        w.stop_quietly()
+
+
+def test_a_record_whose_dead_letter_is_refused_stops_the_worker_naming_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A compacted dead-letter topic takes poison record 14 but would refuse poison record 60,
+    which has no key: no policy can move past it, so the worker exits non-zero at once,
+    naming it and the setting."""
+    names = _setup(kafka_bootstrap, "dlqcompact", {14: "poison"})
+    create_topic(kafka_bootstrap, f"{names.app_id}-dlq", 1, config={"cleanup.policy": "compact"})
+    inputs = _inputs({14: "poison"})
+    produce_records(kafka_bootstrap, names.src, [(None, inputs[14][1])])  # at offset N
+    w, _ = _start(STATELESS, kafka_bootstrap, tmp_path, names, "dead-letter")
+    try:
+        assert w.wait(120) == 1
+        log = w.log()
+        assert f"{names.src}[0]@{N} can't be dead-lettered" in log
+        assert "cleanup.policy=delete" in log
+        # Its transaction was aborted on the way out: nothing half done, and a restart stops
+        # at the same record again.
+        assert read_committed(kafka_bootstrap, f"{names.app_id}-dlq") == []
+        assert w.start().wait(120) == 1
+        assert w.log().count(f"{names.src}[0]@{N} can't be dead-lettered") >= 2
     finally:
         w.stop_quietly()
