@@ -324,3 +324,36 @@ def test_a_record_whose_dead_letter_is_refused_stops_the_worker_naming_it(
         assert w.log().count(f"{names.src}[0]@{N} can't be dead-lettered") >= 2
     finally:
         w.stop_quietly()
+
+
+def test_narrowing_over_several_partitions_finds_the_record(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Three partitions of 40 records in one transaction; the broker refuses the output of
+    partition 1's record 25 only. Narrowing pins it, every other record is committed once."""
+    names = AppTopics(unique_name("narrow3"), unique_name("narrow3-in"), unique_name("narrow3-out"))
+    create_topic(kafka_bootstrap, names.src, 3)
+    create_topic(kafka_bootstrap, names.out, 3, config={"max.message.bytes": "100000"})
+    for p in range(3):
+        bad = {25: "noise"} if p == 1 else {}
+        records = []
+        for key, value in _inputs(bad, 40):
+            fields = json.loads(value)
+            fields["id"] += 1000 * p
+            records.append((key, json.dumps(fields).encode()))
+        produce_records(kafka_bootstrap, names.src, records, partition=p)
+    extra = ("--config", "producer.compression.type=gzip")
+    w, port = _start(STATELESS, kafka_bootstrap, tmp_path, names, "dead-letter", *extra)
+    try:
+        outputs = _outputs(kafka_bootstrap, names.out, 119)
+        expected = {1000 * p + i: _amount(i) for p in range(3) for i in range(40)}
+        del expected[1025]
+        assert outputs == expected
+        [dead] = read_committed(kafka_bootstrap, f"{names.app_id}-dlq", expected_count=1)
+        headers = dict(dead.headers)
+        where = headers["eokafka.source.partition"], headers["eokafka.source.offset"]
+        assert where == (b"1", b"25")
+        assert _metric(port, "eokafka_aborts_without_progress_total") <= 20
+        assert w.terminate() == 0
+    finally:
+        w.stop_quietly()
