@@ -6,9 +6,11 @@ After such an abort (at once when the error is of a record class, after NARROW_A
 a row when its class is unknown) the worker commits fewer records per transaction, halving the
 number at each further abort and doubling it again after each commit, until a transaction
 holding a single record aborts: that record is the culprit and goes to the poison policy, named
-with the broker's error. Transient errors (timeouts, a broker away, fencing, a rebalance) never
-blame a record; they are counted, and the worker keeps going, because the broker coming back
-is what ends them.
+with the broker's error. A single record whose transaction keeps aborting with an error of
+unknown class (an authorization error, say) is not blamed, as the policy could then skip every
+record of a partition: the worker stops, naming the record and the error. Transient errors
+(timeouts, a broker away, fencing, a rebalance) never blame a record; they are counted, and the
+worker keeps going, because the broker coming back is what ends them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ TP = tuple[str, int]
 Position = tuple[str, int, int]  # topic, partition, offset
 Mark = tuple[str, str, BaseException]  # processor(s), stage, the error the policy reports
 NARROW_AFTER: Final = 3
-BLAME_UNKNOWN_AFTER: Final = 2  # single-record aborts of unknown class before blaming it
+STOP_AFTER: Final = 3  # aborts of unknown class of one record alone before stopping
 
 
 def _codes(*names: str) -> frozenset[int]:
@@ -91,12 +93,19 @@ class Blame:
     record: Position
     error: KafkaError | None
     aborts: int  # aborts without progress it took to find it
+    certain: bool  # the error says a record is at fault, not just that the transaction failed
 
     def pin(self, marks: dict[Position, Mark], policy: str, processors: str) -> None:
         """Mark the record for its policy on the replay; under ``fail``, stop naming it."""
         topic, partition, offset = self.record
         err = self.error
         cause = f"{err.name()}: {err.str()}" if err is not None else "no error reported"
+        if not self.certain:
+            raise StalledError(
+                f"{topic}[{partition}]@{offset}: a transaction holding only this record "
+                f"aborted {self.aborts} times in a row ({cause}); this error does not say the "
+                "record is at fault, so it is not set aside: fix the cause and restart"
+            )
         if self.record in marks:
             raise StalledError(
                 f"{topic}[{partition}]@{offset}: even its {policy} outcome is refused "
@@ -165,8 +174,8 @@ class AbortLoop:
         if len(records) == 1 and records_in_txn <= 1 and kind != "transient":
             record = records[0]
             self._tries[record] += 1
-            if kind == "record" or self._tries[record] >= BLAME_UNKNOWN_AFTER:
-                return Blame(record, error, self.streak)
+            if kind == "record" or self._tries[record] >= STOP_AFTER:
+                return Blame(record, error, self.streak, certain=kind == "record")
             return None
         if kind != "transient":
             self.cap = max(1, min(self.cap, max(1, records_in_txn)) // 2)

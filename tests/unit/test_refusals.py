@@ -163,6 +163,20 @@ def test_narrowing_halves_until_one_record_is_alone_then_blames_it() -> None:
     assert marks_ahead(marks, {("in", 0): 41}) == {}
 
 
+def test_a_lone_record_failing_with_an_unknown_error_stops_the_worker() -> None:
+    loop = AbortLoop(WorkerMetrics("a", "i", "0"))
+    denied = _err(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    blame = None
+    for _ in range(20):
+        loop.note(_records(range(7, 8)))
+        blame = loop.aborted(denied, 1, dict)
+        if blame is not None:
+            break
+    assert blame is not None and loop.streak == 6  # 3 to start narrowing, then 3 alone
+    with pytest.raises(StalledError, match=r"in\[0\]@7.*TOPIC_AUTHORIZATION_FAILED"):
+        blame.pin({}, "skip", "copy")  # never skipped on an error that does not blame it
+
+
 def test_transient_errors_never_blame_a_record() -> None:
     loop = AbortLoop(WorkerMetrics("a", "i", "0"))
     for _ in range(50):
