@@ -71,6 +71,10 @@ TRANSIENT_ERRORS: Final = _codes(
     "UNKNOWN_MEMBER_ID",
     "ILLEGAL_GENERATION",
     "FENCED_INSTANCE_ID",
+    # After a refused batch librdkafka's next transaction may fail on the sequence gap it
+    # left (and bump the producer epoch): a consequence of the last abort, not a new fault.
+    "OUT_OF_ORDER_SEQUENCE_NUMBER",
+    "UNKNOWN_PRODUCER_ID",
 )
 
 
