@@ -13,10 +13,13 @@ from eokafka.errors import (
     EokafkaError,
     FencedError,
     MissingTopicError,
+    OutputRefusedError,
     PoisonRecordError,
+    StalledError,
     TopologyError,
 )
 from eokafka.record import Record
+from eokafka.state import StoreRecordTooLargeError
 from eokafka.windows import Windowed
 
 __all__ = [
@@ -26,10 +29,13 @@ __all__ = [
     "FencedError",
     "GroupedStream",
     "MissingTopicError",
+    "OutputRefusedError",
     "PoisonRecordError",
     "ProcessorContext",
     "Record",
     "Settings",
+    "StalledError",
+    "StoreRecordTooLargeError",
     "Stream",
     "Table",
     "TopologyError",

@@ -36,3 +36,11 @@ class PoisonRecordError(EokafkaError):
 
 class FencedError(EokafkaError):
     """Another worker with the same instance id took over; this one must stop, not fight back."""
+
+
+class OutputRefusedError(EokafkaError):
+    """An output the producer or the broker is certain to refuse; its input goes to the policy."""
+
+
+class StalledError(EokafkaError):
+    """Transactions keep aborting on one record and no policy can move past it."""

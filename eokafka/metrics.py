@@ -79,6 +79,17 @@ class WorkerMetrics:
         self.aborts = PCounter(
             "eokafka_transactions_aborted", "Transactions aborted", ["reason"], registry=r
         )
+        self.aborts_without_progress = PCounter(
+            "eokafka_aborts_without_progress",
+            "Aborted transactions since the last commit that moved an offset forward "
+            "(deliberate aborts that set a poison record aside are not counted)",
+            registry=r,
+        )
+        self.abort_streak = Gauge(
+            "eokafka_abort_streak",
+            "Consecutive aborts without committed progress, now; 0 after a commit that moved on",
+            registry=r,
+        )
         self.producer_resets = PCounter(
             "eokafka_producer_resets", "Transactional producers re-created after a fatal error",
             registry=r,

@@ -52,9 +52,12 @@ class StoreTasks:
         metrics: WorkerMetrics,
         topics: TopicGuard,
         clients: Clients = KAFKA,
+        record_limit: Callable[[str], int] | None = None,
     ) -> None:
         self._clients = clients
         self.settings = settings
+        # The most key + value bytes a record to a changelog topic can carry.
+        self.record_limit = record_limit
         self.specs = topology.stores
         self.metrics = metrics
         self.topics = topics
@@ -142,11 +145,14 @@ class StoreTasks:
         spec = self.specs[name]
         state_dir, app_id = self.settings.state_dir, self.settings.application_id
         try:
-            return open_store(spec, state_dir, app_id, partition)
+            store = open_store(spec, state_dir, app_id, partition)
         except StoreCorruptError as exc:
             log.warning("%s; wiping it to restore in full from the changelog", exc)
             shutil.rmtree(store_dir(state_dir, app_id, name, partition), ignore_errors=True)
-            return open_store(spec, state_dir, app_id, partition)
+            store = open_store(spec, state_dir, app_id, partition)
+        if self.record_limit is not None:  # a write too large for its changelog fails at put
+            store.max_record_bytes = self.record_limit(self.changelogs[name])
+        return store
 
     def _start_restore(self, key: StoreKey) -> None:
         store = self.stores[key]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from eokafka.errors import MissingTopicError
 
@@ -17,6 +17,7 @@ class TopicGuard:
     def __init__(self, admin: AdminClient, create: bool) -> None:
         self.admin = admin
         self._create = create
+        self._configs: dict[str, dict[str, str]] = {}
 
     def partitions(self, topic: str) -> int | None:
         """The topic's partition count, or None when it does not exist."""
@@ -29,6 +30,16 @@ class TopicGuard:
         if md.error is not None:
             raise KafkaException(md.error)
         return len(md.partitions)
+
+    def configs(self, topic: str) -> dict[str, str]:
+        """The topic's effective configs (broker defaults filled in), read once per topic."""
+        cached = self._configs.get(topic)
+        if cached is None:
+            resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+            entries = self.admin.describe_configs([resource])[resource].result(timeout=_TIMEOUT)
+            cached = {name: e.value for name, e in entries.items() if e.value is not None}
+            self._configs[topic] = cached
+        return cached
 
     def ensure(
         self,

@@ -79,6 +79,9 @@ class Transactions:
         self.began = 0.0
         self.deadline = 0.0
         self.delivery_failure: str | None = None
+        # The first error that doomed the open transaction, kept past its abort for the
+        # abort-loop detector, which takes it (take_failure).
+        self.failure: KafkaError | None = None
         self.producer = self._new_producer()
 
     def _on_delivery_error(self, err: KafkaError | None, msg: Any) -> None:
@@ -87,6 +90,16 @@ class Transactions:
             self.delivery_failure = (
                 f"delivery to {msg.topic()}[{msg.partition()}] failed: {err.name()}: {err.str()}"
             )
+            self.note_failure(err)
+
+    def note_failure(self, err: KafkaError) -> None:
+        """Keep the first error of the open transaction: later ones (_STATE) only follow it."""
+        if self.failure is None:
+            self.failure = err
+
+    def take_failure(self) -> KafkaError | None:
+        failure, self.failure = self.failure, None
+        return failure
 
     def _new_producer(self) -> Producer:
         producer = self._clients.producer(self._conf)
@@ -149,6 +162,7 @@ class Transactions:
 
     def fail(self, err: KafkaError, during: str) -> None:
         """Deal with a transactional error by class, then raise TransactionAborted."""
+        self.note_failure(err)
         fenced = is_fenced(err)
         if fenced and self._replaced():
             raise self._fenced(err)

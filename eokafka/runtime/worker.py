@@ -23,20 +23,23 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from eokafka.config import Settings, admin_config, consumer_config
+from eokafka.config import Settings, admin_config, consumer_config, producer_config
 from eokafka.context import ProcessorContext
 from eokafka.errors import (
     ConfigError,
     EokafkaError,
     FencedError,
     MissingTopicError,
+    OutputRefusedError,
     PoisonRecordError,
 )
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
+from eokafka.runtime.abort_loop import AbortLoop, Mark, Position, marks_ahead, must_abort
 from eokafka.runtime.bounded import BoundedRun, Bounds
 from eokafka.runtime.clients import KAFKA, Clients
-from eokafka.runtime.poison import dead_letter_headers
+from eokafka.runtime.limits import OutputLimits
+from eokafka.runtime.poison import dead_letter_record
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
@@ -52,7 +55,7 @@ TP = tuple[str, int]
 
 
 class _RecordFailed(Exception):
-    """A record can't be undone inside the open transaction, which must go (then replay)."""
+    """The open transaction must go (then replay): a record can't be undone inside it."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -96,23 +99,28 @@ class Worker:
         self.only_topic: str | None = topology.topics[0] if len(topology.topics) == 1 else None
         admin = self.clients.admin(admin_config(settings))
         self.topics = TopicGuard(admin, settings.create_topics)
+        self.limits = OutputLimits(producer_config(settings, instance_id), self.topics.configs)
+        self.abort_loop = AbortLoop(metrics)
         self.state = (
-            StoreTasks(settings, topology, metrics, self.topics, self.clients)
+            StoreTasks(
+                settings, topology, metrics, self.topics, self.clients, self.limits.record_limit
+            )
             if topology.stores
             else None
         )
         self.tally = TxnTally()
         self.ctx = ProcessorContext(
-            lambda t: self.topics.ensure(t, "output"),
+            self._output_topic,
             self.state.store if self.state is not None else None,
             self.tally.dropped,
             self.tally.late,
         )
         self.committed: dict[TP, int] = {}
         self.assignment: list[TopicPartition] = []
-        # Records whose outputs were refused by the producer, keyed by (topic, partition,
-        # offset): after the abort they go straight to the poison policy on replay.
-        self.poison_marks: dict[tuple[str, int, int], tuple[str, str, BaseException]] = {}
+        # Records set aside for the poison policy, keyed by (topic, partition, offset): each
+        # replay sends them straight to the policy, until a commit moves past them.
+        self.poison_marks: dict[Position, Mark] = {}
+        self._set_aside = False  # the abort under way is one that marked a poison record
         self.records_in_txn = 0
         self.stopping = False
         self.txn: Transactions | None = None
@@ -218,7 +226,11 @@ class Worker:
         timeout = max(0.0, txn.deadline - self.clients.clock()) if txn.open else _IDLE_POLL
         if self.state is not None and self.state.restoring:
             timeout = 0.0
-        msgs = self.consumer.consume(self.settings.batch_size, timeout)
+        cap = self.abort_loop.cap
+        size = self.settings.batch_size
+        if cap is not None:  # narrowing an abort loop down: fewer records per transaction
+            size = max(1, min(size, cap - self.records_in_txn))
+        msgs = self.consumer.consume(size, timeout)
         if msgs:
             txn.begin()
             try:
@@ -229,10 +241,8 @@ class Worker:
             except TransactionAborted as aborted:
                 self._after_abort(aborted.reason)
                 return
-        if txn.open and (
-            self.records_in_txn >= self.settings.commit_every
-            or self.clients.clock() >= txn.deadline
-        ):
+        every = self.settings.commit_every if cap is None else min(cap, self.settings.commit_every)
+        if txn.open and (self.records_in_txn >= every or self.clients.clock() >= txn.deadline):
             self._commit()
 
     def _process(self, msgs: list[Message]) -> None:
@@ -244,6 +254,8 @@ class Worker:
         only_topic = self.only_topic
         marks = self.poison_marks
         stateful = self.state is not None
+        if self.abort_loop.cap is not None:
+            self.abort_loop.note(msgs)
         n = 0
         for msg in msgs:
             if msg.error() is not None:
@@ -254,7 +266,7 @@ class Worker:
             if only_topic is None:
                 consumed[topic] += 1
             if marks and (topic, msg.partition(), msg.offset()) in marks:
-                name, stage, exc = marks.pop((topic, msg.partition(), msg.offset()))
+                name, stage, exc = marks[(topic, msg.partition(), msg.offset())]
                 self._poison(msg, name, stage, exc)
                 continue
             if stateful:
@@ -279,7 +291,7 @@ class Worker:
                     self._poison(msg, source.name, "process", exc)
                     continue
                 if pending:
-                    self._produce_pending(msg, source.name)
+                    self._produce_pending(msg, source)
         if only_topic is not None:
             consumed[only_topic] += n
         self.records_in_txn += n
@@ -289,11 +301,22 @@ class Worker:
             if ts > 0:
                 self.metrics.e2e_latency.observe(max(0.0, time.time() - ts / 1000))
 
-    def _produce_pending(self, msg: Message, processor: str) -> None:
-        """Produce one record's sends; positional arguments keep produce() cheap."""
+    def _produce_pending(self, msg: Message, source: Source) -> None:
+        """Produce one record's sends; positional arguments keep produce() cheap.
+
+        Refusals known in advance (limits.py) send the record to the policy before any of
+        its outputs is produced, as does a refusal by produce() of its first output: no abort,
+        unless the record's store writes must be taken back.
+        """
         assert self.txn is not None
-        produce = self.txn.producer.produce
         pending = self.ctx.pending
+        if self.limits.guarded or len(pending) > 1:
+            refused = self.limits.first_refusal(pending)
+            if refused is not None:
+                pending.clear()
+                self._refused(msg, source, OutputRefusedError(refused))
+                return
+        produce = self.txn.producer.produce
         produced = self.tally.produced
         ts: int | None = None
         try:
@@ -312,24 +335,37 @@ class Worker:
                 produced[topic] += 1
         except KafkaException as exc:
             err = exc.args[0]
-            # A producer in a fatal state refuses every record with code _FATAL, without
-            # the fatal flag: that is the producer's fault, not the record's.
-            fatal = err.fatal() or err.code() in (KafkaError._FATAL, KafkaError._FENCED)
-            if not (err.txn_requires_abort() or fatal or err.retriable()):
-                # The record itself is at fault (e.g. too large): replay without it.
-                if self.settings.on_error == "fail":
-                    raise self._poison_error(msg, "produce", exc) from exc
-                self._replay_without(msg, processor, "produce", KafkaException(err))
-            raise _RecordFailed(err.name(), err.str()) from exc
+            if must_abort(err):
+                self.txn.note_failure(err)
+                raise _RecordFailed(err.name(), err.str()) from exc
+            first = pending[0]
+            if first[:3] == (topic, value, key) and first[3] == partition:
+                pending.clear()  # nothing of this record was produced yet
+                self._refused(msg, source, KafkaException(err))
+                return
+            if self.settings.on_error == "fail":
+                raise self._poison_error(msg, "produce", exc) from exc
+            self._replay_without(msg, source.name, "produce", KafkaException(err))
         finally:
             pending.clear()
+
+    def _refused(self, msg: Message, source: Source, exc: BaseException) -> None:
+        """An output refused before anything of its record was produced."""
+        if source.stores and self.settings.on_error != "fail":
+            self._replay_without(msg, source.name, "produce", exc)  # undo its store writes
+        self._poison(msg, source.name, "produce", exc)
 
     def _replay_without(
         self, msg: Message, processor: str, stage: str, exc: BaseException
     ) -> NoReturn:
-        """Abort and replay the transaction; this record then goes straight to the policy."""
+        """Abort and replay the transaction; this record then goes straight to the policy.
+
+        The mark outlives the abort (until a commit moves past the record), so k such records
+        in one transaction cost k aborts, not 2^k - 1.
+        """
         mark = (msg.topic(), msg.partition(), msg.offset())
         self.poison_marks[mark] = (processor, stage, exc)
+        self._set_aside = True
         raise _RecordFailed(f"poison-{stage}", f"{stage} failed at {_where(msg)}: {exc}")
 
     def _produce(
@@ -367,13 +403,44 @@ class Worker:
             self.tally.skipped[msg.topic()] += 1
             return
         dlq = self.settings.dlq_topic
-        headers = dead_letter_headers(msg, processor, stage, exc)
+        limit = self.limits.learn(dlq)
+        key, value, headers = dead_letter_record(msg, processor, stage, exc, dlq, limit)
         try:
-            self._produce(dlq, msg.value(), msg.key(), -1, max(msg.timestamp()[1], 0), headers)
-        except KafkaException as kexc:
+            self._produce(dlq, value, key, -1, max(msg.timestamp()[1], 0), headers)
+        except KafkaException as kexc:  # abort: if it loops, narrowing says it can't be sent
+            self.txn.note_failure(kexc.args[0])  # type: ignore[union-attr]
             raise _RecordFailed(kexc.args[0].name(), kexc.args[0].str()) from kexc
         self.tally.dead_lettered[msg.topic()] += 1
         log.warning("dead-lettered %s to %s (%s, %s): %s", where, dlq, processor, stage, reason)
+
+    def _output_topic(self, topic: str) -> None:
+        """First send to a topic: check it exists and read the limits it puts on records."""
+        self.topics.ensure(topic, "output")
+        self.limits.learn(topic)
+
+    def _progressed(self) -> None:
+        """After a commit: marks behind the committed offsets are done with; no loop now."""
+        if self.poison_marks:
+            self.poison_marks = marks_ahead(self.poison_marks, self.committed)
+        self.abort_loop.committed(self.committed, self.records_in_txn > 0)
+
+    def _abort_seen(self, counted: bool) -> None:
+        """Tell the abort-loop detector; pin the record it isolated to the poison policy."""
+        assert self.txn is not None
+        failure = self.txn.take_failure()
+        if self._set_aside:
+            self._set_aside = False
+            self.abort_loop.set_aside()
+        elif counted:
+            blame = self.abort_loop.aborted(failure, self.records_in_txn, self._positions)
+            if blame is not None:
+                sources = ",".join(s.name for s, _, _ in self.routes.get(blame.record[0], ()))
+                blame.pin(self.poison_marks, self.settings.on_error, sources)
+
+    def _positions(self) -> dict[TP, int]:
+        assert self.consumer is not None
+        tps = self.consumer.position(self.assignment) if self.assignment else []
+        return {(tp.topic, tp.partition): tp.offset for tp in tps if tp.offset >= 0}
 
     def _replaced(self) -> bool:
         """Whether another group member holds this worker's instance id: a successor.
@@ -449,6 +516,7 @@ class Worker:
             self.state.committed()
         for tp in positions:
             self.committed[(tp.topic, tp.partition)] = tp.offset
+        self._progressed()
         if self.tally.dropped:
             log.warning(
                 "dropped records in the committed transaction: %s",
@@ -469,6 +537,7 @@ class Worker:
         self._after_abort(reason)
 
     def _after_abort(self, reason: str, rewind: bool = True) -> None:
+        self._abort_seen(counted=rewind)
         if self.state is not None:
             self.state.aborted()
         self.tally.clear()
@@ -541,6 +610,7 @@ class Worker:
         for key in gone:
             self.committed.pop(key, None)
         self.poison_marks = {k: v for k, v in self.poison_marks.items() if k[:2] not in gone}
+        self.abort_loop.forget()
         self.metrics.forget_partitions(sorted(gone))
 
 

@@ -24,7 +24,7 @@ from eokafka.state.backend import (
 )
 from eokafka.state.rocks import RocksBackend
 from eokafka.state.sqlite import SqliteBackend
-from eokafka.state.store import Store
+from eokafka.state.store import Store, StoreRecordTooLargeError
 from eokafka.state.window import WindowStore
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreError",
     "StoreLockedError",
+    "StoreRecordTooLargeError",
     "StoreSpec",
     "WindowStore",
     "changelog_topic",

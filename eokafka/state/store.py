@@ -9,6 +9,7 @@ the changelog checkpoint (invariant 5).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Final
@@ -16,12 +17,30 @@ from typing import Any, Final
 from eokafka.serdes import Json, Serde, is_identity
 from eokafka.state.backend import Backend
 
-__all__ = ["Store"]
+__all__ = ["Store", "StoreRecordTooLargeError"]
 
 _MISSING: Final[Any] = object()
 # Rough per-entry overhead of a dict slot plus two bytes objects, for the restore estimate.
 _DICT_ENTRY_BYTES: Final = 100
 DEFAULT_RESTORE_BUFFER_BYTES: Final = 64 * 1024 * 1024
+
+
+class StoreRecordTooLargeError(ValueError):
+    """A write whose changelog record could never be sent: refused when it is written.
+
+    Not an EokafkaError: like any exception a processor raises, it makes the record that
+    wrote it a poison record, handled by ``on_error``."""
+
+    def __init__(self, store: str, key: Any, size: int, limit: int) -> None:
+        shown = repr(key)
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        super().__init__(
+            f"store {store!r}, key {shown}: key and value take {size} bytes, more than the "
+            f"{limit} bytes a changelog record can carry (the producer's message.max.bytes or "
+            "the changelog topic's max.message.bytes); store a smaller value"
+        )
+        self.store = store
+        self.key = key
 
 
 class Store:
@@ -40,6 +59,7 @@ class Store:
         "key_serde",
         "value_serde",
         "restore_buffer_bytes",
+        "max_record_bytes",
         "_overlay",
         "_restore_buffer",
         "_restore_offset",
@@ -62,6 +82,8 @@ class Store:
     ) -> None:
         self.name = name
         self.restore_buffer_bytes = restore_buffer_bytes
+        # Key + value bytes one changelog record can carry; the runtime sets the real limit.
+        self.max_record_bytes = sys.maxsize
         self.backend = backend
         self.key_serde: Serde = Json() if key_serde is None else key_serde
         self.value_serde: Serde = Json() if value_serde is None else value_serde
@@ -102,10 +124,12 @@ class Store:
     def put(self, key: Any, value: Any) -> None:
         """Write inside the open transaction; ``None`` deletes."""
         data = self._key(key)
-        if self._value_identity and type(value) is bytes:
-            self._overlay[data] = value
-        else:
-            self._overlay[data] = self._serialize_value(value)
+        if not (self._value_identity and type(value) is bytes):
+            value = self._serialize_value(value)
+        if len(data) + len(value or b"") > self.max_record_bytes:
+            size = len(data) + len(value)
+            raise StoreRecordTooLargeError(self.name, key, size, self.max_record_bytes)
+        self._overlay[data] = value
 
     def delete(self, key: Any) -> None:
         """Delete inside the open transaction; absent keys still log a (harmless) tombstone."""

@@ -374,13 +374,28 @@ class MemoryAdmin:
         futures: dict[str, Future[None]] = {}
         for new in new_topics:
             future: Future[None] = Future()
-            if self.cluster.create_topic(new.topic, new.num_partitions):
+            if self.cluster.create_topic(new.topic, new.num_partitions, new.config):
                 future.set_result(None)
             else:
                 future.set_exception(
                     _error(KafkaError.TOPIC_ALREADY_EXISTS, f"topic {new.topic!r} exists")
                 )
             futures[new.topic] = future
+        return futures
+
+    def describe_configs(self, resources: list[Any], **_: Any) -> dict[Any, Future[Any]]:
+        """A topic's configs, each entry with a ``value`` as the admin client gives it."""
+        futures: dict[Any, Future[Any]] = {}
+        for resource in resources:
+            future: Future[Any] = Future()
+            configs = self.cluster.configs.get(resource.name)
+            if configs is None:
+                future.set_exception(
+                    _error(KafkaError.UNKNOWN_TOPIC_OR_PART, f"no topic {resource.name!r}")
+                )
+            else:
+                future.set_result({k: SimpleNamespace(value=v) for k, v in configs.items()})
+            futures[resource] = future
         return futures
 
     def list_offsets(

@@ -47,6 +47,15 @@ class Entry:
         return not self.marker and self.txn is not None and self.txn.state == "open"
 
 
+# The broker defaults of the topic configs the worker reads (Kafka 4).
+TOPIC_DEFAULTS: dict[str, str] = {
+    "cleanup.policy": "delete",
+    "compression.type": "producer",
+    "max.message.bytes": "1048588",
+    "retention.ms": "604800000",
+}
+
+
 class MemoryCluster:
     """Topics, consumer groups and transactional ids of one test; clients share it."""
 
@@ -54,6 +63,7 @@ class MemoryCluster:
         self.default_partitions = default_partitions
         self.now_ms = now_ms
         self.logs: dict[str, list[list[Entry]]] = {}
+        self.configs: dict[str, dict[str, str]] = {}  # topic -> configs set at creation
         self.group_offsets: dict[str, dict[TP, int]] = {}
         self.members: dict[str, Any] = {}  # group -> the consumer that holds the assignment
         self.producers: dict[str, Any] = {}  # transactional.id -> the producer that owns it
@@ -67,12 +77,15 @@ class MemoryCluster:
 
     # -- topics --------------------------------------------------------------------------
 
-    def create_topic(self, topic: str, partitions: int = -1) -> bool:
+    def create_topic(
+        self, topic: str, partitions: int = -1, config: dict[str, str] | None = None
+    ) -> bool:
         """Create ``topic``; False when it exists already."""
         if topic in self.logs:
             return False
         count = partitions if partitions > 0 else self.default_partitions
         self.logs[topic] = [[] for _ in range(count)]
+        self.configs[topic] = {**TOPIC_DEFAULTS, **(config or {})}
         return True
 
     def partitions(self, topic: str) -> int | None:
