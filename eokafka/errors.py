@@ -36,3 +36,7 @@ class PoisonRecordError(EokafkaError):
 
 class FencedError(EokafkaError):
     """Another worker with the same instance id took over; this one must stop, not fight back."""
+
+
+class BrokerUnreachableError(EokafkaError):
+    """No broker of ``bootstrap_servers`` answered within the start-up bound."""

@@ -22,12 +22,10 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 
-from eokafka.config import Settings, admin_config, consumer_config
+from eokafka.config import Settings, consumer_config
 from eokafka.context import ProcessorContext
 from eokafka.errors import (
-    ConfigError,
     EokafkaError,
     FencedError,
     MissingTopicError,
@@ -35,7 +33,9 @@ from eokafka.errors import (
 )
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
+from eokafka.runtime.clients import admin_client, await_broker, config_errors, consumer
 from eokafka.runtime.poison import dead_letter_headers
+from eokafka.runtime.purge import RepartitionPurge
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
@@ -85,7 +85,11 @@ class Worker:
         self.routes = _compile(topology)
         # With one input topic, consumed records are counted once per batch.
         self.only_topic: str | None = topology.topics[0] if len(topology.topics) == 1 else None
-        self.topics = TopicGuard(AdminClient(admin_config(settings)), settings.create_topics)
+        self.admin = admin_client(settings)
+        self.topics = TopicGuard(self.admin, settings.create_topics)
+        self.purge = RepartitionPurge(
+            self.admin, set(topology.internal_topics), settings.purge_interval_ms / 1000
+        )
         self.state = (
             StoreTasks(settings, topology, metrics, self.topics) if topology.stores else None
         )
@@ -113,11 +117,12 @@ class Worker:
         self.stopping = True
 
     def run(self) -> None:
+        await_broker(self.admin, self.settings)
         for topic, like in self.topology.internal_topics.items():
             partitions = self.topics.partitions(like)
             if partitions is None:
                 raise MissingTopicError(f"topic {like!r} (which {topic!r} follows) does not exist")
-            self.topics.ensure(topic, "internal", partitions, internal=True)
+            self._ensure_repartition(topic, partitions)
         for topic in self.topology.topics:
             self.topics.ensure(topic, "input")
         if self.state is not None:
@@ -125,7 +130,7 @@ class Worker:
         if self.settings.on_error == "dead-letter":
             self.topics.ensure(self.settings.dlq_topic, "dead-letter", internal=True)
             self.ctx._known_topics.add(self.settings.dlq_topic)
-        try:
+        with config_errors():
             self.txn = Transactions(
                 self.settings,
                 self.instance_id,
@@ -133,12 +138,7 @@ class Worker:
                 stateful=self.state is not None,
                 replaced=self._replaced,
             )
-            self.consumer = Consumer(consumer_config(self.settings, self.instance_id))
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError._INVALID_ARG:
-                msg = exc.args[0].str()
-                raise ConfigError(f"librdkafka rejected the configuration: {msg}") from None
-            raise
+            self.consumer = consumer(consumer_config(self.settings, self.instance_id))
         self.consumer.subscribe(
             self.topology.topics,
             on_assign=self._on_assign,
@@ -160,6 +160,23 @@ class Worker:
             clean = True
         finally:
             self._close(clean)
+
+    def _ensure_repartition(self, topic: str, partitions: int) -> None:
+        """Repartition topics keep every record until the app has committed past it (then
+        the purge deletes it): with a finite retention a lagging app would lose records."""
+        if not self.topics.ensure(
+            topic, "repartition", partitions, internal=True, config={"retention.ms": "-1"}
+        ):
+            return
+        retention = self.topics.config(topic).get("retention.ms")
+        if retention != "-1":
+            log.warning(
+                "repartition topic %s has retention.ms=%s: records the app has not read by "
+                "then are deleted and lost; set retention.ms=-1 (the app purges what it "
+                "committed)",
+                topic,
+                retention,
+            )
 
     def _close(self, clean: bool) -> None:
         """Leave without an open transaction; after an error, never mask it with another."""
@@ -424,6 +441,7 @@ class Worker:
             self.state.committed()
         for tp in positions:
             self.committed[(tp.topic, tp.partition)] = tp.offset
+        self.purge.committed(positions)
         if self.tally.dropped:
             log.warning(
                 "dropped records in the committed transaction: %s",
