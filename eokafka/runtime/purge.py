@@ -31,7 +31,7 @@ class RepartitionPurge:
         self.interval = interval
         self._committed: dict[TP, int] = {}  # highest committed position seen
         self._purged: dict[TP, int] = {}  # what was last asked to be deleted below
-        self._due = 0.0
+        self._due = time.monotonic() + interval
         self._in_flight: dict[TP, Future[object]] = {}
 
     def committed(self, positions: list[TopicPartition]) -> None:

@@ -136,6 +136,10 @@ def test_abort_leaves_no_trace_and_restarts_restore_only_the_tail(
         got = read_committed(kafka_bootstrap, names.out, expected_count=799)
         _check_prefix_sums(kept + second, got)
         assert _restored(w.log()) == 0
+        # Up to date after a clean stop: read nothing, not even the commit marker.
+        restarted = w.logs[-1].read_text()
+        assert "store totals[0] is up to date" in restarted
+        assert "restoring store" not in restarted
         assert w.terminate() == 0
         cl2 = len(read_committed(kafka_bootstrap, changelog))
         assert cl2 > cl1
