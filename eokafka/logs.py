@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 
 LIBRDKAFKA_LOGGER = "eokafka.librdkafka"
 _DIGITS = re.compile(r"\d+")
@@ -35,9 +36,15 @@ class RateLimit(logging.Filter):
     (``after 0ms`` and ``after 3ms`` are the same line). Also a sane level for retried
     connection failures."""
 
-    def __init__(self, interval: float = 10.0, max_kinds: int = 1_000) -> None:
+    def __init__(
+        self,
+        interval: float = 10.0,
+        max_kinds: int = 1_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.interval = interval
+        self._clock = clock
         self.max_kinds = max_kinds
         self._lock = threading.Lock()  # librdkafka threads log too
         self._kinds: dict[tuple[str, str], tuple[float, int]] = {}  # kind -> (next due, held)
@@ -49,7 +56,7 @@ class RateLimit(logging.Filter):
         if facility in _RETRIED and record.levelno == logging.ERROR:
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         kind = (facility, _DIGITS.sub("#", text))
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             due, held = self._kinds.get(kind, (0.0, 0))
             if now < due:
