@@ -291,8 +291,14 @@ class StoreTasks:
 
     def _assign_restores(self) -> None:
         """Add and remove restore partitions incrementally: the others keep their position
-        and their prefetched records."""
+        and their prefetched records. With nothing to restore the consumer is closed: it
+        would keep connections, and queue librdkafka's log lines, that nothing reads."""
         wanted = set(self.restoring)
+        if not wanted and self._restore_consumer is not None:
+            self._restore_consumer.close()
+            self._restore_consumer = None
+            self._restore_assigned = set()
+            return
         gone = self._restore_assigned - wanted
         new = wanted - self._restore_assigned
         if not gone and not new:
