@@ -372,12 +372,13 @@ class StoreTasks:
         for key in batches.keys() | ended.keys():
             restore = self.restoring[key]
             part = batches.get(key, [])
-            offset = part[-1].offset() + 1 if part else restore.position
-            offset = max(offset, ended.get(key, offset), restore.floor)
-            finished = ended.get(key, -1) >= restore.end or offset >= restore.end
+            read_to = part[-1].offset() + 1 if part else restore.position
+            read_to = max(read_to, ended.get(key, read_to))
+            finished = read_to >= restore.end
+            offset = max(read_to, restore.floor)  # a checkpoint never moves back
             records = zip(map(Message.key, part), map(Message.value, part), strict=True)
             restore.store.restore_batch(records, offset, flush=finished)
-            restore.position = offset
+            restore.position = read_to
             counted = len(part)
             if part and part[0].offset() < restore.counted_from:
                 counted = sum(1 for m in part if m.offset() >= restore.counted_from)

@@ -379,6 +379,9 @@ def test_one_unresolved_offset_after_a_commit_checkpoint_is_read(
         tasks.close_partitions([tp])
         restorer = Restorer(tasks)
         assert tasks.open_partitions([tp]) == [tp]
+        for _ in range(10):
+            restorer.step()
+        assert 0 not in restorer.ready, "the restore ended below an open transaction"
         other.commit_transaction(30)
         restorer.until_ready(0)
         assert tasks.store("totals", 0).get("k0") == 5
