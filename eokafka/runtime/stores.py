@@ -68,7 +68,6 @@ from eokafka.state import Store, StoreCorruptError, changelog_topic, open_store,
 from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.stores")
-_RPC_TIMEOUT = 30.0
 _RESTORE_BATCH = 10_000
 _SIZES_EVERY = 5.0  # seconds between store-size gauge refreshes
 StoreKey = tuple[str, int]  # (store name, partition)
@@ -260,7 +259,7 @@ class StoreTasks:
         if c > state.high + 1:
             return (
                 f"checkpoint {c} is past the end offset {state.high} of changelog "
-                f"{topic}[{key[1]}]: the changelog was deleted and created again, or truncated"
+                f"{topic}[{key[1]}]: the changelog was deleted and created again"
             )
         return None
 

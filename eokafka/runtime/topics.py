@@ -95,6 +95,24 @@ class TopicGuard:
         self._await_metadata(topic)
         return False
 
+    def ensure_repartition(self, topic: str, partitions: int) -> None:
+        """Create a repartition topic with infinite retention (the app purges what it has
+        committed past); warn about an existing one that deletes by time, since a lagging
+        app would lose records it has not read yet."""
+        if not self.ensure(
+            topic, "repartition", partitions, internal=True, config={"retention.ms": "-1"}
+        ):
+            return
+        retention = self.config(topic).get("retention.ms")
+        if retention != "-1":
+            log.warning(
+                "repartition topic %s has retention.ms=%s: records the app has not read by "
+                "then are deleted and lost; set retention.ms=-1 (the app purges what it "
+                "committed past)",
+                topic,
+                retention,
+            )
+
     def _await_metadata(self, topic: str) -> None:
         """Topic creation is asynchronous on the broker; wait until metadata shows it."""
         for _ in range(100):

@@ -122,7 +122,7 @@ class Worker:
             partitions = self.topics.partitions(like)
             if partitions is None:
                 raise MissingTopicError(f"topic {like!r} (which {topic!r} follows) does not exist")
-            self._ensure_repartition(topic, partitions)
+            self.topics.ensure_repartition(topic, partitions)
         for topic in self.topology.topics:
             self.topics.ensure(topic, "input")
         if self.state is not None:
@@ -160,23 +160,6 @@ class Worker:
             clean = True
         finally:
             self._close(clean)
-
-    def _ensure_repartition(self, topic: str, partitions: int) -> None:
-        """Repartition topics keep every record until the app has committed past it (then
-        the purge deletes it): with a finite retention a lagging app would lose records."""
-        if not self.topics.ensure(
-            topic, "repartition", partitions, internal=True, config={"retention.ms": "-1"}
-        ):
-            return
-        retention = self.topics.config(topic).get("retention.ms")
-        if retention != "-1":
-            log.warning(
-                "repartition topic %s has retention.ms=%s: records the app has not read by "
-                "then are deleted and lost; set retention.ms=-1 (the app purges what it "
-                "committed)",
-                topic,
-                retention,
-            )
 
     def _close(self, clean: bool) -> None:
         """Leave without an open transaction; after an error, never mask it with another."""
