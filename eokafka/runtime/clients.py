@@ -39,7 +39,7 @@ def config_errors() -> Iterator[None]:
 
 
 class _LastError:
-    """The client's error callback: remembers the latest error librdkafka reported."""
+    """An error callback: remembers the latest error librdkafka reported."""
 
     def __init__(self) -> None:
         self.error: KafkaError | None = None
@@ -48,20 +48,18 @@ class _LastError:
         self.error = err
 
 
-class Admin(AdminClient):
-    """The worker's admin client; keeps the last error librdkafka reported on its own."""
+def admin_client(settings: Settings) -> AdminClient:
+    """The worker's long-lived admin client.
 
-    last_error: _LastError
-
-    def __init__(self, conf: dict[str, Any]) -> None:
-        last_error = _LastError()
-        with config_errors():
-            super().__init__({**conf, "error_cb": last_error})
-        self.last_error = last_error
-
-
-def admin_client(settings: Settings) -> Admin:
-    return Admin(admin_config(settings))
+    librdkafka's log lines of a client wait in its queue until the client is polled, and
+    nothing polls this one between admin calls: during a broker outage they would pile up.
+    They would only repeat the consumer's and the producer's (same brokers), so this client
+    logs critical lines only, unless the configuration sets ``log_level`` itself.
+    """
+    conf = admin_config(settings)
+    conf.setdefault("log_level", 2)
+    with config_errors():
+        return AdminClient(conf)
 
 
 def consumer(conf: dict[str, Any]) -> Consumer:
@@ -69,9 +67,15 @@ def consumer(conf: dict[str, Any]) -> Consumer:
         return Consumer(conf)
 
 
-def await_broker(admin: Admin, settings: Settings, timeout: float = CONNECT_TIMEOUT) -> None:
+def await_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT) -> None:
     """Return once the cluster answers a metadata request; else raise, naming the address,
-    what failed and the setting to check, after ``timeout`` seconds at most."""
+    what failed and the setting to check, after ``timeout`` seconds at most.
+
+    A client of its own, polled here, so that its error callback and log lines are served.
+    """
+    last_error = _LastError()
+    with config_errors():
+        admin = AdminClient({**admin_config(settings), "error_cb": last_error})
     deadline = time.monotonic() + timeout
     failure = "no answer"
     while True:
@@ -81,11 +85,11 @@ def await_broker(admin: Admin, settings: Settings, timeout: float = CONNECT_TIME
             return
         except KafkaException as exc:
             failure = exc.args[0].str() if isinstance(exc.args[0], KafkaError) else str(exc)
-        admin.poll(0)  # serve the error callback (and queued log lines)
+        admin.poll(0)  # serve the error callback and the log lines
         if time.monotonic() >= deadline:
             break
-    last = admin.last_error.error
-    if last is not None and last.code() not in (KafkaError._ALL_BROKERS_DOWN,):
+    last = last_error.error
+    if last is not None and last.code() != KafkaError._ALL_BROKERS_DOWN:
         failure = last.str()
     raise BrokerUnreachableError(
         f"could not reach a Kafka broker at {settings.bootstrap_servers} within "

@@ -117,7 +117,7 @@ class Worker:
         self.stopping = True
 
     def run(self) -> None:
-        await_broker(self.admin, self.settings)
+        await_broker(self.settings)
         for topic, like in self.topology.internal_topics.items():
             partitions = self.topics.partitions(like)
             if partitions is None:
