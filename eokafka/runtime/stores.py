@@ -149,15 +149,15 @@ class StoreTasks:
                 self._check_changelog_config(name, topic)
 
     def _check_changelog_config(self, name: str, topic: str) -> None:
-        """An existing changelog must keep the last record of every key: compacted. A window
-        store's may also delete by time, but not before its windows are closed."""
+        """An existing changelog must keep the last record of every key: compacted, and if
+        it also deletes by time, then only after a window store's windows are closed (a
+        key-value store's: never)."""
         found = self.topics.config(topic)
         policy = found.get("cleanup.policy", "")
         policies = {p.strip() for p in policy.split(",") if p.strip()}
-        retention = self.specs[name].window_retention_ms
-        allowed = [{"compact"}] if retention is None else [{"compact"}, {"compact", "delete"}]
-        if policies not in allowed:
-            wanted = self.specs[name].changelog_config()["cleanup.policy"]
+        wanted = self.specs[name].changelog_config()["cleanup.policy"]
+        window = self.specs[name].window_retention_ms
+        if "compact" not in policies or not policies <= {"compact", "delete"}:
             raise ConfigError(
                 f"changelog topic {topic!r} of store {name!r} has cleanup.policy={policy!r}, "
                 f"expected {wanted!r}: without compaction the store would lose keys when old "
@@ -165,14 +165,16 @@ class StoreTasks:
                 f"--entity-name {topic} --add-config cleanup.policy=[{wanted}]) or delete "
                 "the topic"
             )
-        if retention is not None and "delete" in policies:
-            kept = int(found.get("retention.ms", "-1"))
-            if 0 <= kept < retention:
-                raise ConfigError(
-                    f"changelog topic {topic!r} of window store {name!r} has "
-                    f"retention.ms={kept}, expected at least {retention} (window size plus "
-                    "grace): records of open windows would be deleted from the changelog"
-                )
+        if "delete" not in policies:
+            return
+        kept_ms = int(found.get("retention.ms", "-1"))
+        if kept_ms >= 0 and (window is None or kept_ms < window):
+            expected = "-1" if window is None else f"-1 or at least {window} (window plus grace)"
+            raise ConfigError(
+                f"changelog topic {topic!r} of store {name!r} has cleanup.policy={policy!r} "
+                f"and retention.ms={kept_ms}, expected retention.ms={expected} (or "
+                f"cleanup.policy={wanted!r}): records the store still needs would be deleted"
+            )
 
     def _consumer(self) -> Consumer:
         if self._restore_consumer is None:

@@ -85,17 +85,25 @@ def test_repartition_topics_keep_records_forever_and_are_purged_as_the_app_commi
         w.stop_quietly()
 
 
-def test_a_changelog_without_compaction_is_a_clear_error(
-    kafka_bootstrap: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"cleanup.policy": "delete"}, "has cleanup.policy='delete', expected 'compact'"),
+        (
+            {"cleanup.policy": "compact,delete", "retention.ms": "86400000"},
+            "has cleanup.policy='compact,delete' and retention.ms=86400000, expected "
+            "retention.ms=-1 (or cleanup.policy='compact')",
+        ),
+    ],
+)
+def test_a_changelog_that_can_lose_keys_is_a_clear_error(
+    kafka_bootstrap: str, tmp_path: Path, config: dict[str, str], message: str
 ) -> None:
     names = app_topics(kafka_bootstrap, "policy", 2)
     changelog = f"{names.app_id}-totals-changelog"
-    create_topic(kafka_bootstrap, changelog, 2, config={"cleanup.policy": "delete"})
+    create_topic(kafka_bootstrap, changelog, 2, config=config)
     env = {**names.env, "TEST_BACKEND": "rocksdb"}
     code, out = run_to_exit("tests.apps.totals:app", kafka_bootstrap, tmp_path, env, [])
     assert code != 0
     assert "Traceback" not in out
-    assert (
-        f"changelog topic {changelog!r} of store 'totals' has cleanup.policy='delete', "
-        "expected 'compact'"
-    ) in out
+    assert f"changelog topic {changelog!r} of store 'totals' {message}" in out, out
