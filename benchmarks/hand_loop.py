@@ -21,6 +21,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
+from eokafka.logs import librdkafka_logger
+
 TXN_TIMEOUT_MS = 10_000
 
 
@@ -28,6 +30,7 @@ def consumer_conf(bootstrap: str, group: str, instance_id: str) -> dict[str, Any
     """eokafka.config.consumer_config for the default settings, spelt out."""
     return {
         "bootstrap.servers": bootstrap,
+        "logger": librdkafka_logger(),
         "client.id": f"{group}-{instance_id}-consumer",
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
@@ -45,6 +48,7 @@ def producer_conf(bootstrap: str, group: str, instance_id: str) -> dict[str, Any
     """eokafka.config.producer_config for the default settings, spelt out."""
     return {
         "bootstrap.servers": bootstrap,
+        "logger": librdkafka_logger(),
         "client.id": f"{group}-{instance_id}-producer",
         "linger.ms": 5,
         "queue.buffering.max.messages": 500_000,

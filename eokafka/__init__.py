@@ -9,6 +9,7 @@ from eokafka.config import Settings
 from eokafka.context import ProcessorContext
 from eokafka.dsl import GroupedStream, Stream, Table, WindowedStream, WindowedTable
 from eokafka.errors import (
+    BrokerUnreachableError,
     ConfigError,
     EokafkaError,
     FencedError,
@@ -24,6 +25,7 @@ from eokafka.windows import Windowed
 
 __all__ = [
     "App",
+    "BrokerUnreachableError",
     "ConfigError",
     "EokafkaError",
     "FencedError",

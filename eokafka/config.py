@@ -16,6 +16,7 @@ from typing import Any
 
 from eokafka import redact
 from eokafka.errors import ConfigError
+from eokafka.logs import librdkafka_logger
 
 ON_ERROR_POLICIES = ("fail", "skip", "dead-letter")
 
@@ -60,6 +61,7 @@ class Settings:
     static_membership: bool = True
     auto_offset_reset: str = "earliest"
     batch_size: int = 1_000
+    purge_interval_ms: int = 30_000
     config: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,7 +105,8 @@ def validate(s: Settings) -> None:
         )
     if s.on_error not in ON_ERROR_POLICIES:
         raise ConfigError(f"on_error={s.on_error!r}: choose one of {', '.join(ON_ERROR_POLICIES)}")
-    for name in ("processes", "commit_interval_ms", "commit_every", "batch_size"):
+    positive = ("processes", "commit_interval_ms", "commit_every", "batch_size")
+    for name in (*positive, "purge_interval_ms"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(s, name)}")
     if s.auto_offset_reset not in ("earliest", "latest"):
@@ -140,6 +143,7 @@ _INT_SETTINGS = frozenset(
         "commit_every",
         "transaction_timeout_ms",
         "batch_size",
+        "purge_interval_ms",
     }
 )
 _BOOL_SETTINGS = frozenset({"create_topics", "static_membership"})
@@ -222,6 +226,7 @@ def _split_config(config: Mapping[str, str], client: str) -> dict[str, str]:
 def consumer_config(s: Settings, instance_id: str) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": s.bootstrap_servers,
+        "logger": librdkafka_logger(),
         "client.id": f"{s.application_id}-{instance_id}-consumer",
         "auto.offset.reset": s.auto_offset_reset,
         "enable.partition.eof": False,
@@ -245,6 +250,7 @@ def consumer_config(s: Settings, instance_id: str) -> dict[str, Any]:
 def producer_config(s: Settings, instance_id: str) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": s.bootstrap_servers,
+        "logger": librdkafka_logger(),
         "client.id": f"{s.application_id}-{instance_id}-producer",
         "linger.ms": 5,
         "queue.buffering.max.messages": 500_000,
@@ -266,7 +272,40 @@ def producer_config(s: Settings, instance_id: str) -> dict[str, Any]:
 def admin_config(s: Settings) -> dict[str, Any]:
     # Without this, a metadata request for a missing topic creates it on brokers that
     # allow auto-creation, and the check for missing topics would hide them.
-    conf: dict[str, Any] = {"bootstrap.servers": s.bootstrap_servers}
+    conf: dict[str, Any] = {
+        "bootstrap.servers": s.bootstrap_servers,
+        "logger": librdkafka_logger(),
+        "client.id": f"{s.application_id}-admin",
+    }
     conf.update(_split_config(s.config, "admin"))
     conf["allow.auto.create.topics"] = False
+    return conf
+
+
+def restore_consumer_config(s: Settings) -> dict[str, Any]:
+    """The restore consumer reads changelogs by assign(); it never joins a group, and never
+    moves to another offset by itself: an offset out of range is an error the store handles
+    (wipe and restore in full), not a silent jump."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": s.bootstrap_servers,
+        "logger": librdkafka_logger(),
+        "client.id": f"{s.application_id}-restore",
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        # Keep fetching while a batch is applied: librdkafka otherwise backs off a full
+        # second once its local queue holds queued.min.messages. The prefetch is bounded
+        # by size instead (benchmarks/restore.py).
+        "queued.min.messages": 1_000_000,
+        "queued.max.messages.kbytes": 16_384,
+        "fetch.queue.backoff.ms": 10,
+    }
+    conf.update(_split_config(s.config, "consumer"))
+    conf.update(
+        {
+            "group.id": f"{s.application_id}-restore",  # never joins: assign() only
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "error",
+        }
+    )
     return conf

@@ -44,3 +44,7 @@ class OutputRefusedError(EokafkaError):
 
 class StalledError(EokafkaError):
     """Transactions keep aborting on one record and no policy can move past it."""
+
+
+class BrokerUnreachableError(EokafkaError):
+    """No broker of ``bootstrap_servers`` answered within the start-up bound."""

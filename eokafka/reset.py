@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from eokafka.config import Settings, admin_config
 from eokafka.errors import EokafkaError
+from eokafka.runtime.clients import kafka_admin
 from eokafka.state import changelog_topic
 from eokafka.topology import Topology
 
@@ -149,7 +150,7 @@ class ResetPlan:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(admin_config(settings))
+    return kafka_admin(admin_config(settings))
 
 
 def _result(future: object, what: str) -> object:

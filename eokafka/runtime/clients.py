@@ -1,30 +1,76 @@
 """Where the runtime gets its Kafka clients and its clock.
 
-The worker, its transactions and its store restores make every client through one of these
-factories, so a bounded run can wrap the group consumer and ``eokafka.testing`` can put
+The worker, its transactions and its store restores make every client through one
+:class:`Clients`, so a bounded run can wrap the group consumer and ``eokafka.testing`` can put
 in-memory clients and a virtual clock under the very same worker code.
+
+librdkafka refuses a bad configuration (an unknown key, a malformed value) when a client is
+built, with ``_INVALID_ARG``; the real clients are built inside :func:`config_errors`, which
+turns that into a :class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
+
+from eokafka.errors import ConfigError
 
 Config = dict[str, Any]
 
 
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """Turn librdkafka's refusal of a configuration into a ConfigError."""
+    try:
+        yield
+    except KafkaException as exc:
+        err = exc.args[0]
+        if not isinstance(err, KafkaError) or err.code() != KafkaError._INVALID_ARG:
+            raise
+        raise ConfigError(
+            f"librdkafka rejected the configuration: {err.str()} (librdkafka keys come from "
+            "--config, EOKAFKA_CONFIG or App(config=...); see librdkafka's CONFIGURATION.md)"
+        ) from None
+
+
+def kafka_consumer(conf: Config) -> Consumer:
+    with config_errors():
+        return Consumer(conf)
+
+
+def kafka_producer(conf: Config) -> Producer:
+    with config_errors():
+        return Producer(conf)
+
+
+def kafka_admin(conf: Config) -> AdminClient:
+    """The worker's long-lived admin client.
+
+    librdkafka's log lines of a client wait in its queue until the client is polled, and
+    nothing polls this one between admin calls: during a broker outage they would pile up.
+    They would only repeat the consumer's and the producer's (same brokers), so this client
+    logs critical lines only, unless the configuration sets ``log_level`` itself.
+    """
+    conf = {**conf}
+    conf.setdefault("log_level", 2)
+    with config_errors():
+        return AdminClient(conf)
+
+
 @dataclass(frozen=True)
 class Clients:
-    consumer: Callable[[Config], Any] = Consumer  # the group member that reads the inputs
-    restore_consumer: Callable[[Config], Any] = Consumer  # assign-only changelog reader
-    producer: Callable[[Config], Any] = Producer  # the transactional producer
-    admin: Callable[[Config], Any] = AdminClient
+    consumer: Callable[[Config], Any] = kafka_consumer  # the group member that reads inputs
+    restore_consumer: Callable[[Config], Any] = kafka_consumer  # assign-only changelog reader
+    producer: Callable[[Config], Any] = kafka_producer  # the transactional producer
+    admin: Callable[[Config], Any] = kafka_admin
     clock: Callable[[], float] = time.monotonic  # seconds; commit deadlines and run limits
 
     def replace(self, **changes: Any) -> Clients:

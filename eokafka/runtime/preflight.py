@@ -1,9 +1,10 @@
-"""Check a secured cluster takes this worker's credentials before the worker builds clients.
+"""The worker's first contact with the cluster: bounded in time, and clear when it fails.
 
-librdkafka treats a refused SASL login or a failed TLS handshake as a transient broker error:
-it logs and retries for ever, and a metadata call finally fails with "transport failure",
-naming neither the mechanism nor the user. One short-lived admin client catches the error
-events instead and turns them into an error that says what is wrong, within seconds.
+librdkafka treats an absent broker, a refused SASL login and a failed TLS handshake alike as
+transient: it logs and retries for ever, and a metadata call finally fails with "transport
+failure" or "Failed to get metadata", naming neither the address, the mechanism nor the user.
+One short-lived admin client, polled here so that its error callback is served, turns them
+into one error that says what is wrong and which setting to check, within seconds.
 """
 
 from __future__ import annotations
@@ -11,44 +12,52 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
 
 from eokafka.config import Settings, admin_config
-from eokafka.errors import ConfigError
+from eokafka.errors import BrokerUnreachableError, ConfigError
+from eokafka.runtime.clients import kafka_admin
 
 _AUTH_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
 _TLS_CODES = frozenset({KafkaError._SSL})
-_DEFAULT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 15.0  # seconds a worker waits for a first answer from the cluster
+_TRY_EVERY = 1.0
 
 
-def check_connection(settings: Settings, timeout: float = _DEFAULT_TIMEOUT) -> None:
-    """Raise ConfigError when the cluster refuses the login or the TLS handshake.
+def check_connection(settings: Settings, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Return once the cluster answers a metadata request; else raise within ``timeout``.
 
-    Only for ``security.protocol`` other than PLAINTEXT: there nothing can be refused, and
-    the worker's own clients report an absent broker as they always do.
+    ConfigError when the cluster refuses the login or the TLS handshake, naming mechanism
+    and user or the CA setting; BrokerUnreachableError naming the address, what failed and
+    ``bootstrap_servers`` when nothing answers.
     """
     conf = admin_config(settings)
     protocol = str(conf.get("security.protocol", "plaintext")).upper()
-    if protocol == "PLAINTEXT":
-        return
     errors: list[KafkaError] = []
     conf.update({"error_cb": errors.append, "log_level": 0})  # errors come back here
-    admin = AdminClient(conf)
+    admin = kafka_admin(conf)
     deadline = time.monotonic() + timeout
+    failure = "no answer"
     while True:
+        remaining = deadline - time.monotonic()
         try:
-            admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            admin.list_topics(timeout=max(0.1, min(_TRY_EVERY, remaining)))
             return
         except KafkaException as exc:
-            errors.append(exc.args[0])
-        admin.poll(0.1)
+            err = exc.args[0]
+            failure = err.str() if isinstance(err, KafkaError) else str(exc)
+        admin.poll(0.1)  # serve the error callback
         _raise_refusal(settings, conf, protocol, errors)
         if time.monotonic() >= deadline:
-            seen = "; ".join(sorted({e.str() for e in errors})) or "no answer"
-            raise ConfigError(
-                f"no broker at {settings.bootstrap_servers} answered over {protocol} within "
-                f"{timeout:.0f}s: {seen}"
-            )
+            break
+    seen = [e for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
+    if seen:
+        failure = seen[-1].str()
+    raise BrokerUnreachableError(
+        f"could not reach a Kafka broker at {settings.bootstrap_servers} ({protocol}) within "
+        f"{timeout:.0f}s: {failure}. Check bootstrap_servers (--bootstrap-servers, "
+        "EOKAFKA_BOOTSTRAP_SERVERS or App(bootstrap_servers=...)) and that the broker runs "
+        "and is reachable from here"
+    )
 
 
 def _raise_refusal(

@@ -26,7 +26,6 @@ from confluent_kafka import (
 from eokafka.config import Settings, admin_config, consumer_config, producer_config
 from eokafka.context import ProcessorContext
 from eokafka.errors import (
-    ConfigError,
     EokafkaError,
     FencedError,
     MissingTopicError,
@@ -37,9 +36,10 @@ from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
 from eokafka.runtime.abort_loop import AbortLoop, Mark, Position, marks_ahead, must_abort
 from eokafka.runtime.bounded import BoundedRun, Bounds
-from eokafka.runtime.clients import KAFKA, Clients
+from eokafka.runtime.clients import KAFKA, Clients, config_errors
 from eokafka.runtime.limits import OutputLimits
 from eokafka.runtime.poison import dead_letter_record
+from eokafka.runtime.purge import RepartitionPurge
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
@@ -97,10 +97,13 @@ class Worker:
         self.routes = _compile(topology)
         # With one input topic, consumed records are counted once per batch.
         self.only_topic: str | None = topology.topics[0] if len(topology.topics) == 1 else None
-        admin = self.clients.admin(admin_config(settings))
-        self.topics = TopicGuard(admin, settings.create_topics)
+        self.admin = self.clients.admin(admin_config(settings))
+        self.topics = TopicGuard(self.admin, settings.create_topics)
         self.limits = OutputLimits(producer_config(settings, instance_id), self.topics.configs)
         self.abort_loop = AbortLoop(metrics)
+        self.purge = RepartitionPurge(
+            self.admin, set(topology.internal_topics), settings.purge_interval_ms / 1000
+        )
         self.state = (
             StoreTasks(
                 settings, topology, metrics, self.topics, self.clients, self.limits.record_limit
@@ -142,7 +145,7 @@ class Worker:
             partitions = self.topics.partitions(like)
             if partitions is None:
                 raise MissingTopicError(f"topic {like!r} (which {topic!r} follows) does not exist")
-            self.topics.ensure(topic, "internal", partitions, internal=True)
+            self.topics.ensure_repartition(topic, partitions)
         for topic in self.topology.topics:
             self.topics.ensure(topic, "input")
         if self.state is not None:
@@ -150,7 +153,7 @@ class Worker:
         if self.settings.on_error == "dead-letter":
             self.topics.ensure(self.settings.dlq_topic, "dead-letter", internal=True)
             self.ctx._known_topics.add(self.settings.dlq_topic)
-        try:
+        with config_errors():
             self.txn = Transactions(
                 self.settings,
                 self.instance_id,
@@ -160,11 +163,6 @@ class Worker:
                 clients=self.clients,
             )
             self.consumer = self.clients.consumer(consumer_config(self.settings, self.instance_id))
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError._INVALID_ARG:
-                msg = exc.args[0].str()
-                raise ConfigError(f"librdkafka rejected the configuration: {msg}") from None
-            raise
         self.consumer.subscribe(
             self.topology.topics,
             on_assign=self._on_assign,
@@ -517,6 +515,7 @@ class Worker:
         for tp in positions:
             self.committed[(tp.topic, tp.partition)] = tp.offset
         self._progressed()
+        self.purge.committed(positions)
         if self.tally.dropped:
             log.warning(
                 "dropped records in the committed transaction: %s",

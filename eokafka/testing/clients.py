@@ -383,6 +383,19 @@ class MemoryAdmin:
             futures[new.topic] = future
         return futures
 
+    def describe_topics(self, topics: Any, **_: Any) -> dict[str, Future[Any]]:
+        """Each topic's id, the one thing the worker reads of a topic description."""
+        futures: dict[str, Future[Any]] = {}
+        for name in topics.topic_names:
+            future: Future[Any] = Future()
+            topic_id = self.cluster.topic_ids.get(name)
+            if topic_id is None:
+                future.set_exception(_error(KafkaError.UNKNOWN_TOPIC_OR_PART, f"no topic {name!r}"))
+            else:
+                future.set_result(SimpleNamespace(name=name, topic_id=topic_id))
+            futures[name] = future
+        return futures
+
     def describe_configs(self, resources: list[Any], **_: Any) -> dict[Any, Future[Any]]:
         """A topic's configs, each entry with a ``value`` as the admin client gives it."""
         futures: dict[Any, Future[Any]] = {}

@@ -10,6 +10,7 @@ transactional.id in use fences the old one and aborts its open transaction.
 from __future__ import annotations
 
 import itertools
+import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class MemoryCluster:
         self.now_ms = now_ms
         self.logs: dict[str, list[list[Entry]]] = {}
         self.configs: dict[str, dict[str, str]] = {}  # topic -> configs set at creation
+        self.topic_ids: dict[str, str] = {}  # a topic made anew gets a new id, as in Kafka
         self.group_offsets: dict[str, dict[TP, int]] = {}
         self.members: dict[str, Any] = {}  # group -> the consumer that holds the assignment
         self.producers: dict[str, Any] = {}  # transactional.id -> the producer that owns it
@@ -86,6 +88,7 @@ class MemoryCluster:
         count = partitions if partitions > 0 else self.default_partitions
         self.logs[topic] = [[] for _ in range(count)]
         self.configs[topic] = {**TOPIC_DEFAULTS, **(config or {})}
+        self.topic_ids[topic] = uuid.uuid4().hex
         return True
 
     def partitions(self, topic: str) -> int | None:

@@ -91,9 +91,16 @@ def test_running_totals_stay_exact_through_sigkill(
 
 
 def _restored(log: str) -> int:
-    """Records the last start of a worker restored into totals[0], from its log line."""
-    line = [x for x in log.splitlines() if "restored store totals[0]:" in x][-1]
-    return int(line.split("restored store totals[0]:")[1].split()[0])
+    """Records the last start of a worker restored into totals[0], from its log line
+    (0 when the store was up to date and read nothing)."""
+    lines = [
+        x
+        for x in log.splitlines()
+        if "restored store totals[0]:" in x or "store totals[0] is up to date" in x
+    ]
+    if "is up to date" in lines[-1]:
+        return 0
+    return int(lines[-1].split("restored store totals[0]:")[1].split()[0])
 
 
 def test_abort_leaves_no_trace_and_restarts_restore_only_the_tail(
@@ -129,6 +136,10 @@ def test_abort_leaves_no_trace_and_restarts_restore_only_the_tail(
         got = read_committed(kafka_bootstrap, names.out, expected_count=799)
         _check_prefix_sums(kept + second, got)
         assert _restored(w.log()) == 0
+        # Up to date after a clean stop: read nothing, not even the commit marker.
+        restarted = w.logs[-1].read_text()
+        assert "store totals[0] is up to date" in restarted
+        assert "restoring store" not in restarted
         assert w.terminate() == 0
         cl2 = len(read_committed(kafka_bootstrap, changelog))
         assert cl2 > cl1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eokafka.config import consumer_config, producer_config, resolve
+from eokafka.config import consumer_config, producer_config, resolve, restore_consumer_config
 from eokafka.errors import ConfigError
 
 
@@ -83,3 +83,21 @@ def test_bad_values_name_their_source() -> None:
         resolve("a", {"on_error": "ignore"}, env={})
     with pytest.raises(ConfigError, match="key=value"):
         resolve("a", {}, env={"EOKAFKA_CONFIG": "linger.ms"})
+
+
+def test_the_restore_consumer_never_resets_and_gets_the_consumer_keys() -> None:
+    s = resolve(
+        "orders",
+        {"config": {"consumer.auto.offset.reset": "latest", "security.protocol": "ssl"}},
+        env={},
+    )
+    conf = restore_consumer_config(s)
+    assert conf["auto.offset.reset"] == "error"
+    assert conf["isolation.level"] == "read_committed"
+    assert conf["security.protocol"] == "ssl"
+
+
+def test_every_client_logs_through_python_logging() -> None:
+    s = resolve("orders", {}, env={})
+    for conf in (consumer_config(s, "i"), producer_config(s, "i"), restore_consumer_config(s)):
+        assert conf["logger"].name == "eokafka.librdkafka"
