@@ -146,8 +146,13 @@ def run_app(
         child.start()
     log.info("started %d worker processes", len(children))
     failed: int | None = None
-    while any(c.exitcode is None for c in children):
-        multiprocessing.connection.wait([c.sentinel for c in children if c.exitcode is None])
+    while True:
+        # One snapshot of the live children: both may exit between two checks, and an
+        # empty wait() would block for ever.
+        alive = [c.sentinel for c in children if c.exitcode is None]
+        if not alive:
+            break
+        multiprocessing.connection.wait(alive)
         for child in children:
             if child.exitcode not in (None, 0) and failed is None and not stopping:
                 failed = child.exitcode
