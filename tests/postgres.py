@@ -2,7 +2,8 @@
 
 The local server is Debian's PostgreSQL (``/usr/lib/postgresql/<version>/bin``), initialised
 in a temporary folder with a free TCP port, its unix socket in that folder, two-phase commit
-enabled (``max_prepared_transactions``) and ``fsync=off`` for speed. initdb and postgres
+enabled (``max_prepared_transactions``) and ``fsync=off`` for speed: commits still reach the
+OS before they return, so a killed server keeps them. initdb and postgres
 refuse to run as root, so under root they run as the unprivileged ``postgres`` user that the
 package creates. ``restart()`` stops and starts the same cluster (the chaos tests use it).
 """
@@ -65,7 +66,7 @@ class LocalPostgres:
             conf.write(
                 f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self.home}'\nmax_prepared_transactions = {PREPARED}\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                "fsync = off\nfull_page_writes = off\n"
                 "max_connections = 200\n"
             )
         self.start()
