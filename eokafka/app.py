@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from eokafka import config
 from eokafka.config import Settings
 from eokafka.dsl import Stream, Table, stream_source, table_source
 from eokafka.record import Record
 from eokafka.serdes import Bytes, Json, Serde
+from eokafka.sink import Sink
 from eokafka.state import BackendKind, StoreSpec
 from eokafka.topology import Processor, Source, Topology
+
+S = TypeVar("S", bound=Sink)
 
 
 class App:
@@ -72,6 +75,16 @@ class App:
         self.topology.add_store(
             StoreSpec(name, backend, key_serde or Json(), value_serde or Json())
         )
+
+    def sink(self, sink: S) -> S:
+        """Register a sink outside Kafka (``connectors.postgres``, ``connectors.files``).
+
+        Processors write to it with ``ctx.sink(sink.name).write(row)``, streams with
+        ``stream.to_sink(sink.name)``; its writes become visible exactly when the Kafka
+        transaction commits (invariant 12).
+        """
+        self.topology.add_sink(sink)
+        return sink
 
     def stream(
         self,

@@ -11,6 +11,7 @@ from typing import Any
 
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
+from eokafka.sink import Sink
 from eokafka.state import StoreSpec
 
 Processor = Callable[[Any, Any], None]
@@ -36,6 +37,13 @@ class Topology:
         self.internal_topics: dict[str, str] = {}
         # window store -> its changelog's retention.ms (windowed aggregations)
         self.window_stores: dict[str, int] = {}
+        # sinks outside Kafka (databases, files), written through ctx.sink(name)
+        self.sinks: dict[str, Sink] = {}
+
+    def add_sink(self, sink: Sink) -> None:
+        if sink.name in self.sinks and self.sinks[sink.name] is not sink:
+            raise TopologyError(f"sink {sink.name!r} is declared twice")
+        self.sinks[sink.name] = sink
 
     def add_internal_topic(self, topic: str, partitions_like: str) -> None:
         """A topic the app creates itself, with as many partitions as ``partitions_like``."""
@@ -97,4 +105,6 @@ class Topology:
                     spec = self.stores.get(name, StoreSpec(name, "memory"))
                     kind = ", window" if name in self.window_stores else ""
                     lines.append(f"     store {name} ({spec.backend}{kind})")
+        for name, sink in sorted(self.sinks.items()):
+            lines.append(f"sink {name} ({sink!r})")
         return "\n".join(lines)

@@ -1,0 +1,7 @@
+"""PostgreSQL connectors: a sink, exactly once with the Kafka commit (two-phase or offsets in
+the database). Needs the ``postgres`` extra (psycopg 3)."""
+
+from connectors.postgres.sink import PostgresSink, SinkRefused
+from connectors.postgres.table import RowError
+
+__all__ = ["PostgresSink", "RowError", "SinkRefused"]
