@@ -10,7 +10,7 @@ environment variables arm it:
   point is disarmed, so the restarted worker goes on.
 
 Points: ``postgres.mid-batch``, ``postgres.after-prepare``, ``postgres.before-commit-prepared``,
-``postgres.before-commit`` (offsets-in-the-database mode), ``files.after-fsync``,
+``postgres.after-commit`` (offsets-in-the-database mode, before the Kafka commit), ``files.after-fsync``,
 ``files.mid-rename``. Unset (the normal case), ``reached`` is one dict lookup.
 """
 

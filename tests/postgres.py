@@ -44,7 +44,7 @@ def _free_port() -> int:
 class LocalPostgres:
     """A PostgreSQL cluster in a temporary folder, owned by an unprivileged user under root."""
 
-    def __init__(self) -> None:
+    def __init__(self, prepared: int = PREPARED) -> None:
         bin_dir = _bin_dir()
         if bin_dir is None:
             raise RuntimeError(
@@ -65,7 +65,7 @@ class LocalPostgres:
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
                 f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                f"unix_socket_directories = '{self.home}'\nmax_prepared_transactions = {PREPARED}\n"
+                f"unix_socket_directories = '{self.home}'\nmax_prepared_transactions = {prepared}\n"
                 "fsync = off\nfull_page_writes = off\n"
                 "max_connections = 200\n"
             )

@@ -230,8 +230,8 @@ class PostgresSink:
                         f"the offset of {topic}[{partition}] in eokafka_offsets moved away "
                         f"from {before} (another worker wrote it): replaying from the database"
                     )
-        crash.reached("postgres.before-commit")
         conn.commit()
+        crash.reached("postgres.after-commit")
         self._seen.update(offsets)
 
     def finish(self) -> None:

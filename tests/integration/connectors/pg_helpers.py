@@ -47,3 +47,21 @@ def assert_rows_exactly_once(dsn: str, table: str, ids: range) -> None:
     assert not missing, f"{len(missing)} ids missing from {table}, e.g. {missing[:5]}"
     assert not wrong, f"wrong amounts, e.g. {wrong[:5]}"
     assert len(got) == len(ids)
+
+
+def run_until(
+    w: Any, done: Any, timeout: float, restarts: int = 3, what: str = "the sink to catch up"
+) -> int:
+    """Wait for ``done()``, restarting ``w`` each time it dies (a crash point fired)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    started = 0
+    while not done():
+        if not w.alive:
+            assert started < restarts, f"worker died {started + 1} times:\n{w.log()[-4000:]}"
+            w.start()
+            started += 1
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{w.log()[-4000:]}"
+        time.sleep(0.1)  # poll interval
+    return started
