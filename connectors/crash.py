@@ -10,8 +10,9 @@ environment variables arm it:
   point is disarmed, so the restarted worker goes on.
 
 Points: ``postgres.mid-batch``, ``postgres.after-prepare``, ``postgres.before-commit-prepared``,
-``postgres.after-commit`` (offsets-in-the-database mode, before the Kafka commit), ``files.after-fsync``,
-``files.mid-rename``. Unset (the normal case), ``reached`` is one dict lookup.
+``postgres.after-commit`` (offsets-in-the-database mode, before the Kafka commit),
+``files.after-fsync``, ``files.mid-rename``. Unset (the normal case), ``reached`` is a
+dict lookup.
 """
 
 from __future__ import annotations
