@@ -11,8 +11,8 @@ environment variables arm it:
 
 Points: ``postgres.mid-batch``, ``postgres.after-prepare``, ``postgres.before-commit-prepared``,
 ``postgres.after-commit`` (offsets-in-the-database mode, before the Kafka commit),
-``files.after-fsync``, ``files.mid-rename``. Unset (the normal case), ``reached`` is a
-dict lookup.
+``files.after-fsync``, ``files.after-prepare``, ``files.before-done``, ``files.mid-rename``.
+Unset (the normal case), ``reached`` is a dict lookup.
 """
 
 from __future__ import annotations
