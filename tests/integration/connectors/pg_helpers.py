@@ -65,3 +65,11 @@ def run_until(
         assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{w.log()[-4000:]}"
         time.sleep(0.1)  # poll interval
     return started
+
+
+def assert_verified(bootstrap: str, source: str, destination: str, dsn: str | None = None) -> None:
+    """``eokafka verify``: every input at the destination exactly once, amounts exact."""
+    from eokafka.verify import verify
+
+    report = verify(bootstrap, source, destination, fields=["amount"], dsn=dsn, open_wait=30)
+    assert report.ok, report.summary()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.integration.connectors.pg_helpers import inputs, run_until
+from tests.integration.connectors.pg_helpers import assert_verified, inputs, run_until
 from tests.integration.harness import app_topics, worker
 from tests.kafka_helpers import end_offsets, produce_records, read_committed
 
@@ -86,5 +86,7 @@ def test_sigkill_in_the_file_sink_loses_and_duplicates_nothing(
         assert not list((out_dir / ".inprogress").iterdir())
         out = read_committed(kafka_bootstrap, names.out, expected_count=total)
         assert len(out) == total
+        assert_verified(kafka_bootstrap, names.src, f"files:{out_dir}")
+        assert_verified(kafka_bootstrap, names.src, f"kafka:{names.out}")
     finally:
         w.stop_quietly()

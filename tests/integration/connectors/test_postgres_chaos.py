@@ -18,6 +18,7 @@ import pytest
 from tests.integration.connectors.pg_helpers import (
     TARGET,
     assert_rows_exactly_once,
+    assert_verified,
     inputs,
     new_table,
     prepared,
@@ -70,6 +71,8 @@ def test_sigkill_at_each_step_of_the_two_phase_commit(
         restarts = run_until(w, lambda: len(rows(postgres_dsn, table)) >= total, 180)
         assert restarts == 1 and (tmp_path / "crashed").exists(), "the crash point never fired"
         assert_rows_exactly_once(postgres_dsn, table, range(total))
+        assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"postgres:{table}", postgres_dsn)
+        assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"kafka:{out}")
         _assert_kafka_exactly_once(kafka_bootstrap, out, total)
         assert w.terminate() == 0, w.log()[-3000:]
         assert not [g for g in prepared(postgres_dsn) if env["TEST_APP_ID"] in g]
@@ -100,6 +103,8 @@ def test_worker_killed_for_good_after_prepare_is_resolved_by_the_next_owner(
         heir.start()  # joins once the dead member's session times out, then takes over
         wait_for(lambda: len(rows(postgres_dsn, table)) >= total, 240, "the heir's rows")
         assert_rows_exactly_once(postgres_dsn, table, range(total))
+        assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"postgres:{table}", postgres_dsn)
+        assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"kafka:{out}")
         _assert_kafka_exactly_once(kafka_bootstrap, out, total)
         assert not [g for g in prepared(postgres_dsn) if app in g]
         with psycopg.connect(postgres_dsn) as conn:  # no row is still locked
@@ -131,6 +136,8 @@ def test_postgres_restarted_during_a_run(
         wait_for(lambda: len(rows(postgres_dsn, table)) >= total, 240, "all rows")
         assert w.alive, w.log()[-3000:]
         assert_rows_exactly_once(postgres_dsn, table, range(total))
+        assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"postgres:{table}", postgres_dsn)
+        assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"kafka:{out}")
         _assert_kafka_exactly_once(kafka_bootstrap, out, total)
         assert not [g for g in prepared(postgres_dsn) if env["TEST_APP_ID"] in g]
         assert w.terminate() == 0, w.log()[-3000:]

@@ -11,6 +11,7 @@ import pytest
 from tests.integration.connectors.pg_helpers import (
     TARGET,
     assert_rows_exactly_once,
+    assert_verified,
     inputs,
     new_table,
     prepared,
@@ -95,6 +96,7 @@ def test_offsets_in_the_database_survive_a_kill_after_the_database_commit(
         restarts = run_until(w, lambda: len(rows(postgres_dsn, table)) >= total, 180)
         assert restarts == 1 and (tmp_path / "crashed").exists(), "the crash point never fired"
         assert_rows_exactly_once(postgres_dsn, table, range(total))
+        assert_verified(kafka_bootstrap, names.src, f"postgres:{table}", postgres_dsn)
         with psycopg.connect(postgres_dsn) as conn:
             stored = conn.execute(
                 "SELECT sum(next_offset) FROM eokafka_offsets WHERE group_id = %s",
