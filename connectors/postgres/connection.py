@@ -23,8 +23,16 @@ class PostgresUnreachable(EokafkaError):
 class Reconnecting:
     """One libpq connection, re-opened on demand; ``retry`` runs an idempotent operation."""
 
-    def __init__(self, dsn: str, what: str, autocommit: bool, reconnect_timeout: float) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        what: str,
+        autocommit: bool,
+        reconnect_timeout: float,
+        setup: str | None = None,
+    ) -> None:
         self.dsn = dsn
+        self.setup = setup
         self.what = what
         self.autocommit = autocommit
         self.reconnect_timeout = reconnect_timeout
@@ -41,12 +49,17 @@ class Reconnecting:
         attempt = 0
         while True:
             try:
-                return psycopg.connect(
+                conn = psycopg.connect(
                     self.dsn,
                     autocommit=self.autocommit,
                     connect_timeout=5,
                     application_name=self.what[:60],
                 )
+                if self.setup:
+                    conn.execute(self.setup)
+                    if not self.autocommit:
+                        conn.commit()
+                return conn
             except psycopg.OperationalError as exc:
                 if time.monotonic() >= give_up:
                     raise PostgresUnreachable(

@@ -88,6 +88,7 @@ class PostgresSink:
         key: Sequence[str] = (),
         mode: Mode = "two-phase",
         reconnect_timeout: float = 60.0,
+        lock_timeout: float = 10.0,
     ) -> None:
         if mode not in ("two-phase", "offsets-in-database"):
             raise ConfigError(
@@ -100,6 +101,7 @@ class PostgresSink:
         self._mapping = columns
         self._dsn = dsn
         self._timeout = reconnect_timeout
+        self.lock_timeout = lock_timeout
         self._rows: list[tuple[Any, ...]] = []
         self._where: list[Where] = []
         self._prepared_gid: str | None = None
@@ -116,9 +118,21 @@ class PostgresSink:
 
     def open(self, application_id: str, instance_id: str) -> None:
         self._group, self._instance = application_id, instance_id
+        longest = f"{_GID_PREFIX}{application_id}:{instance_id}:{'9' * 13}:{'9' * 10}:{self.name}"
+        if self.mode == "two-phase" and len(longest) > 200:
+            raise ConfigError(
+                f"PostgresSink {self.name!r}: application id, instance id and sink name are too "
+                "long for a PostgreSQL transaction id (200 characters); shorten one"
+            )
         what = f"eokafka sink {self.name}"
+        # A row lock held by a prepared transaction of a worker that is gone makes writes
+        # wait; the timeout turns that into an abort, whose recovery resolves the holder.
         self._data = Reconnecting(
-            self._dsn, what, autocommit=False, reconnect_timeout=self._timeout
+            self._dsn,
+            what,
+            autocommit=False,
+            reconnect_timeout=self._timeout,
+            setup=f"SET lock_timeout = '{int(self.lock_timeout * 1000)}ms'",
         )
         self._control = Reconnecting(
             self._dsn, f"{what} control", autocommit=True, reconnect_timeout=self._timeout
@@ -278,6 +292,8 @@ class PostgresSink:
         found: dict[str, set[TP]] = {}
         owners: dict[str, str] = {}
         for gid, instance, topic, partition in rows:
+            if not gid.endswith(f":{self.name}"):
+                continue  # LIKE's wildcards matched another sink's name
             found.setdefault(gid, set()).add((topic, partition))
             owners[gid] = instance
         suffix = f":{self.name}"
