@@ -10,8 +10,9 @@ from eokafka import config
 from eokafka.config import Settings
 from eokafka.dsl import Stream, Table, stream_source, table_source
 from eokafka.record import Record
-from eokafka.serdes import Bytes, Json, Serde
+from eokafka.serdes import Bytes, Json, Serde, String
 from eokafka.sink import Sink
+from eokafka.source import Feed, SourceConnector
 from eokafka.state import BackendKind, StoreSpec
 from eokafka.topology import Processor, Source, Topology
 
@@ -85,6 +86,24 @@ class App:
         """
         self.topology.add_sink(sink)
         return sink
+
+    def source(
+        self,
+        connector: SourceConnector,
+        topic: str,
+        *,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+    ) -> None:
+        """Feed ``topic`` from outside Kafka (``connectors.files``, ``connectors.postgres``).
+
+        Records and the source's position are committed in one Kafka transaction, the
+        position to ``<application id>-source-offsets``; an app with sources runs no
+        processors. Values default to JSON, keys to str.
+        """
+        self.topology.add_feed(
+            Feed(connector, topic, key_serde or String(), value_serde or Json())
+        )
 
     def stream(
         self,

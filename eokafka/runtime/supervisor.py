@@ -60,6 +60,7 @@ def load_app(target: str) -> App:
 
 def run_worker(app: App, settings: Settings, slot: int = 0) -> None:
     """Run one worker until SIGTERM/SIGINT (clean exit) or an error (raised)."""
+    from eokafka.runtime.source_worker import SourceWorker
     from eokafka.runtime.worker import Worker
 
     instance = resolve_instance_id(settings, slot)
@@ -69,7 +70,8 @@ def run_worker(app: App, settings: Settings, slot: int = 0) -> None:
             port = settings.metrics_port + slot
             metrics.serve(port, settings.metrics_host)
             log.info("metrics at http://%s:%d/metrics", settings.metrics_host, port)
-        worker = Worker(app.topology, settings, instance.value, metrics)
+        kind = SourceWorker if app.topology.feeds else Worker
+        worker = kind(app.topology, settings, instance.value, metrics)
         signal.signal(signal.SIGTERM, worker.stop)
         signal.signal(signal.SIGINT, worker.stop)
         worker.run()
