@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient
 
 from eokafka.config import Settings, admin_config
+from eokafka.errors import ConfigError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
@@ -42,6 +43,11 @@ class SourceWorker:
         self, topology: Topology, settings: Settings, instance_id: str, metrics: WorkerMetrics
     ) -> None:
         topology.validate()
+        if settings.processes > 1:
+            raise ConfigError(
+                f"processes={settings.processes}: an app's sources run in one process (they share "
+                "the transactional.id <application id>-source, and a second would fence the first)"
+            )
         self.feeds: list[Feed] = list(topology.feeds.values())
         self.settings = settings
         self.metrics = metrics
