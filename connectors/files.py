@@ -102,6 +102,7 @@ class FileSink:
         if format == "csv" and not columns:
             raise ConfigError(f"FileSink {name!r}: format='csv' needs columns=[...]")
         self.name = name
+        self.keeps_offsets = False
         self.directory = Path(directory)
         self.format = format
         self.columns = tuple(columns)

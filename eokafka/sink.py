@@ -30,6 +30,9 @@ class Sink(Protocol):
     """What a connector implements; ``connectors.postgres`` and ``connectors.files`` do."""
 
     name: str
+    # True when the sink commits the consumed offsets in its own database (not two-phase):
+    # then nothing else may be written in the Kafka transaction, which could still abort.
+    keeps_offsets: bool
 
     def open(self, application_id: str, instance_id: str) -> None:
         """Connect and check the destination (table, columns, settings); raise if unusable."""

@@ -97,6 +97,7 @@ class PostgresSink:
         self.name = name
         self.table = table
         self.mode = mode
+        self.keeps_offsets = mode == "offsets-in-database"
         self.key = tuple(key)
         self._mapping = columns
         self._dsn = dsn

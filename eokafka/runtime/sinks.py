@@ -31,6 +31,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
+from eokafka.errors import ConfigError
 from eokafka.runtime.transactions import TransactionAborted
 from eokafka.sink import TP, Committed, Sink, SinkUnavailable, SinkWriter
 
@@ -49,6 +50,7 @@ class SinkSet:
         committed: Callable[[list[TopicPartition]], list[TopicPartition]],
         seek: Callable[[TopicPartition], None],
         abort_kafka: Callable[[str], None],
+        kafka_writes: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.sinks = dict(sinks)
         self.application_id = application_id
@@ -58,6 +60,8 @@ class SinkSet:
         self._committed = committed
         self._seek = seek
         self._abort_kafka = abort_kafka
+        self._kafka_writes = kafka_writes
+        self._own_offsets = [s.name for s in self.sinks.values() if getattr(s, "keeps_offsets", 0)]
         self._dirty: set[str] = set()  # sinks with rows in the open transaction
         self._prepared: list[Sink] = []
         self.staged: list[tuple[Sink, Any]] = []
@@ -69,6 +73,13 @@ class SinkSet:
 
         Also binds ``ctx.sink(name)`` of the worker's processor context to them.
         """
+        keeping = [n for n, s in worker.topology.sinks.items() if getattr(s, "keeps_offsets", 0)]
+        if keeping and worker.topology.stores:
+            raise ConfigError(
+                f"sink {keeping[0]!r} keeps the offsets in its database, but the app has state "
+                f"stores ({', '.join(sorted(worker.topology.stores))}), whose changelog is "
+                "written in the Kafka transaction: use the sink's two-phase mode"
+            )
         sinks = cls(
             worker.topology.sinks,
             worker.settings.application_id,
@@ -76,6 +87,7 @@ class SinkSet:
             committed=lambda tps: worker.consumer.committed(tps, timeout=_RPC_TIMEOUT),
             seek=lambda tp: worker.consumer.seek(tp),
             abort_kafka=lambda reason: worker.txn.abort(reason),
+            kafka_writes=lambda: {**worker.tally.produced, **worker.tally.dead_lettered},
         )
         worker.ctx.bind_sinks(sinks.writer)
         return sinks
@@ -118,6 +130,8 @@ class SinkSet:
         positions = [_tagged(tp, txn_id) for tp in positions]
         if not self._dirty:
             return positions
+        if self._own_offsets:
+            self._check_only_sink_writes()
         offsets = {(tp.topic, tp.partition): tp.offset for tp in positions}
         try:
             for name in sorted(self._dirty):
@@ -131,6 +145,18 @@ class SinkSet:
             raise TransactionAborted(f"sink unavailable: {exc}") from exc
         self._dirty.clear()
         return positions
+
+    def _check_only_sink_writes(self) -> None:
+        """A sink keeping its own offsets commits first: Kafka output could then be lost."""
+        written = {t: n for t, n in self._kafka_writes().items() if n}
+        if written:
+            topic = sorted(written)[0]
+            raise ConfigError(
+                f"sink {self._own_offsets[0]!r} keeps the offsets in its database, but the "
+                f"transaction also writes to Kafka ({written[topic]} records for {topic!r}, "
+                "outputs or dead letters), which an abort after the database commit would "
+                "lose: use the sink's two-phase mode"
+            )
 
     def finish(self) -> None:
         """The Kafka transaction committed: make the prepared writes visible."""

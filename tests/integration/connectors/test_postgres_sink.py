@@ -106,3 +106,21 @@ def test_offsets_in_the_database_survive_a_kill_after_the_database_commit(
         assert w.terminate() == 0, w.log()[-3000:]
     finally:
         w.stop_quietly()
+
+
+def test_offsets_in_the_database_refuse_kafka_output_in_the_same_transaction(
+    kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
+) -> None:
+    names = app_topics(kafka_bootstrap, "pgoffsout", partitions=1)
+    table = new_table(postgres_dsn)
+    env = {**names.env, "TEST_PG_DSN": postgres_dsn, "TEST_PG_TABLE": table,
+           "TEST_PG_MODE": "offsets-in-database"}
+    produce_records(kafka_bootstrap, names.src, inputs(range(10)))
+    w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, ["--instance-id", "a"]).start()
+    try:
+        assert w.wait(120) == 1
+        assert "keeps the offsets in its database, but the transaction also writes to Kafka" \
+            in w.log(), w.log()[-3000:]
+        assert rows(postgres_dsn, table) == []
+    finally:
+        w.stop_quietly()
