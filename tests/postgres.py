@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from connectors.postgres.devserver import PREPARED, LocalPostgres
+from connectors.postgres.devserver import PREPARED, LocalPostgres, free_port
 from tests.conftest import _docker_available
 
 
@@ -20,8 +20,12 @@ class ContainerPostgres:
     def __init__(self) -> None:
         from testcontainers.postgres import PostgresContainer
 
-        self._container = PostgresContainer("postgres:16", driver=None).with_command(
-            f"postgres -c max_prepared_transactions={PREPARED} -c fsync=off"
+        # A fixed host port: a restarted container keeps its address (an ephemeral mapping
+        # may change), so a worker's connection string stays valid across restart().
+        self._container = (
+            PostgresContainer("postgres:16", driver=None)
+            .with_command(f"postgres -c max_prepared_transactions={PREPARED} -c fsync=off")
+            .with_bind_ports(5432, free_port())
         )
         self._container.start()
 

@@ -32,7 +32,7 @@ def _version_key(path: str) -> int:
     return int(part) if part.isdigit() else 0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -51,7 +51,7 @@ class LocalPostgres:
         self.bin = bin_dir
         self.home = Path(tempfile.mkdtemp(prefix="eokafka-pg-"))
         self.data = self.home / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as: list[str] = []
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
