@@ -2,8 +2,8 @@
 
 Driven by environment variables: ``TEST_PG_DSN``, ``TEST_PG_TABLE``, ``TEST_PG_MODE``
 (two-phase | offsets-in-database), ``TEST_PG_KEY`` (upsert key columns, comma separated;
-append without), ``TEST_OUTPUT`` (a Kafka topic to copy to as well; none in
-offsets-in-database mode).
+append without), ``TEST_PG_LOCK_TIMEOUT`` (seconds), ``TEST_OUTPUT`` (a Kafka topic to copy
+to as well; none in offsets-in-database mode).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ sink = app.sink(
         key=[k for k in os.environ.get("TEST_PG_KEY", "").split(",") if k],
         mode=os.environ.get("TEST_PG_MODE", "two-phase"),  # type: ignore[arg-type]
         reconnect_timeout=120,
+        lock_timeout=float(os.environ.get("TEST_PG_LOCK_TIMEOUT", "10")),
     )
 )
 

@@ -143,3 +143,41 @@ def test_postgres_restarted_during_a_run(
         assert w.terminate() == 0, w.log()[-3000:]
     finally:
         w.stop_quietly()
+
+
+def test_a_stale_workers_prepared_transaction_does_not_block_the_owner(
+    kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
+) -> None:
+    """A worker that stalled, lost its partitions, then prepared: its rows stay locked.
+
+    The owner's upsert on such a row waits ``lock_timeout``, aborts, and the abort's
+    recovery rolls the stale transaction back (Kafka never committed it); the replay goes on.
+    """
+    from connectors.postgres.sink import _CONTROL_DDL
+
+    names = app_topics(kafka_bootstrap, "pgstale", partitions=1)
+    table = new_table(postgres_dsn, key=True)
+    env = {**names.env, "TEST_PG_DSN": postgres_dsn, "TEST_PG_TABLE": table,
+           "TEST_PG_KEY": "id", "TEST_PG_LOCK_TIMEOUT": "2"}
+    w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, ["--instance-id", "a"]).start()
+    stale = psycopg.connect(postgres_dsn)
+    gid = f"eok:{names.app_id}:stale:1:1:pg"
+    try:
+        wait_for(lambda: "assigned" in w.log(), 120, "the assignment")
+        with psycopg.connect(postgres_dsn, autocommit=True) as control:  # as the sink does
+            control.execute(_CONTROL_DDL)
+            control.execute(
+                "INSERT INTO eokafka_sink_prepared VALUES (%s, %s, 'stale', %s, 0, 999)",
+                (gid, names.app_id, names.src),
+            )
+        stale.execute(f"INSERT INTO {table} VALUES (5, 0, 'stale')")
+        stale.execute(f"PREPARE TRANSACTION '{gid}'")
+        produce_records(kafka_bootstrap, names.src, inputs(range(100)))
+        wait_for(lambda: len(rows(postgres_dsn, table)) >= 100, 120, "all rows")
+        assert_rows_exactly_once(postgres_dsn, table, range(100))
+        assert gid not in prepared(postgres_dsn)
+        assert f"rolling back prepared transaction {gid[4:-3]}" in w.log(), w.log()[-3000:]
+        assert w.terminate() == 0, w.log()[-3000:]
+    finally:
+        stale.close()
+        w.stop_quietly()
