@@ -38,10 +38,8 @@ def add(account: str, payment: dict[str, Any], running: dict[str, int]) -> dict[
 
 payments = app.stream(PAYMENTS, key_serde=serdes.String(), value_serde=serdes.Json())
 payments.to_sink("ledger", row=lambda account, p: {"id": p["id"], "account": account, **p})
-totals = (
-    payments.group_by_key()
-    .aggregate(lambda: {"total": 0, "payments": 0}, add, name="totals")
-    .to_stream()
+totals = payments.group_by_key().aggregate(
+    lambda: {"total": 0, "payments": 0}, add, name="totals"
 )
 totals.to(TOTALS, key_serde=serdes.String(), value_serde=serdes.Json())
 totals.to_sink("account-totals", row=lambda account, running: {"account": account, **running})

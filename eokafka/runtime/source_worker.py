@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from eokafka.config import Settings, admin_config
 from eokafka.errors import ConfigError
-from eokafka.metrics import WorkerMetrics
+from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
 from eokafka.source import Feed, Position
@@ -56,6 +56,7 @@ class SourceWorker:
         self.stopping = False
         self.txn: Transactions | None = None
         self.pending = 0
+        self.tally = TxnTally()
 
     def stop(self, *_: Any) -> None:
         self.stopping = True
@@ -144,6 +145,7 @@ class SourceWorker:
                     self._after_abort(str(aborted))
                 return
             producer.poll(0)
+            self.tally.produced[feed.topic] += len(records)
             got += len(records)
         self.pending += got
         if self.txn.open and (
@@ -169,10 +171,13 @@ class SourceWorker:
         except TransactionAborted as aborted:
             self._after_abort(str(aborted))
             return
+        self.metrics.publish(self.tally)
+        self.tally.clear()
         self.pending = 0
 
     def _after_abort(self, why: str) -> None:
         """Back to the positions Kafka committed (the abort's records are never read)."""
         log.warning("source transaction aborted (%s); re-reading committed positions", why)
         self.pending = 0
+        self.tally.clear()
         self._seek_all()
