@@ -92,9 +92,6 @@ class SinkSet:
         worker.ctx.bind_sinks(sinks.writer)
         return sinks
 
-    def __bool__(self) -> bool:
-        return bool(self.sinks)
-
     def writer(self, name: str) -> SinkWriter | None:
         sink = self.sinks.get(name)
         if sink is None:
