@@ -181,3 +181,40 @@ def test_a_stale_workers_prepared_transaction_does_not_block_the_owner(
     finally:
         stale.close()
         w.stop_quietly()
+
+
+def test_two_workers_share_the_partitions_and_one_is_killed_after_prepare(
+    kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
+) -> None:
+    """Two workers, a rebalance, and one killed with a prepared transaction: the other and
+    its restart agree on it (rolled back, as Kafka never committed it)."""
+    total = 12_000
+    names = app_topics(kafka_bootstrap, "pgtwo", partitions=4)
+    table = new_table(postgres_dsn)
+    base = {**names.env, "TEST_PG_DSN": postgres_dsn, "TEST_PG_TABLE": table,
+            "EOKAFKA_COMMIT_EVERY": "500", "EOKAFKA_BATCH_SIZE": "250"}
+    armed = {**base, "EOKAFKA_TEST_CRASH_AT": "postgres.after-prepare:4",
+             "EOKAFKA_TEST_CRASH_FLAG": str(tmp_path / "crashed")}
+    w0 = worker(TARGET, kafka_bootstrap, tmp_path, "w0", armed, ["--instance-id", "w0"]).start()
+    w1 = worker(TARGET, kafka_bootstrap, tmp_path, "w1", base, ["--instance-id", "w1"])
+    feeder = threading.Thread(
+        target=produce_records, args=(kafka_bootstrap, names.src, inputs(range(total)))
+    )
+    try:
+        wait_for(lambda: "assigned" in w0.log(), 120, "w0's assignment")
+        w1.start()  # a rebalance: w0 gives up two partitions
+        wait_for(lambda: "assigned" in w1.log(), 120, "w1's assignment")
+        feeder.start()
+        restarts = run_until(w0, lambda: len(rows(postgres_dsn, table)) >= total, 240)
+        assert restarts == 1 and (tmp_path / "crashed").exists(), "the crash point never fired"
+        feeder.join(60)
+        assert "rolling back prepared transaction" in w0.log() + w1.log()
+        assert_rows_exactly_once(postgres_dsn, table, range(total))
+        assert_verified(kafka_bootstrap, names.src, f"postgres:{table}", postgres_dsn)
+        assert_verified(kafka_bootstrap, names.src, f"kafka:{names.out}")
+        for w in (w0, w1):
+            assert w.terminate() == 0, w.log()[-3000:]
+        assert not [g for g in prepared(postgres_dsn) if names.app_id in g]
+    finally:
+        w0.stop_quietly()
+        w1.stop_quietly()
