@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from eokafka import config
 from eokafka.config import Settings
 from eokafka.dsl import Stream, Table, stream_source, table_source
 from eokafka.record import Record
-from eokafka.serdes import Bytes, Json, Serde
+from eokafka.serdes import Bytes, Json, Serde, String
+from eokafka.sink import Sink
+from eokafka.source import Feed, SourceConnector
 from eokafka.state import BackendKind, StoreSpec
 from eokafka.topology import Processor, Source, Topology
+
+S = TypeVar("S", bound=Sink)
 
 
 class App:
@@ -75,6 +79,34 @@ class App:
         """Declare a store's backend and serdes (defaults: in memory, JSON keys and values)."""
         self.topology.add_store(
             StoreSpec(name, backend, key_serde or Json(), value_serde or Json())
+        )
+
+    def sink(self, sink: S) -> S:
+        """Register a sink outside Kafka (``connectors.postgres``, ``connectors.files``).
+
+        Processors write to it with ``ctx.sink(sink.name).write(row)``, streams with
+        ``stream.to_sink(sink.name)``; its writes become visible exactly when the Kafka
+        transaction commits (invariant 12).
+        """
+        self.topology.add_sink(sink)
+        return sink
+
+    def source(
+        self,
+        connector: SourceConnector,
+        topic: str,
+        *,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+    ) -> None:
+        """Feed ``topic`` from outside Kafka (``connectors.files``, ``connectors.postgres``).
+
+        Records and the source's position are committed in one Kafka transaction, the
+        position to ``<application id>-source-offsets``; an app with sources runs no
+        processors. Values default to JSON, keys to str.
+        """
+        self.topology.add_feed(
+            Feed(connector, topic, key_serde or String(), value_serde or Json())
         )
 
     def stream(

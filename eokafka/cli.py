@@ -1,4 +1,4 @@
-"""The ``eokafka`` command: run an app, describe it, manage the local development broker."""
+"""The ``eokafka`` command: run an app, describe it, verify a sync, manage the dev broker."""
 
 from __future__ import annotations
 
@@ -198,6 +198,53 @@ def reset(
         typer.echo("reset done: the next run reprocesses from the new offsets")
     except EokafkaError as exc:
         _fail(exc)
+
+
+@cli.command()
+def verify(
+    source: Annotated[str, typer.Argument(help="the source Kafka topic (JSON values)")],
+    destination: Annotated[
+        str, typer.Argument(help="kafka:<topic>, postgres:<table> or files:<folder>")
+    ],
+    bootstrap_servers: Annotated[str, typer.Option(help="host:port[,...]")] = "127.0.0.1:9092",
+    id_field: Annotated[
+        str, typer.Option("--id", help="the field that identifies a record")
+    ] = "id",
+    fields: Annotated[
+        str, typer.Option(help="value fields to compare too, comma separated")
+    ] = "",
+    dsn: Annotated[str | None, typer.Option(help="PostgreSQL connection string")] = None,
+    ranges: Annotated[int, typer.Option(help="key ranges with a count and checksum")] = 16,
+    open_wait: Annotated[
+        float, typer.Option(help="seconds an open transaction may take to end")
+    ] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON report for scripts")] = False,
+) -> None:
+    """Check that every source record is at the destination exactly once, unchanged.
+
+    Exits 1 on any missing, duplicated, differing or extra record, or an open transaction.
+    """
+    import json
+
+    from eokafka.verify import verify as run_verify
+
+    try:
+        report = run_verify(
+            bootstrap_servers,
+            source,
+            destination,
+            id_field=id_field,
+            fields=[f.strip() for f in fields.split(",") if f.strip()],
+            dsn=dsn,
+            buckets=ranges,
+            open_wait=open_wait,
+        )
+    except EokafkaError as exc:
+        _fail(exc)
+        return
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @broker_cli.command("start")

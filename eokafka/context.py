@@ -8,6 +8,7 @@ from typing import Any
 
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
+from eokafka.sink import SinkWriter
 from eokafka.state import Store
 
 Header = tuple[str, bytes | str | None]
@@ -36,7 +37,8 @@ class ProcessorContext:
     """
 
     __slots__ = (
-        "pending", "partition", "dropped", "late", "_known_topics", "_check_topic", "_stores"
+        "pending", "partition", "dropped", "late", "_known_topics", "_check_topic", "_stores",
+        "_sinks", "_writers",
     )
 
     def __init__(
@@ -53,6 +55,29 @@ class ProcessorContext:
         self._known_topics: set[str] = set()
         self._check_topic = check_topic
         self._stores = stores
+        self._sinks: Callable[[str], SinkWriter | None] = lambda _name: None
+        self._writers: dict[str, SinkWriter] = {}
+
+    def bind_sinks(self, writer: Callable[[str], SinkWriter | None]) -> None:
+        """Where ``sink(name)`` finds the app's sinks (the runtime binds its sink set)."""
+        self._sinks = writer
+        self._writers.clear()
+
+    def sink(self, name: str) -> SinkWriter:
+        """The named sink (registered with ``app.sink(...)``), written inside the transaction.
+
+        ``ctx.sink("totals").write(row)`` checks the row at once and stages it; it is
+        written only if the processor returns, and made visible only with the Kafka commit.
+        """
+        writer = self._writers.get(name)
+        if writer is None:
+            writer = self._sinks(name)
+            if writer is None:
+                raise TopologyError(
+                    f"ctx.sink({name!r}): no sink of that name; add it with app.sink(...)"
+                )
+            self._writers[name] = writer
+        return writer
 
     def drop(self, reason: str) -> None:
         """Count a record a topology chose not to use (e.g. a None key before an aggregation).

@@ -11,6 +11,8 @@ from typing import Any
 
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
+from eokafka.sink import Sink
+from eokafka.source import Feed
 from eokafka.state import StoreSpec
 
 Processor = Callable[[Any, Any], None]
@@ -37,6 +39,20 @@ class Topology:
         self.internal_topics: dict[str, str] = {}
         # window store -> its changelog's retention.ms (windowed aggregations)
         self.window_stores: dict[str, int] = {}
+        # sinks outside Kafka (databases, files), written through ctx.sink(name)
+        self.sinks: dict[str, Sink] = {}
+        # sources outside Kafka (files, database tables) feeding topics, by connector name
+        self.feeds: dict[str, Feed] = {}
+
+    def add_feed(self, feed: Feed) -> None:
+        if feed.connector.name in self.feeds:
+            raise TopologyError(f"source {feed.connector.name!r} is declared twice")
+        self.feeds[feed.connector.name] = feed
+
+    def add_sink(self, sink: Sink) -> None:
+        if sink.name in self.sinks and self.sinks[sink.name] is not sink:
+            raise TopologyError(f"sink {sink.name!r} is declared twice")
+        self.sinks[sink.name] = sink
 
     def add_internal_topic(self, topic: str, partitions_like: str) -> None:
         """A topic the app creates itself, with as many partitions as ``partitions_like``."""
@@ -76,6 +92,13 @@ class Topology:
         return routes
 
     def validate(self) -> None:
+        if self.feeds and self.sources:
+            raise TopologyError(
+                "an app either runs sources (app.source) or processors, not both: declare "
+                "the sources in an app of their own, which feeds the topics the other reads"
+            )
+        if self.feeds:
+            return
         if not self.sources:
             raise TopologyError("the app has no processors: declare one with @app.processor")
         for s in self.sources:
@@ -93,4 +116,9 @@ class Topology:
         """
         from eokafka.describe import render, topology_graph
 
-        return render(topology_graph(self, application_id), "text")
+        lines = [render(topology_graph(self, application_id), "text")]
+        for name, feed in sorted(self.feeds.items()):
+            lines.append(f"source {name} ({feed.connector!r}) -> topic {feed.topic}")
+        for name, sink in sorted(self.sinks.items()):
+            lines.append(f"sink {name} ({sink!r})")
+        return "\n".join(line for line in lines if line)

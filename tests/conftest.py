@@ -170,3 +170,24 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield info.bootstrap
     finally:
         stop_broker(home)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """One throwaway PostgreSQL server for the session (see tests/postgres.py).
+
+    Tests that restart it (``postgres_server.restart()``) leave it running again.
+    """
+    from tests.postgres import start_postgres
+
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(postgres_server: object) -> str:
+    """A libpq connection string to the session's PostgreSQL (superuser, 2PC enabled)."""
+    return str(postgres_server.dsn)  # type: ignore[attr-defined]

@@ -104,6 +104,30 @@ class Stream:
         """Send every record to ``topic`` inside the transaction."""
         self._then(f"to({topic})", sink(topic, key_serde, value_serde, self._root))
 
+    def to_sink(self, name: str, row: Callable[[Any, Any], Any] | None = None) -> None:
+        """Write every record to the sink ``name`` (``app.sink(...)``) inside the transaction.
+
+        ``row(key, value)`` makes the row (default: the value); it becomes visible exactly
+        when the Kafka transaction commits.
+        """
+        if name not in self._root.app.topology.sinks:
+            raise TopologyError(f"to_sink({name!r}): no sink of that name; add it with app.sink")
+
+        def wrap(_nxt: Emit) -> Emit:
+            if row is None:
+
+                def emit_value(key: Any, value: Any, ctx: Any) -> None:
+                    ctx.sink(name).write(value)
+
+                return emit_value
+
+            def emit(key: Any, value: Any, ctx: Any) -> None:
+                ctx.sink(name).write(row(key, value))
+
+            return emit
+
+        self._then(f"to_sink({name})", wrap)
+
     # -- re-keying and state -------------------------------------------------------------
 
     def repartition(

@@ -137,6 +137,10 @@ class Table:
             self._node, f"to({topic})", sink(topic, key_serde, value_serde, self._root)
         )
 
+    def to_sink(self, name: str, row: Callable[[Any, Any], Any] | None = None) -> None:
+        """Write every update to the sink ``name`` (see ``Stream.to_sink``)."""
+        self.to_stream().to_sink(name, row)
+
     def to_stream(self) -> Stream:
         """The table's updates as a stream (same processor, no hop)."""
         return Stream(self._root, self._node)

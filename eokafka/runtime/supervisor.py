@@ -64,6 +64,7 @@ def run_worker(
 ) -> RunSummary | None:
     """Run one worker until SIGTERM/SIGINT or its bounds (clean exit) or an error (raised)."""
     from eokafka.runtime.preflight import check_connection
+    from eokafka.runtime.source_worker import SourceWorker
     from eokafka.runtime.worker import Worker
 
     check_connection(settings)  # a refused login is an error, not an endless retry
@@ -74,11 +75,21 @@ def run_worker(
             port = settings.metrics_port + slot
             metrics.serve(port, settings.metrics_host)
             log.info("metrics at http://%s:%d/metrics", settings.metrics_host, port)
-        worker = Worker(app.topology, settings, instance.value, metrics, bounds)
+        worker: Worker | SourceWorker
+        if app.topology.feeds:
+            if bounds is not None:
+                raise ConfigError(
+                    "--until-end, --max-records and --max-seconds bound a run over input "
+                    "topics; a source-only app reads none"
+                )
+            worker = SourceWorker(app.topology, settings, instance.value, metrics)
+        else:
+            worker = Worker(app.topology, settings, instance.value, metrics, bounds)
         signal.signal(signal.SIGTERM, worker.stop)
         signal.signal(signal.SIGINT, worker.stop)
         worker.run()
-        return worker.bound.summary() if worker.bound is not None else None
+        bound = worker.bound if isinstance(worker, Worker) else None
+        return bound.summary() if bound is not None else None
     finally:
         instance.release()
 

@@ -40,6 +40,7 @@ from eokafka.runtime.clients import KAFKA, Clients, config_errors
 from eokafka.runtime.limits import OutputLimits
 from eokafka.runtime.poison import dead_letter_record
 from eokafka.runtime.purge import RepartitionPurge
+from eokafka.runtime.sinks import SinkSet
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
@@ -118,6 +119,7 @@ class Worker:
             self.tally.dropped,
             self.tally.late,
         )
+        self.sinks = SinkSet.for_worker(self)
         self.committed: dict[TP, int] = {}
         self.assignment: list[TopicPartition] = []
         # Records set aside for the poison policy, keyed by (topic, partition, offset): each
@@ -208,6 +210,7 @@ class Worker:
             log.warning("consumer close after an error: %s", exc)
         if clean:
             self.txn.close()
+            self.sinks.close()
         if self.state is not None:
             self.state.close()
         log.info("worker stopped (%s)", "clean" if clean else "after an error")
@@ -283,6 +286,7 @@ class Worker:
                     raise
                 except Exception as exc:
                     pending.clear()
+                    self.sinks.staged.clear()
                     if stateful and source.stores and self.settings.on_error != "fail":
                         # Its store writes can't be taken back alone: replay without it.
                         self._replay_without(msg, source.name, "process", exc)
@@ -290,6 +294,8 @@ class Worker:
                     continue
                 if pending:
                     self._produce_pending(msg, source)
+                if self.sinks.staged:
+                    self.sinks.accept(msg)
         if only_topic is not None:
             consumed[only_topic] += n
         self.records_in_txn += n
@@ -499,6 +505,7 @@ class Worker:
         try:
             if self.state is not None:
                 self.state.produce_changelogs(self._produce_changelog)
+            positions = self.sinks.prepare(positions)
             self.txn.commit(positions, self.consumer.consumer_group_metadata())
         except TransactionAborted as aborted:
             self._after_abort(aborted.reason, rewind_on_abort)
@@ -512,6 +519,7 @@ class Worker:
         if self.state is not None:
             self.txn.producer.poll(0)  # serve the changelog delivery reports: checkpoints
             self.state.committed()
+        self.sinks.finish()
         for tp in positions:
             self.committed[(tp.topic, tp.partition)] = tp.offset
         self._progressed()
@@ -537,6 +545,7 @@ class Worker:
 
     def _after_abort(self, reason: str, rewind: bool = True) -> None:
         self._abort_seen(counted=rewind)
+        self.sinks.abort()
         if self.state is not None:
             self.state.aborted()
         self.tally.clear()
@@ -552,6 +561,7 @@ class Worker:
             offset = self.committed.get((tp.topic, tp.partition))
             if offset is not None:
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        self.sinks.recover(self.assignment)
         log.info("rewound %d partitions to their committed offsets", len(self.assignment))
 
     def _update_lag(self, positions: list[TopicPartition]) -> None:
@@ -575,6 +585,7 @@ class Worker:
             self.committed[(tp.topic, tp.partition)] = tp.offset
         self.assignment = [TopicPartition(tp.topic, tp.partition) for tp in committed]
         consumer.assign(committed)
+        self.sinks.recover(self.assignment)
         log.info("assigned %s", _names(committed))
         if self.state is not None:
             to_pause = self.state.open_partitions(committed)

@@ -1,0 +1,220 @@
+"""Sinks outside Kafka, made exactly-once with the Kafka commit as the decision (invariant 12).
+
+The worker drives every sink of the app through a :class:`SinkSet` at four points:
+
+* ``prepare(positions)`` before the Kafka commit: each sink makes its writes durable but
+  invisible (PostgreSQL ``PREPARE TRANSACTION``, an fsynced part file) under the id of this
+  Kafka transaction, which also goes into the committed offsets' metadata;
+* ``finish()`` after the Kafka commit succeeded: make them visible (``COMMIT PREPARED``,
+  rename);
+* ``abort()`` after an abort: drop what was not prepared;
+* ``recover(partitions)`` on assignment and after every abort or producer reset: resolve each
+  prepared write that covers these partitions (or that this instance left before a restart)
+  by reading the group's committed offsets from the coordinator. A write is finished if the
+  committed offset metadata names its transaction id, and undone otherwise. The metadata is
+  Kafka's own record of which transaction committed last, so every worker that looks decides
+  the same, and the rule is exact because a worker always resolves its prepared writes before
+  its next commit. Sinks that keep offsets in their own database instead return the
+  positions to seek to.
+
+Rows written by a processor (``ctx.sink(name).write(row)``) are checked and converted at once
+(a row that can't fit raises inside the processor, so the poison policy sees its record),
+staged per record, and handed to the sink only when the processor returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import Message, TopicPartition
+
+from eokafka.errors import ConfigError
+from eokafka.runtime.transactions import TransactionAborted
+from eokafka.sink import TP, Committed, Sink, SinkUnavailable, SinkWriter
+
+log = logging.getLogger("eokafka.sinks")
+_RPC_TIMEOUT = 30.0
+
+
+class SinkSet:
+    """The sinks of one worker and the id of the Kafka transaction they prepare under."""
+
+    def __init__(
+        self,
+        sinks: Mapping[str, Sink],
+        application_id: str,
+        instance_id: str,
+        committed: Callable[[list[TopicPartition]], list[TopicPartition]],
+        seek: Callable[[TopicPartition], None],
+        abort_kafka: Callable[[str], None],
+        kafka_writes: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        self.sinks = dict(sinks)
+        self.application_id = application_id
+        self.instance_id = instance_id
+        self._prefix = f"{application_id}:{instance_id}:{int(time.time() * 1000)}"
+        self._seq = 0
+        self._committed = committed
+        self._seek = seek
+        self._abort_kafka = abort_kafka
+        self._kafka_writes = kafka_writes
+        self._own_offsets = [s.name for s in self.sinks.values() if getattr(s, "keeps_offsets", 0)]
+        self._dirty: set[str] = set()  # sinks with rows in the open transaction
+        self._prepared: list[Sink] = []
+        self.staged: list[tuple[Sink, Any]] = []
+        self._opened = False
+
+    @classmethod
+    def for_worker(cls, worker: Any) -> SinkSet:
+        """The worker's sinks, reading offsets through its consumer and aborting its txn.
+
+        Also binds ``ctx.sink(name)`` of the worker's processor context to them.
+        """
+        keeping = [n for n, s in worker.topology.sinks.items() if getattr(s, "keeps_offsets", 0)]
+        if keeping and worker.topology.stores:
+            raise ConfigError(
+                f"sink {keeping[0]!r} keeps the offsets in its database, but the app has state "
+                f"stores ({', '.join(sorted(worker.topology.stores))}), whose changelog is "
+                "written in the Kafka transaction: use the sink's two-phase mode"
+            )
+        sinks = cls(
+            worker.topology.sinks,
+            worker.settings.application_id,
+            worker.instance_id,
+            committed=lambda tps: worker.consumer.committed(tps, timeout=_RPC_TIMEOUT),
+            seek=lambda tp: worker.consumer.seek(tp),
+            abort_kafka=lambda reason: worker.txn.abort(reason),
+            kafka_writes=lambda: {**worker.tally.produced, **worker.tally.dead_lettered},
+        )
+        worker.ctx.bind_sinks(sinks.writer)
+        return sinks
+
+    def writer(self, name: str) -> SinkWriter | None:
+        sink = self.sinks.get(name)
+        if sink is None:
+            return None
+        self._open()
+        return SinkWriter(sink, self.staged)
+
+    def _open(self) -> None:
+        if not self._opened:
+            for sink in self.sinks.values():
+                sink.open(self.application_id, self.instance_id)
+            self._opened = True
+
+    def accept(self, msg: Message) -> None:
+        """The processor returned: its staged rows join the open transaction."""
+        where = (msg.topic(), msg.partition(), msg.offset())
+        for sink, row in self.staged:
+            sink.add(where, row)
+            self._dirty.add(sink.name)
+        self.staged.clear()
+
+    def prepare(self, positions: list[TopicPartition]) -> list[TopicPartition]:
+        """Prepare every sink with rows under this transaction's id; the offsets to commit.
+
+        The returned offsets carry the transaction id as their metadata. A sink that lost its
+        connection makes the Kafka transaction abort (then the worker rewinds and replays),
+        raised as TransactionAborted from here.
+        """
+        if not self.sinks:
+            return positions
+        self._seq += 1
+        txn_id = f"{self._prefix}:{self._seq}"
+        positions = [_tagged(tp, txn_id) for tp in positions]
+        if not self._dirty:
+            return positions
+        if self._own_offsets:
+            self._check_only_sink_writes()
+        offsets = {(tp.topic, tp.partition): tp.offset for tp in positions}
+        try:
+            for name in sorted(self._dirty):
+                sink = self.sinks[name]
+                self._prepared.append(sink)
+                sink.prepare(txn_id, offsets)
+        except SinkUnavailable as exc:
+            log.warning("sink unavailable before the commit, aborting to replay: %s", exc)
+            self._dirty.clear()
+            self._abort_kafka("sink-unavailable")
+            raise TransactionAborted(f"sink unavailable: {exc}") from exc
+        self._dirty.clear()
+        return positions
+
+    def _check_only_sink_writes(self) -> None:
+        """A sink keeping its own offsets commits first: Kafka output could then be lost."""
+        written = {t: n for t, n in self._kafka_writes().items() if n}
+        if written:
+            topic = sorted(written)[0]
+            raise ConfigError(
+                f"sink {self._own_offsets[0]!r} keeps the offsets in its database, but the "
+                f"transaction also writes to Kafka ({written[topic]} records for {topic!r}, "
+                "outputs or dead letters), which an abort after the database commit would "
+                "lose: use the sink's two-phase mode"
+            )
+
+    def finish(self) -> None:
+        """The Kafka transaction committed: make the prepared writes visible."""
+        for sink in self._prepared:
+            sink.finish()
+        self._prepared.clear()
+
+    def abort(self) -> None:
+        self.staged.clear()
+        self._dirty.clear()
+        self._prepared.clear()
+        for sink in self.sinks.values():
+            sink.abort()
+
+    def recover(self, partitions: list[TopicPartition]) -> None:
+        """Resolve prepared writes by the group's committed offsets; seek sink-kept offsets."""
+        if not self.sinks:
+            return
+        self._open()
+        wanted = {(tp.topic, tp.partition) for tp in partitions}
+        doubts = {
+            (name, txn_id): tps
+            for name, sink in self.sinks.items()
+            for txn_id, tps in sink.in_doubt(wanted, self.instance_id).items()
+        }
+        if doubts:
+            needed = sorted(set().union(*doubts.values()))
+            committed = self.read_committed([TopicPartition(t, p) for t, p in needed])
+            for (name, txn_id), tps in sorted(doubts.items()):
+                commit = any(
+                    (c := committed.get(tp)) is not None and c.txn_id == txn_id for tp in tps
+                )
+                log.info(
+                    "sink %s: %s prepared transaction %s (covers %s)",
+                    name,
+                    "committing" if commit else "rolling back",
+                    txn_id,
+                    ", ".join(f"{t}[{p}]" for t, p in sorted(tps)),
+                )
+                self.sinks[name].resolve(txn_id, commit)
+        for sink in self.sinks.values():
+            for (topic, partition), offset in sink.positions(wanted).items():
+                self._seek(TopicPartition(topic, partition, offset))
+
+    def read_committed(self, tps: list[TopicPartition]) -> dict[TP, Committed]:
+        """Committed offsets with their transaction ids, from the group coordinator."""
+        if not tps:
+            return {}
+        got = self._committed(tps)
+        return {
+            (tp.topic, tp.partition): Committed(tp.offset, tp.metadata or "")
+            for tp in got
+            if tp.error is None
+        }
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            sink.close()
+
+
+def _tagged(tp: TopicPartition, txn_id: str) -> TopicPartition:
+    if tp.leader_epoch is None:
+        return TopicPartition(tp.topic, tp.partition, tp.offset, txn_id)
+    return TopicPartition(tp.topic, tp.partition, tp.offset, txn_id, tp.leader_epoch)
