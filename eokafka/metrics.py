@@ -80,7 +80,10 @@ class WorkerMetrics:
             "eokafka_transactions_aborted", "Transactions aborted", ["reason"], registry=r
         )
         self.producer_resets = PCounter(
-            "eokafka_producer_resets", "Transactional producers re-created after a fatal error",
+            "eokafka_producer_resets",
+            "Transactional producers re-created, by cause (unknown-outcome, indefinite-error, "
+            "fenced, fatal, abort-failed)",
+            ["cause"],
             registry=r,
         )
         self.rebalances = PCounter(

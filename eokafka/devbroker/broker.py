@@ -231,13 +231,15 @@ def _check_java_version(java: str) -> None:
         )
 
 
-def _render_server_properties(layout: _Layout, port: int, controller_port: int) -> str:
+def _render_server_properties(
+    layout: _Layout, port: int, controller_port: int, advertised: str | None = None
+) -> str:
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{_HOST}:{controller_port}",
         "listeners": f"PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{_HOST}:{port}",
+        "advertised.listeners": f"PLAINTEXT://{advertised or f'{_HOST}:{port}'}",
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -493,12 +495,16 @@ def start_broker(
     fresh: bool = False,
     *,
     controller_port: int | None = None,
+    advertised: str | None = None,
 ) -> BrokerInfo:
     """Start (or reuse) the dev broker of ``home`` and return once clients can use it.
 
     A broker already running from ``home`` is returned as is (its own port wins over
-    ``port``) unless ``fresh`` is set, which stops it and wipes its data. ``timeout``
-    bounds the wait for the broker to answer; the one-off jar download is not counted.
+    ``port``) unless ``fresh`` is set, which stops it and wipes its data. Without ``fresh``
+    a stopped or killed broker restarts on the data it left. ``timeout`` bounds the wait
+    for the broker to answer; the one-off jar download is not counted. ``advertised``
+    (host:port) is the address the broker tells clients to connect to, e.g. a fault-injecting
+    proxy in front of it in tests; it is then the returned bootstrap address.
     """
     layout = _Layout(home if home is not None else default_home())
     controller_port = port + 1 if controller_port is None else controller_port
@@ -530,7 +536,7 @@ def start_broker(
         layout.data_dir.mkdir(parents=True, exist_ok=True)
         layout.log4j_config.write_text(_resource_text("log4j2.properties"), encoding="utf-8")
         layout.server_properties.write_text(
-            _render_server_properties(layout, port, controller_port), encoding="utf-8"
+            _render_server_properties(layout, port, controller_port, advertised), encoding="utf-8"
         )
         if not (layout.log_dirs / "meta.properties").is_file():
             _format_storage(java, libs, layout)
@@ -546,7 +552,8 @@ def start_broker(
             _terminate(proc.pid, 10.0)
             layout.pid_file.unlink(missing_ok=True)
             raise
-        return BrokerInfo(bootstrap, proc.pid, layout.log_file, layout.data_dir, True)
+        public = advertised or bootstrap
+        return BrokerInfo(public, proc.pid, layout.log_file, layout.data_dir, True)
 
 
 def stop_broker(home: Path | None = None, timeout: float = 30.0) -> bool:
@@ -583,3 +590,20 @@ def broker_status(home: Path | None = None) -> BrokerInfo:
         data_dir=layout.data_dir,
         running=alive and _answers(bootstrap),
     )
+
+
+def signal_broker(home: Path | None, sig: int, timeout: float = 30.0) -> int:
+    """Send ``sig`` to the dev broker of ``home`` and return its pid; for fault injection.
+
+    Tests pause (SIGSTOP, SIGCONT) or crash (SIGKILL) the broker this way, then restart a
+    killed one with ``start_broker`` on the same home and port: it recovers its data dir.
+    After SIGKILL this waits until the process is gone, so its ports are free again.
+    """
+    layout = _Layout(home if home is not None else default_home())
+    pid = _read_pid(layout)
+    if pid is None or not _is_our_broker(pid, layout):
+        raise BrokerError(f"no dev broker is running from {layout.home}")
+    os.kill(pid, sig)
+    if sig == signal.SIGKILL and not _wait_exit(pid, timeout):
+        raise BrokerError(f"Kafka broker pid {pid} is still alive {timeout:.0f}s after SIGKILL")
+    return pid

@@ -4,7 +4,9 @@ One consumer and one transactional producer per worker process (KIP-447). Every 
 sends the consumed positions with the consumer's group metadata in the same transaction as
 the outputs. An abort rewinds every assigned partition to the offset last committed, which
 the worker tracks itself: set at assignment (committed offset, or the reset position made
-explicit) and advanced by every successful commit.
+explicit) and advanced by every successful commit. After the producer was re-created the
+worker trusts nothing it remembers: it re-reads the committed offsets from the group
+coordinator and brings its stores to their changelogs' committed end (_resync_after_reset).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from eokafka.errors import (
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
 from eokafka.runtime.poison import dead_letter_headers
+from eokafka.runtime.recovery import committed_positions
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
@@ -96,7 +99,11 @@ class Worker:
             self.tally.dropped,
             self.tally.late,
         )
+        # Offsets of the last commit this worker knows succeeded, for cheap rewinds after a
+        # plain abort; after a producer reset they are re-read from the broker instead.
         self.committed: dict[TP, int] = {}
+        # Where the auto offset reset put partitions the group had never committed.
+        self.reset_positions: dict[TP, int] = {}
         self.assignment: list[TopicPartition] = []
         # Records whose outputs were refused by the producer, keyed by (topic, partition,
         # offset): after the abort they go straight to the poison policy on replay.
@@ -420,10 +427,12 @@ class Worker:
                 self._after_abort(aborted.reason, rewind_on_abort)
             return
         if self.state is not None:
-            self.txn.producer.poll(0)  # serve the changelog delivery reports: checkpoints
-            self.state.committed()
+            self.state.committed()  # the commit served the changelog delivery reports
         for tp in positions:
             self.committed[(tp.topic, tp.partition)] = tp.offset
+        cause = self.txn.take_reset()
+        if cause is not None:  # committed, then re-created against delayed requests
+            self._resync_after_reset(cause)
         if self.tally.dropped:
             log.warning(
                 "dropped records in the committed transaction: %s",
@@ -444,13 +453,52 @@ class Worker:
         self._after_abort(reason)
 
     def _after_abort(self, reason: str, rewind: bool = True) -> None:
+        """Drop the transaction's work; rewind, or re-sync if the producer was re-created.
+
+        Without ``rewind`` the partitions are leaving: a pending re-sync waits for the next
+        commit or abort (the next assignment reads committed offsets anyway).
+        """
+        assert self.txn is not None
         if self.state is not None:
             self.state.aborted()
         self.tally.clear()
         self.ctx.pending.clear()
         self.records_in_txn = 0
-        if rewind:
+        if not rewind:
+            return
+        cause = self.txn.take_reset()
+        if cause is not None:
+            self._resync_after_reset(cause)
+        else:
             self._rewind()
+
+    def _resync_after_reset(self, cause: str) -> None:
+        """After a producer re-creation, resume from what the broker committed, not memory.
+
+        The old transaction may have committed or not; ``init_transactions`` of the new
+        producer has settled it either way. Every assigned partition is sought to the offset
+        the group coordinator holds, and every open store drops its overlay and catches up
+        from its checkpoint to the changelog's committed end, its inputs paused until then.
+        """
+        assert self.consumer is not None
+        if self.state is not None:
+            self.state.aborted()
+        found = committed_positions(
+            self.consumer, self.assignment, self.settings.application_id, self.reset_positions
+        )
+        for tp in found:
+            self.consumer.seek(tp)
+            self.committed[(tp.topic, tp.partition)] = tp.offset
+        paused = self.state.resync(found) if self.state is not None else []
+        if paused:
+            self.consumer.pause(paused)
+        log.warning(
+            "re-synced after the producer was re-created (%s): sought to the group's "
+            "committed offsets %s; %d store(s) catching up from their changelogs",
+            cause,
+            ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in found) or "-",
+            len(self.state.restoring) if self.state is not None else 0,
+        )
 
     def _rewind(self) -> None:
         """Seek every assigned partition back to its last committed offset."""
@@ -479,6 +527,7 @@ class Worker:
                     tp.offset = OFFSET_BEGINNING
                 else:
                     tp.offset = consumer.get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)[1]
+                self.reset_positions[(tp.topic, tp.partition)] = tp.offset
             self.committed[(tp.topic, tp.partition)] = tp.offset
         self.assignment = [TopicPartition(tp.topic, tp.partition) for tp in committed]
         consumer.assign(committed)
@@ -515,6 +564,7 @@ class Worker:
         self.assignment = [tp for tp in self.assignment if (tp.topic, tp.partition) not in gone]
         for key in gone:
             self.committed.pop(key, None)
+            self.reset_positions.pop(key, None)
         self.poison_marks = {k: v for k, v in self.poison_marks.items() if k[:2] not in gone}
         self.metrics.forget_partitions(sorted(gone))
 
