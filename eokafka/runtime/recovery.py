@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from eokafka.errors import EokafkaError
 
 log = logging.getLogger("eokafka.recovery")
-_ATTEMPT_S = 10.0
+_ATTEMPT_S = 5.0
 _PATIENCE_S = 120.0  # a broker that restarts takes seconds; one that is gone, for ever
 _BACKOFF_S = 0.5
 

@@ -390,8 +390,13 @@ class Worker:
             )
         if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
             raise MissingTopicError(f"input topic {msg.topic()!r}: {err.str()}")
-        if err.fatal():
-            raise KafkaException(err)
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            # e.g. a static member fenced by its own rejoin after a broker restart
+            raise EokafkaError(
+                f"the consumer of group {self.settings.application_id!r} failed for good "
+                f"({err.str()}); this worker stops: start it again, with the same instance id "
+                "it takes its partitions back"
+            )
         log.warning("consumer error (librdkafka retries): %s", err.str())
 
     def _produce_changelog(

@@ -37,6 +37,7 @@ FAST = ["--transaction-timeout-ms", str(TXN_TIMEOUT_MS)]
 UNKNOWN = "commit outcome unknown"
 RESET = "re-creating the transactional producer"
 RESYNC = "re-synced after the producer was re-created"
+RECONNECT = ["-c", "reconnect.backoff.max.ms=1000"]
 
 
 @dataclass
@@ -92,6 +93,31 @@ class AppCase:
 STATELESS = AppCase("tests.apps.eos_copy:app", _copy_inputs, 2)
 STATEFUL = AppCase("tests.apps.totals:app", lambda ids: _total_inputs(ids, seed=8), 1)
 CASES = pytest.mark.parametrize("case", [STATELESS, STATEFUL], ids=["stateless", "stateful"])
+
+
+class ProcessManager:
+    """Restarts a worker that exits, as a process manager would, and keeps its last words."""
+
+    def __init__(self, workers: list[WorkerProcess]) -> None:
+        self.workers = workers
+        self.exits: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for w in self.workers:
+                if w.proc is not None and w.proc.poll() is not None:
+                    self.exits.append(w.log()[-600:])
+                    w.start()
+
+    def __enter__(self) -> ProcessManager:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
 
 
 class Feeder:
@@ -159,29 +185,11 @@ def _start_workers(
         worker(
             case.target, broker.bootstrap, tmp, f"w{i}", names_env,
             # Long transactions under a steady feed: a fault almost always finds one open.
-            [*FAST, "--commit-interval-ms", "1000", "--instance-id", f"w{i}"],
+            # A short reconnect backoff: the test need not wait up to 10 s after a restart.
+            [*FAST, "--commit-interval-ms", "1000", "--instance-id", f"w{i}", *RECONNECT],
         ).start()
         for i in range(n)
     ]  # fmt: skip
-
-
-def _finish(
-    broker: FaultyBroker,
-    case: AppCase,
-    names: AppTopics,
-    feeder: Feeder,
-    workers: list[WorkerProcess],
-) -> str:
-    """Stop feeding, wait for the whole output, check it exactly once; return the logs."""
-    inputs = feeder.stop()
-    for w in workers:
-        assert w.alive, w.log()[-4000:]
-    records = _all_output(broker.bootstrap, names, case.outputs_per_input * len(inputs))
-    case.check(inputs, records)
-    logs = "\n".join(w.log() for w in workers)
-    for w in workers:
-        assert w.terminate() == 0, w.log()[-4000:]
-    return logs
 
 
 def _group_caught_up(bootstrap: str, names: AppTopics) -> bool:
@@ -246,7 +254,10 @@ def _fault_run(
     names = app_topics(broker.bootstrap, prefix, 4)
     workers = _start_workers(broker, tmp, case, names.env, 2)
     try:
-        with Feeder(broker.bootstrap, names.src, case) as feeder:
+        with (
+            ProcessManager(workers) as manager,
+            Feeder(broker.bootstrap, names.src, case) as feeder,
+        ):
             for i in range(rounds):
                 before = _committed_outputs(broker.bootstrap, names.out)
                 wait_for(
@@ -260,7 +271,15 @@ def _fault_run(
                     f"an open transaction with output for fault {i + 1} to hit",
                 )
                 fault()
-            return _finish(broker, case, names, feeder, workers)
+            inputs = feeder.stop()
+            records = _all_output(broker.bootstrap, names, case.outputs_per_input * len(inputs))
+            case.check(inputs, records)
+        for last_words in manager.exits:  # a worker may stop, but only saying why
+            assert "this worker stops" in last_words, last_words
+        logs = "\n".join(w.log() for w in workers)
+        for w in workers:
+            assert w.terminate() == 0, w.log()[-4000:]
+        return logs
     finally:
         for w in workers:
             w.stop_quietly()
