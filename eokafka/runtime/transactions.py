@@ -231,8 +231,12 @@ class Transactions:
         self._reset("unknown-outcome", detail)
         raise TransactionAborted(f"unknown commit outcome: {detail}")
 
-    def abort(self, reason: str) -> None:
-        """Abort the open transaction (if any); outputs of its records are never read."""
+    def abort(self, reason: str, replace: bool = True) -> None:
+        """Abort the open transaction (if any); outputs of its records are never read.
+
+        If the abort fails, the producer is re-created (whose init_transactions aborts the
+        transaction); on the way out (``replace=False``) the error is raised instead.
+        """
         if not self.open:
             return
         try:
@@ -242,6 +246,9 @@ class Transactions:
             fenced = is_fenced(err)
             if fenced and self._replaced():
                 raise self._fenced(err) from exc
+            if not replace:
+                self.open = False
+                raise
             cause = "fenced" if fenced else "abort-failed"
             self._reset(cause, f"abort_transaction: {err.name()}: {err.str()}"
                         f"{self._fenced_detail(err)}")  # fmt: skip

@@ -38,7 +38,7 @@ from eokafka.errors import (
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
 from eokafka.runtime.poison import dead_letter_headers
-from eokafka.runtime.recovery import committed_positions
+from eokafka.runtime.recovery import PendingResync
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
@@ -104,6 +104,8 @@ class Worker:
         self.committed: dict[TP, int] = {}
         # Where the auto offset reset put partitions the group had never committed.
         self.reset_positions: dict[TP, int] = {}
+        # Owed since the producer was re-created: inputs stay paused until it is done.
+        self.resync: PendingResync | None = None
         self.assignment: list[TopicPartition] = []
         # Records whose outputs were refused by the producer, keyed by (topic, partition,
         # offset): after the abort they go straight to the poison policy on replay.
@@ -173,8 +175,8 @@ class Worker:
         assert self.txn is not None and self.consumer is not None
         if not clean:
             try:
-                self.txn.abort("error")
-            except (FencedError, KafkaException) as exc:
+                self.txn.abort("error", replace=False)
+            except (EokafkaError, KafkaException) as exc:
                 log.warning("could not abort on the way out: %s", exc)
                 self.txn.open = False
         try:
@@ -194,6 +196,9 @@ class Worker:
     def _step(self) -> None:
         txn = self.txn
         assert txn is not None and self.consumer is not None
+        if self.resync is not None and not self._try_resync():
+            self._serve_group_while_resyncing()
+            return
         if self.state is not None and self.state.restoring:
             ready = self.state.restore_step()
             if ready:
@@ -437,7 +442,7 @@ class Worker:
             self.committed[(tp.topic, tp.partition)] = tp.offset
         cause = self.txn.take_reset()
         if cause is not None:  # committed, then re-created against delayed requests
-            self._resync_after_reset(cause)
+            self._start_resync(cause)
         if self.tally.dropped:
             log.warning(
                 "dropped records in the committed transaction: %s",
@@ -473,37 +478,48 @@ class Worker:
             return
         cause = self.txn.take_reset()
         if cause is not None:
-            self._resync_after_reset(cause)
+            self._start_resync(cause)
         else:
             self._rewind()
 
-    def _resync_after_reset(self, cause: str) -> None:
+    def _start_resync(self, cause: str) -> None:
         """After a producer re-creation, resume from what the broker committed, not memory.
 
         The old transaction may have committed or not; ``init_transactions`` of the new
-        producer has settled it either way. Every assigned partition is sought to the offset
-        the group coordinator holds, and every open store drops its overlay and catches up
-        from its checkpoint to the changelog's committed end, its inputs paused until then.
+        producer has settled it either way. Inputs are paused until every assigned partition
+        is sought to the offset the group coordinator holds and every open store has dropped
+        its overlay and caught up from its checkpoint to the changelog's committed end.
         """
         assert self.consumer is not None
+        self.resync = PendingResync(cause, self.settings.application_id)
+        if self.assignment:
+            self.consumer.pause(self.assignment)
         if self.state is not None:
             self.state.aborted()
-        found = committed_positions(
-            self.consumer, self.assignment, self.settings.application_id, self.reset_positions
+        self._try_resync()
+
+    def _try_resync(self) -> bool:
+        """One attempt at the pending re-sync; False while the broker can't answer yet."""
+        assert self.consumer is not None and self.resync is not None
+        found = self.resync.attempt(
+            self.consumer, self.assignment, self.reset_positions, self.state
         )
+        if found is None:
+            return False
         for tp in found:
-            self.consumer.seek(tp)
             self.committed[(tp.topic, tp.partition)] = tp.offset
-        paused = self.state.resync(found) if self.state is not None else []
-        if paused:
-            self.consumer.pause(paused)
-        log.warning(
-            "re-synced after the producer was re-created (%s): sought to the group's "
-            "committed offsets %s; %d store(s) catching up from their changelogs",
-            cause,
-            ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in found) or "-",
-            len(self.state.restoring) if self.state is not None else 0,
-        )
+        self.resync = None
+        return True
+
+    def _serve_group_while_resyncing(self) -> None:
+        """Keep the consumer polled (rebalances, coordinator changes) while inputs are paused.
+
+        Whatever it returns is dropped: the re-sync seeks every assigned partition anyway.
+        """
+        assert self.consumer is not None
+        for msg in self.consumer.consume(self.settings.batch_size, _IDLE_POLL / 2):
+            if msg.error() is not None:
+                self._consumer_error(msg)
 
     def _rewind(self) -> None:
         """Seek every assigned partition back to its last committed offset."""
