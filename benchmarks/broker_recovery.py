@@ -36,7 +36,7 @@ from benchmarks.common import (
     read_committed_consumer,
     unique,
 )
-from benchmarks.restart_latency import Feeder, wait_for
+from benchmarks.restart_latency import Feeder, stop_everything, wait_for
 from eokafka.devbroker import signal_broker, start_broker, stop_broker
 
 
@@ -148,13 +148,7 @@ def main() -> None:
                          if "re-creating the transactional producer" in line)  # fmt: skip
             ok, verdict = exactly_once_report(count_ids(bootstrap, out, args.partitions), range(n))
         finally:
-            if feeder is not None:
-                feeder._stop_event.set()
-                feeder.join(10)
-            if proc is not None:
-                proc.stop()
-            if reader is not None:
-                reader.stop()
+            stop_everything(feeder, proc, reader)
             try:
                 signal_broker(home, signal.SIGCONT)
             except Exception:

@@ -6,7 +6,8 @@ payload; a request payload starts with api_key int16, api_version int16, correla
 int32, and a response payload with the correlation_id int32. When armed, the proxy forwards
 the next EndTxn(commit) request (api key 26) to the broker, so the broker commits, but holds
 its response for a while and then cuts the connection: the client sees a timeout and then a
-broken connection, never the answer.
+broken connection, never the answer. It can also run an action (a SIGSTOP or SIGKILL of the
+broker) right after forwarding the next EndTxn(commit), so that a fault lands mid-commit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 END_TXN = 26
@@ -27,6 +29,7 @@ class HeldCommit:
     api_version: int
     correlation_id: int
     forwarded: threading.Event = field(default_factory=threading.Event)
+    answered: threading.Event = field(default_factory=threading.Event)  # the broker committed
     cut: threading.Event = field(default_factory=threading.Event)
 
 
@@ -83,8 +86,9 @@ class _Connection:
             if frame is None:
                 break
             api_key, api_version, correlation_id = struct.unpack(">hhi", frame[4:12])
-            hold = None
+            hold = trigger = None
             if api_key == END_TXN and _is_commit(frame, api_version):
+                trigger = self.proxy._take_trigger()
                 hold = self.proxy._take_arm(api_version, correlation_id)
                 if hold is not None:
                     with self.lock:
@@ -93,6 +97,8 @@ class _Connection:
                 self.upstream.sendall(frame)
             except OSError:
                 break
+            if trigger is not None:
+                trigger()
             if hold is not None:
                 hold.forwarded.set()
         self.close()
@@ -107,6 +113,7 @@ class _Connection:
                 hold = self.held.pop(correlation_id, None)
             if hold is not None:
                 # The broker has answered (it committed); the client never hears of it.
+                hold.answered.set()
                 self.proxy._stopping.wait(self.proxy.hold_s)
                 hold.cut.set()
                 break
@@ -131,6 +138,7 @@ class KafkaProxy:
         self.address = f"{_HOST}:{self.port}"
         self.held: list[HeldCommit] = []
         self._armed: int | None = None  # EndTxn(commit) requests to let through first
+        self._trigger: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connections: list[_Connection] = []
@@ -144,6 +152,18 @@ class KafkaProxy:
     def disarm(self) -> None:
         with self._lock:
             self._armed = None
+            self._trigger = None
+
+    def on_next_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once, right after the next EndTxn(commit) request was forwarded:
+        a fault timed to land while the broker works on a commit."""
+        with self._lock:
+            self._trigger = action
+
+    def _take_trigger(self) -> Callable[[], None] | None:
+        with self._lock:
+            action, self._trigger = self._trigger, None
+            return action
 
     def _take_arm(self, api_version: int, correlation_id: int) -> HeldCommit | None:
         with self._lock:
