@@ -6,7 +6,7 @@ the outputs. An abort rewinds every assigned partition to the offset last commit
 the worker tracks itself: set at assignment (committed offset, or the reset position made
 explicit) and advanced by every successful commit. After the producer was re-created the
 worker trusts nothing it remembers: it re-reads the committed offsets from the group
-coordinator and brings its stores to their changelogs' committed end (_resync_after_reset).
+coordinator and brings its stores to their changelogs' committed end (_start_resync).
 """
 
 from __future__ import annotations
