@@ -15,6 +15,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ class HeldCommit:
 
     api_version: int
     correlation_id: int
+    producer: bytes  # producer id and epoch: the client's retries of this commit are held too
+    until: float  # monotonic time until which its answer is withheld
     forwarded: threading.Event = field(default_factory=threading.Event)
     answered: threading.Event = field(default_factory=threading.Event)  # the broker committed
     cut: threading.Event = field(default_factory=threading.Event)
@@ -62,6 +65,12 @@ def _is_commit(frame: bytes, api_version: int) -> bool:
     return frame[-2 if api_version >= 3 else -1] == 1
 
 
+def _producer(frame: bytes, api_version: int) -> bytes:
+    """The producer id (int64) and epoch (int16) just before EndTxn's ``committed``."""
+    end = -2 if api_version >= 3 else -1
+    return frame[end - 10 : end]
+
+
 class _Connection:
     def __init__(self, proxy: KafkaProxy, client: socket.socket) -> None:
         self.proxy = proxy
@@ -89,7 +98,9 @@ class _Connection:
             hold = trigger = None
             if api_key == END_TXN and _is_commit(frame, api_version):
                 trigger = self.proxy._take_trigger()
-                hold = self.proxy._take_arm(api_version, correlation_id)
+                hold = self.proxy._take_arm(
+                    api_version, correlation_id, _producer(frame, api_version)
+                )
                 if hold is not None:
                     with self.lock:
                         self.held[correlation_id] = hold
@@ -114,7 +125,7 @@ class _Connection:
             if hold is not None:
                 # The broker has answered (it committed); the client never hears of it.
                 hold.answered.set()
-                self.proxy._stopping.wait(self.proxy.hold_s)
+                self.proxy._stopping.wait(max(0.0, hold.until - time.monotonic()))
                 hold.cut.set()
                 break
             try:
@@ -165,15 +176,24 @@ class KafkaProxy:
             action, self._trigger = self._trigger, None
             return action
 
-    def _take_arm(self, api_version: int, correlation_id: int) -> HeldCommit | None:
+    def _take_arm(
+        self, api_version: int, correlation_id: int, producer: bytes
+    ) -> HeldCommit | None:
         with self._lock:
+            last = self.held[-1] if self.held else None
+            if last is not None and last.producer == producer and time.monotonic() < last.until:
+                # librdkafka resends a commit on a new connection after a request timeout:
+                # that answer is withheld as well, until the same moment.
+                retry = HeldCommit(api_version, correlation_id, producer, last.until)
+                self.held.append(retry)
+                return retry
             if self._armed is None:
                 return None
             if self._armed > 0:
                 self._armed -= 1
                 return None
             self._armed = None
-            held = HeldCommit(api_version, correlation_id)
+            held = HeldCommit(api_version, correlation_id, producer, time.monotonic() + self.hold_s)
             self.held.append(held)
             return held
 
