@@ -149,6 +149,17 @@ def wait_for(what: str, cond: Any, timeout: float, proc: WorkerProcess, *threads
         time.sleep(0.005)
 
 
+def stop_everything(feeder: Feeder | None, proc: WorkerProcess | None, reader: Any) -> None:
+    """On the way out, also after an error: the feed, the worker and the reader stop."""
+    if feeder is not None:
+        feeder._stop_event.set()
+        feeder.join(10)
+    if proc is not None:
+        proc.stop()
+    if reader is not None:
+        reader.stop()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", help="use this broker instead of starting a dev broker")
@@ -249,13 +260,7 @@ def main() -> None:
             reader = None
             ok, verdict = exactly_once_report(count_ids(bootstrap, out, args.partitions), range(n))
         finally:
-            if feeder is not None:
-                feeder._stop_event.set()
-                feeder.join(10)
-            if proc is not None:
-                proc.stop()
-            if reader is not None:
-                reader.stop()
+            stop_everything(feeder, proc, reader)
             if args.bootstrap:
                 delete_topics(bootstrap, [src, out])
 

@@ -91,7 +91,10 @@ class WorkerMetrics:
             registry=r,
         )
         self.producer_resets = PCounter(
-            "eokafka_producer_resets", "Transactional producers re-created after a fatal error",
+            "eokafka_producer_resets",
+            "Transactional producers re-created, by cause (unknown-outcome, indefinite-error, "
+            "fenced, fatal, abort-failed)",
+            ["cause"],
             registry=r,
         )
         self.rebalances = PCounter(

@@ -10,6 +10,7 @@ from eokafka.devbroker.broker import (
     broker_status,
     default_home,
     kafka_version,
+    signal_broker,
     start_broker,
     stop_broker,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "broker_status",
     "default_home",
     "kafka_version",
+    "signal_broker",
     "start_broker",
     "stop_broker",
 ]

@@ -248,14 +248,19 @@ def _check_java_version(java: str) -> None:
 
 
 def _listener_settings(
-    layout: _Layout, port: int, controller_port: int, broker_password: str | None
+    layout: _Layout,
+    port: int,
+    controller_port: int,
+    broker_password: str | None,
+    advertised: str | None = None,
 ) -> dict[str, str]:
     """PLAINTEXT, or SASL_SSL with SCRAM (``broker_password`` given) for clients and the
-    broker itself; the controller listener stays on PLAINTEXT, on 127.0.0.1 only."""
+    broker itself; the controller listener stays on PLAINTEXT, on 127.0.0.1 only.
+    ``advertised`` (host:port) is the address clients are told to connect to."""
     name = "PLAINTEXT" if broker_password is None else "SASL_SSL"
     settings = {
         "listeners": f"{name}://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}",
-        "advertised.listeners": f"{name}://{_HOST}:{port}",
+        "advertised.listeners": f"{name}://{advertised or f'{_HOST}:{port}'}",
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": f"{name}:{name},CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name": name,
@@ -280,13 +285,17 @@ def _listener_settings(
 
 
 def _render_server_properties(
-    layout: _Layout, port: int, controller_port: int, broker_password: str | None = None
+    layout: _Layout,
+    port: int,
+    controller_port: int,
+    broker_password: str | None = None,
+    advertised: str | None = None,
 ) -> str:
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{_HOST}:{controller_port}",
-        **_listener_settings(layout, port, controller_port, broker_password),
+        **_listener_settings(layout, port, controller_port, broker_password, advertised),
         "log.dirs": str(layout.log_dirs),
         "num.partitions": "1",
         # Tests create their topics explicitly; auto-creation would hide typos.
@@ -621,14 +630,18 @@ def start_broker(
     *,
     controller_port: int | None = None,
     security: str = "plaintext",
+    advertised: str | None = None,
 ) -> BrokerInfo:
     """Start (or reuse) the dev broker of ``home`` and return once clients can use it.
 
     A broker already running from ``home`` is returned as is (its own port wins over
-    ``port``) unless ``fresh`` is set, which stops it and wipes its data. ``timeout``
-    bounds the wait for the broker to answer; the one-off jar download is not counted.
+    ``port``) unless ``fresh`` is set, which stops it and wipes its data. Without ``fresh``
+    a stopped or killed broker restarts on the data it left. ``timeout`` bounds the wait
+    for the broker to answer; the one-off jar download is not counted.
     ``security="sasl-ssl"`` serves SASL_SSL (SCRAM-SHA-512 users, a private CA) instead of
-    PLAINTEXT; ``BrokerInfo.client_config`` then holds what a client must set.
+    PLAINTEXT; ``BrokerInfo.client_config`` then holds what a client must set. ``advertised``
+    (host:port) is the address the broker tells clients to connect to, e.g. a fault-injecting
+    proxy in front of it in tests; it is then the returned bootstrap address.
     """
     if security not in SECURITY_MODES:
         raise BrokerError(f"security={security!r}: choose one of {', '.join(SECURITY_MODES)}")
@@ -667,7 +680,9 @@ def start_broker(
             _prepare_security(layout, formatted) if security == "sasl-ssl" else None
         )
         layout.server_properties.write_text(
-            _render_server_properties(layout, port, controller_port, broker_password),
+            _render_server_properties(
+                layout, port, controller_port, broker_password, advertised
+            ),
             encoding="utf-8",
         )
         if not (layout.log_dirs / "meta.properties").is_file():
@@ -684,7 +699,7 @@ def start_broker(
             _terminate(proc.pid, 10.0)
             layout.pid_file.unlink(missing_ok=True)
             raise
-        return _info(layout, bootstrap, proc.pid, True)
+        return _info(layout, advertised or bootstrap, proc.pid, True)
 
 
 def stop_broker(home: Path | None = None, timeout: float = 30.0) -> bool:
@@ -716,3 +731,20 @@ def broker_status(home: Path | None = None) -> BrokerInfo:
     alive = pid is not None and _is_our_broker(pid, layout)
     running = alive and _answers(bootstrap, config=_client_config(layout))
     return _info(layout, bootstrap, pid if alive else None, running)
+
+
+def signal_broker(home: Path | None, sig: int, timeout: float = 30.0) -> int:
+    """Send ``sig`` to the dev broker of ``home`` and return its pid; for fault injection.
+
+    Tests pause (SIGSTOP, SIGCONT) or crash (SIGKILL) the broker this way, then restart a
+    killed one with ``start_broker`` on the same home and port: it recovers its data dir.
+    After SIGKILL this waits until the process is gone, so its ports are free again.
+    """
+    layout = _Layout(home if home is not None else default_home())
+    pid = _read_pid(layout)
+    if pid is None or not _is_our_broker(pid, layout):
+        raise BrokerError(f"no dev broker is running from {layout.home}")
+    os.kill(pid, sig)
+    if sig == signal.SIGKILL and not _wait_exit(pid, timeout):
+        raise BrokerError(f"Kafka broker pid {pid} is still alive {timeout:.0f}s after SIGKILL")
+    return pid

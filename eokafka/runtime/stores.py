@@ -489,6 +489,30 @@ class StoreTasks:
             store.abort()
         self.checkpoints.clear()
 
+    def resync(self, inputs: list[TopicPartition]) -> list[TopicPartition]:
+        """After a producer reset: bring every open store to its changelog's committed end.
+
+        The last transaction may have committed or not, so no overlay survives, and each store
+        that is not restoring already restarts a restore from its own checkpoint (committed
+        state only ever sits at or behind Kafka, invariant 5): the changelog's tail decides.
+        Returns the ``inputs`` to pause until their stores have caught up.
+        """
+        self.aborted()
+        for key in self.stores:
+            if key not in self.restoring:
+                self._start_restore(key)
+        self._assign_restores()
+        to_pause: list[TopicPartition] = []
+        for tp in inputs:
+            names = self.by_topic.get(tp.topic, ())
+            if not any((n, tp.partition) in self.restoring for n in names):
+                continue
+            waiting = self.waiting.setdefault(tp.partition, [])
+            if all((w.topic, w.partition) != (tp.topic, tp.partition) for w in waiting):
+                waiting.append(TopicPartition(tp.topic, tp.partition))
+            to_pause.append(TopicPartition(tp.topic, tp.partition))
+        return to_pause
+
     def store(self, name: str, partition: int) -> Store:
         try:
             return self.stores[(name, partition)]

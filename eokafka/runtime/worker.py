@@ -4,7 +4,9 @@ One consumer and one transactional producer per worker process (KIP-447). Every 
 sends the consumed positions with the consumer's group metadata in the same transaction as
 the outputs. An abort rewinds every assigned partition to the offset last committed, which
 the worker tracks itself: set at assignment (committed offset, or the reset position made
-explicit) and advanced by every successful commit.
+explicit) and advanced by every successful commit. After the producer was re-created the
+worker trusts nothing it remembers: it re-reads the committed offsets from the group
+coordinator and brings its stores to their changelogs' committed end (_start_resync).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from eokafka.runtime.clients import KAFKA, Clients, config_errors
 from eokafka.runtime.limits import OutputLimits
 from eokafka.runtime.poison import dead_letter_record
 from eokafka.runtime.purge import RepartitionPurge
+from eokafka.runtime.recovery import PendingResync
 from eokafka.runtime.sinks import SinkSet
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
@@ -120,7 +123,13 @@ class Worker:
             self.tally.late,
         )
         self.sinks = SinkSet.for_worker(self)
+        # Offsets of the last commit this worker knows succeeded, for cheap rewinds after a
+        # plain abort; after a producer reset they are re-read from the broker instead.
         self.committed: dict[TP, int] = {}
+        # Where the auto offset reset put partitions the group had never committed.
+        self.reset_positions: dict[TP, int] = {}
+        # Owed since the producer was re-created: inputs stay paused until it is done.
+        self.resync: PendingResync | None = None
         self.assignment: list[TopicPartition] = []
         # Records set aside for the poison policy, keyed by (topic, partition, offset): each
         # replay sends them straight to the policy, until a commit moves past them.
@@ -198,8 +207,8 @@ class Worker:
         assert self.txn is not None and self.consumer is not None
         if not clean:
             try:
-                self.txn.abort("error")
-            except (FencedError, KafkaException) as exc:
+                self.txn.abort("error", replace=False)
+            except (EokafkaError, KafkaException) as exc:
                 log.warning("could not abort on the way out: %s", exc)
                 self.txn.open = False
         try:
@@ -220,6 +229,9 @@ class Worker:
     def _step(self) -> None:
         txn = self.txn
         assert txn is not None and self.consumer is not None
+        if self.resync is not None and not self._try_resync():
+            self._serve_group_while_resyncing()
+            return
         if self.state is not None and self.state.restoring:
             ready = self.state.restore_step()
             if ready:
@@ -479,8 +491,13 @@ class Worker:
             )
         if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
             raise MissingTopicError(f"input topic {msg.topic()!r}: {err.str()}")
-        if err.fatal():
-            raise KafkaException(err)
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            # e.g. a static member fenced by its own rejoin after a broker restart
+            raise EokafkaError(
+                f"the consumer of group {self.settings.application_id!r} failed for good "
+                f"({err.str()}); this worker stops: start it again, with the same instance id "
+                "it takes its partitions back"
+            )
         log.warning("consumer error (librdkafka retries): %s", err.str())
 
     def _produce_changelog(
@@ -517,13 +534,15 @@ class Worker:
                 self._after_abort(aborted.reason, rewind_on_abort)
             return
         if self.state is not None:
-            self.txn.producer.poll(0)  # serve the changelog delivery reports: checkpoints
-            self.state.committed()
+            self.state.committed()  # the commit served the changelog delivery reports
         self.sinks.finish()
         for tp in positions:
             self.committed[(tp.topic, tp.partition)] = tp.offset
         self._progressed()
         self.purge.committed(positions)
+        cause = self.txn.take_reset()
+        if cause is not None:  # committed, then re-created against delayed requests
+            self._start_resync(cause)
         if self.tally.dropped:
             log.warning(
                 "dropped records in the committed transaction: %s",
@@ -544,6 +563,12 @@ class Worker:
         self._after_abort(reason)
 
     def _after_abort(self, reason: str, rewind: bool = True) -> None:
+        """Drop the transaction's work; rewind, or re-sync if the producer was re-created.
+
+        Without ``rewind`` the partitions are leaving: a pending re-sync waits for the next
+        commit or abort (the next assignment reads committed offsets anyway).
+        """
+        assert self.txn is not None
         self._abort_seen(counted=rewind)
         self.sinks.abort()
         if self.state is not None:
@@ -551,8 +576,53 @@ class Worker:
         self.tally.clear()
         self.ctx.pending.clear()
         self.records_in_txn = 0
-        if rewind:
+        if not rewind:
+            return
+        cause = self.txn.take_reset()
+        if cause is not None:
+            self._start_resync(cause)
+        else:
             self._rewind()
+
+    def _start_resync(self, cause: str) -> None:
+        """After a producer re-creation, resume from what the broker committed, not memory.
+
+        The old transaction may have committed or not; ``init_transactions`` of the new
+        producer has settled it either way. Inputs are paused until every assigned partition
+        is sought to the offset the group coordinator holds and every open store has dropped
+        its overlay and caught up from its checkpoint to the changelog's committed end.
+        """
+        assert self.consumer is not None
+        self.resync = PendingResync(cause, self.settings.application_id)
+        if self.assignment:
+            self.consumer.pause(self.assignment)
+        if self.state is not None:
+            self.state.aborted()
+        self._try_resync()
+
+    def _try_resync(self) -> bool:
+        """One attempt at the pending re-sync; False while the broker can't answer yet."""
+        assert self.consumer is not None and self.resync is not None
+        found = self.resync.attempt(
+            self.consumer, self.assignment, self.reset_positions, self.state
+        )
+        if found is None:
+            return False
+        for tp in found:
+            self.committed[(tp.topic, tp.partition)] = tp.offset
+        self.resync = None
+        self.sinks.recover(self.assignment)  # prepared sink writes: decided by the commit
+        return True
+
+    def _serve_group_while_resyncing(self) -> None:
+        """Keep the consumer polled (rebalances, coordinator changes) while inputs are paused.
+
+        Whatever it returns is dropped: the re-sync seeks every assigned partition anyway.
+        """
+        assert self.consumer is not None
+        for msg in self.consumer.consume(self.settings.batch_size, _IDLE_POLL / 2):
+            if msg.error() is not None:
+                self._consumer_error(msg)
 
     def _rewind(self) -> None:
         """Seek every assigned partition back to its last committed offset."""
@@ -582,6 +652,7 @@ class Worker:
                     tp.offset = OFFSET_BEGINNING
                 else:
                     tp.offset = consumer.get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)[1]
+                self.reset_positions[(tp.topic, tp.partition)] = tp.offset
             self.committed[(tp.topic, tp.partition)] = tp.offset
         self.assignment = [TopicPartition(tp.topic, tp.partition) for tp in committed]
         consumer.assign(committed)
@@ -619,6 +690,7 @@ class Worker:
         self.assignment = [tp for tp in self.assignment if (tp.topic, tp.partition) not in gone]
         for key in gone:
             self.committed.pop(key, None)
+            self.reset_positions.pop(key, None)
         self.poison_marks = {k: v for k, v in self.poison_marks.items() if k[:2] not in gone}
         self.abort_loop.forget()
         self.metrics.forget_partitions(sorted(gone))
