@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -186,9 +187,19 @@ def _delete_records(bootstrap: str, topic: str, partition: int, before: int) -> 
     )
     resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[policy])
     admin.incremental_alter_configs([resource])[resource].result(timeout=30)
-    futures = admin.delete_records([TopicPartition(topic, partition, before)])
-    for future in futures.values():
-        future.result(timeout=30)
+    # The broker applies a config change to its logs asynchronously: until it has, the
+    # partition is still compact-only and DeleteRecords is refused with POLICY_VIOLATION.
+    deadline = time.monotonic() + 30
+    while True:
+        futures = admin.delete_records([TopicPartition(topic, partition, before)])
+        try:
+            for future in futures.values():
+                future.result(timeout=30)
+            return
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.POLICY_VIOLATION or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def _recreate(bootstrap: str, topic: str, partitions: int) -> None:
