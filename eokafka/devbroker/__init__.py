@@ -5,15 +5,15 @@ no Docker engine is available. See :mod:`eokafka.devbroker.broker` for the detai
 """
 
 from eokafka.devbroker.broker import (
-    BrokerError,
     BrokerInfo,
     broker_status,
     default_home,
-    kafka_version,
     signal_broker,
     start_broker,
     stop_broker,
 )
+from eokafka.devbroker.errors import BrokerError
+from eokafka.devbroker.jars import kafka_version
 
 __all__ = [
     "BrokerError",

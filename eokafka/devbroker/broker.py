@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import os
 import re
 import secrets
@@ -25,29 +24,30 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-_PACKAGE = "eokafka.devbroker"
-_POM_NS = "{http://maven.apache.org/POM/4.0.0}"
+from eokafka.devbroker.errors import BrokerError
+from eokafka.devbroker.jars import (
+    check_java_version,
+    ensure_libs,
+    file_lock,
+    find_java,
+    resource_text,
+    tail,
+    user_cache_dir,
+)
+
 _HOST = "127.0.0.1"
-_LOG_TAIL_LINES = 20
-_MVN_TIMEOUT_S = 900.0
 _FORMAT_TIMEOUT_S = 120.0
 _ROTATE_LOG_BYTES = 64 * 1024 * 1024
 _JVM_OPTS_ENV = "EOKAFKA_BROKER_JVM_OPTS"
-_JAVA_HINT = "install a JDK 17+ (apt-get install openjdk-17-jre-headless)"
-_MVN_HINT = "install Maven (apt-get install maven)"
 SECURITY_MODES = ("plaintext", "sasl-ssl")
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 CLIENT_USER = "eokafka"
@@ -74,10 +74,6 @@ class BrokerInfo:
     client_properties: Path | None = None  # the same settings, as a key=value file
 
 
-class BrokerError(Exception):
-    """A dev-broker failure whose message tells the user what to do next."""
-
-
 class _Layout:
     """File locations inside a broker home, kept in one place so start/stop/status agree."""
 
@@ -97,154 +93,12 @@ class _Layout:
         self.client_properties = self.home / "client.properties"
 
 
-def _user_cache_dir() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg)
-    return Path.home() / ".cache"
-
-
 def default_home() -> Path:
     """Home used when none is given: ``$EOKAFKA_BROKER_HOME`` or ``<cache>/eokafka/broker``."""
     env = os.environ.get("EOKAFKA_BROKER_HOME")
     if env:
         return Path(env).expanduser()
-    return _user_cache_dir() / "eokafka" / "broker"
-
-
-def _resource_text(name: str) -> str:
-    return resources.files(_PACKAGE).joinpath(name).read_text(encoding="utf-8")
-
-
-@lru_cache(maxsize=1)
-def kafka_version() -> str:
-    """Kafka version of the dev broker, read from pom.xml so there is one source of truth."""
-    root = ET.fromstring(_resource_text("pom.xml"))
-    node = root.find(f"{_POM_NS}properties/{_POM_NS}kafka.version")
-    if node is None or not (node.text or "").strip():
-        raise BrokerError(
-            "eokafka/devbroker/pom.xml has no kafka.version property: reinstall eokafka"
-        )
-    return (node.text or "").strip()
-
-
-def _libs_dir() -> Path:
-    return _user_cache_dir() / "eokafka" / f"kafka-{kafka_version()}" / "libs"
-
-
-def _libs_complete(libs: Path) -> bool:
-    version = kafka_version()
-    return (libs / f"kafka_2.13-{version}.jar").is_file() and (
-        libs / f"kafka-clients-{version}.jar"
-    ).is_file()
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serialise downloads and start/stop across processes (CLI, parallel test sessions)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
-    kept = [line for line in text.splitlines() if line.strip()][-lines:]
-    return "\n".join(f"    {line}" for line in kept) or "    (no output)"
-
-
-def _ensure_libs() -> Path:
-    """Return the cached broker classpath, running Maven only if it is not there yet.
-
-    Maven writes into a private staging directory that is renamed into place at the
-    end, so an interrupted download is never mistaken for a usable classpath.
-    """
-    libs = _libs_dir()
-    if _libs_complete(libs):
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerError(
-            f"Maven (mvn) not found on PATH: it is needed once to download the Kafka "
-            f"{kafka_version()} jars into {libs}; {_MVN_HINT}"
-        )
-    with _file_lock(libs.parent / ".download.lock"):
-        if _libs_complete(libs):  # another process finished the download meanwhile
-            return libs
-        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=libs.parent))
-        try:
-            pom = staging / "pom.xml"
-            pom.write_text(_resource_text("pom.xml"), encoding="utf-8")
-            cmd = [
-                mvn, "-q", "-B", "dependency:copy-dependencies",
-                f"-DoutputDirectory={staging / 'libs'}", "-DincludeScope=runtime", "-f", str(pom),
-            ]
-            try:
-                proc = subprocess.run(
-                    cmd, cwd=staging, stdin=subprocess.DEVNULL, capture_output=True,
-                    text=True, timeout=_MVN_TIMEOUT_S, check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise BrokerError(
-                    f"Maven did not finish downloading the Kafka jars within "
-                    f"{_MVN_TIMEOUT_S:.0f}s: check that Maven Central (or your mirror in "
-                    "~/.m2/settings.xml) is reachable"
-                ) from exc
-            output = (proc.stdout or "") + (proc.stderr or "")
-            if proc.returncode != 0:
-                raise BrokerError(
-                    f"Maven failed (exit {proc.returncode}) downloading the Kafka "
-                    f"{kafka_version()} jars; check that Maven Central (or your mirror in "
-                    "~/.m2/settings.xml) is "
-                    f"reachable, then retry. Last lines of mvn output:\n{_tail(output, 30)}"
-                )
-            if not _libs_complete(staging / "libs"):
-                raise BrokerError(
-                    f"Maven ran but produced no Kafka {kafka_version()} jars in "
-                    f"{staging / 'libs'}; mvn output:\n{_tail(output, 30)}"
-                )
-            if libs.exists():  # an incomplete leftover from an older layout
-                shutil.rmtree(libs)
-            os.rename(staging / "libs", libs)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return libs
-
-
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        candidate = Path(java_home) / "bin" / "java"
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    found = shutil.which("java")
-    if found is None:
-        raise BrokerError(f"Java not found on PATH: {_JAVA_HINT}")
-    return found
-
-
-def _check_java_version(java: str) -> None:
-    """Fail with a clear message instead of an UnsupportedClassVersionError in the log."""
-    try:
-        proc = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BrokerError(f"Could not run '{java} -version' ({exc}): {_JAVA_HINT}") from exc
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
-    if match is None:
-        return  # unknown vendor format: let the JVM itself decide
-    major = int(match.group(1))
-    if major == 1 and match.group(2):
-        major = int(match.group(2))
-    if major < 17:
-        raise BrokerError(
-            f"Kafka {kafka_version()} needs Java 17+, but {java} is Java {major}: "
-            f"{_JAVA_HINT}, or point JAVA_HOME at one"
-        )
+    return user_cache_dir() / "eokafka" / "broker"
 
 
 def _listener_settings(
@@ -517,7 +371,7 @@ def _log_tail(layout: _Layout, offset: int = 0) -> str:
             text = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return "    (no log written)"
-    return _tail(text)
+    return tail(text)
 
 
 def _rotate_log(layout: _Layout, force: bool = False) -> None:
@@ -567,7 +421,7 @@ def _format_storage(java: str, libs: Path, layout: _Layout) -> None:
         raise BrokerError(
             f"Formatting the broker storage in {layout.log_dirs} failed (exit {proc.returncode}); "
             f"retry with fresh=True (eokafka broker start --fresh) to wipe it. "
-            f"Output:\n{_tail(proc.stdout + proc.stderr)}"
+            f"Output:\n{tail(proc.stdout + proc.stderr)}"
         )
 
 
@@ -649,7 +503,7 @@ def start_broker(
     controller_port = port + 1 if controller_port is None else controller_port
     _validate_ports(port, controller_port)
     layout.home.mkdir(parents=True, exist_ok=True)
-    with _file_lock(layout.lock_file):
+    with file_lock(layout.lock_file):
         pid = _read_pid(layout)
         if pid is not None and _is_our_broker(pid, layout):
             if not fresh:
@@ -665,16 +519,16 @@ def start_broker(
                     f"Port {value} on {_HOST} (Kafka {role} listener) is already in use: "
                     f"stop whatever listens there or start the broker on another port"
                 )
-        java = _java()
-        _check_java_version(java)
-        libs = _ensure_libs()
+        java = find_java()
+        check_java_version(java)
+        libs = ensure_libs()
 
         if fresh:
             shutil.rmtree(layout.data_dir, ignore_errors=True)
             layout.users.unlink(missing_ok=True)  # new storage, new SCRAM passwords
         _rotate_log(layout, force=fresh)
         layout.data_dir.mkdir(parents=True, exist_ok=True)
-        layout.log4j_config.write_text(_resource_text("log4j2.properties"), encoding="utf-8")
+        layout.log4j_config.write_text(resource_text("log4j2.properties"), encoding="utf-8")
         formatted = (layout.log_dirs / "meta.properties").is_file()
         broker_password = (
             _prepare_security(layout, formatted) if security == "sasl-ssl" else None
@@ -707,7 +561,7 @@ def stop_broker(home: Path | None = None, timeout: float = 30.0) -> bool:
     layout = _Layout(home if home is not None else default_home())
     if not layout.home.is_dir():
         return False
-    with _file_lock(layout.lock_file):
+    with file_lock(layout.lock_file):
         pid = _read_pid(layout)
         if pid is None:
             return False

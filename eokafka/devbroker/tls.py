@@ -41,7 +41,7 @@ def make_tls(folder: Path) -> TlsFiles:
         from cryptography.hazmat.primitives.asymmetric import rsa
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     except ImportError as exc:
-        from eokafka.devbroker.broker import BrokerError
+        from eokafka.devbroker.errors import BrokerError
 
         raise BrokerError(f"the SASL_SSL dev broker needs cryptography: {_HINT}") from exc
 

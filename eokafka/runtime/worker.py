@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     TopicPartition,
@@ -29,18 +28,17 @@ from eokafka.config import Settings, admin_config, consumer_config, producer_con
 from eokafka.context import ProcessorContext
 from eokafka.errors import (
     EokafkaError,
-    FencedError,
     MissingTopicError,
     OutputRefusedError,
-    PoisonRecordError,
 )
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
-from eokafka.runtime.abort_loop import AbortLoop, Mark, Position, marks_ahead, must_abort
+from eokafka.runtime.abort_loop import AbortLoop, must_abort
 from eokafka.runtime.bounded import BoundedRun, Bounds
 from eokafka.runtime.clients import KAFKA, Clients, config_errors
+from eokafka.runtime.group import consumer_error, successor_exists
 from eokafka.runtime.limits import OutputLimits
-from eokafka.runtime.poison import dead_letter_record
+from eokafka.runtime.poison_policy import PoisonPolicy, RecordFailed
 from eokafka.runtime.purge import RepartitionPurge
 from eokafka.runtime.recovery import PendingResync
 from eokafka.runtime.sinks import SinkSet
@@ -56,14 +54,6 @@ _IDLE_POLL = 0.5
 Decoder = Callable[[bytes | None], Any] | None
 Route = tuple[Source, Decoder, Decoder]
 TP = tuple[str, int]
-
-
-class _RecordFailed(Exception):
-    """The open transaction must go (then replay): a record can't be undone inside it."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 def _compile(topology: Topology) -> dict[str, list[Route]]:
@@ -131,10 +121,9 @@ class Worker:
         # Owed since the producer was re-created: inputs stay paused until it is done.
         self.resync: PendingResync | None = None
         self.assignment: list[TopicPartition] = []
-        # Records set aside for the poison policy, keyed by (topic, partition, offset): each
-        # replay sends them straight to the policy, until a commit moves past them.
-        self.poison_marks: dict[Position, Mark] = {}
-        self._set_aside = False  # the abort under way is one that marked a poison record
+        self.poison = PoisonPolicy(
+            settings, self.tally, self.limits, self.abort_loop, self._txn, self._produce
+        )
         self.records_in_txn = 0
         self.stopping = False
         self.txn: Transactions | None = None
@@ -248,7 +237,7 @@ class Worker:
             txn.begin()
             try:
                 self._process(msgs)
-            except _RecordFailed as failed:
+            except RecordFailed as failed:
                 self._abort_and_rewind(failed.reason, str(failed))
                 return
             except TransactionAborted as aborted:
@@ -265,7 +254,8 @@ class Worker:
         pending = ctx.pending
         consumed = self.tally.consumed
         only_topic = self.only_topic
-        marks = self.poison_marks
+        poison = self.poison
+        marks = poison.marks
         stateful = self.state is not None
         if self.abort_loop.cap is not None:
             self.abort_loop.note(msgs)
@@ -280,7 +270,7 @@ class Worker:
                 consumed[topic] += 1
             if marks and (topic, msg.partition(), msg.offset()) in marks:
                 name, stage, exc = marks[(topic, msg.partition(), msg.offset())]
-                self._poison(msg, name, stage, exc)
+                poison.apply(msg, name, stage, exc)
                 continue
             if stateful:
                 ctx.partition = msg.partition()
@@ -289,7 +279,7 @@ class Worker:
                     key = msg.key() if kd is None else kd(msg.key())
                     value = msg.value() if vd is None else vd(msg.value())
                 except Exception as exc:
-                    self._poison(msg, source.name, "deserialize", exc)
+                    poison.apply(msg, source.name, "deserialize", exc)
                     continue
                 try:
                     source.fn(Record(key, value, msg), ctx)
@@ -301,8 +291,8 @@ class Worker:
                     self.sinks.staged.clear()
                     if stateful and source.stores and self.settings.on_error != "fail":
                         # Its store writes can't be taken back alone: replay without it.
-                        self._replay_without(msg, source.name, "process", exc)
-                    self._poison(msg, source.name, "process", exc)
+                        poison.replay_without(msg, source.name, "process", exc)
+                    poison.apply(msg, source.name, "process", exc)
                     continue
                 if pending:
                     self._produce_pending(msg, source)
@@ -330,7 +320,9 @@ class Worker:
             refused = self.limits.first_refusal(pending)
             if refused is not None:
                 pending.clear()
-                self._refused(msg, source, OutputRefusedError(refused))
+                self.poison.refused(
+                    msg, source.name, bool(source.stores), OutputRefusedError(refused)
+                )
                 return
         produce = self.txn.producer.produce
         produced = self.tally.produced
@@ -353,36 +345,17 @@ class Worker:
             err = exc.args[0]
             if must_abort(err):
                 self.txn.note_failure(err)
-                raise _RecordFailed(err.name(), err.str()) from exc
+                raise RecordFailed(err.name(), err.str()) from exc
             first = pending[0]
             if first[:3] == (topic, value, key) and first[3] == partition:
                 pending.clear()  # nothing of this record was produced yet
-                self._refused(msg, source, KafkaException(err))
+                self.poison.refused(msg, source.name, bool(source.stores), KafkaException(err))
                 return
             if self.settings.on_error == "fail":
-                raise self._poison_error(msg, "produce", exc) from exc
-            self._replay_without(msg, source.name, "produce", KafkaException(err))
+                raise self.poison.error(msg, "produce", exc) from exc
+            self.poison.replay_without(msg, source.name, "produce", KafkaException(err))
         finally:
             pending.clear()
-
-    def _refused(self, msg: Message, source: Source, exc: BaseException) -> None:
-        """An output refused before anything of its record was produced."""
-        if source.stores and self.settings.on_error != "fail":
-            self._replay_without(msg, source.name, "produce", exc)  # undo its store writes
-        self._poison(msg, source.name, "produce", exc)
-
-    def _replay_without(
-        self, msg: Message, processor: str, stage: str, exc: BaseException
-    ) -> NoReturn:
-        """Abort and replay the transaction; this record then goes straight to the policy.
-
-        The mark outlives the abort (until a commit moves past the record), so k such records
-        in one transaction cost k aborts, not 2^k - 1.
-        """
-        mark = (msg.topic(), msg.partition(), msg.offset())
-        self.poison_marks[mark] = (processor, stage, exc)
-        self._set_aside = True
-        raise _RecordFailed(f"poison-{stage}", f"{stage} failed at {_where(msg)}: {exc}")
 
     def _produce(
         self,
@@ -403,55 +376,17 @@ class Worker:
             except BufferError:
                 producer.poll(0.05)
 
-    # -- poison records ------------------------------------------------------------------
-
-    def _poison_error(self, msg: Message, stage: str, exc: BaseException) -> PoisonRecordError:
-        return PoisonRecordError(msg.topic(), msg.partition(), msg.offset(), stage, exc)
-
-    def _poison(self, msg: Message, processor: str, stage: str, exc: BaseException) -> None:
-        policy = self.settings.on_error
-        if policy == "fail":
-            raise self._poison_error(msg, stage, exc) from exc
-        where = _where(msg)
-        reason = f"{type(exc).__name__}: {exc}"
-        if policy == "skip":
-            log.warning("skipped poison record %s (%s, %s): %s", where, processor, stage, reason)
-            self.tally.skipped[msg.topic()] += 1
-            return
-        dlq = self.settings.dlq_topic
-        limit = self.limits.learn(dlq)
-        key, value, headers = dead_letter_record(msg, processor, stage, exc, dlq, limit)
-        try:
-            self._produce(dlq, value, key, -1, max(msg.timestamp()[1], 0), headers)
-        except KafkaException as kexc:  # abort: if it loops, narrowing says it can't be sent
-            self.txn.note_failure(kexc.args[0])  # type: ignore[union-attr]
-            raise _RecordFailed(kexc.args[0].name(), kexc.args[0].str()) from kexc
-        self.tally.dead_lettered[msg.topic()] += 1
-        log.warning("dead-lettered %s to %s (%s, %s): %s", where, dlq, processor, stage, reason)
-
     def _output_topic(self, topic: str) -> None:
         """First send to a topic: check it exists and read the limits it puts on records."""
         self.topics.ensure(topic, "output")
         self.limits.learn(topic)
 
-    def _progressed(self) -> None:
-        """After a commit: marks behind the committed offsets are done with; no loop now."""
-        if self.poison_marks:
-            self.poison_marks = marks_ahead(self.poison_marks, self.committed)
-        self.abort_loop.committed(self.committed, self.records_in_txn > 0)
-
-    def _abort_seen(self, counted: bool) -> None:
-        """Tell the abort-loop detector; pin the record it isolated to the poison policy."""
+    def _txn(self) -> Transactions:
         assert self.txn is not None
-        failure = self.txn.take_failure()
-        if self._set_aside:
-            self._set_aside = False
-            self.abort_loop.set_aside()
-        elif counted:
-            blame = self.abort_loop.aborted(failure, self.records_in_txn, self._positions)
-            if blame is not None:
-                sources = ",".join(s.name for s, _, _ in self.routes.get(blame.record[0], ()))
-                blame.pin(self.poison_marks, self.settings.on_error, sources)
+        return self.txn
+
+    def _sources_of(self, topic: str) -> str:
+        return ",".join(s.name for s, _, _ in self.routes.get(topic, ()))
 
     def _positions(self) -> dict[TP, int]:
         assert self.consumer is not None
@@ -459,46 +394,10 @@ class Worker:
         return {(tp.topic, tp.partition): tp.offset for tp in tps if tp.offset >= 0}
 
     def _replaced(self) -> bool:
-        """Whether another group member holds this worker's instance id: a successor.
-
-        Asked when the producer was fenced. Static members are matched by group.instance.id,
-        dynamic ones by client.id (which carries the instance id). When the group can't be
-        read, assume a successor: stopping is safe, fencing it back is not.
-        """
-        if self.consumer is None:
-            return True
-        group = self.settings.application_id
-        client_id = f"{group}-{self.instance_id}-consumer"
-        try:
-            mine = self.consumer.memberid()
-            future = self.topics.admin.describe_consumer_groups([group], request_timeout=10)
-            members = future[group].result(timeout=15).members
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("could not read group %r to see who fenced the producer: %s", group, exc)
-            return True
-        for member in members:
-            ours = member.group_instance_id == self.instance_id or member.client_id == client_id
-            if ours and member.member_id != mine:
-                return True
-        return False
+        return successor_exists(self.consumer, self.topics.admin, self.settings, self.instance_id)
 
     def _consumer_error(self, msg: Message) -> None:
-        err = msg.error()
-        if err.code() == KafkaError.FENCED_INSTANCE_ID:
-            raise FencedError(
-                f"group.instance.id {self.instance_id!r} was fenced: another worker with the "
-                "same instance id joined the group; this worker stops"
-            )
-        if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
-            raise MissingTopicError(f"input topic {msg.topic()!r}: {err.str()}")
-        if err.fatal() or err.code() == KafkaError._FATAL:
-            # e.g. a static member fenced by its own rejoin after a broker restart
-            raise EokafkaError(
-                f"the consumer of group {self.settings.application_id!r} failed for good "
-                f"({err.str()}); this worker stops: start it again, with the same instance id "
-                "it takes its partitions back"
-            )
-        log.warning("consumer error (librdkafka retries): %s", err.str())
+        consumer_error(msg, self.settings.application_id, self.instance_id)
 
     def _produce_changelog(
         self, topic: str, value: bytes | None, key: bytes, partition: int, on_delivery: Any = None
@@ -538,7 +437,7 @@ class Worker:
         self.sinks.finish()
         for tp in positions:
             self.committed[(tp.topic, tp.partition)] = tp.offset
-        self._progressed()
+        self.poison.committed(self.committed, self.records_in_txn > 0)
         self.purge.committed(positions)
         cause = self.txn.take_reset()
         if cause is not None:  # committed, then re-created against delayed requests
@@ -569,7 +468,7 @@ class Worker:
         commit or abort (the next assignment reads committed offsets anyway).
         """
         assert self.txn is not None
-        self._abort_seen(counted=rewind)
+        self.poison.aborted(rewind, self.records_in_txn, self._positions, self._sources_of)
         self.sinks.abort()
         if self.state is not None:
             self.state.aborted()
@@ -691,13 +590,8 @@ class Worker:
         for key in gone:
             self.committed.pop(key, None)
             self.reset_positions.pop(key, None)
-        self.poison_marks = {k: v for k, v in self.poison_marks.items() if k[:2] not in gone}
-        self.abort_loop.forget()
+        self.poison.forget(gone)
         self.metrics.forget_partitions(sorted(gone))
-
-
-def _where(msg: Message) -> str:
-    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
 def _names(partitions: list[TopicPartition]) -> str:
