@@ -18,6 +18,24 @@ class SinkUnavailable(Exception):
     """The sink lost its connection and the open transaction's writes with it: abort, replay."""
 
 
+class RecordRefused(Exception):
+    """The destination refused the row of one input record (a constraint, a value it rejects).
+
+    The batch's writes are rolled back; the worker hands ``record`` to the poison policy and
+    replays the transaction without it.
+    """
+
+    def __init__(self, sink: str, record: Where, cause: BaseException) -> None:
+        topic, partition, offset = record
+        super().__init__(
+            f"sink {sink}: the row of {topic}[{partition}]@{offset} was refused: "
+            f"{type(cause).__name__}: {cause}"
+        )
+        self.sink = sink
+        self.record = record
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class Committed:
     """A partition's committed offset and the id of the transaction that committed it."""
@@ -44,7 +62,11 @@ class Sink(Protocol):
         """Buffer a converted row of the open transaction."""
 
     def prepare(self, txn_id: str, offsets: Mapping[TP, int]) -> None:
-        """Make the buffered rows durable, invisible, recoverable; raise SinkUnavailable."""
+        """Make the buffered rows durable, invisible, recoverable.
+
+        Raise SinkUnavailable when the writes were lost with a connection, RecordRefused
+        naming the first input record whose row the destination refuses.
+        """
 
     def finish(self) -> None:
         """Make the prepared rows visible (the Kafka transaction committed)."""

@@ -39,7 +39,7 @@ from connectors.postgres.table import (
     read_columns,
 )
 from eokafka.errors import ConfigError, EokafkaError
-from eokafka.sink import TP, SinkUnavailable, Where
+from eokafka.sink import TP, RecordRefused, SinkUnavailable, Where
 
 log = logging.getLogger("connectors.postgres")
 Mode = Literal["two-phase", "offsets-in-database"]
@@ -63,10 +63,13 @@ CREATE TABLE IF NOT EXISTS eokafka_offsets (
 );
 """
 _GID_PREFIX = "eok:"
+# PostgreSQL errors one row can cause (constraints, values it rejects): the poison policy
+# handles that row's record. Others (schema, permissions) refuse the whole batch.
+_ROW_FAULTS = (pgerrors.IntegrityError, pgerrors.DataError)
 
 
 class SinkRefused(EokafkaError):
-    """PostgreSQL refused a batch for a reason a replay can't fix (schema, constraint)."""
+    """PostgreSQL refused a batch for a reason no one row explains (schema, permissions)."""
 
 
 class PostgresSink:
@@ -185,6 +188,32 @@ class PostgresSink:
                             crash.reached("postgres.mid-batch")
                         copy.write_row(r)
 
+    def _refused_row(self, conn: psycopg.Connection[Any]) -> RecordRefused | None:
+        """After a refused batch: the first record whose row PostgreSQL refuses on its own.
+
+        The rows are sent again one by one, the same way (COPY or upsert), each in a
+        savepoint, with deferred constraints checked at once; the transaction is then rolled
+        back. None when every row goes in alone (the fault was not one row's).
+        """
+        conn.rollback()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                for where, row in zip(self._where, self._rows, strict=True):
+                    cur.execute("SAVEPOINT eok_row")
+                    try:
+                        if self.key:
+                            cur.execute(self._insert, row)
+                        else:
+                            with cur.copy(self._copy) as copy:
+                                copy.write_row(row)
+                    except _ROW_FAULTS as exc:
+                        return RecordRefused(self.name, where, exc)
+                    cur.execute("RELEASE SAVEPOINT eok_row")
+            return None
+        finally:
+            conn.rollback()
+
     def prepare(self, txn_id: str, offsets: Mapping[TP, int]) -> None:
         try:
             if self.mode == "two-phase":
@@ -196,6 +225,10 @@ class PostgresSink:
             raise SinkUnavailable(f"sink {self.name}: {exc}") from exc
         except psycopg.Error as exc:
             # A constraint, or a value of a type the checks at write time don't know.
+            if isinstance(exc, _ROW_FAULTS):
+                refused = self._find_refused()
+                if refused is not None:
+                    raise refused from exc
             self._data.drop()
             raise SinkRefused(
                 f"sink {self.name}: PostgreSQL refused the batch of records "
@@ -204,6 +237,15 @@ class PostgresSink:
         finally:
             self._rows.clear()
             self._where.clear()
+
+    def _find_refused(self) -> RecordRefused | None:
+        try:
+            return self._refused_row(self._data.conn)
+        except psycopg.OperationalError as exc:
+            self._data.drop()
+            raise SinkUnavailable(f"sink {self.name}: {exc}") from exc
+        except psycopg.Error:
+            return None  # not one row's fault after all: the whole batch is refused
 
     def _prepare_two_phase(self, txn_id: str, offsets: Mapping[TP, int]) -> None:
         gid = f"{_GID_PREFIX}{txn_id}:{self.name}"

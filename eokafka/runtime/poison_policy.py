@@ -23,6 +23,7 @@ from eokafka.metrics import TxnTally
 from eokafka.runtime.abort_loop import AbortLoop, Mark, Position, marks_ahead
 from eokafka.runtime.limits import OutputLimits
 from eokafka.runtime.poison import dead_letter_record
+from eokafka.sink import RecordRefused
 
 if TYPE_CHECKING:
     from eokafka.runtime.transactions import Transactions
@@ -95,9 +96,23 @@ class PoisonPolicy:
         self, msg: Message, processor: str, stage: str, exc: BaseException
     ) -> NoReturn:
         """Abort and replay the transaction; this record then goes straight to the policy."""
-        self.marks[(msg.topic(), msg.partition(), msg.offset())] = (processor, stage, exc)
-        self._set_aside = True
+        self.set_aside((msg.topic(), msg.partition(), msg.offset()), processor, stage, exc)
         raise RecordFailed(f"poison-{stage}", f"{stage} failed at {where(msg)}: {exc}")
+
+    def set_aside(self, record: Position, processor: str, stage: str, exc: BaseException) -> None:
+        """Mark ``record`` for the policy on the replay of the transaction about to abort.
+
+        Under ``fail`` there is no replay: stop, naming the record.
+        """
+        if self.policy == "fail":
+            raise PoisonRecordError(*record, stage, exc) from exc
+        self.marks[record] = (processor, stage, exc)
+        self._set_aside = True
+
+    def sink_refused(self, refused: RecordRefused, processors: str) -> None:
+        """A sink refused one record's row before the commit: the replay goes without it."""
+        log.warning("%s; aborting to replay without that record", refused)
+        self.set_aside(refused.record, processors, "sink", refused.cause)
 
     def refused(self, msg: Message, processor: str, stateful: bool, exc: BaseException) -> None:
         """An output refused before anything of its record was produced."""

@@ -33,7 +33,7 @@ from confluent_kafka import Message, TopicPartition
 
 from eokafka.errors import ConfigError
 from eokafka.runtime.transactions import TransactionAborted
-from eokafka.sink import TP, Committed, Sink, SinkUnavailable, SinkWriter
+from eokafka.sink import TP, Committed, RecordRefused, Sink, SinkUnavailable, SinkWriter
 
 log = logging.getLogger("eokafka.sinks")
 _RPC_TIMEOUT = 30.0
@@ -118,7 +118,8 @@ class SinkSet:
 
         The returned offsets carry the transaction id as their metadata. A sink that lost its
         connection makes the Kafka transaction abort (then the worker rewinds and replays),
-        raised as TransactionAborted from here.
+        raised as TransactionAborted from here. A sink's RecordRefused passes through: the
+        worker gives its record to the poison policy, then aborts and replays.
         """
         if not self.sinks:
             return positions
@@ -140,6 +141,9 @@ class SinkSet:
             self._dirty.clear()
             self._abort_kafka("sink-unavailable")
             raise TransactionAborted(f"sink unavailable: {exc}") from exc
+        except RecordRefused:
+            self._dirty.clear()
+            raise
         self._dirty.clear()
         return positions
 

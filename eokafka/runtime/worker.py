@@ -46,6 +46,7 @@ from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
 from eokafka.serdes import is_identity
+from eokafka.sink import RecordRefused
 from eokafka.topology import Source, Topology
 
 log = logging.getLogger("eokafka.worker")
@@ -426,6 +427,10 @@ class Worker:
         except TransactionAborted as aborted:
             self._after_abort(aborted.reason, rewind_on_abort)
             return
+        except RecordRefused as refused:  # the replay sends that record to the policy
+            self.poison.sink_refused(refused, self._sources_of(refused.record[0]))
+            self._abort_and_rewind("poison-sink", str(refused), rewind_on_abort)
+            return
         except KafkaException as exc:  # a changelog record refused: abortable or fatal
             try:
                 self.txn.fail(exc.args[0], "changelog")
@@ -452,14 +457,14 @@ class Worker:
         self.records_in_txn = 0
         self._update_lag(positions)
 
-    def _abort_and_rewind(self, reason: str, detail: str) -> None:
+    def _abort_and_rewind(self, reason: str, detail: str, rewind: bool = True) -> None:
         assert self.txn is not None
         log.warning("aborting transaction: %s", detail)
         try:
             self.txn.abort(reason)
         except TransactionAborted:
             pass
-        self._after_abort(reason)
+        self._after_abort(reason, rewind)
 
     def _after_abort(self, reason: str, rewind: bool = True) -> None:
         """Drop the transaction's work; rewind, or re-sync if the producer was re-created.

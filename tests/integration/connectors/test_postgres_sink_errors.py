@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections import Counter
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from connectors.postgres import PostgresSink, RowError
 from eokafka.errors import ConfigError
-from tests.integration.connectors.pg_helpers import new_table
+from tests.integration.connectors.pg_helpers import TARGET, inputs, new_table, rows
+from tests.integration.harness import app_topics, wait_for, worker
+from tests.kafka_helpers import produce_records, read_committed
 
 
 def _open(dsn: str, table: str, **kw: object) -> PostgresSink:
@@ -69,3 +74,54 @@ def test_two_phase_refuses_a_server_without_prepared_transactions() -> None:
         _open(server.dsn, "t", mode="offsets-in-database").close()  # needs no 2PC
     finally:
         server.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("policy", ["dead-letter", "fail"])
+def test_a_row_postgres_refuses_goes_to_the_poison_policy_naming_its_record(
+    kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path, policy: str
+) -> None:
+    """A CHECK constraint the write-time checks don't know refuses records 13, 110 and 207
+    (amount 13) at prepare time, each in a different transaction of one partition."""
+    total, bad = 300, [13, 110, 207]
+    names = app_topics(kafka_bootstrap, "pgcheck", partitions=1)
+    table = new_table(postgres_dsn)
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT no_13 CHECK (amount <> 13)")
+    env = {**names.env, "TEST_PG_DSN": postgres_dsn, "TEST_PG_TABLE": table,
+           "EOKAFKA_COMMIT_EVERY": "50", "EOKAFKA_BATCH_SIZE": "25"}
+    produce_records(kafka_bootstrap, names.src, inputs(range(total)))
+    extra = ["--instance-id", "a", "--on-error", policy, "--create-topics"]
+    w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, extra).start()
+    try:
+        if policy == "fail":
+            assert w.wait(120) == 1, w.log()[-3000:]
+            log = w.log()
+            assert f"poison record at {names.src}[0]@13 (sink): CheckViolation" in log, log[-3000:]
+            assert "no_13" in log
+            assert log.count("poison record at") == 1
+            assert all(i < 13 for i, _ in rows(postgres_dsn, table))
+            return
+        good = [i for i in range(total) if i not in bad]
+        wait_for(
+            lambda: not w.alive or len(rows(postgres_dsn, table)) >= len(good), 120, "good rows"
+        )
+        assert w.alive, w.log()[-3000:]
+        dlq = read_committed(kafka_bootstrap, f"{names.app_id}-dlq", expected_count=len(bad))
+        assert sorted(int(r.key) for r in dlq) == bad
+        for record in dlq:
+            headers = dict(record.headers)
+            assert headers["eokafka.error.stage"] == b"sink"
+            assert headers["eokafka.error.class"] == b"CheckViolation"
+            assert b"no_13" in headers["eokafka.error.message"]
+            assert headers["eokafka.source.topic"] == names.src.encode()
+            assert headers["eokafka.source.partition"] == b"0"
+            assert headers["eokafka.source.offset"] == record.key
+        counts = Counter(i for i, _ in rows(postgres_dsn, table))
+        assert sorted(counts) == good and set(counts.values()) == {1}
+        out = read_committed(kafka_bootstrap, names.out, expected_count=len(good))
+        assert sorted(json.loads(r.value)["id"] for r in out) == good
+        assert w.terminate() == 0, w.log()[-3000:]
+        assert w.log().count("aborting to replay without that record") == len(bad)  # no loop
+    finally:
+        w.stop_quietly()
