@@ -12,6 +12,7 @@ import pytest
 
 from connectors.postgres import PostgresSink, RowError
 from eokafka.errors import ConfigError
+from eokafka.sink import RecordRefused
 from tests.integration.connectors.pg_helpers import TARGET, inputs, new_table, rows
 from tests.integration.harness import app_topics, wait_for, worker
 from tests.kafka_helpers import produce_records, read_committed
@@ -125,3 +126,51 @@ def test_a_row_postgres_refuses_goes_to_the_poison_policy_naming_its_record(
         assert w.log().count("aborting to replay without that record") == len(bad)  # no loop
     finally:
         w.stop_quietly()
+
+
+
+@pytest.mark.parametrize(
+    ("mode", "key"),
+    [("two-phase", ()), ("two-phase", ("id",)), ("offsets-in-database", ())],
+)
+def test_the_first_row_postgres_refuses_is_named_and_the_rest_can_be_written(
+    postgres_dsn: str, mode: str, key: tuple[str, ...]
+) -> None:
+    """Record 3 breaks a CHECK, record 5 another; when appending, record 6 repeats record
+    1's unique id. The sink names the first of them and rolls back, each time; without
+    them the batch goes in."""
+    table = new_table(postgres_dsn, key=bool(key))
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT no_13 CHECK (amount <> 13)")
+        conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT no_bad CHECK (src <> 'bad')")
+        if not key:
+            conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT one_id UNIQUE (id)")
+    values = {o: {"id": o, "amount": 1, "src": str(o)} for o in range(8)}
+    values[3]["amount"] = 13
+    values[5]["src"] = "bad"
+    faults = [3, 5]
+    if not key:
+        values[6]["id"] = 1
+        faults.append(6)
+    sink = _open(postgres_dsn, table, key=key, mode=mode)
+    try:
+        for n in range(len(faults) + 1):
+            for o, v in values.items():
+                if o not in faults[:n]:
+                    sink.add(("in", 0, o), sink.row(v))
+            if n == len(faults):
+                sink.prepare(f"app:i:1:{n}", {("in", 0): 8})
+                sink.finish()
+                break
+            with pytest.raises(RecordRefused) as refused:
+                sink.prepare(f"app:i:1:{n}", {("in", 0): 8})
+            assert refused.value.record == ("in", 0, faults[n])
+            assert f"in[0]@{faults[n]}" in str(refused.value)
+            assert rows(postgres_dsn, table) == []
+            sink.abort()
+        good = [o for o in values if o not in faults]
+        assert sorted(i for i, _ in rows(postgres_dsn, table)) == good
+    finally:
+        sink.close()
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {table}")
