@@ -364,15 +364,18 @@ class Worker:
         value: bytes | None,
         key: bytes | None,
         partition: int,
-        timestamp: int,
-        headers: Any,
+        timestamp: int = 0,
+        headers: Any = None,
+        on_delivery: Any = None,
     ) -> None:
         """Produce, waiting while librdkafka's local queue is full."""
         assert self.txn is not None
         producer = self.txn.producer
         while True:
             try:
-                producer.produce(topic, value, key, partition, None, None, timestamp, headers)
+                producer.produce(
+                    topic, value, key, partition, on_delivery, None, timestamp, headers
+                )
                 return
             except BufferError:
                 producer.poll(0.05)
@@ -400,18 +403,6 @@ class Worker:
     def _consumer_error(self, msg: Message) -> None:
         consumer_error(msg, self.settings.application_id, self.instance_id)
 
-    def _produce_changelog(
-        self, topic: str, value: bytes | None, key: bytes, partition: int, on_delivery: Any = None
-    ) -> None:
-        assert self.txn is not None
-        producer = self.txn.producer
-        while True:
-            try:
-                producer.produce(topic, value, key, partition, on_delivery=on_delivery)
-                return
-            except BufferError:
-                producer.poll(0.05)
-
     # -- commit, abort, rewind -----------------------------------------------------------
 
     def _commit(self, rewind_on_abort: bool = True) -> None:
@@ -421,7 +412,7 @@ class Worker:
         ] if self.assignment else []
         try:
             if self.state is not None:
-                self.state.produce_changelogs(self._produce_changelog)
+                self.state.produce_changelogs(self._produce)
             positions = self.sinks.prepare(positions)
             self.txn.commit(positions, self.consumer.consumer_group_metadata())
         except TransactionAborted as aborted:
