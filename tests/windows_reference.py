@@ -10,12 +10,18 @@ reached its close time. Used by the unit tests and the integration tests alike.
 from __future__ import annotations
 
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from eokafka import windows
+
+# Event times start an hour ago, on the hour: records with CreateTime = event time must be
+# younger than the broker's time retention (7 days), or its retention check deletes inputs
+# and outputs under a running test.
+RECENT = (int(time.time() * 1000) // 3_600_000 - 1) * 3_600_000
 
 Rec = tuple[str, int, int]  # (key, timestamp, value)
 Win = tuple[str, int, int]  # (key, start, end)
@@ -125,11 +131,12 @@ def shuffled_input(
     disorder: int,
     late_every: int,
     late_by: int,
-    base: int = 1_700_000_000_000,
+    base: int | None = None,
 ) -> dict[int, list[Rec]]:
     """Timestamps advancing by ``step`` on average, shuffled by up to ``disorder`` ms, with
     every ``late_every``-th record ``late_by`` ms behind; keys spread over all partitions
     (a key lives in one partition: its index mod partitions)."""
+    base = RECENT if base is None else base
     out: dict[int, list[Rec]] = {}
     for p in range(partitions):
         names = [f"k{k}" for k in range(keys) if k % partitions == p]

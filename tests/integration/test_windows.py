@@ -21,7 +21,7 @@ from tests.integration.harness import AppTopics, app_topics, wait_for, worker
 from tests.integration.test_dsl import _table_loaded
 from tests.integration.test_operations import _free_port, _samples
 from tests.kafka_helpers import Record, end_offsets, produce_records, read_committed
-from tests.windows_reference import SPECS, Rec, expected, shuffled_input
+from tests.windows_reference import RECENT, SPECS, Rec, expected, shuffled_input
 
 pytestmark = pytest.mark.integration
 TARGET = "tests.apps.window_apps:app"
@@ -217,7 +217,7 @@ def test_window_stores_stay_bounded_over_a_long_run(kafka_bootstrap: str, tmp_pa
     time-limited (compact,delete with the windows' reach as retention)."""
     n, partitions = 30_000, 2
     data = {
-        p: [(f"u{i // 300}-{i % 25}", 1_000_000 + i * 10, 1) for i in range(n)]
+        p: [(f"u{i // 300}-{i % 25}", RECENT + i * 10, 1) for i in range(n)]
         for p in range(partitions)
     }  # 300 s of event time; 2,500 keys come and go
     names = app_topics(kafka_bootstrap, "win-expiry", partitions)
@@ -243,7 +243,7 @@ def test_window_stores_stay_bounded_over_a_long_run(kafka_bootstrap: str, tmp_pa
         assert sum(end_offsets(kafka_bootstrap, changelog).values()) > 2 * live
         # A restart restores what the changelog holds; the gauge shows it at the next commit.
         w.start()
-        more = {p: [("u-next", 1_000_000 + n * 10, 1)] for p in range(partitions)}
+        more = {p: [("u-next", RECENT + n * 10, 1)] for p in range(partitions)}
         _produce(kafka_bootstrap, names.src, more, False)
         keys = ("eokafka_store_keys", (("partition", "0"), ("store", "agg")))
 
