@@ -291,7 +291,11 @@ class Transactions:
             detail += f" ({self.delivery_failure})"
         if is_indefinite(err) and self._indefinite is None:
             self._indefinite = detail
-        if err.txn_requires_abort() and not fenced and self._indefinite is None:
+        # _STATE: produce() refuses records once an earlier delivery failed and the
+        # transaction waits to be aborted; an abort is enough (a failed abort resets).
+        waiting = err.code() == KafkaError._STATE and not err.fatal()
+        abortable = err.txn_requires_abort() or waiting
+        if abortable and not fenced and self._indefinite is None:
             log.warning("abortable transaction error, aborting: %s", detail)
             self.abort(err.name())
         else:
