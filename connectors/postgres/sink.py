@@ -21,6 +21,7 @@ checks the value this worker last saw, so a stale worker can't move it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -310,10 +311,9 @@ class PostgresSink:
         verb = "COMMIT PREPARED" if commit else "ROLLBACK PREPARED"
 
         def end(conn: psycopg.Connection[Any]) -> None:
-            try:
+            # Already resolved, by this worker before a lost reply or by another.
+            with contextlib.suppress(pgerrors.UndefinedObject):
                 conn.execute(sql.SQL(verb + " {}").format(sql.Literal(gid)))
-            except pgerrors.UndefinedObject:
-                pass  # resolved already, by this worker before a lost reply or by another
             conn.execute("DELETE FROM eokafka_sink_prepared WHERE gid = %s", (gid,))
 
         self._control.retry(end)
