@@ -223,17 +223,92 @@ def _split_config(config: Mapping[str, str], client: str) -> dict[str, str]:
     return out
 
 
-def consumer_config(s: Settings, instance_id: str) -> dict[str, Any]:
+# The group protocol and assignor settings, and what each value gives (see the README's
+# "Rebalancing" section): partition p of co-partitioned topics must reach one member.
+GROUP_PROTOCOLS = ("classic", "consumer")
+# Classic protocol, client-side assignors: range keeps co-partitioning (same partition
+# count, same subscription); roundrobin and cooperative-sticky spread each topic on its own.
+_CLASSIC_ASSIGNORS = {"range": True, "roundrobin": False, "cooperative-sticky": False}
+# KIP-848, broker-side assignors: range co-partitions, uniform does not.
+_REMOTE_ASSIGNORS = {"range": True, "uniform": False}
+_CLASSIC_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy")
+
+
+def _consumer_setting(s: Settings, key: str) -> str | None:
+    for prefixed in (f"consumer.{key}", key):
+        if prefixed in s.config:
+            return str(s.config[prefixed]).strip()
+    return None
+
+
+def rebalance_protocol(s: Settings) -> str:
+    """``eager`` (classic range, the default), ``cooperative`` (classic cooperative-sticky)
+    or ``consumer`` (KIP-848): how partitions move, hence how the worker assigns them."""
+    if (_consumer_setting(s, "group.protocol") or "classic").lower() == "consumer":
+        return "consumer"
+    strategy = (_consumer_setting(s, "partition.assignment.strategy") or "range").lower()
+    return "cooperative" if strategy == "cooperative-sticky" else "eager"
+
+
+def _group_settings(s: Settings, copartitioned: bool) -> dict[str, Any]:
+    """The consumer's group protocol settings, refusing those that would break
+    co-partitioning (a store fed by several topics needs partition p of each on one member)
+    or that the protocol does not accept."""
+    protocol = (_consumer_setting(s, "group.protocol") or "classic").lower()
+    if protocol not in GROUP_PROTOCOLS:
+        raise ConfigError(
+            f"group.protocol={protocol!r}: choose classic (the default) or consumer (KIP-848)"
+        )
+    why = "a store is fed by more than one input topic, and only range keeps partition p of " \
+        "every such topic on the same worker"
+    if protocol == "consumer":
+        for key in _CLASSIC_ONLY:
+            if _consumer_setting(s, key) is not None:
+                raise ConfigError(
+                    f"{key} is a classic group protocol setting; with group.protocol=consumer "
+                    "the broker decides it (group.consumer.* broker configs): remove it"
+                )
+        assignor = (_consumer_setting(s, "group.remote.assignor") or "range").lower()
+        if assignor not in _REMOTE_ASSIGNORS:
+            raise ConfigError(
+                f"group.remote.assignor={assignor!r}: eokafka supports range (the default) "
+                "and uniform, whose placement of co-partitioned topics it knows"
+            )
+        if copartitioned and not _REMOTE_ASSIGNORS[assignor]:
+            raise ConfigError(f"group.remote.assignor={assignor!r} is refused: {why}")
+        return {"group.protocol": "consumer", "group.remote.assignor": assignor}
+    if _consumer_setting(s, "group.remote.assignor") is not None:
+        raise ConfigError(
+            "group.remote.assignor applies only to group.protocol=consumer; with the classic "
+            "protocol set partition.assignment.strategy instead"
+        )
+    strategy = (_consumer_setting(s, "partition.assignment.strategy") or "range").lower()
+    if strategy not in _CLASSIC_ASSIGNORS:
+        raise ConfigError(
+            f"partition.assignment.strategy={strategy!r}: choose one of "
+            f"{', '.join(_CLASSIC_ASSIGNORS)} (one strategy: every worker of the group must "
+            "use the same)"
+        )
+    if copartitioned and not _CLASSIC_ASSIGNORS[strategy]:
+        raise ConfigError(f"partition.assignment.strategy={strategy!r} is refused: {why}")
+    return {
+        "partition.assignment.strategy": strategy,
+        "session.timeout.ms": _consumer_setting(s, "session.timeout.ms") or 45_000,
+    }
+
+
+def consumer_config(s: Settings, instance_id: str, copartitioned: bool = False) -> dict[str, Any]:
+    """The group consumer's settings; ``copartitioned``: some store spans input topics."""
     conf: dict[str, Any] = {
         "bootstrap.servers": s.bootstrap_servers,
         "logger": librdkafka_logger(),
         "client.id": f"{s.application_id}-{instance_id}-consumer",
         "auto.offset.reset": s.auto_offset_reset,
         "enable.partition.eof": False,
-        "session.timeout.ms": 45_000,
         "allow.auto.create.topics": False,
     }
     conf.update(_split_config(s.config, "consumer"))
+    conf.update(_group_settings(s, copartitioned))
     conf.update(
         {
             "group.id": s.application_id,

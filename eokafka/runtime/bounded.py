@@ -409,6 +409,10 @@ class _BoundedConsumer:
         self._run.moved(partitions)
         self._real.assign(partitions)
 
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        self._run.moved(partitions)
+        self._real.incremental_assign(partitions)
+
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         run = self._run
 

@@ -4,7 +4,7 @@ After a re-creation the old transaction may have committed or not (its outcome w
 or a new producer's ``init_transactions`` decided it). The positions and stores this process
 remembers may therefore be behind or ahead of Kafka, so they are thrown away: the committed
 offsets are read again from the group coordinator, and the stores catch up from their
-changelogs (StoreTasks.resync). This is Kafka Streams' "task corrupted" path, without closing
+changelogs (Tasks.resync). This is Kafka Streams' "task corrupted" path, without closing
 anything: open stores keep their committed state and only read the changelog's tail.
 
 Reading the offsets can take a while when the broker has just come back (its coordinators
@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from eokafka.errors import EokafkaError
 
 if TYPE_CHECKING:
-    from eokafka.runtime.stores import StoreTasks
+    from eokafka.runtime.tasks import Tasks
 
 log = logging.getLogger("eokafka.recovery")
 _ATTEMPT_S = 2.0
@@ -88,25 +88,24 @@ class PendingResync:
         consumer: Consumer,
         assignment: list[TopicPartition],
         fallback: dict[TP, int],
-        state: StoreTasks | None,
+        tasks: Tasks,
     ) -> list[TopicPartition] | None:
         """Seek to the committed offsets and start the stores' catch-up; None: not yet.
 
         The inputs were paused when the re-sync began; on success they are resumed, except
-        those whose stores now restore, which stay paused until they have caught up.
+        those of tasks whose stores now restore (paused until they have caught up) or that
+        wait for a co-partitioned input.
         """
         found = self.read_offsets(consumer, assignment, fallback)
         if found is None:
             return None
         for tp in found:
             consumer.seek(tp)
-        restoring: list[TopicPartition] = []
-        if state is not None:
-            try:
-                restoring = state.resync(found)
-            except KafkaException as exc:  # the changelogs' end offsets, not known yet
-                log.warning("re-sync: the stores' catch-up can't start yet (%s); retrying", exc)
-                return None
+        try:
+            restoring = tasks.resync()
+        except KafkaException as exc:  # the changelogs' end offsets, not known yet
+            log.warning("re-sync: the stores' catch-up can't start yet (%s); retrying", exc)
+            return None
         if assignment:
             consumer.resume(assignment)
         if restoring:
@@ -117,6 +116,6 @@ class PendingResync:
             self.cause,
             time.monotonic() - self.since,
             ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in found) or "-",
-            len(state.restoring) if state is not None else 0,
+            len(tasks.state.restoring) if tasks.state is not None else 0,
         )
         return found

@@ -1,10 +1,10 @@
-"""The stores of the partitions this worker owns: open, restore, changelog, commit, close.
+"""The stores of this worker's tasks: open, decide the restore, changelog, commit, close.
 
-A store instance belongs to one input partition (all topics that use a store must have the
-same partition count; partition p of each is served by instance p). Restores run in the
-worker loop, not in rebalance callbacks: assigned partitions whose stores are behind their
-changelog are paused in the main consumer until a dedicated restore consumer (assign, not
-subscribe; read_committed) has brought them to the changelog's end, batch by batch.
+A store instance belongs to one partition index (all topics that use a store must have the
+same partition count; partition p of each is served by instance p), and to the task of that
+index (task.py). A task that is suspended keeps its stores open; when it comes back, the
+checkpoint decides whether anything must be read. The reading itself is restore.py's, in the
+worker loop: the task's inputs stay paused until its stores have caught up.
 
 Checkpoints. A store's checkpoint ``c`` says: the store reflects every committed changelog
 record below ``c - 1``; the record at ``c - 1`` is reflected too, or is no data of this store
@@ -43,61 +43,34 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from itertools import groupby
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import KafkaError
 
-from eokafka.config import Settings, restore_consumer_config
+from eokafka.config import Settings
 from eokafka.errors import ConfigError, TopologyError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import KAFKA, Clients
+from eokafka.runtime.restore import Restore, RestoreReader
+from eokafka.runtime.restore import labels as _labels
 from eokafka.runtime.topics import PartitionState, TopicGuard
 from eokafka.state import Store, StoreCorruptError, changelog_topic, open_store, store_dir
 from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.stores")
-_RESTORE_BATCH = 10_000
 _SIZES_EVERY = 5.0  # seconds between store-size gauge refreshes
 StoreKey = tuple[str, int]  # (store name, partition)
 Produce = Callable[..., None]
 TOPIC_ID_FILE = "changelog-topic-id"  # beside a persistent store's files
-# The restore position left the changelog (records deleted under it): restore in full.
-_OUT_OF_RANGE = frozenset({KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE})
 
 
 def checkpoint_after_commit(last_offset: int) -> int:
     """The checkpoint of a store whose last committed changelog record is at ``last_offset``:
     one more for the commit marker that follows it (see the module docstring)."""
     return last_offset + 2
-
-
-@dataclass
-class _Restore:
-    store: Store
-    position: int  # the next changelog offset to apply
-    end: int  # the high watermark at the start: done once read_committed reached it
-    floor: int = 0  # the checkpoint at the start, which a restore never moves back
-    counted_from: int = 0  # records below were applied before (re-read, not counted)
-    started: float = field(default_factory=time.monotonic)
-    restored: int = 0
-    full: bool = False  # from the beginning of the changelog, into an empty store
-
-    @property
-    def offset(self) -> int:
-        """Where the restore consumer starts: a full restore from whatever is kept then."""
-        return OFFSET_BEGINNING if self.full else self.position
 
 
 class StoreTasks:
@@ -109,8 +82,11 @@ class StoreTasks:
         topics: TopicGuard,
         clients: Clients = KAFKA,
         record_limit: Callable[[str], int] | None = None,
+        standby: Any = None,
     ) -> None:
-        self._clients = clients
+        """``standby``: warm store copies with ``take(name, partition) -> Store | None`` and
+        ``release(name, partition, store)``, asked where a store is opened or closed."""
+        self.standby = standby
         self.settings = settings
         # The most key + value bytes a record to a changelog topic can carry.
         self.record_limit = record_limit
@@ -120,12 +96,8 @@ class StoreTasks:
         self.by_topic = topology.store_names_by_topic()
         self.changelogs = {n: changelog_topic(settings.application_id, n) for n in self.specs}
         self.stores: dict[StoreKey, Store] = {}
-        self.restoring: dict[StoreKey, _Restore] = {}
-        self._restore_assigned: set[StoreKey] = set()  # what the restore consumer reads now
-        self.waiting: dict[int, list[TopicPartition]] = {}  # partition -> paused inputs
+        self.reader = RestoreReader(settings, self.changelogs, metrics, clients)
         self.checkpoints: dict[StoreKey, int] = {}  # changelog offsets seen this commit
-        self._restore_consumer: Consumer | None = None
-        self._progress = sys.stderr.isatty()
         self._sizes_due = 0.0
 
     # -- start-up ------------------------------------------------------------------------
@@ -185,32 +157,62 @@ class StoreTasks:
                 f"cleanup.policy={wanted!r}): records the store still needs would be deleted"
             )
 
-    def _consumer(self) -> Consumer:
-        if self._restore_consumer is None:
-            self._restore_consumer = self._clients.restore_consumer(
-                restore_consumer_config(self.settings)
-            )
-        return self._restore_consumer
+    # -- a task's stores -----------------------------------------------------------------
 
-    # -- assignment ----------------------------------------------------------------------
+    def open(self, keys: Iterable[StoreKey], only_open: bool = False) -> list[StoreKey]:
+        """Open (or keep) the stores of a task and decide their restore; return those that
+        restore. A store that is already open, that of a task coming back, reads only the
+        changelog tail past its checkpoint, or nothing when it is up to date. With
+        ``only_open`` stores that are not open are left alone (a re-sync)."""
+        keys = list(keys)
+        for key in keys:
+            if key not in self.stores:
+                if only_open:
+                    continue
+                self.stores[key] = self._open_store(key)
+            if key not in self.reader.restoring:
+                self._start_restore(key)
+        self.reader.assign()
+        return [key for key in keys if key in self.reader.restoring]
 
-    def open_partitions(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        """Open the stores of newly assigned inputs; return the inputs to pause for restore."""
-        to_pause: list[TopicPartition] = []
-        for tp in partitions:
-            names = self.by_topic.get(tp.topic, ())
-            for name in names:
-                key = (name, tp.partition)
-                if key not in self.stores:
-                    self.stores[key] = self._open(name, tp.partition)
-                    self._start_restore(key)
-            if any((n, tp.partition) in self.restoring for n in names):
-                self.waiting.setdefault(tp.partition, []).append(
-                    TopicPartition(tp.topic, tp.partition)
-                )
-                to_pause.append(TopicPartition(tp.topic, tp.partition))
-        self._assign_restores()
-        return to_pause
+    def suspend(self, keys: Iterable[StoreKey]) -> None:
+        """A task left, maybe for a moment: its stores stay open with their committed
+        state; a restore under way stops where it got to."""
+        for key in keys:
+            self.reader.suspend(key)
+            self.checkpoints.pop(key, None)
+        self.reader.assign()
+
+    def close_stores(self, keys: Iterable[StoreKey]) -> None:
+        """Close a task's stores for good (it was not given back, or the worker stops)."""
+        for key in keys:
+            self.reader.cancel(key)
+            self.checkpoints.pop(key, None)
+            self._close_store(key)
+        self.reader.assign()
+
+    def _open_store(self, key: StoreKey) -> Store:
+        """Where a store of this worker comes from: the standby replicas, or its files."""
+        if self.standby is not None:
+            warm = self.standby.take(*key)
+            if warm is not None:
+                return warm
+        return self._open(*key)
+
+    def _close_store(self, key: StoreKey) -> None:
+        """Where a store leaves this worker: back to the standby replicas, or closed."""
+        store = self.stores.pop(key, None)
+        if store is None:
+            return
+        for gauge in (self.metrics.store_keys, self.metrics.restore_remaining):
+            try:
+                gauge.remove(*_labels(key))
+            except KeyError:
+                pass
+        if self.standby is not None:
+            self.standby.release(key[0], key[1], store)
+        else:
+            store.close()
 
     def _open(self, name: str, partition: int) -> Store:
         spec = self.specs[name]
@@ -244,14 +246,14 @@ class StoreTasks:
         self._keep_topic_id(key, state.topic_id)
         c = store.checkpoint
         start = state.low if c is None else max(c - 1, state.low)
-        self._cancel_restore(key)
+        self.reader.cancel(key)
         if start >= state.high or (c == state.high and state.stable == state.high):
             log.info("store %s[%d] is up to date at changelog offset %d", *key, state.high)
             return
-        self.restoring[key] = _Restore(
+        restore = Restore(
             store, start, state.high, floor=c or 0, counted_from=c or 0, full=c is None
         )
-        self.metrics.restore_remaining.labels(*_labels(key)).set(state.high - start)
+        self.reader.start(key, restore)
         log.info("restoring store %s[%d]: changelog offsets %d..%d", *key, start, state.high)
 
     def _invalid(self, key: StoreKey, c: int | None, state: PartitionState) -> str | None:
@@ -296,153 +298,29 @@ class StoreTasks:
             tmp.write_text(topic_id)
             tmp.replace(path)
 
-    def _cancel_restore(self, key: StoreKey) -> None:
-        """Forget a running restore of ``key``, so that a new one is assigned afresh."""
-        self.restoring.pop(key, None)
-        if key in self._restore_assigned:
-            tp = TopicPartition(self.changelogs[key[0]], key[1])
-            self._consumer().incremental_unassign([tp])
-            self._restore_assigned.discard(key)
-
-    def _assign_restores(self) -> None:
-        """Add and remove restore partitions incrementally: the others keep their position
-        and their prefetched records. With nothing to restore the consumer is closed: it
-        would keep connections, and queue librdkafka's log lines, that nothing reads."""
-        wanted = set(self.restoring)
-        if not wanted and self._restore_consumer is not None:
-            self._restore_consumer.close()
-            self._restore_consumer = None
-            self._restore_assigned = set()
-            return
-        gone = self._restore_assigned - wanted
-        new = wanted - self._restore_assigned
-        if not gone and not new:
-            return
-        consumer = self._consumer()
-        if gone:
-            consumer.incremental_unassign(
-                [TopicPartition(self.changelogs[name], p) for name, p in gone]
-            )
-        if new:
-            consumer.incremental_assign(
-                [
-                    TopicPartition(self.changelogs[name], p, self.restoring[(name, p)].offset)
-                    for name, p in new
-                ]
-            )
-        self._restore_assigned = wanted
-
-    def close_partitions(self, partitions: list[TopicPartition]) -> None:
-        """Close the stores of partitions that left (after the commit or abort).
-
-        Store instances are per partition index; under the eager protocol the co-partitioned
-        inputs of one index leave together.
-        """
-        gone = {tp.partition for tp in partitions}
-        for key in [k for k in self.stores if k[1] in gone]:
-            self.restoring.pop(key, None)
-            self.checkpoints.pop(key, None)
-            self.stores.pop(key).close()
-            for gauge in (self.metrics.store_keys, self.metrics.restore_remaining):
-                try:
-                    gauge.remove(*_labels(key))
-                except KeyError:
-                    pass
-        for p in gone:
-            self.waiting.pop(p, None)
-        self._assign_restores()
-
     # -- restore in the loop -------------------------------------------------------------
 
-    def restore_step(self) -> list[TopicPartition]:
-        """Apply one batch of changelog records; return inputs whose stores are now ready.
+    @property
+    def restoring(self) -> dict[StoreKey, Restore]:
+        return self.reader.restoring
 
-        Records are grouped by runs of topic and partition and handed to the store through
-        C-level map/zip: a restore is per-record work on a million records, so no Python
-        statement runs per record. Stores merge batches in memory (flush=False) and write
-        once at the end of the restore, or when their buffer is full.
-        """
-        if not self.restoring:
-            return []
-        msgs = self._consumer().consume(_RESTORE_BATCH, 0.2)
-        names = {topic: name for name, topic in self.changelogs.items()}
-        batches: dict[StoreKey, list[Message]] = {}
-        ended: dict[StoreKey, int] = {}  # partition EOF: the read_committed end was reached
-        lost: dict[StoreKey, str] = {}  # the position fell out of the changelog
-        for topic, run in groupby(msgs, Message.topic):
-            name = names[topic]
-            for partition, group in groupby(run, Message.partition):
-                key = (name, partition)
-                if key not in self.restoring:
-                    continue
-                part = list(group)
-                if any(map(Message.error, part)):
-                    part = _without_eof(part, key, ended, lost)
-                batches.setdefault(key, []).extend(part)
-        for key, why in lost.items():
-            batches.pop(key, None)
-            ended.pop(key, None)
-            self._restart_in_full(key, why)
-        done: list[StoreKey] = []
-        for key in batches.keys() | ended.keys():
-            restore = self.restoring[key]
-            part = batches.get(key, [])
-            read_to = part[-1].offset() + 1 if part else restore.position
-            read_to = max(read_to, ended.get(key, read_to))
-            finished = read_to >= restore.end
-            offset = max(read_to, restore.floor)  # a checkpoint never moves back
-            records = zip(map(Message.key, part), map(Message.value, part), strict=True)
-            restore.store.restore_batch(records, offset, flush=finished)
-            restore.position = read_to
-            counted = len(part)
-            if part and part[0].offset() < restore.counted_from:
-                counted = sum(1 for m in part if m.offset() >= restore.counted_from)
-            restore.restored += counted
-            self.metrics.restored.labels(*_labels(key)).inc(counted)
-            self.metrics.restore_remaining.labels(*_labels(key)).set(max(0, restore.end - offset))
-            if finished:
-                done.append(key)
-        if self._progress and batches:
-            left = sum(max(0, r.end - r.position) for r in self.restoring.values())
-            print(f"\rrestoring stores: {left:,} changelog records left ", end="", file=sys.stderr)
-        for key in done:
-            self._finish(key)
-        if done or lost:
-            self._assign_restores()
-        return self._ready_inputs()
+    def restore_step(self) -> list[StoreKey]:
+        """One batch of the restores under way; the stores whose restore finished."""
+        done = self.reader.step(self._restart_in_full)
+        if done:
+            self._sizes_due = 0.0  # len() may scan a persistent store: refresh at the commit
+        return done
 
     def _restart_in_full(self, key: StoreKey, why: str) -> None:
         """The restore position left the changelog (records deleted under it): start over."""
-        self._cancel_restore(key)
         store = self._wipe(key, why)
         topic = self.changelogs[key[0]]
         state = self.topics.partition_state(topic, key[1])
         self._keep_topic_id(key, state.topic_id)
-        self.restoring[key] = _Restore(store, state.low, state.high, full=True)
+        self.reader.start(key, Restore(store, state.low, state.high, full=True))
         log.info(
             "restoring store %s[%d] in full: changelog offsets %d..%d", *key, state.low, state.high
         )
-
-    def _finish(self, key: StoreKey) -> None:
-        restore = self.restoring.pop(key)
-        took = time.monotonic() - restore.started
-        self.metrics.restore_duration.labels(*_labels(key)).set(took)
-        self.metrics.restore_remaining.labels(*_labels(key)).set(0)
-        self._sizes_due = 0.0  # len() may scan a persistent store: refresh at the next commit
-        rate = restore.restored / took if took > 0 else float(restore.restored)
-        log.info(
-            "restored store %s[%d]: %d records in %.2fs (%.0f records/s)",
-            *key, restore.restored, took, rate,
-        )  # fmt: skip
-        if self._progress and not self.restoring:
-            print("\rrestoring stores: done" + " " * 30, file=sys.stderr)
-
-    def _ready_inputs(self) -> list[TopicPartition]:
-        ready: list[TopicPartition] = []
-        for p in list(self.waiting):
-            if not any(k[1] == p for k in self.restoring):
-                ready.extend(self.waiting.pop(p))
-        return ready
 
     # -- the transaction -----------------------------------------------------------------
 
@@ -489,29 +367,16 @@ class StoreTasks:
             store.abort()
         self.checkpoints.clear()
 
-    def resync(self, inputs: list[TopicPartition]) -> list[TopicPartition]:
-        """After a producer reset: bring every open store to its changelog's committed end.
+    def resync(self, keys: Iterable[StoreKey]) -> list[StoreKey]:
+        """After a producer reset: bring the open stores ``keys`` to their changelogs'
+        committed end; return those that restore.
 
         The last transaction may have committed or not, so no overlay survives, and each store
         that is not restoring already restarts a restore from its own checkpoint (committed
         state only ever sits at or behind Kafka, invariant 5): the changelog's tail decides.
-        Returns the ``inputs`` to pause until their stores have caught up.
         """
         self.aborted()
-        for key in self.stores:
-            if key not in self.restoring:
-                self._start_restore(key)
-        self._assign_restores()
-        to_pause: list[TopicPartition] = []
-        for tp in inputs:
-            names = self.by_topic.get(tp.topic, ())
-            if not any((n, tp.partition) in self.restoring for n in names):
-                continue
-            waiting = self.waiting.setdefault(tp.partition, [])
-            if all((w.topic, w.partition) != (tp.topic, tp.partition) for w in waiting):
-                waiting.append(TopicPartition(tp.topic, tp.partition))
-            to_pause.append(TopicPartition(tp.topic, tp.partition))
-        return to_pause
+        return self.open(keys, only_open=True)
 
     def store(self, name: str, partition: int) -> Store:
         try:
@@ -523,35 +388,6 @@ class StoreTasks:
             ) from None
 
     def close(self) -> None:
-        for store in self.stores.values():
-            store.close()
-        self.stores.clear()
-        if self._restore_consumer is not None:
-            self._restore_consumer.close()
-
-
-def _without_eof(
-    part: list[Message], key: StoreKey, ended: dict[StoreKey, int], lost: dict[StoreKey, str]
-) -> list[Message]:
-    """The records of a run, noting a partition EOF or a position out of range; any other
-    error is raised."""
-    records: list[Message] = []
-    for msg in part:
-        err = msg.error()
-        if err is None:
-            records.append(msg)
-        elif err.code() == KafkaError._PARTITION_EOF:
-            ended[key] = msg.offset()
-        elif err.code() in _OUT_OF_RANGE:
-            lost[key] = (
-                f"the restore position {msg.offset()} of changelog {msg.topic()}"
-                f"[{msg.partition()}] is out of range ({err.str()})"
-            )
-            return []
-        else:
-            raise KafkaException(err)
-    return records
-
-
-def _labels(key: StoreKey) -> tuple[str, str]:
-    return key[0], str(key[1])
+        """The worker stops: every store left is closed for good."""
+        self.close_stores(list(self.stores))
+        self.reader.close()

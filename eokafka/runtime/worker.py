@@ -17,14 +17,19 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaException,
     Message,
     TopicPartition,
 )
 
-from eokafka.config import Settings, admin_config, consumer_config, producer_config
+from eokafka.config import (
+    Settings,
+    admin_config,
+    consumer_config,
+    producer_config,
+    rebalance_protocol,
+)
 from eokafka.context import ProcessorContext
 from eokafka.errors import (
     EokafkaError,
@@ -40,9 +45,11 @@ from eokafka.runtime.group import consumer_error, successor_exists
 from eokafka.runtime.limits import OutputLimits
 from eokafka.runtime.poison_policy import PoisonPolicy, RecordFailed
 from eokafka.runtime.purge import RepartitionPurge
+from eokafka.runtime.rebalance import Rebalance
 from eokafka.runtime.recovery import PendingResync
 from eokafka.runtime.sinks import SinkSet
 from eokafka.runtime.stores import StoreTasks
+from eokafka.runtime.tasks import Tasks, spans_topics
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
 from eokafka.serdes import is_identity
@@ -50,7 +57,6 @@ from eokafka.sink import RecordRefused
 from eokafka.topology import Source, Topology
 
 log = logging.getLogger("eokafka.worker")
-_RPC_TIMEOUT = 30.0
 _IDLE_POLL = 0.5
 Decoder = Callable[[bytes | None], Any] | None
 Route = tuple[Source, Decoder, Decoder]
@@ -114,14 +120,13 @@ class Worker:
             self.tally.late,
         )
         self.sinks = SinkSet.for_worker(self)
-        # Offsets of the last commit this worker knows succeeded, for cheap rewinds after a
-        # plain abort; after a producer reset they are re-read from the broker instead.
-        self.committed: dict[TP, int] = {}
-        # Where the auto offset reset put partitions the group had never committed.
-        self.reset_positions: dict[TP, int] = {}
+        # Per task: its inputs, stores, the offsets of the last commit this worker knows
+        # succeeded (cheap rewinds after a plain abort; re-read from the broker after a
+        # producer reset) and where the auto offset reset put never committed partitions.
+        self.tasks = Tasks(topology, self.state, self.clients.clock)
+        self.rebalance = Rebalance(self, rebalance_protocol(settings))
         # Owed since the producer was re-created: inputs stay paused until it is done.
         self.resync: PendingResync | None = None
-        self.assignment: list[TopicPartition] = []
         self.poison = PoisonPolicy(
             settings, self.tally, self.limits, self.abort_loop, self._txn, self._produce
         )
@@ -129,6 +134,14 @@ class Worker:
         self.stopping = False
         self.txn: Transactions | None = None
         self.consumer: Consumer | None = None
+
+    @property
+    def assignment(self) -> list[TopicPartition]:
+        return self.tasks.assignment
+
+    @property
+    def committed(self) -> dict[TP, int]:
+        return self.tasks.committed()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -163,18 +176,20 @@ class Worker:
                 replaced=self._replaced,
                 clients=self.clients,
             )
-            self.consumer = self.clients.consumer(consumer_config(self.settings, self.instance_id))
+            conf = consumer_config(self.settings, self.instance_id, spans_topics(self.topology))
+            self.consumer = self.clients.consumer(conf)
         self.consumer.subscribe(
             self.topology.topics,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
+            on_assign=self.rebalance.on_assign,
+            on_revoke=self.rebalance.on_revoke,
+            on_lost=self.rebalance.on_lost,
         )
         log.info(
-            "worker running: group.id=%s transactional.id=%s topics=%s",
+            "worker running: group.id=%s transactional.id=%s topics=%s rebalancing=%s",
             self.settings.application_id,
             self.txn.transactional_id,
             ",".join(self.topology.topics),
+            self.rebalance.protocol,
         )
 
     def loop(self) -> None:
@@ -210,8 +225,7 @@ class Worker:
         if clean:
             self.txn.close()
             self.sinks.close()
-        if self.state is not None:
-            self.state.close()
+        self.tasks.close()
         log.info("worker stopped (%s)", "clean" if clean else "after an error")
 
     # -- the loop ------------------------------------------------------------------------
@@ -222,12 +236,17 @@ class Worker:
         if self.resync is not None and not self._try_resync():
             self._serve_group_while_resyncing()
             return
-        if self.state is not None and self.state.restoring:
-            ready = self.state.restore_step()
+        tasks = self.tasks
+        if tasks.restoring:
+            if self.state is not None:
+                self.state.restore_step()
+            ready = tasks.restored()
             if ready:
                 self.consumer.resume(ready)
+        if self.rebalance.protocol != "eager" and tasks.tasks:
+            tasks.settle(self.clients.clock())
         timeout = max(0.0, txn.deadline - self.clients.clock()) if txn.open else _IDLE_POLL
-        if self.state is not None and self.state.restoring:
+        if tasks.restoring:
             timeout = 0.0
         cap = self.abort_loop.cap
         size = self.settings.batch_size
@@ -431,9 +450,8 @@ class Worker:
         if self.state is not None:
             self.state.committed()  # the commit served the changelog delivery reports
         self.sinks.finish()
-        for tp in positions:
-            self.committed[(tp.topic, tp.partition)] = tp.offset
-        self.poison.committed(self.committed, self.records_in_txn > 0)
+        self.tasks.note_committed(positions)
+        self.poison.committed(self.tasks.committed(), self.records_in_txn > 0)
         self.purge.committed(positions)
         cause = self.txn.take_reset()
         if cause is not None:  # committed, then re-created against delayed requests
@@ -499,12 +517,11 @@ class Worker:
         """One attempt at the pending re-sync; False while the broker can't answer yet."""
         assert self.consumer is not None and self.resync is not None
         found = self.resync.attempt(
-            self.consumer, self.assignment, self.reset_positions, self.state
+            self.consumer, self.assignment, self.tasks.reset_positions(), self.tasks
         )
         if found is None:
             return False
-        for tp in found:
-            self.committed[(tp.topic, tp.partition)] = tp.offset
+        self.tasks.note_committed(found)
         self.resync = None
         self.sinks.recover(self.assignment)  # prepared sink writes: decided by the commit
         return True
@@ -522,8 +539,9 @@ class Worker:
     def _rewind(self) -> None:
         """Seek every assigned partition back to its last committed offset."""
         assert self.consumer is not None
+        committed = self.tasks.committed()
         for tp in self.assignment:
-            offset = self.committed.get((tp.topic, tp.partition))
+            offset = committed.get((tp.topic, tp.partition))
             if offset is not None:
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
         self.sinks.recover(self.assignment)
@@ -535,60 +553,3 @@ class Worker:
             _, high = self.consumer.get_watermark_offsets(tp, cached=True) or (None, None)
             if high is not None and high >= 0:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
-
-    # -- rebalance listener --------------------------------------------------------------
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.metrics.rebalances.labels("assign").inc()
-        committed = consumer.committed(partitions, timeout=_RPC_TIMEOUT) if partitions else []
-        for tp in committed:
-            if tp.offset < 0:
-                if self.settings.auto_offset_reset == "earliest":
-                    tp.offset = OFFSET_BEGINNING
-                else:
-                    tp.offset = consumer.get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)[1]
-                self.reset_positions[(tp.topic, tp.partition)] = tp.offset
-            self.committed[(tp.topic, tp.partition)] = tp.offset
-        self.assignment = [TopicPartition(tp.topic, tp.partition) for tp in committed]
-        consumer.assign(committed)
-        self.sinks.recover(self.assignment)
-        log.info("assigned %s", _names(committed))
-        if self.state is not None:
-            to_pause = self.state.open_partitions(committed)
-            if to_pause:
-                consumer.pause(to_pause)  # until their stores have caught up (restore)
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.metrics.rebalances.labels("revoke").inc()
-        if self.txn is not None and self.txn.open:
-            self._commit(rewind_on_abort=False)  # commit what was done before partitions leave
-        self._forget(partitions)
-        if self.state is not None:
-            self.state.close_partitions(partitions)
-        log.info("revoked %s", _names(partitions))
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.metrics.rebalances.labels("lost").inc()
-        if self.txn is not None and self.txn.open:
-            try:
-                self.txn.abort("partitions-lost")
-            except TransactionAborted:
-                pass
-            self._after_abort("partitions-lost", rewind=False)
-        self._forget(partitions)
-        if self.state is not None:
-            self.state.close_partitions(partitions)
-        log.warning("lost %s; their open transaction was aborted", _names(partitions))
-
-    def _forget(self, partitions: list[TopicPartition]) -> None:
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        self.assignment = [tp for tp in self.assignment if (tp.topic, tp.partition) not in gone]
-        for key in gone:
-            self.committed.pop(key, None)
-            self.reset_positions.pop(key, None)
-        self.poison.forget(gone)
-        self.metrics.forget_partitions(sorted(gone))
-
-
-def _names(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

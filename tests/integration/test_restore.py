@@ -73,6 +73,11 @@ def _tasks(
     return tasks, src, f"{settings.application_id}-totals-changelog"
 
 
+def _key(tp: TopicPartition) -> tuple[str, int]:
+    """The store instance the input partition ``tp`` is served by."""
+    return ("totals", tp.partition)
+
+
 class Restorer:
     """Steps the restore and remembers which inputs became ready, over all steps."""
 
@@ -81,7 +86,7 @@ class Restorer:
         self.ready: set[int] = set()
 
     def step(self) -> None:
-        self.ready.update(tp.partition for tp in self.tasks.restore_step())
+        self.ready.update(key[1] for key in self.tasks.restore_step())
 
     def until_ready(self, partition: int) -> None:
         def done() -> bool:
@@ -113,19 +118,19 @@ def test_a_revocation_in_the_middle_of_a_restore_is_survived(
         records, expected[p] = _changelog(seed=p)
         produce_records(kafka_bootstrap, changelog, records, partition=p)
     try:
-        paused = tasks.open_partitions([TopicPartition(src, 0), TopicPartition(src, 1)])
-        assert sorted(tp.partition for tp in paused) == [0, 1]
+        restoring = tasks.open([("totals", 0), ("totals", 1)])
+        assert sorted(key[1] for key in restoring) == [0, 1]
         restorer = Restorer(tasks)
         restorer.until_half_way(0)
 
-        tasks.close_partitions([TopicPartition(src, 0)])  # revoked half-way
+        tasks.close_stores([("totals", 0)])  # revoked half-way, not given back
         assert ("totals", 0) not in tasks.stores
 
         restorer.until_ready(1)
         assert dict(tasks.store("totals", 1).items()) == expected[1]
 
         restorer.ready.clear()
-        assert tasks.open_partitions([TopicPartition(src, 0)]) == [TopicPartition(src, 0)]
+        assert tasks.open([("totals", 0)]) == [("totals", 0)]
         restorer.until_half_way(0)
         tasks.committed()  # a commit while a store restores must leave that store alone
         restorer.until_ready(0)
@@ -145,12 +150,12 @@ def test_a_reopened_persistent_store_restores_only_the_new_tail(
     tp = TopicPartition(src, 0)
     try:
         restorer = Restorer(tasks)
-        tasks.open_partitions([tp])
+        tasks.open([_key(tp)])
         restorer.until_ready(0)
-        tasks.close_partitions([tp])
+        tasks.close_stores([_key(tp)])
 
         produce_records(kafka_bootstrap, changelog, records[half:], partition=0)
-        tasks.open_partitions([tp])
+        tasks.open([_key(tp)])
         restore = tasks.restoring[("totals", 0)]
         restorer.ready.clear()
         restorer.until_ready(0)
@@ -221,7 +226,7 @@ def _recreate(bootstrap: str, topic: str, partitions: int) -> None:
 
 def _restore_in_full(tasks: StoreTasks, tp: TopicPartition) -> Restorer:
     restorer = Restorer(tasks)
-    assert tasks.open_partitions([tp]) == [tp]
+    assert tasks.open([_key(tp)]) == [_key(tp)]
     restorer.until_ready(tp.partition)
     return restorer
 
@@ -235,7 +240,7 @@ def test_a_changelog_truncated_under_the_checkpoint_restores_in_full(
     produce_records(kafka_bootstrap, changelog, first, partition=0)
     try:
         _restore_in_full(tasks, tp)
-        tasks.close_partitions([tp])  # checkpoint 100
+        tasks.close_stores([_key(tp)])  # checkpoint 100
         # Tombstones for k0..k49, then new values for k100..k149; the tombstones (and with
         # them the checkpoint) are deleted, as retention or DeleteRecords would.
         later = _records(range(50), None) + _records(range(100, 150), 2)
@@ -264,7 +269,7 @@ def test_a_restore_position_deleted_under_it_restarts_in_full(
     tp = TopicPartition(src, 0)
     try:
         restorer = Restorer(tasks)
-        assert tasks.open_partitions([tp]) == [tp]
+        assert tasks.open([_key(tp)]) == [_key(tp)]
         restorer.until_half_way(0)
         cut = PER_PARTITION - 1_000
         _delete_records(kafka_bootstrap, changelog, 0, cut)
@@ -286,12 +291,12 @@ def test_a_recreated_changelog_restores_in_full(
     produce_records(kafka_bootstrap, changelog, _records(range(100), 1), partition=0)
     try:
         _restore_in_full(tasks, tp)
-        tasks.close_partitions([tp])
+        tasks.close_stores([_key(tp)])
         _recreate(kafka_bootstrap, changelog, 2)
         fresh = _records(range(200, 200 + new_records), 3)
         produce_records(kafka_bootstrap, changelog, fresh, partition=0)
         with caplog.at_level(logging.WARNING, "eokafka.stores"):
-            tasks.open_partitions([tp])
+            tasks.open([_key(tp)])
             Restorer(tasks).until_ready(0)
         assert dict(tasks.store("totals", 0).items()) == _kv(fresh)
         assert "wiping it to restore in full" in caplog.text
@@ -330,15 +335,15 @@ def test_an_up_to_date_store_is_not_paused_and_a_tail_is_read_only_when_it_may_h
     tp = TopicPartition(src, 0)
     ours, zombie = _writer(kafka_bootstrap), _writer(kafka_bootstrap)
     try:
-        assert tasks.open_partitions([tp]) == []  # an empty changelog: nothing to restore
+        assert tasks.open([_key(tp)]) == []  # an empty changelog: nothing to restore
         _commit_through_the_store(tasks, ours, {"a": 1, "b": 2})
         _commit_through_the_store(tasks, ours, {"a": 3})
-        tasks.close_partitions([tp])
+        tasks.close_stores([_key(tp)])
         # The checkpoint accounts for the commit marker: reopening reads nothing.
-        assert tasks.open_partitions([tp]) == []
+        assert tasks.open([_key(tp)]) == []
         assert not tasks.restoring
         assert dict(tasks.store("totals", 0).items()) == {"a": 3, "b": 2}
-        tasks.close_partitions([tp])
+        tasks.close_stores([_key(tp)])
 
         # A zombie's aborted records in the tail must be read (they might have been data),
         # and change nothing.
@@ -349,16 +354,16 @@ def test_an_up_to_date_store_is_not_paused_and_a_tail_is_read_only_when_it_may_h
         restorer = _restore_in_full(tasks, tp)
         assert tasks.metrics.restored.labels("totals", "0")._value.get() == 0
         assert dict(tasks.store("totals", 0).items()) == {"a": 3, "b": 2}
-        tasks.close_partitions([tp])
-        assert tasks.open_partitions([tp]) == []  # the restore checkpointed past them
-        tasks.close_partitions([tp])
+        tasks.close_stores([_key(tp)])
+        assert tasks.open([_key(tp)]) == []  # the restore checkpointed past them
+        tasks.close_stores([_key(tp)])
 
         # A transaction still open on the changelog (or a commit whose marker is not yet
         # written) holds the restore until it is resolved; what it commits is restored.
         zombie.begin_transaction()
         zombie.produce(changelog, json.dumps(7).encode(), json.dumps("c").encode(), 0)
         zombie.flush(30)
-        assert tasks.open_partitions([tp]) == [tp]
+        assert tasks.open([_key(tp)]) == [_key(tp)]
         restorer.ready.clear()
         for _ in range(10):
             restorer.step()
@@ -387,9 +392,9 @@ def test_one_unresolved_offset_after_a_commit_checkpoint_is_read(
         other.flush(30)  # offset 10, its transaction open: end offset 11
         # As a commit whose last changelog record is at 9 leaves it (marker not yet written).
         tasks.store("totals", 0).backend.apply({}, 11)
-        tasks.close_partitions([tp])
+        tasks.close_stores([_key(tp)])
         restorer = Restorer(tasks)
-        assert tasks.open_partitions([tp]) == [tp]
+        assert tasks.open([_key(tp)]) == [_key(tp)]
         for _ in range(10):
             restorer.step()
         assert 0 not in restorer.ready, "the restore ended below an open transaction"

@@ -1,0 +1,142 @@
+"""Tasks keep their stores through rebalances, under each group protocol.
+
+A second worker joins a stateful app while input flows. The first worker's tasks are
+suspended on revoke, not closed: those it keeps (eager) or that never move (incremental)
+restore nothing, which ``eokafka_records_restored_total`` of the first worker shows; totals
+stay exact, read read_committed. Under incremental protocols only moved partitions are
+revoked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import app_topics, wait_for, worker
+from tests.integration.test_operations import _free_port, _samples
+from tests.integration.test_stores import _check_prefix_sums, _inputs
+from tests.kafka_helpers import create_topic, end_offsets, produce_records, read_committed
+
+pytestmark = pytest.mark.integration
+PROTOCOLS = {
+    "eager": [],
+    "cooperative": ["-c", "consumer.partition.assignment.strategy=cooperative-sticky"],
+    "consumer": ["-c", "consumer.group.protocol=consumer"],
+}
+PARTITIONS = 6
+
+
+def _restored(port: int) -> float:
+    return sum(v for k, v in _samples(port).items() if k[0] == "eokafka_records_restored_total")
+
+
+def _revoked(log: str) -> list[set[str]]:
+    """The partitions of each revoke the worker logged."""
+    return [set(m.split(", ")) for m in re.findall(r"revoked (.+)", log) if m != "nothing"]
+
+
+def _feed(bootstrap: str, topic: str, inputs: list, step: int = 500) -> threading.Thread:
+    def run() -> None:
+        for i in range(0, len(inputs), step):
+            produce_records(bootstrap, topic, inputs[i : i + step])
+
+    feeder = threading.Thread(target=run)
+    feeder.start()
+    return feeder
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_a_joining_worker_leaves_the_kept_stores_of_the_first_unrestored(
+    kafka_bootstrap: str, tmp_path: Path, protocol: str
+) -> None:
+    total = 12_000
+    names = app_topics(kafka_bootstrap, f"keep-{protocol}", PARTITIONS)
+    inputs = _inputs(range(total), seed=3)
+    ports = [_free_port() for _ in range(2)]
+    workers = [
+        worker(
+            "tests.apps.totals:app",
+            kafka_bootstrap,
+            tmp_path,
+            f"w{i}",
+            names.env,
+            ["--instance-id", f"w{i}", "--metrics-port", str(ports[i]), *PROTOCOLS[protocol]],
+        )
+        for i in range(2)
+    ]
+    out_count = lambda: sum(end_offsets(kafka_bootstrap, names.out).values())  # noqa: E731
+    try:
+        workers[0].start()
+        feeder = _feed(kafka_bootstrap, names.src, inputs)
+        wait_for(lambda: out_count() > 2_000, 120, "the first worker's output")
+        workers[1].start()
+        wait_for(lambda: "assigned" in workers[1].log() and "revoked" in workers[0].log(),
+                 120, "a rebalance that moves partitions")  # fmt: skip
+        feeder.join(120)
+        records = read_committed(kafka_bootstrap, names.out, expected_count=total, timeout=180)
+        _check_prefix_sums(inputs, records)
+        assert _restored(ports[0]) == 0, workers[0].log()[-3000:]
+        assert _restored(ports[1]) > 0, "the moved partitions' stores were not restored"
+        revokes = _revoked(workers[0].log())
+        if protocol == "eager":
+            assert len(revokes[0]) == PARTITIONS
+        else:  # only what moved: never the whole assignment
+            assert revokes and all(len(r) < PARTITIONS for r in revokes), revokes
+        for w in workers:
+            assert w.terminate() == 0, w.log()[-3000:]
+    finally:
+        for w in workers:
+            w.stop_quietly()
+
+
+def test_a_store_over_two_topics_stays_exact_under_the_consumer_protocol(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    per_topic = 6_000
+    names = app_topics(kafka_bootstrap, "copart", PARTITIONS)
+    src2 = f"{names.src}-b"
+    create_topic(kafka_bootstrap, src2, PARTITIONS)
+    env = {**names.env, "TEST_INPUT2": src2}
+    keys = [f"k{i}" for i in range(30)]
+
+    def inputs(first: int) -> list[tuple[bytes, bytes]]:
+        return [
+            (keys[n % len(keys)].encode(), json.dumps({"id": n}).encode())
+            for n in range(first, first + per_topic)
+        ]
+
+    a, b = inputs(0), inputs(per_topic)
+    workers = [
+        worker("tests.apps.copartitioned:app", kafka_bootstrap, tmp_path, f"w{i}", env,
+               ["--instance-id", f"w{i}", *PROTOCOLS["consumer"]])  # fmt: skip
+        for i in range(2)
+    ]
+    out_count = lambda: sum(end_offsets(kafka_bootstrap, names.out).values())  # noqa: E731
+    try:
+        workers[0].start()
+        feeders = [_feed(kafka_bootstrap, names.src, a), _feed(kafka_bootstrap, src2, b)]
+        wait_for(lambda: out_count() > 1_000, 120, "the first worker's output")
+        workers[1].start()
+        for f in feeders:
+            f.join(120)
+        records = read_committed(
+            kafka_bootstrap, names.out, expected_count=2 * per_topic, timeout=180
+        )
+        ids = [json.loads(r.value)["id"] for r in records]
+        assert sorted(ids) == list(range(2 * per_topic)), "an input missing or twice"
+        counts: dict[str, list[int]] = defaultdict(list)
+        for r in records:
+            counts[r.key.decode()].append(json.loads(r.value)["count"])
+        for key, got in counts.items():  # counted once each, in one store per key
+            assert sorted(got) == list(range(1, len(got) + 1)), (key, sorted(got)[:10])
+        assert "assigned" in workers[1].log(), "the second worker never got partitions"
+        for w in workers:
+            assert w.terminate() == 0, w.log()[-3000:]
+    finally:
+        for w in workers:
+            w.stop_quietly()
