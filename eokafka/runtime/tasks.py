@@ -68,6 +68,7 @@ class Tasks:
         self.tasks: dict[TaskId, Task] = {}
         self.assignment: list[TopicPartition] = []
         self.restoring = False  # some task is restoring: the loop steps the restore
+        self.unsettled = False  # some suspended task was not given back (yet)
 
     # -- what the worker reads -----------------------------------------------------------
 
@@ -97,6 +98,9 @@ class Tasks:
             TopicPartition(*tp) for task in self.tasks.values() for tp in sorted(task.inputs)
         ]
         self.restoring = any(t.state is TaskState.RESTORING for t in self.tasks.values())
+        self.unsettled = any(
+            t.state is TaskState.SUSPENDED and not t.inputs for t in self.tasks.values()
+        )
 
     # -- rebalance callbacks -------------------------------------------------------------
 

@@ -243,7 +243,7 @@ class Worker:
             ready = tasks.restored()
             if ready:
                 self.consumer.resume(ready)
-        if self.rebalance.protocol != "eager" and tasks.tasks:
+        if tasks.unsettled and self.rebalance.protocol != "eager":  # eager: at assign
             tasks.settle(self.clients.clock())
         timeout = max(0.0, txn.deadline - self.clients.clock()) if txn.open else _IDLE_POLL
         if tasks.restoring:
