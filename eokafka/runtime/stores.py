@@ -85,7 +85,8 @@ class StoreTasks:
         standby: Any = None,
     ) -> None:
         """``standby``: warm store copies with ``take(name, partition) -> Store | None`` and
-        ``release(name, partition, store)``, asked where a store is opened or closed."""
+        ``release(name, partition, store) -> bool`` (False: close it), asked where a store
+        is opened or closed for good."""
         self.standby = standby
         self.settings = settings
         # The most key + value bytes a record to a changelog topic can carry.
@@ -209,9 +210,7 @@ class StoreTasks:
                 gauge.remove(*_labels(key))
             except KeyError:
                 pass
-        if self.standby is not None:
-            self.standby.release(key[0], key[1], store)
-        else:
+        if self.standby is None or not self.standby.release(key[0], key[1], store):
             store.close()
 
     def _open(self, name: str, partition: int) -> Store:

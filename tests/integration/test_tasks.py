@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import app_topics, wait_for, worker
+from tests.integration.test_exactly_once import _assert_exactly_once, _setup
+from tests.integration.test_exactly_once import _inputs as _copy_inputs
 from tests.integration.test_operations import _free_port, _samples
 from tests.integration.test_stores import _check_prefix_sums, _inputs
 from tests.kafka_helpers import create_topic, end_offsets, produce_records, read_committed
@@ -29,6 +31,7 @@ PROTOCOLS = {
     "consumer": ["-c", "consumer.group.protocol=consumer"],
 }
 PARTITIONS = 6
+EOS_COPY = "tests.apps.eos_copy:app"
 
 
 def _restored(port: int) -> float:
@@ -140,3 +143,39 @@ def test_a_store_over_two_topics_stays_exact_under_the_consumer_protocol(
     finally:
         for w in workers:
             w.stop_quietly()
+
+
+def test_a_stale_members_commit_is_refused_under_the_consumer_protocol(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A worker stalls mid-transaction past max.poll.interval.ms: the group moves its
+    partitions to another worker. When it wakes, its offsets carry a stale member epoch, so
+    its transaction can't commit them: every input is still output exactly once."""
+    total = 4_000
+    env, src, out = _setup(kafka_bootstrap, tmp_path, partitions=2)
+    env["TEST_PAUSE_IDS"] = "1500"
+    pause_dir = Path(env["TEST_PAUSE_DIR"])
+    produce_records(kafka_bootstrap, src, _copy_inputs(range(total)))
+    extra = [*PROTOCOLS["consumer"], "-c", "consumer.max.poll.interval.ms=6000"]
+    stale = worker(EOS_COPY, kafka_bootstrap, tmp_path, "stale", env,
+                   ["--instance-id", "stale", *extra]).start()  # fmt: skip
+    other = worker(EOS_COPY, kafka_bootstrap, tmp_path, "other", env,
+                   ["--instance-id", "other", *extra])  # fmt: skip
+    try:
+        wait_for(lambda: (pause_dir / "paused-1500").exists(), 120, "the worker to pause")
+        other.start()  # all output, while the stale member sleeps: it moved to the other
+        records = read_committed(kafka_bootstrap, out, expected_count=2 * total, timeout=120)
+        (pause_dir / "release").touch()  # the stale member wakes inside its transaction
+        wait_for(lambda: "lost" in stale.log() or not stale.alive, 60, "the stale worker")
+        produce_records(kafka_bootstrap, src, _copy_inputs(range(total, total + 1_000)))
+        records = read_committed(
+            kafka_bootstrap, out, expected_count=2 * (total + 1_000), timeout=120
+        )
+        _assert_exactly_once(records, range(total + 1_000))
+        assert other.alive, other.log()[-3000:]
+        for w in (stale, other):
+            if w.alive:
+                assert w.terminate() == 0, w.log()[-3000:]
+    finally:
+        stale.stop_quietly()
+        other.stop_quietly()
