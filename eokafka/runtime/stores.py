@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -66,6 +67,9 @@ from eokafka.runtime.clients import KAFKA, Clients
 from eokafka.runtime.topics import PartitionState, TopicGuard
 from eokafka.state import Store, StoreCorruptError, changelog_topic, open_store, store_dir
 from eokafka.topology import Topology
+
+if TYPE_CHECKING:
+    from eokafka.runtime.standby import StandbyReplicas
 
 log = logging.getLogger("eokafka.stores")
 _RESTORE_BATCH = 10_000
@@ -127,6 +131,9 @@ class StoreTasks:
         self._restore_consumer: Consumer | None = None
         self._progress = sys.stderr.isatty()
         self._sizes_due = 0.0
+        # Warm copies of stores this worker does not own (num_standby_replicas), set by the
+        # worker: opening a store takes its standby, closing one hands it back.
+        self.standby: StandbyReplicas | None = None
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -215,12 +222,15 @@ class StoreTasks:
     def _open(self, name: str, partition: int) -> Store:
         spec = self.specs[name]
         state_dir, app_id = self.settings.state_dir, self.settings.application_id
-        try:
-            store = open_store(spec, state_dir, app_id, partition)
-        except StoreCorruptError as exc:
-            log.warning("%s; wiping it to restore in full from the changelog", exc)
-            shutil.rmtree(store_dir(state_dir, app_id, name, partition), ignore_errors=True)
-            store = open_store(spec, state_dir, app_id, partition)
+        # A warm standby replica, if this worker has one: its restore reads only the tail.
+        store = self.standby.take(name, partition) if self.standby is not None else None
+        if store is None:
+            try:
+                store = open_store(spec, state_dir, app_id, partition)
+            except StoreCorruptError as exc:
+                log.warning("%s; wiping it to restore in full from the changelog", exc)
+                shutil.rmtree(store_dir(state_dir, app_id, name, partition), ignore_errors=True)
+                store = open_store(spec, state_dir, app_id, partition)
         if self.record_limit is not None:  # a write too large for its changelog fails at put
             store.max_record_bytes = self.record_limit(self.changelogs[name])
         return store
@@ -342,7 +352,9 @@ class StoreTasks:
         for key in [k for k in self.stores if k[1] in gone]:
             self.restoring.pop(key, None)
             self.checkpoints.pop(key, None)
-            self.stores.pop(key).close()
+            store = self.stores.pop(key)
+            if self.standby is None or not self.standby.release(*key, store):
+                store.close()  # else kept warm as a standby replica
             for gauge in (self.metrics.store_keys, self.metrics.restore_remaining):
                 try:
                     gauge.remove(*_labels(key))

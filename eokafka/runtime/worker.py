@@ -42,6 +42,7 @@ from eokafka.runtime.poison_policy import PoisonPolicy, RecordFailed
 from eokafka.runtime.purge import RepartitionPurge
 from eokafka.runtime.recovery import PendingResync
 from eokafka.runtime.sinks import SinkSet
+from eokafka.runtime.standby import StandbyReplicas
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
@@ -106,6 +107,16 @@ class Worker:
             if topology.stores
             else None
         )
+        # Standby replicas: warm copies of the stores of partitions other workers own.
+        self.standby = (
+            StandbyReplicas(
+                settings, topology, metrics, self.admin, instance_id, self._member_id, self.clients
+            )
+            if self.state is not None and settings.num_standby_replicas > 0
+            else None
+        )
+        if self.state is not None:
+            self.state.standby = self.standby
         self.tally = TxnTally()
         self.ctx = ProcessorContext(
             self._output_topic,
@@ -212,6 +223,8 @@ class Worker:
             self.sinks.close()
         if self.state is not None:
             self.state.close()
+        if self.standby is not None:
+            self.standby.close()
         log.info("worker stopped (%s)", "clean" if clean else "after an error")
 
     # -- the loop ------------------------------------------------------------------------
@@ -222,12 +235,16 @@ class Worker:
         if self.resync is not None and not self._try_resync():
             self._serve_group_while_resyncing()
             return
+        if self.standby is not None:
+            self.standby.step()
         if self.state is not None and self.state.restoring:
             ready = self.state.restore_step()
             if ready:
                 self.consumer.resume(ready)
         timeout = max(0.0, txn.deadline - self.clients.clock()) if txn.open else _IDLE_POLL
         if self.state is not None and self.state.restoring:
+            timeout = 0.0
+        if self.standby is not None and self.standby.catching_up:
             timeout = 0.0
         cap = self.abort_loop.cap
         size = self.settings.batch_size
@@ -397,6 +414,12 @@ class Worker:
         tps = self.consumer.position(self.assignment) if self.assignment else []
         return {(tp.topic, tp.partition): tp.offset for tp in tps if tp.offset >= 0}
 
+    def _member_id(self) -> str | None:
+        return self.consumer.memberid() if self.consumer is not None else None
+
+    def _owned(self) -> set[int]:
+        return {tp.partition for tp in self.assignment}
+
     def _replaced(self) -> bool:
         return successor_exists(self.consumer, self.topics.admin, self.settings, self.instance_id)
 
@@ -557,6 +580,8 @@ class Worker:
             to_pause = self.state.open_partitions(committed)
             if to_pause:
                 consumer.pause(to_pause)  # until their stores have caught up (restore)
+        if self.standby is not None:
+            self.standby.replan(self._owned())
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoke").inc()
@@ -565,6 +590,8 @@ class Worker:
         self._forget(partitions)
         if self.state is not None:
             self.state.close_partitions(partitions)
+        if self.standby is not None:
+            self.standby.replan(self._owned())
         log.info("revoked %s", _names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -578,6 +605,8 @@ class Worker:
         self._forget(partitions)
         if self.state is not None:
             self.state.close_partitions(partitions)
+        if self.standby is not None:
+            self.standby.replan(self._owned())
         log.warning("lost %s; their open transaction was aborted", _names(partitions))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
