@@ -87,6 +87,7 @@ class StandbyReplicas:
         self._refresh_due = 0.0
         self._lag_due = 0.0
         self._failed_reads = 0
+        self._closed = False
         persistent = sorted(set(topology.stores) - set(self.specs))
         if persistent:
             log.info(
@@ -99,6 +100,8 @@ class StandbyReplicas:
 
     def step(self) -> None:
         """Once per worker loop step: never blocks (membership futures polled, consume 0)."""
+        if self._closed:
+            return
         now = self.clients.clock()
         self._poll_membership(now)
         if not self.standbys:
@@ -138,7 +141,7 @@ class StandbyReplicas:
         The plan in force was made before this assignment change, so the store is kept
         until a plan made after it decides."""
         self._changed()
-        if store_name not in self.specs or store.restoring:
+        if self._closed or store_name not in self.specs or store.restoring:
             return False
         store.abort()
         key = (store_name, partition)
@@ -147,6 +150,8 @@ class StandbyReplicas:
         return True
 
     def close(self) -> None:
+        """Close every standby; stores released after this are not kept (a stop)."""
+        self._closed = True
         for key in list(self.standbys):
             self._forget(key)
         self.provisional.clear()
@@ -226,6 +231,7 @@ class StandbyReplicas:
                  max(offset, 0))  # fmt: skip
 
     def _stop(self, key: StoreKey, why: str) -> None:
+        """Stop tailing ``key`` and close its store: it lives elsewhere or is active here."""
         store = self.standbys.get(key)
         if store is None:
             return

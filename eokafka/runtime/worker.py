@@ -212,6 +212,8 @@ class Worker:
             except (EokafkaError, KafkaException) as exc:
                 log.warning("could not abort on the way out: %s", exc)
                 self.txn.open = False
+        if self.standby is not None:
+            self.standby.close()  # first: stores leaving in the revoke below are not kept
         try:
             self.consumer.close()  # a revoke in here commits an open transaction
         except (EokafkaError, KafkaException) as exc:
@@ -223,8 +225,6 @@ class Worker:
             self.sinks.close()
         if self.state is not None:
             self.state.close()
-        if self.standby is not None:
-            self.standby.close()
         log.info("worker stopped (%s)", "clean" if clean else "after an error")
 
     # -- the loop ------------------------------------------------------------------------

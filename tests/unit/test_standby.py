@@ -110,6 +110,7 @@ def test_a_standby_tails_the_partition_its_owner_has_and_hands_it_over_warm(
     assert _gauge(metrics, "eokafka_standby_lag", store="counts", partition="0") is None
     assert _gauge(metrics, "eokafka_records_restored_total", store="counts", partition="0") is None
     standby.close()
+    assert not standby.release("counts", 0, store)  # a stopping worker keeps no standbys
 
 
 def test_a_released_store_stays_until_a_new_plan_puts_its_standby_elsewhere(
