@@ -5,18 +5,20 @@ keys; once each keeps a caught-up standby of the other's partitions, one is SIGK
 The survivor takes its partitions over after the session timeout and restores only what the
 changelogs got after its standbys' positions: ``eokafka_records_restored_total`` of those
 partitions stays far below their key count, and every input's total is emitted exactly once.
+With three workers, then two, every partition has one caught-up standby, never on its owner.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import app_topics, wait_for, worker
+from tests.integration.harness import WorkerProcess, app_topics, wait_for, worker
 from tests.integration.test_operations import _free_port, _samples
 from tests.integration.test_stores import _check_prefix_sums
 from tests.kafka_helpers import end_offsets, produce_records, read_committed
@@ -51,24 +53,38 @@ def _by_partition(port: int, name: str, **labels: str) -> dict[int, float]:
     return out
 
 
-def test_a_failover_to_a_standby_restores_only_the_tail(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
-    names = app_topics(kafka_bootstrap, "standby", PARTITIONS)
-    ports = [_free_port(), _free_port()]
+def _workers(
+    bootstrap: str, tmp: Path, env: dict[str, str], count: int
+) -> tuple[list[WorkerProcess], list[int]]:
+    ports = [_free_port() for _ in range(count)]
     workers = [
         worker(
-            TARGET, kafka_bootstrap, tmp_path, f"w{i}", names.env,
+            TARGET, bootstrap, tmp, f"w{i}", env,
             [
                 "--instance-id", f"w{i}", "--metrics-port", str(ports[i]),
                 "--num-standby-replicas", str(REPLICAS),
-                # the broker's group.min.session.timeout.ms is 6 s: the dead owner's
+                # the broker's group.min.session.timeout.ms is 6 s: a dead member's
                 # partitions move after that instead of the default 45 s
                 "-c", "consumer.session.timeout.ms=6000",
             ],
         )  # fmt: skip
-        for i in range(2)
+        for i in range(count)
     ]
+    return workers, ports
+
+
+def _owned(w: WorkerProcess) -> set[int]:
+    """The partitions of the worker's last assignment, from its log."""
+    lines = [line for line in w.log().splitlines() if "eokafka.worker: assigned " in line]
+    last = lines[-1].split("assigned ", 1)[1] if lines else ""
+    return {int(p) for p in re.findall(r"\[(\d+)\]", last)}
+
+
+def test_a_failover_to_a_standby_restores_only_the_tail(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    names = app_topics(kafka_bootstrap, "standby", PARTITIONS)
+    workers, ports = _workers(kafka_bootstrap, tmp_path, names.env, 2)
     out_count = lambda: sum(end_offsets(kafka_bootstrap, names.out).values())  # noqa: E731
     lag = lambda i: _by_partition(ports[i], "eokafka_consumer_lag", topic=names.src)  # noqa: E731
     standby = lambda i: _by_partition(ports[i], "eokafka_standby_lag")  # noqa: E731
@@ -120,6 +136,50 @@ def test_a_failover_to_a_standby_restores_only_the_tail(
         records = read_committed(kafka_bootstrap, names.out, len(everything), timeout=180)
         _check_prefix_sums(everything, records)
         assert workers[1].terminate() == 0, workers[1].log()[-3000:]
+    finally:
+        for w in workers:
+            w.stop_quietly()
+
+
+def test_standbys_cover_each_partition_once_never_on_its_owner_as_members_go(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    partitions = 6
+    names = app_topics(kafka_bootstrap, "standby3", partitions)
+    workers, ports = _workers(kafka_bootstrap, tmp_path, names.env, 3)
+
+    seen: dict[str, object] = {}
+
+    def placed(alive: list[int]) -> bool:
+        owned = {i: _owned(workers[i]) for i in alive}
+        kept = {i: _by_partition(ports[i], "eokafka_standby_lag") for i in alive}
+        seen.update(owned=owned, kept=kept)
+        if sorted(p for parts in owned.values() for p in parts) != list(range(partitions)):
+            return False
+        hosts = sorted(p for parts in kept.values() for p in parts)
+        return (
+            hosts == list(range(partitions))  # one standby per partition
+            and all(not set(kept[i]) & owned[i] for i in alive)  # never on its owner
+            and not any(v for lags in kept.values() for v in lags.values())  # caught up
+        )
+
+    def until_placed(alive: list[int]) -> None:
+        try:
+            wait_for(lambda: placed(alive), 180, f"one standby per partition on {alive}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last seen {seen}") from None
+
+    try:
+        for w in workers:
+            w.start()
+        produce_records(kafka_bootstrap, names.src, _inputs(range(6_000), 500, seed=4))
+        out_count = lambda: sum(end_offsets(kafka_bootstrap, names.out).values())  # noqa: E731
+        wait_for(lambda: out_count() >= 6_000, 180, "the outputs", interval=0.5)
+        until_placed([0, 1, 2])
+        assert workers[2].terminate() == 0, workers[2].log()[-3000:]
+        until_placed([0, 1])  # after w2's session timed out: its partitions moved
+        for w in workers[:2]:
+            assert w.terminate() == 0, w.log()[-3000:]
     finally:
         for w in workers:
             w.stop_quietly()
