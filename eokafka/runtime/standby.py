@@ -77,9 +77,6 @@ class StandbyReplicas:
         self.standbys: dict[StoreKey, Store] = {}
         self.positions: dict[StoreKey, int] = {}  # the next changelog offset to read
         self.owned: set[int] = set()
-        # Released by the active side during an assignment change: kept until a plan made
-        # after that change says whether they stay here.
-        self.provisional: set[StoreKey] = set()
         self.catching_up = False  # the last batch was large: the loop should not idle
         self._consumer: Any = None
         self._epoch = 0  # bumped by every assignment change; older membership reads are stale
@@ -95,6 +92,22 @@ class StandbyReplicas:
                 "are the warm copy on their disk); in-memory stores: %s",
                 self.replicas, ", ".join(persistent), ", ".join(sorted(self.specs)) or "none",
             )  # fmt: skip
+
+    @classmethod
+    def for_worker(cls, worker: Any) -> StandbyReplicas | None:
+        """The worker's standbys, handed to its stores; None without stores or replicas."""
+        if worker.state is None or worker.settings.num_standby_replicas < 1:
+            return None
+
+        def member_id() -> str | None:
+            return worker.consumer.memberid() if worker.consumer is not None else None
+
+        standby = cls(
+            worker.settings, worker.topology, worker.metrics, worker.admin,
+            worker.instance_id, member_id, worker.clients,
+        )  # fmt: skip
+        worker.state.standby = standby
+        return standby
 
     # -- the seam with the active side ---------------------------------------------------
 
@@ -144,9 +157,7 @@ class StandbyReplicas:
         if self._closed or store_name not in self.specs or store.restoring:
             return False
         store.abort()
-        key = (store_name, partition)
-        self.provisional.add(key)
-        self._start(key, store)
+        self._start((store_name, partition), store)
         return True
 
     def close(self) -> None:
@@ -154,7 +165,6 @@ class StandbyReplicas:
         self._closed = True
         for key in list(self.standbys):
             self._forget(key)
-        self.provisional.clear()
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
@@ -175,6 +185,7 @@ class StandbyReplicas:
             try:
                 described = future.result()
             except KafkaException as exc:
+                self._refresh_due = now + _REFRESH_EVERY
                 self._failed_reads += 1
                 level = logging.WARNING if self._failed_reads == 1 else logging.DEBUG
                 log.log(level, "standby placement: could not read group %r: %s",
@@ -201,7 +212,6 @@ class StandbyReplicas:
             self._stop(key, "the placement puts it elsewhere")
         for key in sorted(wanted - set(self.standbys)):
             self._start(key, None)
-        self.provisional.clear()
         return True
 
     # -- tailing -------------------------------------------------------------------------
@@ -244,7 +254,6 @@ class StandbyReplicas:
         """Stop tailing ``key`` (the store itself is left to the caller)."""
         self.standbys.pop(key, None)
         self.positions.pop(key, None)
-        self.provisional.discard(key)
         if self._consumer is not None:
             tp = TopicPartition(self.changelogs[key[0]], key[1])
             self._consumer.incremental_unassign([tp])

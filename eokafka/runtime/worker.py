@@ -107,16 +107,8 @@ class Worker:
             if topology.stores
             else None
         )
-        # Standby replicas: warm copies of the stores of partitions other workers own.
-        self.standby = (
-            StandbyReplicas(
-                settings, topology, metrics, self.admin, instance_id, self._member_id, self.clients
-            )
-            if self.state is not None and settings.num_standby_replicas > 0
-            else None
-        )
-        if self.state is not None:
-            self.state.standby = self.standby
+        # Warm copies of stores of partitions other workers own (num_standby_replicas).
+        self.standby = StandbyReplicas.for_worker(self)
         self.tally = TxnTally()
         self.ctx = ProcessorContext(
             self._output_topic,
@@ -413,9 +405,6 @@ class Worker:
         assert self.consumer is not None
         tps = self.consumer.position(self.assignment) if self.assignment else []
         return {(tp.topic, tp.partition): tp.offset for tp in tps if tp.offset >= 0}
-
-    def _member_id(self) -> str | None:
-        return self.consumer.memberid() if self.consumer is not None else None
 
     def _owned(self) -> set[int]:
         return {tp.partition for tp in self.assignment}
