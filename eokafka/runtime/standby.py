@@ -8,10 +8,9 @@ bounded batches from the worker loop, and checkpoints the offset it read up to, 
 restore does. When its partition is assigned here, :meth:`StandbyReplicas.take` hands the
 store to the active side, which then restores only the tail from that checkpoint.
 
-Only in-memory stores get standbys. A persistent store's files are its warm copy on their own
-disk: a worker that takes the partition over on that disk restores only the tail anyway, and
-a standby holding the files open would lock out a worker sharing the state dir that becomes
-the partition's owner.
+Only in-memory stores get standbys. A persistent store's files are its warm copy: a worker
+sharing that state dir that takes the partition over restores only the tail from them, and a
+standby holding the files open would lock out such a worker when it becomes the owner.
 
 Standby tailing never counts in ``eokafka_records_restored_total``; its progress shows in
 ``eokafka_standby_lag{store,partition}``.
