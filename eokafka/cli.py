@@ -46,6 +46,10 @@ def run(
     ] = None,
     commit_interval_ms: Annotated[int | None, typer.Option()] = None,
     transaction_timeout_ms: Annotated[int | None, typer.Option()] = None,
+    num_standby_replicas: Annotated[
+        int | None,
+        typer.Option(min=0, help="warm store copies per partition on other workers"),
+    ] = None,
     config: Annotated[
         list[str] | None,
         typer.Option("--config", "-c", help="librdkafka key=value (prefix consumer./producer.)"),
@@ -85,6 +89,7 @@ def run(
         "create_topics": create_topics,
         "commit_interval_ms": commit_interval_ms,
         "transaction_timeout_ms": transaction_timeout_ms,
+        "num_standby_replicas": num_standby_replicas,
     }
     try:
         if config:

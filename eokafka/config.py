@@ -62,6 +62,7 @@ class Settings:
     auto_offset_reset: str = "earliest"
     batch_size: int = 1_000
     purge_interval_ms: int = 30_000
+    num_standby_replicas: int = 0
     config: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -109,6 +110,10 @@ def validate(s: Settings) -> None:
     for name in (*positive, "purge_interval_ms"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if type(s.num_standby_replicas) is not int or s.num_standby_replicas < 0:
+        raise ConfigError(
+            f"num_standby_replicas must be an integer of at least 0, got {s.num_standby_replicas!r}"
+        )
     if s.auto_offset_reset not in ("earliest", "latest"):
         raise ConfigError(f"auto_offset_reset={s.auto_offset_reset!r}: earliest or latest")
     for key in s.config:
@@ -144,6 +149,7 @@ _INT_SETTINGS = frozenset(
         "transaction_timeout_ms",
         "batch_size",
         "purge_interval_ms",
+        "num_standby_replicas",
     }
 )
 _BOOL_SETTINGS = frozenset({"create_topics", "static_membership"})
@@ -383,4 +389,13 @@ def restore_consumer_config(s: Settings) -> dict[str, Any]:
             "auto.offset.reset": "error",
         }
     )
+    return conf
+
+
+def standby_consumer_config(s: Settings, instance_id: str) -> dict[str, Any]:
+    """Standby replicas tail changelogs like a restore (assign only, read_committed, strict
+    offsets) with a consumer of their own, so that their records never mix with a restore's."""
+    conf = restore_consumer_config(s)
+    conf["client.id"] = f"{s.application_id}-{instance_id}-standby"
+    conf["group.id"] = f"{s.application_id}-standby"  # never joins: assign() only
     return conf

@@ -135,6 +135,12 @@ class WorkerMetrics:
             store,
             registry=r,
         )
+        self.standby_lag = Gauge(
+            "eokafka_standby_lag",
+            "Changelog records a standby replica is behind (high watermark minus its position)",
+            store,
+            registry=r,
+        )
         self.info = Info("eokafka_worker", "Worker identity", registry=r)
         self.info.info(
             {"application_id": application_id, "instance_id": instance_id, "version": version}

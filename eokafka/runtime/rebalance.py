@@ -56,6 +56,7 @@ class Rebalance:
             consumer.pause(to_pause)  # until their stores caught up, or their partner came
         w.sinks.recover([TopicPartition(tp.topic, tp.partition) for tp in committed])
         w.tasks.settle()
+        w.replan_standbys()
         log.info("assigned %s", _names(committed))
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -94,6 +95,7 @@ class Rebalance:
                 consumer.pause(waiting)  # a co-partitioned input left: the task can't run
         w.poison.forget(gone)
         w.metrics.forget_partitions(sorted(gone))
+        w.replan_standbys()
 
 
 def _names(partitions: list[TopicPartition]) -> str:

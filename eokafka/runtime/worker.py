@@ -48,6 +48,7 @@ from eokafka.runtime.purge import RepartitionPurge
 from eokafka.runtime.rebalance import Rebalance
 from eokafka.runtime.recovery import PendingResync
 from eokafka.runtime.sinks import SinkSet
+from eokafka.runtime.standby import StandbyReplicas
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.tasks import Tasks, spans_topics
 from eokafka.runtime.topics import TopicGuard
@@ -120,6 +121,8 @@ class Worker:
             self.tally.late,
         )
         self.sinks = SinkSet.for_worker(self)
+        # Warm copies of stores of partitions other workers own (num_standby_replicas).
+        self.standby = StandbyReplicas.for_worker(self)
         # Per task: its inputs, stores, the offsets of the last commit this worker knows
         # succeeded (cheap rewinds after a plain abort; re-read from the broker after a
         # producer reset) and where the auto offset reset put never committed partitions.
@@ -216,6 +219,8 @@ class Worker:
             except (EokafkaError, KafkaException) as exc:
                 log.warning("could not abort on the way out: %s", exc)
                 self.txn.open = False
+        if self.standby is not None:
+            self.standby.close()  # first: stores leaving in the revoke below are not kept
         try:
             self.consumer.close()  # a revoke in here commits an open transaction
         except (EokafkaError, KafkaException) as exc:
@@ -236,6 +241,8 @@ class Worker:
         if self.resync is not None and not self._try_resync():
             self._serve_group_while_resyncing()
             return
+        if self.standby is not None:
+            self.standby.step()
         tasks = self.tasks
         if tasks.restoring:
             if self.state is not None:
@@ -244,9 +251,10 @@ class Worker:
             if ready:
                 self.consumer.resume(ready)
         if tasks.unsettled and self.rebalance.protocol != "eager":  # eager: at assign
-            tasks.settle(self.clients.clock())
+            if tasks.settle(self.clients.clock()):
+                self.replan_standbys()
         timeout = max(0.0, txn.deadline - self.clients.clock()) if txn.open else _IDLE_POLL
-        if tasks.restoring:
+        if tasks.restoring or (self.standby is not None and self.standby.catching_up):
             timeout = 0.0
         cap = self.abort_loop.cap
         size = self.settings.batch_size
@@ -415,6 +423,11 @@ class Worker:
         assert self.consumer is not None
         tps = self.consumer.position(self.assignment) if self.assignment else []
         return {(tp.topic, tp.partition): tp.offset for tp in tps if tp.offset >= 0}
+
+    def replan_standbys(self) -> None:
+        """After any change of tasks: standbys only for partitions with no task here."""
+        if self.standby is not None:
+            self.standby.replan({task.index for task in self.tasks.tasks.values()})
 
     def _replaced(self) -> bool:
         return successor_exists(self.consumer, self.topics.admin, self.settings, self.instance_id)
