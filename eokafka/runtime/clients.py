@@ -1,8 +1,9 @@
 """Where the runtime gets its Kafka clients and its clock.
 
-The worker, its transactions and its store restores make every client through one
-:class:`Clients`, so a bounded run can wrap the group consumer and ``eokafka.testing`` can put
-in-memory clients and a virtual clock under the very same worker code.
+The worker, its transactions and its store restores make every client (and the group leave
+of a stopping static member) through one :class:`Clients`, so a bounded run can wrap the
+group consumer and ``eokafka.testing`` can put in-memory clients and a virtual clock under
+the very same worker code.
 
 librdkafka refuses a bad configuration (an unknown key, a malformed value) when a client is
 built, with ``_INVALID_ARG``; the real clients are built inside :func:`config_errors`, which
@@ -21,7 +22,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from eokafka.config import Settings
 from eokafka.errors import ConfigError
+from eokafka.runtime.leave import leave_group
 
 Config = dict[str, Any]
 
@@ -71,6 +74,8 @@ class Clients:
     restore_consumer: Callable[[Config], Any] = kafka_consumer  # assign-only changelog reader
     producer: Callable[[Config], Any] = kafka_producer  # the transactional producer
     admin: Callable[[Config], Any] = kafka_admin
+    # A static member stopped on purpose leaves its group (settings, instance id, member id).
+    leave: Callable[[Settings, str, str | None], bool] = leave_group
     clock: Callable[[], float] = time.monotonic  # seconds; commit deadlines and run limits
 
     def replace(self, **changes: Any) -> Clients:

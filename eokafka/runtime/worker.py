@@ -201,6 +201,7 @@ class Worker:
             except (EokafkaError, KafkaException) as exc:
                 log.warning("could not abort on the way out: %s", exc)
                 self.txn.open = False
+        member_id = self.consumer.memberid() if clean else None
         try:
             self.consumer.close()  # a revoke in here commits an open transaction
         except (EokafkaError, KafkaException) as exc:
@@ -208,6 +209,7 @@ class Worker:
                 raise
             log.warning("consumer close after an error: %s", exc)
         if clean:
+            self.clients.leave(self.settings, self.instance_id, member_id)  # stopped on purpose
             self.txn.close()
             self.sinks.close()
         if self.state is not None:

@@ -52,6 +52,11 @@ class _GroupMetadata:
     group_id: str
 
 
+def no_leave(settings: Any, instance_id: str, member_id: str | None) -> bool:
+    """The in-memory group drops a member as it closes: there is nothing left to leave."""
+    return False
+
+
 class MemoryConsumer:
     """A group member (subscribe) or an assign-only reader, over a MemoryCluster."""
 
