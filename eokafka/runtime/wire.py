@@ -25,6 +25,8 @@ from typing import Any
 
 SASL_HANDSHAKE = 17
 SASL_AUTHENTICATE = 36
+API_NAMES = {10: "FindCoordinator", 13: "LeaveGroup", SASL_HANDSHAKE: "SaslHandshake",
+             SASL_AUTHENTICATE: "SaslAuthenticate", 68: "ConsumerGroupHeartbeat"}  # fmt: skip
 _SCRAM = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 _MECHANISMS = ("PLAIN", *_SCRAM)
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -245,6 +247,7 @@ class Connection:
         self, host: str, port: int, security: Security, client_id: str, deadline: float
     ) -> None:
         self.client_id = client_id
+        self.address = f"{host}:{port}"
         self.deadline = deadline
         self.correlation = 0
         self.sock: socket.socket | ssl.SSLSocket
@@ -284,7 +287,8 @@ class Connection:
             (size,) = struct.unpack(">i", self._read(4))
             reader = Reader(self._read(size))
         except (OSError, ssl.SSLError) as exc:
-            raise WireError(f"request {api_key} v{version}: {exc}") from exc
+            name = API_NAMES.get(api_key, f"request {api_key}")
+            raise WireError(f"{name} v{version} to {self.address}: {exc}") from exc
         if reader.int32() != self.correlation:
             raise WireError("the broker answered another request than the one sent")
         if flexible:
