@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from eokafka.config import Settings
 from eokafka.errors import ConfigError
-from eokafka.runtime.leave import leave_group
+from eokafka.runtime.leave import leave_group, release_predecessor
 
 Config = dict[str, Any]
 
@@ -76,6 +76,8 @@ class Clients:
     admin: Callable[[Config], Any] = kafka_admin
     # A static member stopped on purpose leaves its group (settings, instance id, member id).
     leave: Callable[[Settings, str, str | None], bool] = leave_group
+    # KIP-848: a restarted static member releases its crashed predecessor (settings, id, admin).
+    release_predecessor: Callable[[Settings, str, Any], bool] = release_predecessor
     clock: Callable[[], float] = time.monotonic  # seconds; commit deadlines and run limits
 
     def replace(self, **changes: Any) -> Clients:

@@ -15,15 +15,19 @@ member for good, so the coordinator hands its partitions to the others now:
 
 Both name the member id the worker had, so a successor that already took the instance id is
 never removed (the coordinator answers FENCED_INSTANCE_ID). A crashed worker sends nothing,
-and its restart still takes its partitions back without a rebalance. The leave is bounded in
-time and never raises: when it can't be done it logs why, and the session timeout applies.
+and its restart still takes its partitions back without a rebalance; under KIP-848 that
+needs :func:`release_predecessor` first. Both are bounded in time and never raise: when a
+request can't be made they log why, and the session timeout applies.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
+
+from confluent_kafka import KafkaException
 
 from eokafka.config import Settings, consumer_config
 from eokafka.runtime.wire import (
@@ -42,7 +46,8 @@ FIND_COORDINATOR = 10
 LEAVE_GROUP = 13
 CONSUMER_GROUP_HEARTBEAT = 68
 LEAVE_TIMEOUT = 5.0  # seconds a stopping worker spends at most on leaving
-_LEAVE_EPOCH = -1
+_LEAVE_EPOCH = -1  # KIP-848: the member leaves for good
+_REJOIN_EPOCH = -2  # KIP-848: a static member leaves and comes back within the session timeout
 # Answers after which asking the coordinator again can succeed.
 _RETRY = {14: "COORDINATOR_LOAD_IN_PROGRESS", 15: "COORDINATOR_NOT_AVAILABLE",
           16: "NOT_COORDINATOR"}  # fmt: skip
@@ -50,6 +55,8 @@ _RETRY = {14: "COORDINATOR_LOAD_IN_PROGRESS", 15: "COORDINATOR_NOT_AVAILABLE",
 _GONE = {25: "UNKNOWN_MEMBER_ID", 69: "GROUP_ID_NOT_FOUND",
          82: "FENCED_INSTANCE_ID (a successor holds the instance id)"}  # fmt: skip
 _BACKOFF = 0.1
+_LEAVE_FALLBACK = "its partitions move to the other members after the session timeout"
+_RELEASE_FALLBACK = "its consumer can join only once the predecessor's session has timed out"
 
 
 def leave_group(
@@ -66,73 +73,121 @@ def leave_group(
         return False
     conf = consumer_config(settings, instance_id)
     group = settings.application_id
-    protocol = str(conf.get("group.protocol", "classic")).lower()
-    try:
-        security = Security.from_config(conf)
-    except Unsupported as exc:
-        log.warning(
-            "static member %s of group %r can't leave the group on stop: %s is not supported "
-            "by eokafka's leave (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 over PLAINTEXT or TLS "
-            "are); its partitions move to the other members after the session timeout. Set "
-            "static_membership=False to have librdkafka leave on close instead",
-            instance_id, group, exc,
-        )  # fmt: skip
-        return False
-    except WireError as exc:
-        _fallback(instance_id, group, str(exc))
-        return False
-    deadline = time.monotonic() + timeout
-    try:
-        outcome = _leave(conf, security, group, instance_id, member_id, protocol, deadline)
-    except (WireError, OSError, ValueError, KeyError) as exc:
-        _fallback(instance_id, group, str(exc) or type(exc).__name__)
-        return False
+    consumer_protocol = _protocol(conf) == "consumer"
+
+    def send(conn: Connection) -> int:
+        if consumer_protocol:
+            return _heartbeat(conn, group, instance_id, member_id, _LEAVE_EPOCH)
+        return _leave_group(conn, group, instance_id, member_id)
+
+    what = ("leave the group on stop", _LEAVE_FALLBACK)
+    outcome = _to_coordinator(conf, instance_id, group, what, send, timeout)
     if outcome is None:
         log.info(
             "static member %s left group %r: its partitions move to the other members now",
             instance_id, group,
         )  # fmt: skip
         return True
-    log.info("static member %s of group %r: nothing to leave (%s)", instance_id, group, outcome)
+    if outcome:
+        log.info("static member %s of group %r: nothing to leave (%s)", instance_id, group, outcome)
     return False
 
 
-def _fallback(instance_id: str, group: str, why: str) -> None:
-    log.warning(
-        "static member %s could not leave group %r on stop (%s): its partitions move to the "
-        "other members after the session timeout",
-        instance_id, group, why,
+def release_predecessor(
+    settings: Settings, instance_id: str, admin: Any, timeout: float = LEAVE_TIMEOUT
+) -> bool:
+    """Under KIP-848, let a restarted static member take over from its crashed predecessor.
+
+    A crashed member never said it was leaving, and the coordinator refuses a new member with
+    its instance id (UNRELEASED_INSTANCE_ID, fatal to librdkafka) until the session timeout
+    has passed. Called before the worker's consumer joins: the predecessor found under this
+    instance id is marked "temporarily left" (member epoch -2, what librdkafka sends on a
+    clean close), so the new member takes its assignment over at once, without a
+    rebalance, and its producer fences the predecessor's transactions as under the classic
+    protocol. True when a predecessor was released.
+    """
+    conf = consumer_config(settings, instance_id)
+    if not settings.static_membership or _protocol(conf) != "consumer":
+        return False
+    group = settings.application_id
+    try:
+        described = admin.describe_consumer_groups([group], request_timeout=timeout)
+        members = described[group].result(timeout=timeout * 2).members
+    except (KafkaException, RuntimeError, TimeoutError) as exc:
+        log.warning(
+            "could not read group %r to release a crashed member with instance id %s: %s",
+            group, instance_id, exc,
+        )  # fmt: skip
+        return False
+    found = [m.member_id for m in members if m.group_instance_id == instance_id]
+    if not found:
+        return False
+    predecessor = found[0]
+
+    def send(conn: Connection) -> int:
+        return _heartbeat(conn, group, instance_id, predecessor, _REJOIN_EPOCH)
+
+    what = ("release its crashed predecessor", _RELEASE_FALLBACK)
+    if _to_coordinator(conf, instance_id, group, what, send, timeout) is not None:
+        return False
+    log.info(
+        "released the previous member %s with instance id %s of group %r: this worker takes "
+        "its partitions over without a rebalance", predecessor, instance_id, group,
     )  # fmt: skip
+    return True
 
 
-def _leave(
+def _protocol(conf: dict[str, Any]) -> str:
+    return str(conf.get("group.protocol", "classic")).lower()
+
+
+def _to_coordinator(
     conf: dict[str, Any],
-    security: Security,
-    group: str,
     instance_id: str,
-    member_id: str,
-    protocol: str,
-    deadline: float,
+    group: str,
+    what: tuple[str, str],
+    send: Callable[[Connection], int],
+    timeout: float,
 ) -> str | None:
-    """None once the member is removed, or why there was nothing to remove."""
+    """Send one request to the group's coordinator: None when it succeeded, else why not
+    ("" after a warning already logged). Never raises, and returns within ``timeout``.
+
+    ``what`` is the action and what happens instead when it can't be done, for the warning.
+    """
+    action, instead = what
+    try:
+        security = Security.from_config(conf)
+    except Unsupported as exc:
+        log.warning(
+            "static member %s of group %r can't %s: %s is not supported by eokafka's group "
+            "requests (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 over PLAINTEXT or TLS are); %s. "
+            "With static_membership=False librdkafka leaves on close instead",
+            instance_id, group, action, exc, instead,
+        )  # fmt: skip
+        return ""
+    deadline = time.monotonic() + timeout
     client_id = str(conf.get("client.id", "eokafka"))
-    while True:
-        host, port = _find_coordinator(conf, security, group, client_id, deadline)
-        conn = Connection(host, port, security, client_id, deadline)
-        try:
-            if protocol == "consumer":
-                code = _heartbeat_leave(conn, group, instance_id, member_id)
-            else:
-                code = _leave_group(conn, group, instance_id, member_id)
-        finally:
-            conn.close()
-        if code == 0:
-            return None
-        if code in _GONE:
-            return _GONE[code]
-        if code not in _RETRY:
-            raise WireError(f"the group coordinator {host}:{port} answered error {code}")
-        _pause(deadline)
+    try:
+        while True:
+            host, port = _find_coordinator(conf, security, group, client_id, deadline)
+            conn = Connection(host, port, security, client_id, deadline)
+            try:
+                code = send(conn)
+            finally:
+                conn.close()
+            if code == 0:
+                return None
+            if code in _GONE:
+                return _GONE[code]
+            if code not in _RETRY:
+                raise WireError(f"the group coordinator {host}:{port} answered error {code}")
+            _pause(deadline)
+    except (WireError, OSError, ValueError, KeyError) as exc:
+        log.warning(
+            "static member %s of group %r could not %s (%s): %s",
+            instance_id, group, action, str(exc) or type(exc).__name__, instead,
+        )  # fmt: skip
+        return ""
 
 
 def _find_coordinator(
@@ -192,9 +247,9 @@ def _leave_group(conn: Connection, group: str, instance_id: str, member_id: str)
     return 0
 
 
-def _heartbeat_leave(conn: Connection, group: str, instance_id: str, member_id: str) -> int:
-    """ConsumerGroupHeartbeat v0 with member epoch -1: the member leaves for good."""
-    w = Writer().compact_string(group).compact_string(member_id).int32(_LEAVE_EPOCH)
+def _heartbeat(conn: Connection, group: str, instance_id: str, member_id: str, epoch: int) -> int:
+    """ConsumerGroupHeartbeat v0 for a static member: epoch -1 leaves for good, -2 for now."""
+    w = Writer().compact_string(group).compact_string(member_id).int32(epoch)
     w.compact_string(instance_id).compact_string(None)  # rack: unchanged
     w.int32(-1)  # rebalance timeout: unchanged
     w.compact_array_len(None).compact_string(None).compact_array_len(None)

@@ -164,6 +164,7 @@ class Worker:
                 clients=self.clients,
             )
             self.consumer = self.clients.consumer(consumer_config(self.settings, self.instance_id))
+        self.clients.release_predecessor(self.settings, self.instance_id, self.admin)
         self.consumer.subscribe(
             self.topology.topics,
             on_assign=self._on_assign,

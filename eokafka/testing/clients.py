@@ -52,8 +52,8 @@ class _GroupMetadata:
     group_id: str
 
 
-def no_leave(settings: Any, instance_id: str, member_id: str | None) -> bool:
-    """The in-memory group drops a member as it closes: there is nothing left to leave."""
+def no_leave(*_: Any) -> bool:
+    """The in-memory group drops a member as it closes: nothing to leave, nobody to release."""
     return False
 
 

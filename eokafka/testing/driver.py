@@ -89,6 +89,7 @@ class TestDriver:
             producer=lambda conf: MemoryProducer(self.cluster, conf),
             admin=lambda conf: MemoryAdmin(self.cluster, conf),
             leave=no_leave,
+            release_predecessor=no_leave,
             clock=self.cluster.clock,
         )
         # One set of metrics for every worker the driver starts: counters add up over

@@ -3,28 +3,38 @@
 Real worker processes with static membership (the default) against a real broker. A
 SIGTERMed worker's partitions are taken over by the other worker well within the session
 timeout, for a stateless and a stateful app, with every input's output committed exactly
-once. Under the consumer group protocol (KIP-848) the leave is checked on librdkafka static
-members configured like a worker's consumer. A SIGKILLed worker sends nothing: restarted
-with the same instance id, it takes its partitions back without a rebalance of the other
-member; so does a SIGTERMed one with ``leave_group_on_stop`` off (a rolling restart). The
-hand-over times are printed; the assertions only tell seconds from the session timeout,
-with a wide margin.
+once. A SIGKILLed worker sends nothing: restarted with the same instance id, it takes its
+partitions back without a rebalance of the other member; so does a SIGTERMed one with
+``leave_group_on_stop`` off (a rolling restart). Under the consumer group protocol (KIP-848)
+the leave, and the take-over from a crashed predecessor, are checked on librdkafka static
+members configured like a worker's consumer. The hand-over times are printed; the
+assertions only tell seconds from the session timeout, with a wide margin.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
 
 from eokafka.config import Settings, consumer_config, resolve
 from eokafka.devbroker import BrokerInfo
-from eokafka.runtime.leave import leave_group
-from tests.integration.harness import WorkerProcess, app_topics, wait_for, worker
+from eokafka.runtime.leave import leave_group, release_predecessor
+from tests.integration.harness import (
+    REPO,
+    AppTopics,
+    WorkerProcess,
+    app_topics,
+    wait_for,
+    worker,
+)
 from tests.integration.test_operations import _free_port, _samples
 from tests.integration.test_security import secured  # noqa: F401  (its own SASL_SSL broker)
 from tests.kafka_helpers import _admin, produce_records, read_committed
@@ -134,12 +144,19 @@ def test_a_worker_stopped_on_purpose_hands_its_partitions_over_at_once(
         b.stop_quietly()
 
 
-def _kip848_member(settings: Settings, instance_id: str, topic: str) -> Consumer:
+def _kip848_group(bootstrap: str, prefix: str) -> tuple[AppTopics, Settings]:
+    names = app_topics(bootstrap, prefix, PARTITIONS, create_output=False)
+    config = {"group.protocol": "consumer"}
+    settings = resolve(names.app_id, {"bootstrap_servers": bootstrap, "config": config}, env={})
+    return names, settings
+
+
+def _kip848_member(settings: Settings, instance_id: str, topic: str, **extra: Any) -> Consumer:
     """A static member of a ``group.protocol=consumer`` group, configured as a worker's."""
     conf = consumer_config(settings, instance_id)
     conf.pop("session.timeout.ms", None)  # broker-side under KIP-848
     conf.pop("logger", None)
-    member = Consumer(conf)
+    member = Consumer({**conf, **extra})
     member.subscribe([topic])
     return member
 
@@ -158,12 +175,7 @@ def _poll_until(
 def test_a_kip848_static_member_leaves_for_good_after_close(kafka_bootstrap: str) -> None:
     """Under group.protocol=consumer librdkafka closes a static member with epoch -2, and the
     coordinator holds its partitions for the session timeout; leave_group ends that at once."""
-    names = app_topics(kafka_bootstrap, "leave848", PARTITIONS, create_output=False)
-    settings = resolve(
-        names.app_id,
-        {"bootstrap_servers": kafka_bootstrap, "config": {"group.protocol": "consumer"}},
-        env={},
-    )
+    names, settings = _kip848_group(kafka_bootstrap, "leave848")
     a = _kip848_member(settings, "a", names.src)
     b = _kip848_member(settings, "b", names.src)
     everything = set(range(PARTITIONS))
@@ -190,6 +202,76 @@ def test_a_kip848_static_member_leaves_for_good_after_close(kafka_bootstrap: str
         a.close()
         if member_id is None:
             b.close()
+
+
+_CRASHING_MEMBER = """
+import sys
+from confluent_kafka import Consumer
+from eokafka.config import consumer_config, resolve
+settings = resolve(sys.argv[1], {"bootstrap_servers": sys.argv[2],
+                   "config": {"group.protocol": "consumer"}}, env={})
+conf = consumer_config(settings, "b")
+conf.pop("session.timeout.ms", None)
+conf.pop("logger", None)
+member = Consumer(conf)
+member.subscribe([sys.argv[3]])
+while True:
+    member.poll(0.1)
+"""
+
+
+def test_a_kip848_static_member_restarted_after_a_crash_takes_over_without_a_rebalance(
+    kafka_bootstrap: str,
+) -> None:
+    """The broker refuses a new member with a crashed one's instance id until the session
+    timeout (UNRELEASED_INSTANCE_ID, fatal to librdkafka); release_predecessor lets the
+    restart take over its assignment at once, and the other member is not rebalanced."""
+    names, settings = _kip848_group(kafka_bootstrap, "crash848")
+    a = _kip848_member(settings, "a", names.src)
+    everything = set(range(PARTITIONS))
+    crashing: subprocess.Popen[bytes] | None = None
+    restarted: Consumer | None = None
+    owners: dict[str, set[int]] = {}
+
+    def settled() -> bool:
+        owners.clear()
+        owners.update(_owners(kafka_bootstrap, names.app_id))
+        mine = {tp.partition for tp in a.assignment()}
+        return owners.keys() == {"a", "b"} and all(owners.values()) and owners["a"] == mine and (
+            owners["a"] | owners["b"] == everything)  # fmt: skip
+
+    try:
+        _poll_until([a], lambda: {tp.partition for tp in a.assignment()} == everything, 120,
+                    "a to own every partition")  # fmt: skip
+        crashing = subprocess.Popen(
+            [sys.executable, "-c", _CRASHING_MEMBER, names.app_id, kafka_bootstrap, names.src],
+            cwd=REPO, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        _poll_until([a], settled, 120, "the two members to share the partitions")
+        crashed_owned, a_owned = owners["b"], owners["a"]
+        crashing.kill()
+        crashing.wait(30)
+        started = time.monotonic()
+        assert release_predecessor(settings, "b", _admin(kafka_bootstrap))
+        fatal: list[str] = []
+        member = _kip848_member(settings, "b", names.src, error_cb=lambda e: fatal.append(e.str()))
+        restarted = member
+        _poll_until([a, member], lambda: bool(member.assignment()) or bool(fatal), 120,
+                    "the restarted member's assignment")  # fmt: skip
+        back = time.monotonic() - started
+        print(f"\nconsumer protocol: the restarted static member owned {sorted(crashed_owned)} "
+              f"again {back:.2f}s after the crash")  # fmt: skip
+        assert not fatal
+        assert {tp.partition for tp in member.assignment()} == crashed_owned
+        assert {tp.partition for tp in a.assignment()} == a_owned  # never moved
+        assert back < SESSION_S / 2, f"{back:.1f}s: the restart waited for the session timeout"
+    finally:
+        if crashing is not None:
+            crashing.kill()
+            crashing.wait(30)
+        a.close()
+        if restarted is not None:
+            restarted.close()
 
 
 @pytest.mark.parametrize("stop", ["sigkill", "sigterm-keeping-membership"])

@@ -58,6 +58,7 @@ def _clients(cluster: MemoryCluster) -> Clients:
         producer=lambda conf: MemoryProducer(cluster, conf),
         admin=lambda conf: MemoryAdmin(cluster, conf),
         leave=no_leave,
+        release_predecessor=no_leave,
         clock=lambda: next(ticks) * 0.01,  # every reading 10 ms later: commit intervals pass
     )
 

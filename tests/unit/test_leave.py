@@ -13,13 +13,15 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from eokafka.config import Settings, resolve
 from eokafka.runtime import leave
-from eokafka.runtime.leave import leave_group
+from eokafka.runtime.leave import leave_group, release_predecessor
 from eokafka.runtime.wire import (
     Reader,
     Scram,
@@ -265,7 +267,7 @@ def test_a_broker_that_never_answers_does_not_hold_the_stop(
         assert not leave_group(_settings(boot.port), "a", "m-1", timeout=0.5)
     assert time.monotonic() - started < 10  # bounded by the timeout, far from librdkafka's
     why = f"(FindCoordinator v1 to 127.0.0.1:{boot.port}: timed out)"
-    assert f"could not leave group 'orders' on stop {why}" in caplog.text
+    assert f"of group 'orders' could not leave the group on stop {why}" in caplog.text
     assert boot.keys() == [leave.FIND_COORDINATOR]
 
 
@@ -285,3 +287,48 @@ def test_the_setting_comes_from_the_environment() -> None:
         resolve("orders", {}, env={"EOKAFKA_LEAVE_GROUP_ON_STOP": "0"}).leave_group_on_stop is False
     )
     assert resolve("orders", {}, env={}).leave_group_on_stop is True
+
+
+class FakeAdmin:
+    """describe_consumer_groups answering with the given (member id, instance id) pairs."""
+
+    def __init__(self, members: list[tuple[str, str | None]]) -> None:
+        self.members = members
+        self.asked = 0
+
+    def describe_consumer_groups(self, groups: list[str], **_: Any) -> dict[str, Any]:
+        self.asked += 1
+        described = SimpleNamespace(
+            members=[SimpleNamespace(member_id=m, group_instance_id=i) for m, i in self.members]
+        )
+        future: Future[Any] = Future()
+        future.set_result(described)
+        return {groups[0]: future}
+
+
+def test_a_kip848_restart_releases_its_crashed_predecessor_with_epoch_minus_two(
+    brokers: list[FakeBroker],
+) -> None:
+    coord = FakeBroker({leave.CONSUMER_GROUP_HEARTBEAT: [heartbeat()]})
+    boot = FakeBroker({leave.FIND_COORDINATOR: [coordinator(coord.port)]})
+    brokers += [coord, boot]
+    settings = _settings(boot.port, config={"group.protocol": "consumer"})
+    admin = FakeAdmin([("other", "b"), ("crashed", "a"), ("dyn", None)])
+    assert release_predecessor(settings, "a", admin)
+    _, _, frame = coord.requests[0]
+    assert struct.pack(">i", -2) in frame and b"crashed" in frame and b"other" not in frame
+
+
+@pytest.mark.parametrize(
+    ("config", "members", "asked"),
+    [({}, [("crashed", "a")], 0), ({"group.protocol": "consumer"}, [("other", "b")], 1)],
+    ids=["classic", "no-predecessor"],
+)
+def test_nobody_is_released_without_a_kip848_predecessor(
+    brokers: list[FakeBroker], config: dict[str, str], members: list[Any], asked: int
+) -> None:
+    boot = FakeBroker({})
+    brokers.append(boot)
+    admin = FakeAdmin(members)
+    assert not release_predecessor(_settings(boot.port, config=config), "a", admin)
+    assert admin.asked == asked and boot.requests == []
