@@ -1,9 +1,10 @@
 """Where the runtime gets its Kafka clients and its clock.
 
-The worker, its transactions and its store restores make every client (and the group leave
-of a stopping static member) through one :class:`Clients`, so a bounded run can wrap the
-group consumer and ``eokafka.testing`` can put in-memory clients and a virtual clock under
-the very same worker code.
+The worker, its transactions and its store restores make every client (and the group
+requests of a static member: its leave on stop, the release of a crashed predecessor)
+through one :class:`Clients`, so a bounded run can wrap the group consumer and
+``eokafka.testing`` can put in-memory clients and a virtual clock under the very same
+worker code.
 
 librdkafka refuses a bad configuration (an unknown key, a malformed value) when a client is
 built, with ``_INVALID_ARG``; the real clients are built inside :func:`config_errors`, which
