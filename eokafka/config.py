@@ -59,6 +59,7 @@ class Settings:
     on_error: str = "fail"
     create_topics: bool = False
     static_membership: bool = True
+    leave_group_on_stop: bool = True
     auto_offset_reset: str = "earliest"
     batch_size: int = 1_000
     purge_interval_ms: int = 30_000
@@ -152,7 +153,7 @@ _INT_SETTINGS = frozenset(
         "num_standby_replicas",
     }
 )
-_BOOL_SETTINGS = frozenset({"create_topics", "static_membership"})
+_BOOL_SETTINGS = frozenset({"create_topics", "static_membership", "leave_group_on_stop"})
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:

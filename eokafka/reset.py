@@ -182,9 +182,10 @@ def wait_until_inactive(admin: AdminClient, group: str, wait_s: float) -> None:
         if time.monotonic() >= deadline:
             raise ResetError(
                 f"consumer group {group!r} has {len(members)} active member(s): "
-                f"{', '.join(members)}. Stop every worker of the app first. A worker with "
-                "static membership (the default) stays a member for session.timeout.ms "
-                "(45 s) after it stopped: wait that long, or give --wait 60"
+                f"{', '.join(members)}. Stop every worker of the app first (SIGTERM: a "
+                "worker stopped on purpose leaves the group as it exits). A static member "
+                "that crashed or ran with leave_group_on_stop=False stays a member for "
+                "session.timeout.ms (45 s) after it stopped: wait that long, or give --wait 60"
             )
         time.sleep(1.0)
 

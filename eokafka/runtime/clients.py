@@ -1,8 +1,10 @@
 """Where the runtime gets its Kafka clients and its clock.
 
-The worker, its transactions and its store restores make every client through one
-:class:`Clients`, so a bounded run can wrap the group consumer and ``eokafka.testing`` can put
-in-memory clients and a virtual clock under the very same worker code.
+The worker, its transactions and its store restores make every client (and the group
+requests of a static member: its leave on stop, the release of a crashed predecessor)
+through one :class:`Clients`, so a bounded run can wrap the group consumer and
+``eokafka.testing`` can put in-memory clients and a virtual clock under the very same
+worker code.
 
 librdkafka refuses a bad configuration (an unknown key, a malformed value) when a client is
 built, with ``_INVALID_ARG``; the real clients are built inside :func:`config_errors`, which
@@ -21,7 +23,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from eokafka.config import Settings
 from eokafka.errors import ConfigError
+from eokafka.runtime.leave import leave_group, release_predecessor
 
 Config = dict[str, Any]
 
@@ -71,6 +75,10 @@ class Clients:
     restore_consumer: Callable[[Config], Any] = kafka_consumer  # assign-only changelog reader
     producer: Callable[[Config], Any] = kafka_producer  # the transactional producer
     admin: Callable[[Config], Any] = kafka_admin
+    # A static member stopped on purpose leaves its group (settings, instance id, member id).
+    leave: Callable[[Settings, str, str | None], bool] = leave_group
+    # KIP-848: a restarted static member releases its crashed predecessor (settings, id, admin).
+    release_predecessor: Callable[[Settings, str, Any], bool] = release_predecessor
     clock: Callable[[], float] = time.monotonic  # seconds; commit deadlines and run limits
 
     def replace(self, **changes: Any) -> Clients:

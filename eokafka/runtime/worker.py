@@ -181,6 +181,7 @@ class Worker:
             )
             conf = consumer_config(self.settings, self.instance_id, spans_topics(self.topology))
             self.consumer = self.clients.consumer(conf)
+        self.clients.release_predecessor(self.settings, self.instance_id, self.admin)
         self.consumer.subscribe(
             self.topology.topics,
             on_assign=self.rebalance.on_assign,
@@ -221,6 +222,7 @@ class Worker:
                 self.txn.open = False
         if self.standby is not None:
             self.standby.close()  # first: stores leaving in the revoke below are not kept
+        member_id = self.consumer.memberid() if clean else None
         try:
             self.consumer.close()  # a revoke in here commits an open transaction
         except (EokafkaError, KafkaException) as exc:
@@ -228,6 +230,7 @@ class Worker:
                 raise
             log.warning("consumer close after an error: %s", exc)
         if clean:
+            self.clients.leave(self.settings, self.instance_id, member_id)  # stopped on purpose
             self.txn.close()
             self.sinks.close()
         self.tasks.close()

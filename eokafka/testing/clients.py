@@ -52,6 +52,11 @@ class _GroupMetadata:
     group_id: str
 
 
+def no_leave(*_: Any) -> bool:
+    """The in-memory group drops a member as it closes: nothing to leave, nobody to release."""
+    return False
+
+
 class MemoryConsumer:
     """A group member (subscribe) or an assign-only reader, over a MemoryCluster."""
 

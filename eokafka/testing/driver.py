@@ -23,7 +23,7 @@ from eokafka.runtime.clients import Clients
 from eokafka.runtime.worker import Worker
 from eokafka.serdes import Serde
 from eokafka.state import Store
-from eokafka.testing.clients import MemoryAdmin, MemoryConsumer, MemoryProducer
+from eokafka.testing.clients import MemoryAdmin, MemoryConsumer, MemoryProducer, no_leave
 from eokafka.testing.cluster import Header, MemoryCluster
 
 _INSTANCE = "test-driver"
@@ -88,6 +88,8 @@ class TestDriver:
             restore_consumer=lambda conf: MemoryConsumer(self.cluster, conf),
             producer=lambda conf: MemoryProducer(self.cluster, conf),
             admin=lambda conf: MemoryAdmin(self.cluster, conf),
+            leave=no_leave,
+            release_predecessor=no_leave,
             clock=self.cluster.clock,
         )
         # One set of metrics for every worker the driver starts: counters add up over

@@ -68,9 +68,9 @@ def _input(bootstrap: str) -> tuple[AppTopics, int]:
 
 
 def _env(names: AppTopics) -> dict[str, str]:
-    # Dynamic membership: a stopped worker leaves the group at once (static members stay
-    # for session.timeout.ms, during which reset refuses).
-    return {**names.env, "TEST_BACKEND": "rocksdb", "EOKAFKA_STATIC_MEMBERSHIP": "0"}
+    # Static membership (the default): a worker stopped on purpose leaves the group as it
+    # exits, so a reset right after its SIGTERM finds the group empty.
+    return {**names.env, "TEST_BACKEND": "rocksdb"}
 
 
 def _rerun(bootstrap: str, tmp: Path, names: AppTopics, first: list, total: int) -> list:

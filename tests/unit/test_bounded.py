@@ -15,7 +15,7 @@ from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.bounded import Bounds, RunSummary, capture, total
 from eokafka.runtime.clients import Clients
 from eokafka.runtime.worker import Worker
-from eokafka.testing.clients import MemoryAdmin, MemoryConsumer, MemoryProducer
+from eokafka.testing.clients import MemoryAdmin, MemoryConsumer, MemoryProducer, no_leave
 from eokafka.testing.cluster import MemoryCluster
 
 
@@ -57,6 +57,8 @@ def _clients(cluster: MemoryCluster) -> Clients:
         restore_consumer=lambda conf: MemoryConsumer(cluster, conf),
         producer=lambda conf: MemoryProducer(cluster, conf),
         admin=lambda conf: MemoryAdmin(cluster, conf),
+        leave=no_leave,
+        release_predecessor=no_leave,
         clock=lambda: next(ticks) * 0.01,  # every reading 10 ms later: commit intervals pass
     )
 
