@@ -100,6 +100,15 @@ class Inputs:
         return out
 
 
+def one_per_key(bootstrap: str, topics: list[str], keys: int, partitions: int) -> Inputs:
+    """The initial state: one input for each of ``keys`` keys, over ``topics`` in turn."""
+    inputs = Inputs(bootstrap, topics[0], partitions)
+    for i in range(keys):
+        inputs.send(i, topics[i % len(topics)])
+    inputs.flush()
+    return inputs
+
+
 class Feeder(threading.Thread):
     """Input that keeps flowing while workers come and go: ``rate`` records/s over random
     existing keys (a fixed stride, so the test is reproducible)."""
@@ -199,6 +208,12 @@ class Member:
                 f"worker {self.name} exited (code {code}) while the test needed it:\n"
                 + self.proc.log()[-4000:]
             )
+
+
+def stop(m: Member) -> None:
+    """SIGTERM, and a clean exit expected."""
+    code = m.proc.terminate(60)
+    assert code == 0, f"{m.name} exited with {code} on SIGTERM:\n{m.proc.log()[-3000:]}"
 
 
 def members(

@@ -17,14 +17,15 @@ from tests.integration.harness import wait_for
 from tests.integration.membership import (
     PROTOCOLS,
     Feeder,
-    Inputs,
     Member,
     check_counts,
     create_topics,
     first_commit_after,
     members,
     no_open_transactions,
+    one_per_key,
     settle,
+    stop,
 )
 from tests.integration.test_operations import _samples
 from tests.kafka_helpers import end_offsets, read_committed, unique_name
@@ -48,11 +49,6 @@ def _topics(bootstrap: str, prefix: str) -> tuple[str, str, str]:
     return app_id, src, out
 
 
-def _stop(m: Member) -> None:
-    code = m.proc.terminate(60)
-    assert code == 0, f"{m.name} exited with {code} on SIGTERM:\n{m.proc.log()[-3000:]}"
-
-
 def _standbys_caught_up(live: list[Member]) -> list[str]:
     """Partitions without a warm copy at lag 0 on a worker that does not own them."""
     behind = []
@@ -72,10 +68,7 @@ def test_failover_to_a_standby_restores_only_the_tail(kafka_bootstrap: str, tmp_
     env = {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out, "TEST_STANDBYS": "1"}
     extra = ["-c", f"consumer.session.timeout.ms={SESSION_MS}"]
     survivor, victim = members(kafka_bootstrap, tmp_path, env, src, ["w0", "w1"], extra)
-    inputs = Inputs(kafka_bootstrap, src, PARTITIONS)
-    for i in range(FAILOVER_KEYS):
-        inputs.send(i)
-    inputs.flush()
+    inputs = one_per_key(kafka_bootstrap, [src], FAILOVER_KEYS, PARTITIONS)
     feeder = Feeder(inputs, FAILOVER_KEYS, 500)
     try:
         survivor.start()
@@ -105,7 +98,7 @@ def test_failover_to_a_standby_restores_only_the_tail(kafka_bootstrap: str, tmp_
         print(f"restored on take-over: {restored} of changelogs {sizes}")
         feeder.stop()
         settle(kafka_bootstrap, app_id, src, [survivor], PARTITIONS, "the last inputs")
-        _stop(survivor)
+        stop(survivor)
         records = read_committed(kafka_bootstrap, out, len(inputs.sent), timeout=300)
         check_counts(inputs, records)
         no_open_transactions(kafka_bootstrap, [out, changelog])
@@ -141,10 +134,7 @@ def test_a_restart_after_sigkill_with_the_same_instance_id_is_no_rebalance(
     env = {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out}
     other, victim = members(kafka_bootstrap, tmp_path, env, src, ["w0", "w1"], PROTOCOLS[protocol])
     keys = 20_000
-    inputs = Inputs(kafka_bootstrap, src, PARTITIONS)
-    for i in range(keys):
-        inputs.send(i)
-    inputs.flush()
+    inputs = one_per_key(kafka_bootstrap, [src], keys, PARTITIONS)
     feeder = Feeder(inputs, keys, 500)
     try:
         other.start()
@@ -175,8 +165,8 @@ def test_a_restart_after_sigkill_with_the_same_instance_id_is_no_rebalance(
             f"{other.name}'s eokafka_rebalances_total moved: {events} -> {_rebalances(other)}"
         )
         assert victim.owned() == owned, f"{victim.name} came back with {victim.owned()}"
-        _stop(victim)
-        _stop(other)
+        stop(victim)
+        stop(other)
         records = read_committed(kafka_bootstrap, out, len(inputs.sent), timeout=180)
         check_counts(inputs, records)
         no_open_transactions(kafka_bootstrap, [out, f"{app_id}-{STORE}-changelog"])

@@ -14,16 +14,17 @@ from tests.integration.harness import wait_for, worker
 from tests.integration.membership import (
     PROTOCOLS,
     Feeder,
-    Inputs,
     Member,
     Snapshot,
     check_counts,
     create_topics,
     members,
     no_open_transactions,
+    one_per_key,
     restores_of_kept_partitions,
     settle,
     snapshot,
+    stop,
 )
 from tests.kafka_helpers import produce_records, read_committed, unique_name
 
@@ -31,11 +32,6 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 6
 JOINS = "tests.apps.dsl_apps:joins"
 MULTI = "tests.apps.multi_topic:app"
-
-
-def _stop(m: Member) -> None:
-    code = m.proc.terminate(60)
-    assert code == 0, f"{m.name} exited with {code} on SIGTERM:\n{m.proc.log()[-3000:]}"
 
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
@@ -82,16 +78,17 @@ def test_a_co_partitioned_join_is_exact_through_scale_out_and_in(
         settle(kafka_bootstrap, app_id, orders, live, PARTITIONS, what, (table,))
 
     try:
-        send(3_000)
         w0.start()
+        settled([w0], "the table's load")  # orders before it would join a partial table
+        send(3_000)
         settled([w0], "one worker")
         w1.start()  # 1 -> 2 with orders arriving meanwhile
         send(3_000)
         settled([w0, w1], "1 -> 2")
-        _stop(w1)  # 2 -> 1
+        stop(w1)  # 2 -> 1
         send(3_000)
         settled([w0], "2 -> 1")
-        _stop(w0)
+        stop(w0)
 
         inner = read_committed(kafka_bootstrap, out, timeout=180)
         left = read_committed(kafka_bootstrap, out2, len(sent), timeout=180)
@@ -148,10 +145,7 @@ def test_a_store_fed_by_two_topics_is_exact_through_scale_out_and_in(
     )
     w0, w1 = everyone
     keys = 20_000
-    inputs = Inputs(kafka_bootstrap, src, PARTITIONS)
-    for i in range(keys):
-        inputs.send(i, (src, src2)[i % 2])
-    inputs.flush()
+    inputs = one_per_key(kafka_bootstrap, [src, src2], keys, PARTITIONS)
     feeder = Feeder(inputs, keys, 500, (src, src2))
     changes: list[tuple[str, Snapshot, Snapshot]] = []
 
@@ -167,12 +161,12 @@ def test_a_store_fed_by_two_topics_is_exact_through_scale_out_and_in(
         settled([w0, w1], "1 -> 2")
         changes.append(("1 -> 2", before, snapshot([w0, w1], "totals")))
         before = changes[-1][2]
-        _stop(w1)
+        stop(w1)
         settled([w0], "2 -> 1")
         changes.append(("2 -> 1", before, snapshot([w0], "totals")))
         feeder.stop()
         settled([w0], "the last inputs")
-        _stop(w0)
+        stop(w0)
         records = read_committed(kafka_bootstrap, out, len(inputs.sent), timeout=180)
         check_counts(inputs, records)
         no_open_transactions(kafka_bootstrap, [out, f"{app_id}-totals-changelog"])

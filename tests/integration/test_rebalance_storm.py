@@ -19,7 +19,6 @@ import pytest
 from tests.integration.membership import (
     PROTOCOLS,
     Feeder,
-    Inputs,
     Member,
     Snapshot,
     check_counts,
@@ -29,9 +28,11 @@ from tests.integration.membership import (
     longest_waits,
     members,
     no_open_transactions,
+    one_per_key,
     restores_of_kept_partitions,
     settle,
     snapshot,
+    stop,
 )
 from tests.kafka_helpers import read_committed, unique_name
 
@@ -64,10 +65,7 @@ def test_a_rebalance_storm_keeps_state_and_totals_exact(
         kafka_bootstrap, tmp_path, env, src, ["w0", "w1", "w2"], STORM_PROTOCOLS[protocol]
     )
     w0, w1, w2 = everyone
-    inputs = Inputs(kafka_bootstrap, src, PARTITIONS)
-    for i in range(KEYS):
-        inputs.send(i)
-    inputs.flush()
+    inputs = one_per_key(kafka_bootstrap, [src], KEYS, PARTITIONS)
     feeder = Feeder(inputs, KEYS, RATE)
     changes: list[tuple[str, Snapshot, Snapshot]] = []
     live: list[Member] = []
@@ -87,11 +85,11 @@ def test_a_rebalance_storm_keeps_state_and_totals_exact(
         change("1 -> 2", w1.start, [w0, w1])
         change("2 -> 3", w2.start, [w0, w1, w2])
         change("SIGKILL w1, restart", lambda: (w1.proc.kill(), w1.start()), [w0, w1, w2])
-        change("3 -> 2", lambda: _stop(w2), [w0, w1])
-        change("2 -> 1", lambda: _stop(w1), [w0])
+        change("3 -> 2", lambda: stop(w2), [w0, w1])
+        change("2 -> 1", lambda: stop(w1), [w0])
         feeder.stop()
         settle(kafka_bootstrap, app_id, src, live, PARTITIONS, "the last inputs")
-        _stop(w0)
+        stop(w0)
 
         records = read_committed(kafka_bootstrap, out, len(inputs.sent), timeout=180)
         print(f"\n{protocol}: {KEYS} keys, {len(inputs.sent)} inputs, {len(records)} outputs")
@@ -116,8 +114,3 @@ def test_a_rebalance_storm_keeps_state_and_totals_exact(
         feeder.done.set()
         for m in everyone:
             m.proc.stop_quietly()
-
-
-def _stop(m: Member) -> None:
-    code = m.proc.terminate(60)
-    assert code == 0, f"{m.name} exited with {code} on SIGTERM:\n{m.proc.log()[-3000:]}"
