@@ -126,10 +126,14 @@ def _rebalances(m: Member) -> dict[str, float]:
     }
 
 
-@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
 def test_a_restart_after_sigkill_with_the_same_instance_id_is_no_rebalance(
-    kafka_bootstrap: str, tmp_path: Path, protocol: str
+    kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    """Classic protocol only: under the consumer protocol (KIP-848) the broker refuses a new
+    member with the instance id of one that did not leave (UNRELEASED_INSTANCE_ID, fatal in
+    librdkafka) until that member's session expires, so a restart there waits the broker's
+    session timeout; the rebalance storm covers that case for exactness."""
+    protocol = "classic"
     app_id, src, out = _topics(kafka_bootstrap, "restart")
     env = {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out}
     other, victim = members(kafka_bootstrap, tmp_path, env, src, ["w0", "w1"], PROTOCOLS[protocol])
