@@ -4,10 +4,11 @@ Six input partitions, 200,000 keys of count-by-key state (the in-memory store, t
 input flowing all the time, workers scaled 1 -> 2 -> 3 -> 2 -> 1; at three workers one is
 SIGKILLed and restarted at once with the same instance id (a crash and restart, as a
 supervisor would do it; under classic static membership that is no rebalance, under the
-consumer protocol the broker admits the new process once the old one's session has expired). A partition that
-stays on a running worker across a change must restore nothing. The pause of each change is
-printed: per partition, the longest wait from sending an input to its output being written
-(LogAppendTime), and the longest gap between two outputs. Run with ``-s`` to see it.
+consumer protocol the broker admits the new process once the old one's session has
+expired). A partition that stays on a running worker across a change must restore nothing.
+The pause of each change is printed: per partition, the longest wait from sending an input
+to its output being written (LogAppendTime), and the longest gap between two outputs. Run
+with ``-s`` to see it.
 """
 
 from __future__ import annotations
