@@ -68,7 +68,7 @@ PROTOCOLS = {
     ],
     "consumer": ["-c", "group.protocol=consumer"],  # session timeout: the broker's
 }  # fmt: skip
-_EVENT = re.compile(r"eokafka\.worker: (assigned|revoked|lost) (.*)$")
+_EVENT = re.compile(r" eokafka\.[\w.]+: (assigned|revoked|lost) (.*)$")
 _RESTORED = re.compile(rf"restored store {STORE}\[(\d+)\]: (\d+) records")
 _CHART = Path("docs/benchmarks/rebalance.png")
 

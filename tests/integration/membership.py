@@ -31,7 +31,13 @@ PROTOCOLS = {
     "classic": ["-c", "consumer.session.timeout.ms=6000"],
     "consumer": ["-c", "group.protocol=consumer"],
 }
-_EVENT = re.compile(r"eokafka\.worker: (assigned|revoked|lost) (.*)$")
+# "assigned/revoked/lost <topic>[<p>], ..." from whichever eokafka logger reports them.
+_EVENT = re.compile(r" eokafka\.[\w.]+: (assigned|revoked|lost) (.*)$")
+
+
+def rebalance_lines(text: str) -> list[str]:
+    """The log lines that report partitions coming or going."""
+    return [line for line in text.splitlines() if _EVENT.search(line)]
 
 
 def key_name(i: int) -> str:

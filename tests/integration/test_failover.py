@@ -24,6 +24,7 @@ from tests.integration.membership import (
     members,
     no_open_transactions,
     one_per_key,
+    rebalance_lines,
     settle,
     stop,
 )
@@ -159,11 +160,7 @@ def test_a_restart_after_sigkill_with_the_same_instance_id_is_no_rebalance(
         settle(kafka_bootstrap, app_id, src, [other, victim], PARTITIONS, "the restart")
         feeder.stop()
         settle(kafka_bootstrap, app_id, src, [other, victim], PARTITIONS, "the last inputs")
-        moves = [
-            line
-            for line in other.current_log()[mark:].splitlines()
-            if any(f"eokafka.worker: {e} " in line for e in ("assigned", "revoked", "lost"))
-        ]
+        moves = rebalance_lines(other.current_log()[mark:])
         assert not moves, f"{other.name} saw a rebalance for the restart: {moves}"
         assert _rebalances(other) == events, (
             f"{other.name}'s eokafka_rebalances_total moved: {events} -> {_rebalances(other)}"
