@@ -210,9 +210,11 @@ class Member:
     def check_alive(self) -> None:
         if not self.proc.alive:
             code = self.proc.proc.returncode if self.proc.proc else None
+            log = self.proc.log()
+            errors = [x for x in log.splitlines() if re.search(r"error|fatal", x, re.I)]
             raise AssertionError(
-                f"worker {self.name} exited (code {code}) while the test needed it:\n"
-                + self.proc.log()[-4000:]
+                f"worker {self.name} exited (code {code}) while the test needed it; its last "
+                f"error lines:\n" + "\n".join(errors[-5:]) + "\nits log ends:\n" + log[-3000:]
             )
 
 
