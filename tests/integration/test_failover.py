@@ -38,6 +38,7 @@ STORE = "totals"
 # a loaded 2-core machine while a full restore stays far above the tail a standby leaves.
 FAILOVER_KEYS = 1_000_000
 SESSION_MS = 6_000
+HEARTBEAT_MS = 500
 
 
 def _topics(bootstrap: str, prefix: str) -> tuple[str, str, str]:
@@ -67,7 +68,13 @@ def _standbys_caught_up(live: list[Member]) -> list[str]:
 def test_failover_to_a_standby_restores_only_the_tail(kafka_bootstrap: str, tmp_path: Path) -> None:
     app_id, src, out = _topics(kafka_bootstrap, "failover")
     env = {"TEST_APP_ID": app_id, "TEST_INPUT": src, "TEST_OUTPUT": out, "TEST_STANDBYS": "1"}
-    extra = ["-c", f"consumer.session.timeout.ms={SESSION_MS}"]
+    # Heartbeats every 0.5 s: the survivor hears of the rebalance soon after the session ends.
+    extra = [
+        "-c",
+        f"consumer.session.timeout.ms={SESSION_MS}",
+        "-c",
+        f"consumer.heartbeat.interval.ms={HEARTBEAT_MS}",
+    ]
     survivor, victim = members(kafka_bootstrap, tmp_path, env, src, ["w0", "w1"], extra)
     inputs = one_per_key(kafka_bootstrap, [src], FAILOVER_KEYS, PARTITIONS)
     feeder = Feeder(inputs, FAILOVER_KEYS, 500)
@@ -93,7 +100,7 @@ def test_failover_to_a_standby_restores_only_the_tail(kafka_bootstrap: str, tmp_
         print(
             f"\nfailover: {FAILOVER_KEYS} keys, first committed output of partitions "
             f"{sorted(taken)} on {survivor.name} {took:.2f}s after the SIGKILL "
-            f"(session.timeout.ms={SESSION_MS})"
+            f"(session.timeout.ms={SESSION_MS}, heartbeat.interval.ms={HEARTBEAT_MS})"
         )
         restored = {p: survivor.restored(STORE).get(p, 0) - before.get(p, 0) for p in taken}
         print(f"restored on take-over: {restored} of changelogs {sizes}")
