@@ -42,6 +42,7 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]]
+    timestamp: int = -1  # ms, as the broker reports it (CreateTime or LogAppendTime)
 
 
 def unique_name(prefix: str) -> str:
@@ -221,7 +222,7 @@ def read_committed(
             return
         position[part] = max(position[part], offset + 1)
         headers = list(msg.headers() or [])
-        records.append(Record(part, offset, msg.key(), msg.value(), headers))
+        records.append(Record(part, offset, msg.key(), msg.value(), headers, msg.timestamp()[1]))
 
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     try:

@@ -3,7 +3,8 @@
 Input ``{"amount": n}`` keyed by a string; the store ``totals`` maps that key to a JSON
 object whose ``total`` grows by ``amount`` (other fields are kept); each input emits
 ``{"key": key, "total": new_total}``. Topic names, the application id and the store
-backend come from the environment (``BENCH_BACKEND``: memory, sqlite or rocksdb).
+backend come from the environment (``BENCH_BACKEND``: memory, sqlite or rocksdb), and
+``BENCH_STANDBYS`` sets ``num_standby_replicas`` (rebalance.py; App gets it only when set).
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from typing import Any
 import eokafka
 from eokafka import serdes
 
-app = eokafka.App(os.environ.get("BENCH_APP_ID", "bench-totals"))
+STANDBYS = os.environ.get("BENCH_STANDBYS")
+app = eokafka.App(
+    os.environ.get("BENCH_APP_ID", "bench-totals"),
+    **({} if STANDBYS is None else {"num_standby_replicas": int(STANDBYS)}),
+)
 IN = os.environ.get("BENCH_INPUT", "bench-totals-in")
 OUT = os.environ.get("BENCH_OUTPUT", "bench-totals-out")
 BACKEND: Any = os.environ.get("BENCH_BACKEND", "memory")

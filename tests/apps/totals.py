@@ -1,6 +1,7 @@
 """Stateful test topology: a running total per key, emitted for every input.
 
-Same environment variables as eos_copy.py, plus TEST_BACKEND (memory, sqlite, rocksdb).
+Same environment variables as eos_copy.py, plus TEST_BACKEND (memory, sqlite, rocksdb) and
+TEST_STANDBYS (``num_standby_replicas``, given to App only when set).
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import eokafka
 from eokafka import serdes
 from tests.apps.eos_copy import INPUT, OUTPUT, PAUSE_IDS, _pause_once
 
-app = eokafka.App(os.environ.get("TEST_APP_ID", "totals"))
+STANDBYS = os.environ.get("TEST_STANDBYS")
+app = eokafka.App(
+    os.environ.get("TEST_APP_ID", "totals"),
+    **({} if STANDBYS is None else {"num_standby_replicas": int(STANDBYS)}),
+)
 app.store("totals", backend=os.environ.get("TEST_BACKEND", "memory"))  # type: ignore[arg-type]
 
 
