@@ -6,6 +6,7 @@ a bug in the framework cannot skew the yardstick that measures it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -383,30 +384,78 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def add_profile_option(p: argparse.ArgumentParser) -> None:
+    """--profile DIR: py-spy stacks of each contender's worker, for finding where time goes."""
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record each worker with py-spy (first to last output) into DIR/<contender>.folded;"
+        " py-spy costs CPU, so profiled figures are not comparable with unprofiled ones",
+    )
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy's collapsed stacks of the worker (its native threads too) until SIGINT."""
+    cmd = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+           "--output", str(out)]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def stop_profiler(prof: subprocess.Popen[bytes]) -> None:
+    prof.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    try:
+        prof.wait(30)
+    except subprocess.TimeoutExpired:
+        prof.kill()
+        prof.wait(10)
+
+
 def watch(
-    name: str, proc: WorkerProcess, reader: CommittedReader, want: int, timeout: float
+    name: str,
+    proc: WorkerProcess,
+    reader: CommittedReader,
+    want: int,
+    timeout: float,
+    profile: Path | None = None,
 ) -> tuple[float | None, float | None, tuple[float, int] | None]:
     """Wait until ``reader`` has seen ``want`` outputs of ``proc``.
 
     Returns the worker's peak RSS (MB) and CPU seconds then, and (CPU seconds, outputs seen)
     at its first committed output: CPU spent after that is what the worker costs per record
-    in its stride, start-up left out.
+    in its stride, start-up left out. With ``profile`` (a file), py-spy records the worker's
+    stacks from its first committed output to its last.
     """
     cpu_mark: tuple[float, int] | None = None
+    prof: subprocess.Popen[bytes] | None = None
     give_up = proc.started_at + timeout
-    while reader.done_at is None:
-        if cpu_mark is None and reader.first_at is not None:
-            cpu_mark = (proc.cpu_seconds() or 0.0, reader.count)
-        if reader.error is not None:
-            raise RuntimeError(f"{name}: output reader failed: {reader.error}")
-        if not proc.alive():
-            raise RuntimeError(
-                f"{name} exited ({proc.proc.returncode}) after {reader.count} of {want} "
-                f"records:\n{proc.log_tail()}"
-            )
-        if time.monotonic() > give_up:
-            raise TimeoutError(
-                f"{name}: {reader.count} of {want} records after {timeout} s:\n{proc.log_tail()}"
-            )
-        time.sleep(0.05)  # poll interval of the reader's progress
-    return proc.peak_rss_mb(), proc.cpu_seconds(), cpu_mark
+    try:
+        while reader.done_at is None:
+            if cpu_mark is None and reader.first_at is not None:
+                cpu_mark = (proc.cpu_seconds() or 0.0, reader.count)
+                if profile is not None:
+                    prof = start_profiler(proc.pid, profile)
+            _check_progress(name, proc, reader, want, timeout, give_up)
+            time.sleep(0.05)  # poll interval of the reader's progress
+        return proc.peak_rss_mb(), proc.cpu_seconds(), cpu_mark
+    finally:
+        if prof is not None:
+            stop_profiler(prof)
+
+
+def _check_progress(
+    name: str, proc: WorkerProcess, reader: CommittedReader, want: int, timeout: float,
+    give_up: float,
+) -> None:  # fmt: skip
+    """Raise if the reader failed, the worker died or the time is up."""
+    if reader.error is not None:
+        raise RuntimeError(f"{name}: output reader failed: {reader.error}")
+    if not proc.alive():
+        raise RuntimeError(
+            f"{name} exited ({proc.proc.returncode}) after {reader.count} of {want} "
+            f"records:\n{proc.log_tail()}"
+        )
+    if time.monotonic() > give_up:
+        raise TimeoutError(
+            f"{name}: {reader.count} of {want} records after {timeout} s:\n{proc.log_tail()}"
+        )

@@ -35,6 +35,7 @@ from benchmarks.common import (
     BulkWriter,
     CommittedReader,
     WorkerProcess,
+    add_profile_option,
     broker,
     child_env,
     count_ids,
@@ -243,7 +244,8 @@ def run_contender(
     cpu = rss = steady_cpu_us = None
     cpu_mark: tuple[float, int] | None = None
     try:
-        rss, cpu, cpu_mark = watch(name, proc, reader, n, args.timeout)
+        profile = None if args.profile is None else args.profile / f"{name}.folded"
+        rss, cpu, cpu_mark = watch(name, proc, reader, n, args.timeout, profile)
         if cpu is not None and cpu_mark is not None and reader.count > cpu_mark[1]:
             steady_cpu_us = (cpu - cpu_mark[0]) / (reader.count - cpu_mark[1]) * 1e6
     finally:
@@ -363,8 +365,11 @@ def main() -> None:
     )
     p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
+    add_profile_option(p)
     add_options(p, CHART)
     args = p.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
     if not names or any(c not in CONTENDERS for c in names):
         p.error(f"--contenders: choose from {', '.join(CONTENDERS)}")
