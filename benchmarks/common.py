@@ -308,9 +308,26 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _status(self, field: str) -> int | None:
+    def _tree(self) -> list[int]:
+        """The process and its descendants (``--processes N`` starts worker children)."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        tree, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, ()))
+        return tree
+
+    @staticmethod
+    def _status(pid: int, field: str) -> int | None:
         try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith(field + ":"):
                     return int(line.split()[1])  # kB
         except (OSError, ValueError):
@@ -318,17 +335,21 @@ class WorkerProcess:
         return None
 
     def peak_rss_mb(self) -> float | None:
-        """VmHWM: the high-water mark of resident memory, read before the process ends."""
-        kb = self._status("VmHWM")
-        return None if kb is None else kb / 1024
+        """VmHWM, the high-water mark of resident memory, read before the process ends;
+        summed over the process and its children (worker processes)."""
+        peaks = [kb for pid in self._tree() if (kb := self._status(pid, "VmHWM")) is not None]
+        return sum(peaks) / 1024 if peaks else None
 
     def cpu_seconds(self) -> float | None:
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        """User + system time of the process and its living children."""
+        total, ticks = None, os.sysconf("SC_CLK_TCK")
+        for pid in self._tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / ticks  # utime+stime
+        return total
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (the workers commit and leave), SIGKILL if that takes too long."""

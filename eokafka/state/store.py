@@ -10,12 +10,12 @@ the changelog checkpoint (invariant 5).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
 from eokafka.serdes import Json, Serde, String, is_identity
-from eokafka.state.backend import Backend
+from eokafka.state.backend import Backend, InMemoryBackend
 
 __all__ = ["Store", "StoreRecordTooLargeError"]
 
@@ -75,6 +75,7 @@ class Store:
         "_serialize_value",
         "_deserialize_key",
         "_deserialize_value",
+        "_committed",
     )
 
     def __init__(
@@ -110,6 +111,10 @@ class Store:
         self._serialize_value = self.value_serde.serialize
         self._deserialize_key = self.key_serde.deserialize
         self._deserialize_value = self.value_serde.deserialize
+        # The backend's read, as a C call when the committed state is a dict in memory.
+        self._committed: Callable[[bytes], bytes | None] = (
+            backend.committed_get if type(backend) is InMemoryBackend else backend.get
+        )
 
     # ------------------------------------------------------------------ processor side
 
@@ -132,7 +137,7 @@ class Store:
         data = self._key(key)
         value = self._overlay.get(data, _MISSING)
         if value is _MISSING:
-            value = self.backend.get(data)
+            value = self._committed(data)
         if value is None:
             return default
         return value if self._value_identity else self._deserialize_value(value)

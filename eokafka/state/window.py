@@ -72,7 +72,7 @@ class WindowStore(Store):
         """Store.get for the raw layout, without the serde steps it does not need."""
         value = self._overlay.get(key, _MISSING)
         if value is _MISSING:
-            return self.backend.get(key)
+            return self._committed(key)
         return value  # type: ignore[no-any-return]
 
     def _write(self, key: bytes, data: bytes) -> None:
