@@ -6,6 +6,7 @@ a bug in the framework cannot skew the yardstick that measures it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -307,9 +308,26 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _status(self, field: str) -> int | None:
+    def _tree(self) -> list[int]:
+        """The process and its descendants (``--processes N`` starts worker children)."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        tree, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, ()))
+        return tree
+
+    @staticmethod
+    def _status(pid: int, field: str) -> int | None:
         try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith(field + ":"):
                     return int(line.split()[1])  # kB
         except (OSError, ValueError):
@@ -317,17 +335,21 @@ class WorkerProcess:
         return None
 
     def peak_rss_mb(self) -> float | None:
-        """VmHWM: the high-water mark of resident memory, read before the process ends."""
-        kb = self._status("VmHWM")
-        return None if kb is None else kb / 1024
+        """VmHWM, the high-water mark of resident memory, read before the process ends;
+        summed over the process and its children (worker processes)."""
+        peaks = [kb for pid in self._tree() if (kb := self._status(pid, "VmHWM")) is not None]
+        return sum(peaks) / 1024 if peaks else None
 
     def cpu_seconds(self) -> float | None:
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        """User + system time of the process and its living children."""
+        total, ticks = None, os.sysconf("SC_CLK_TCK")
+        for pid in self._tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / ticks  # utime+stime
+        return total
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (the workers commit and leave), SIGKILL if that takes too long."""
@@ -383,30 +405,78 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def add_profile_option(p: argparse.ArgumentParser) -> None:
+    """--profile DIR: py-spy stacks of each contender's worker, for finding where time goes."""
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record each worker with py-spy (first to last output) into DIR/<contender>.folded;"
+        " py-spy costs CPU, so profiled figures are not comparable with unprofiled ones",
+    )
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy's collapsed stacks of the worker (its native threads too) until SIGINT."""
+    cmd = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+           "--output", str(out)]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def stop_profiler(prof: subprocess.Popen[bytes]) -> None:
+    prof.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    try:
+        prof.wait(30)
+    except subprocess.TimeoutExpired:
+        prof.kill()
+        prof.wait(10)
+
+
 def watch(
-    name: str, proc: WorkerProcess, reader: CommittedReader, want: int, timeout: float
+    name: str,
+    proc: WorkerProcess,
+    reader: CommittedReader,
+    want: int,
+    timeout: float,
+    profile: Path | None = None,
 ) -> tuple[float | None, float | None, tuple[float, int] | None]:
     """Wait until ``reader`` has seen ``want`` outputs of ``proc``.
 
     Returns the worker's peak RSS (MB) and CPU seconds then, and (CPU seconds, outputs seen)
     at its first committed output: CPU spent after that is what the worker costs per record
-    in its stride, start-up left out.
+    in its stride, start-up left out. With ``profile`` (a file), py-spy records the worker's
+    stacks from its first committed output to its last.
     """
     cpu_mark: tuple[float, int] | None = None
+    prof: subprocess.Popen[bytes] | None = None
     give_up = proc.started_at + timeout
-    while reader.done_at is None:
-        if cpu_mark is None and reader.first_at is not None:
-            cpu_mark = (proc.cpu_seconds() or 0.0, reader.count)
-        if reader.error is not None:
-            raise RuntimeError(f"{name}: output reader failed: {reader.error}")
-        if not proc.alive():
-            raise RuntimeError(
-                f"{name} exited ({proc.proc.returncode}) after {reader.count} of {want} "
-                f"records:\n{proc.log_tail()}"
-            )
-        if time.monotonic() > give_up:
-            raise TimeoutError(
-                f"{name}: {reader.count} of {want} records after {timeout} s:\n{proc.log_tail()}"
-            )
-        time.sleep(0.05)  # poll interval of the reader's progress
-    return proc.peak_rss_mb(), proc.cpu_seconds(), cpu_mark
+    try:
+        while reader.done_at is None:
+            if cpu_mark is None and reader.first_at is not None:
+                cpu_mark = (proc.cpu_seconds() or 0.0, reader.count)
+                if profile is not None:
+                    prof = start_profiler(proc.pid, profile)
+            _check_progress(name, proc, reader, want, timeout, give_up)
+            time.sleep(0.05)  # poll interval of the reader's progress
+        return proc.peak_rss_mb(), proc.cpu_seconds(), cpu_mark
+    finally:
+        if prof is not None:
+            stop_profiler(prof)
+
+
+def _check_progress(
+    name: str, proc: WorkerProcess, reader: CommittedReader, want: int, timeout: float,
+    give_up: float,
+) -> None:  # fmt: skip
+    """Raise if the reader failed, the worker died or the time is up."""
+    if reader.error is not None:
+        raise RuntimeError(f"{name}: output reader failed: {reader.error}")
+    if not proc.alive():
+        raise RuntimeError(
+            f"{name} exited ({proc.proc.returncode}) after {reader.count} of {want} "
+            f"records:\n{proc.log_tail()}"
+        )
+    if time.monotonic() > give_up:
+        raise TimeoutError(
+            f"{name}: {reader.count} of {want} records after {timeout} s:\n{proc.log_tail()}"
+        )

@@ -42,6 +42,7 @@ from benchmarks.common import (
     BulkWriter,
     CommittedReader,
     WorkerProcess,
+    add_profile_option,
     admin,
     broker,
     child_env,
@@ -204,7 +205,8 @@ def run_contender(
     cpu = rss = steady_cpu_us = None
     cpu_mark: tuple[float, int] | None = None
     try:
-        rss, cpu, cpu_mark = watch(name, proc, reader, want, args.timeout)
+        profile = None if args.profile is None else args.profile / f"{name}.folded"
+        rss, cpu, cpu_mark = watch(name, proc, reader, want, args.timeout, profile)
         if cpu is not None and cpu_mark is not None and reader.count > cpu_mark[1]:
             inputs = (reader.count - cpu_mark[1]) * n / want  # inputs behind those outputs
             steady_cpu_us = (cpu - cpu_mark[0]) / inputs * 1e6
@@ -340,9 +342,12 @@ def parse_args(
     p.add_argument("--commit-every", type=int, default=10_000)
     p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
+    add_profile_option(p)
     add_options(p, chart)
     more(p)
     args = p.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
     if not names or any(c not in contenders for c in names):
         p.error(f"--contenders: choose from {', '.join(contenders)}")

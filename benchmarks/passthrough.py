@@ -35,6 +35,7 @@ from benchmarks.common import (
     BulkWriter,
     CommittedReader,
     WorkerProcess,
+    add_profile_option,
     broker,
     child_env,
     count_ids,
@@ -178,7 +179,7 @@ def contender_cmd(
                 batch_size=str(args.batch_size),
             ),
         ), env
-    if name == "eokafka":
+    if name.startswith("eokafka"):
         # batch size and record-count trigger have no CLI option; the environment sets them.
         env.update(
             BENCH_APP_ID=group,
@@ -198,6 +199,7 @@ def contender_cmd(
                 state_dir=str(work / "eokafka-state"),
                 instance_id="bench-0",
                 commit_interval_ms=interval,
+                processes=str(processes_of(name)),
             ),
         ), env
     if name == "quix":
@@ -230,6 +232,22 @@ def contender_cmd(
     raise ValueError(name)
 
 
+def processes_of(name: str) -> int:
+    """``eokafka`` runs one worker process, ``eokafka-p<N>`` runs N (``--processes``)."""
+    return int(name.rpartition("-p")[2]) if name.startswith("eokafka-p") else 1
+
+
+def expand_processes(names: list[str], processes: list[int]) -> list[str]:
+    """Each eokafka contender once per ``--processes`` count, in that order."""
+    out: list[str] = []
+    for name in names:
+        if name == "eokafka":
+            out.extend("eokafka" if n == 1 else f"eokafka-p{n}" for n in processes)
+        else:
+            out.append(name)
+    return out
+
+
 def run_contender(
     name: str, bootstrap: str, src: str, out: str, work: Path, args: argparse.Namespace
 ) -> Result:
@@ -243,7 +261,8 @@ def run_contender(
     cpu = rss = steady_cpu_us = None
     cpu_mark: tuple[float, int] | None = None
     try:
-        rss, cpu, cpu_mark = watch(name, proc, reader, n, args.timeout)
+        profile = None if args.profile is None else args.profile / f"{name}.folded"
+        rss, cpu, cpu_mark = watch(name, proc, reader, n, args.timeout, profile)
         if cpu is not None and cpu_mark is not None and reader.count > cpu_mark[1]:
             steady_cpu_us = (cpu - cpu_mark[0]) / (reader.count - cpu_mark[1]) * 1e6
     finally:
@@ -325,18 +344,20 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
                 f"median of {len(rs)} {name} run(s): {total[name]:,.0f} records/s total, "
                 f"{steady[name]:,.0f} records/s steady"
             )
-    if "eokafka" in runs:
-        for other in ("hand", "quix", "kstreams"):
-            if other in runs:
-                print(
-                    f"eokafka/{other}: {total['eokafka'] / total[other]:.2f}x total, "
-                    f"{steady['eokafka'] / steady[other]:.2f}x steady-state records/s"
-                )
+    pairs = [("eokafka", other) for other in ("hand", "quix", "kstreams")]
+    pairs += [(name, "eokafka") for name in runs if name.startswith("eokafka-p")]
+    for a, b in pairs:
+        if a in runs and b in runs:
+            print(
+                f"{a}/{b}: {total[a] / total[b]:.2f}x total, "
+                f"{steady[a] / steady[b]:.2f}x steady-state records/s"
+            )
     print(
         "records/s = N / seconds from process start until a read_committed reader has seen "
         "all N; steady = records after the first committed output / seconds from the first "
         "to the last (start-up excluded); CPU s = the worker's user+system time at the end; "
-        "CPU us/rec = its CPU per record after the first output; peak RSS = its VmHWM."
+        "CPU us/rec = its CPU per record after the first output; peak RSS = its VmHWM "
+        "(with eokafka-p<N>: summed over the supervisor and its N worker processes)."
     )
 
 
@@ -363,11 +384,28 @@ def main() -> None:
     )
     p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
+    p.add_argument(
+        "--processes",
+        default="1",
+        help="comma-separated worker process counts for eokafka (eokafka run --processes N): "
+        "eokafka runs once per count, as 'eokafka' (1) and 'eokafka-p<N>'; CPU and RSS are "
+        "then summed over the worker processes",
+    )
+    add_profile_option(p)
     add_options(p, CHART)
     args = p.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
     if not names or any(c not in CONTENDERS for c in names):
         p.error(f"--contenders: choose from {', '.join(CONTENDERS)}")
+    try:
+        processes = [int(n) for n in args.processes.split(",") if n.strip()]
+    except ValueError:
+        processes = []
+    if not processes or min(processes) < 1:
+        p.error("--processes: comma-separated positive ints, e.g. 1,2")
+    names = expand_processes(names, processes)
 
     exit_on_sigterm()
     check_settings_match()

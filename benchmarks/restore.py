@@ -27,7 +27,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,8 @@ from benchmarks.common import (
     delete_topics,
     exit_on_sigterm,
     python_cmd,
+    start_profiler,
+    stop_profiler,
     unique,
 )
 
@@ -184,22 +185,6 @@ def restore_lines(proc: WorkerProcess) -> tuple[float | None, dict[int, tuple[st
         if m:
             done[int(m.group(1))] = (line, int(m.group(2)), float(m.group(3)))
     return first, done
-
-
-def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy's collapsed stacks of the worker (its native threads too) until SIGINT."""
-    cmd = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-           "--output", str(out)]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-
-def stop_profiler(prof: subprocess.Popen[bytes]) -> None:
-    prof.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-    try:
-        prof.wait(30)
-    except subprocess.TimeoutExpired:
-        prof.kill()
-        prof.wait(10)
 
 
 def check_state(

@@ -58,7 +58,9 @@ NO_AGGREGATE: Final[Any] = _Sentinel("NO_AGGREGATE")  # a window no record reach
 REMOVED: Final[Any] = _Sentinel("REMOVED")  # a session merged into another one
 _NEVER: Final = -(2**63)  # the lowest int64: "before any time"
 _BIG = struct.Struct(">q")
+_BOUNDS = struct.Struct(">qq")
 _ENTRY = struct.Struct(">qqI")
+_FIRST = struct.Struct(">qqqI")  # the mark and one entry header
 _NULL_LEN: Final = 0xFFFFFFFF
 
 
@@ -76,11 +78,16 @@ class Aggregator:
 
     ``merge(key, a, b)`` joins two session aggregates (None: the aggregation can't do
     sessions); ``result(agg)`` is what gets emitted (e.g. a mean from its sum and count).
+    ``pure`` says ``add`` and ``merge`` build new aggregates without changing their inputs,
+    and ``result`` hands out nothing that stays in the state (count and mean; not promised
+    by user functions, nor by sum/min/max, whose result is the aggregate object itself):
+    only then may a decoded window state be reused for the next record of its key.
     """
 
     add: Callable[[Any, Any, Any], Any]
     merge: Callable[[Any, Any, Any], Any] | None = None
     result: Callable[[Any], Any] = lambda agg: agg
+    pure: bool = False
 
     def fold(self, key: Any, values: Iterable[Any]) -> Any:
         agg = NO_AGGREGATE
@@ -207,9 +214,11 @@ class Hopping(Windows):
         return done
 
     def next_close(self, state: KeyState) -> int | None:
-        if not state.entries:
+        entries = state.entries
+        if not entries:
             return None
-        return min(e[1] for e in state.entries) + self.grace_ms
+        # Windows of one size sorted by start are sorted by end too: the first ends first.
+        return entries[0][1] + self.grace_ms  # type: ignore[no-any-return]
 
 
 class Tumbling(Hopping):
@@ -217,6 +226,27 @@ class Tumbling(Hopping):
 
     def __init__(self, size_ms: int, grace_ms: int = 0) -> None:
         super().__init__(size_ms, size_ms, grace_ms)
+
+    def is_late(self, ts: int, stream_time: int) -> bool:
+        return ts - ts % self.size_ms + self.size_ms + self.grace_ms <= stream_time
+
+    def add(
+        self, state: KeyState, key: Any, ts: int, value: Any, agg: Aggregator, changes: bool
+    ) -> list[Change]:
+        """Hopping.add with its one window found without building the list of windows."""
+        size = self.size_ms
+        start = ts - ts % size
+        entries = state.entries
+        for entry in entries:
+            if entry[0] == start:
+                break
+        else:
+            entry = [start, start + size, NO_AGGREGATE]
+            entries.append(entry)
+            if len(entries) > 1:
+                entries.sort(key=_start)
+        entry[2] = aggregate = agg.add(key, value, entry[2])
+        return [(start, start + size, aggregate)] if changes else []
 
     def __repr__(self) -> str:
         return f"Tumbling(size_ms={self.size_ms}, grace_ms={self.grace_ms})"
@@ -376,6 +406,7 @@ def counting() -> Aggregator:
     return Aggregator(
         add=lambda key, value, agg: 1 if agg is NO_AGGREGATE else agg + 1,
         merge=lambda key, a, b: a + b,
+        pure=True,
     )
 
 
@@ -408,6 +439,7 @@ def averaging(fn: Callable[[Any], Any] | None = None) -> Aggregator:
         add=add,
         merge=lambda key, a, b: [a[0] + b[0], a[1] + b[1]],
         result=lambda agg: agg[0] / agg[1],
+        pure=True,
     )
 
 
@@ -442,8 +474,15 @@ def encode_state(state: KeyState, serialize: Callable[[Any], bytes | None]) -> b
     The payload is the aggregate (or the record's value, for sliding windows) written by
     the store's value serde; a None payload has length 0xFFFFFFFF.
     """
+    entries = state.entries
+    if len(entries) == 1:  # the common case, tumbling windows: one pack, one join
+        a, b, payload = entries[0]
+        data = serialize(payload)
+        if data is None:
+            return _FIRST.pack(state.mark, a, b, _NULL_LEN)
+        return _FIRST.pack(state.mark, a, b, len(data)) + data
     parts = [_BIG.pack(state.mark)]
-    for a, b, payload in state.entries:
+    for a, b, payload in entries:
         data = serialize(payload)
         if data is None:
             parts.append(_ENTRY.pack(a, b, _NULL_LEN))
@@ -468,6 +507,10 @@ def decode_state(data: bytes, deserialize: Callable[[bytes | None], Any]) -> Key
     return KeyState(entries, mark)
 
 
+_NO_KEY: Final[Any] = _Sentinel("NO_KEY")
+_IMMUTABLE_KEYS: Final = frozenset({str, bytes, int})
+
+
 class WindowedSerde:
     """Windowed keys on the wire: the inner serde's key bytes, then start and end.
 
@@ -475,21 +518,34 @@ class WindowedSerde:
     Any language reads it: the last 16 bytes are the window, the rest is the key.
     """
 
-    __slots__ = ("inner", "name")
+    __slots__ = ("inner", "name", "_last")
 
     def __init__(self, inner: Serde) -> None:
         self.inner = inner
         self.name = f"Windowed({inner.name})"
+        # The last str/bytes/int key and its bytes: an update emits one window per record,
+        # all with the key the aggregation just serialized, so encode each key once.
+        self._last: tuple[Any, bytes] = (_NO_KEY, b"")
 
     def serialize(self, value: Any) -> bytes | None:
         if value is None:
             return None
-        if not isinstance(value, Windowed):
+        if type(value) is Windowed:
+            key, start, end = value
+        elif isinstance(value, Windowed):
+            key, start, end = value.key, value.start, value.end
+        else:
             raise SerdeError(
                 self.name, f"{self.name} needs a Windowed key, not {type(value).__qualname__}"
             )
-        key = self.inner.serialize(value.key) or b""
-        return key + _BIG.pack(value.start) + _BIG.pack(value.end)
+        last = self._last
+        if key is last[0]:
+            data = last[1]
+        else:
+            data = self.inner.serialize(key) or b""
+            if type(key) in _IMMUTABLE_KEYS:
+                self._last = (key, data)
+        return data + _BOUNDS.pack(start, end)
 
     def deserialize(self, data: bytes | None) -> Any:
         if data is None:

@@ -203,34 +203,54 @@ class _WindowOperator:
         return check_timestamp(root.record.timestamp, f"the record timestamp of {self.name!r}")
 
     def wrap(self, nxt: Emit) -> Emit:
-        windows, agg, final, name = self.windows, self.agg, self.final, self.name
+        windows, agg, final, name, root = self.windows, self.agg, self.final, self.name, self.root
         serialize_key, deserialize_key = self.key_serde.serialize, self.key_serde.deserialize
         result = agg.result
+        is_late, add, close, next_close = (
+            windows.is_late, windows.add, windows.close, windows.next_close
+        )
+        # Reuse a key's decoded windows for its next record (see Aggregator.pure); only
+        # windows that keep aggregates, never record values, and only built-in aggregations.
+        reuse = agg.pure and isinstance(windows, w.Hopping)
+        timestamp = self.timestamp
+        what = f"the record timestamp of {name!r}"
+        codec: list[Any] = [None, None, None]  # the store's aggregate serde, its two halves
+
+        def decode(payload: bytes) -> KeyState:
+            return decode_state(payload, codec[2])
 
         def emit(key: Any, value: Any, ctx: Any) -> None:
             if key is None or value is None:
                 ctx.drop(self.dropped)
                 return
-            ts = self.event_time(key, value)
+            if timestamp is None and root.ts is None:
+                ts = root.record.timestamp
+                if type(ts) is not int or ts < 0:
+                    check_timestamp(ts, what)  # raises, naming the store
+            else:
+                ts = self.event_time(key, value)
             store = cast(WindowStore, ctx.store(name))
             before = store.stream_time()
             now = ts if before is None or ts > before else before
-            if windows.is_late(ts, now):
+            if is_late(ts, now):
                 self.on_late(ctx, ts, now)
                 return
             if now != before:
                 store.set_stream_time(now)
             serde = store.aggregate_serde
-            serialize, deserialize = serde.serialize, serde.deserialize
+            if serde is not codec[0]:  # every instance of a store shares its spec's serde
+                codec[:] = serde, serde.serialize, serde.deserialize
+            serialize, deserialize = codec[1], codec[2]
             kb = _key_bytes(serialize_key(key))
-            found = store.entry(kb)
-            state = KeyState() if found is None else decode_state(found[1], deserialize)
-            changes = windows.add(state, key, ts, value, agg, not final)
+            found = store.state(kb, decode)
+            state = KeyState() if found is None else found[1]
+            changes = add(state, key, ts, value, agg, not final)
             store.put_entry(
                 kb,
-                windows.next_close(state),
+                next_close(state),
                 encode_state(state, serialize),
                 None if found is None else found[0],
+                state if reuse else None,
             )
             for start, end, aggregate in changes:
                 out = None if aggregate is REMOVED else result(aggregate)
@@ -240,8 +260,14 @@ class _WindowOperator:
             for kb2, _, payload in store.due(now):
                 state = decode_state(payload, deserialize)
                 key2 = key if kb2 == kb else deserialize_key(kb2)
-                closed = windows.close(state, key2, now, agg) or []
-                store.put_entry(kb2, windows.next_close(state), encode_state(state, serialize))
+                closed = close(state, key2, now, agg) or []
+                store.put_entry(
+                    kb2,
+                    next_close(state),
+                    encode_state(state, serialize),
+                    None,
+                    state if reuse else None,
+                )
                 if final:
                     for start, end, aggregate in closed:
                         nxt(Windowed(key2, start, end), result(aggregate), ctx)

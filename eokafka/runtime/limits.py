@@ -82,11 +82,16 @@ class OutputLimits:
         self.guarded: set[str] = set()
 
     def learn(self, topic: str) -> TopicLimit:
+        """The limits of a topic records are sent to; guarded if librdkafka can't tell."""
+        limit = self._limit(topic)
+        if topic not in self.guarded and (limit.compacted or limit.max_bytes < self.producer_max):
+            self.guarded.add(topic)
+        return limit
+
+    def _limit(self, topic: str) -> TopicLimit:
         limit = self.topics.get(topic)
         if limit is None:
             limit = self.topics[topic] = self._read(topic)
-            if limit.compacted or limit.max_bytes < self.producer_max:
-                self.guarded.add(topic)
         return limit
 
     def _read(self, topic: str) -> TopicLimit:
@@ -111,8 +116,12 @@ class OutputLimits:
         return TopicLimit(self.producer_max, self._producer_setting, compacted)
 
     def record_limit(self, topic: str) -> int:
-        """The most key + value bytes a record to ``topic`` can carry (a changelog's limit)."""
-        return self.learn(topic).max_bytes
+        """The most key + value bytes a record to ``topic`` can carry (a changelog's limit).
+
+        Not guarded: a changelog gets no ctx.send outputs, its writes are checked at put, so
+        its being compacted must not make every output of a stateful app pay the check.
+        """
+        return self._limit(topic).max_bytes
 
     def refusal(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[Header] | None

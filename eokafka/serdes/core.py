@@ -215,7 +215,8 @@ def _has_non_finite(value: Any) -> bool:
 # literals have 19+ digits. The translate+find pre-filter is a cheap C-level scan that is
 # almost always negative; only when it hits do we look at the literals themselves.
 _DIGIT_MASK: Final = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
-_DIGIT_RUN: Final = b"0" * 19
+_WIDE_INT_DIGITS: Final = 19
+_DIGIT_RUN: Final = b"0" * _WIDE_INT_DIGITS
 _LONG_INT_LITERAL: Final = re.compile(rb"(?<![\w.+\-])-?\d{19,}(?![\w.])")
 _ORJSON_INT_MIN: Final = -(2**63)
 _ORJSON_INT_MAX: Final = 2**64 - 1
@@ -313,7 +314,12 @@ class Json:
         if loads is not None:
             try:
                 value = loads(data)
-                exact = data.translate(_DIGIT_MASK).find(_DIGIT_RUN) < 0 or not _has_wide_int(data)
+                exact = (
+                    # Too short to hold such a literal: the usual key or count.
+                    (data.__class__ is bytes and len(data) < _WIDE_INT_DIGITS)
+                    or data.translate(_DIGIT_MASK).find(_DIGIT_RUN) < 0
+                    or not _has_wide_int(data)
+                )
             except Exception:
                 exact = False  # orjson is stricter; the stdlib gives the result or the verdict
             if exact:

@@ -9,7 +9,7 @@ backend is at or behind what Kafka committed and the changelog tail brings it fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -98,6 +98,12 @@ class InMemoryBackend:
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
+
+    @property
+    def committed_get(self) -> Callable[[bytes], bytes | None]:
+        """``get`` as the dict's own bound method, for callers on the per-record path; it
+        stays valid for the backend's life (``apply`` and ``destroy`` keep the same dict)."""
+        return self._data.get
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._data.items())

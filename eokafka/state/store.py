@@ -10,16 +10,19 @@ the changelog checkpoint (invariant 5).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from eokafka.serdes import Json, Serde, is_identity
-from eokafka.state.backend import Backend
+from eokafka.serdes import Json, Serde, String, is_identity
+from eokafka.state.backend import Backend, InMemoryBackend
 
 __all__ = ["Store", "StoreRecordTooLargeError"]
 
 _MISSING: Final[Any] = object()
+# Keys whose bytes may be remembered by identity: immutable, and their serdes deterministic.
+_IMMUTABLE_KEYS: Final = frozenset({str, bytes, int})
+_DETERMINISTIC_SERDES: Final = frozenset({Json, String})
 # Rough per-entry overhead of a dict slot plus two bytes objects, for the restore estimate.
 _DICT_ENTRY_BYTES: Final = 100
 DEFAULT_RESTORE_BUFFER_BYTES: Final = 64 * 1024 * 1024
@@ -64,11 +67,15 @@ class Store:
         "_restore_buffer",
         "_restore_offset",
         "_key_identity",
+        "_key_cached",
+        "_last_key",
+        "_last_key_bytes",
         "_value_identity",
         "_serialize_key",
         "_serialize_value",
         "_deserialize_key",
         "_deserialize_value",
+        "_committed",
     )
 
     def __init__(
@@ -94,21 +101,35 @@ class Store:
         self._restore_offset = 0
         # Bound methods looked up once: these run for every get/put on the hot path.
         self._key_identity = is_identity(self.key_serde)
+        # The last key serialized and its bytes: a get and the put after it (the read-modify-
+        # write of every aggregation) serialize the key once.
+        self._key_cached = type(self.key_serde) in _DETERMINISTIC_SERDES
+        self._last_key: Any = _MISSING
+        self._last_key_bytes = b""
         self._value_identity = is_identity(self.value_serde)
         self._serialize_key = self.key_serde.serialize
         self._serialize_value = self.value_serde.serialize
         self._deserialize_key = self.key_serde.deserialize
         self._deserialize_value = self.value_serde.deserialize
+        # The backend's read, as a C call when the committed state is a dict in memory.
+        self._committed: Callable[[bytes], bytes | None] = (
+            backend.committed_get if type(backend) is InMemoryBackend else backend.get
+        )
 
     # ------------------------------------------------------------------ processor side
 
     def _key(self, key: Any) -> bytes:
-        """Serialize a key once per call; identity serdes only pay a type check."""
+        """A key's bytes; identity serdes only pay a type check, a repeated key an ``is``."""
         if self._key_identity and type(key) is bytes:
             return key
+        if key is self._last_key:
+            return self._last_key_bytes
         data = self._serialize_key(key)
         if data is None:
             raise ValueError(f"store {self.name!r}: keys cannot be None")
+        if self._key_cached and type(key) in _IMMUTABLE_KEYS:
+            self._last_key = key
+            self._last_key_bytes = data
         return data
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -116,7 +137,7 @@ class Store:
         data = self._key(key)
         value = self._overlay.get(data, _MISSING)
         if value is _MISSING:
-            value = self.backend.get(data)
+            value = self._committed(data)
         if value is None:
             return default
         return value if self._value_identity else self._deserialize_value(value)

@@ -13,24 +13,31 @@ the tombstones of closed windows reach the changelog in the transaction of the o
 caused. The close index (a heap of (close time, key)) is derived state: built from the entries
 at first use (so after any restore), extended by writes, drained by :meth:`WindowStore.due`.
 An abort puts back what ``due`` took, so a replay closes those windows again.
+
+Two caches spare the per-record path work, and neither outlives what it mirrors: the stream
+time as an int (dropped by an abort, a restore or a raw write), and, for the open
+transaction only, the decoded state last written per key (``state``/``put_entry``), valid
+while that very write is the key's current value.
 """
 
 from __future__ import annotations
 
 import heapq
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from eokafka.serdes import Bytes, Json, Serde
 from eokafka.state.backend import Backend
-from eokafka.state.store import Store
+from eokafka.state.store import Store, StoreRecordTooLargeError
 
 __all__ = ["WindowStore"]
 
 _TIME: Final = b"\x00"
 _KEY: Final = b"\x01"
 _INT64 = struct.Struct(">q")
+_MISSING: Final[Any] = object()
+_UNKNOWN: Final[Any] = object()  # the stream time is not cached
 Item = tuple[int, bytes]  # (close time, key bytes)
 
 
@@ -41,7 +48,7 @@ class WindowStore(Store):
     methods. ``value_serde`` is kept as :attr:`aggregate_serde` for the payloads.
     """
 
-    __slots__ = ("aggregate_serde", "_heap", "_taken")
+    __slots__ = ("aggregate_serde", "_heap", "_taken", "_time", "_decoded")
 
     def __init__(
         self,
@@ -55,37 +62,104 @@ class WindowStore(Store):
         self.aggregate_serde: Serde = value_serde or Json()
         self._heap: list[Item] | None = None
         self._taken: list[Item] = []  # popped in the open transaction
+        self._time: Any = _UNKNOWN
+        # key bytes -> (the value written, its payload decoded), for this transaction only.
+        self._decoded: dict[bytes, tuple[bytes, Any]] = {}
+
+    # -- raw access ---------------------------------------------------------------------------
+
+    def _raw(self, key: bytes) -> bytes | None:
+        """Store.get for the raw layout, without the serde steps it does not need."""
+        value = self._overlay.get(key, _MISSING)
+        if value is _MISSING:
+            return self._committed(key)
+        return value  # type: ignore[no-any-return]
+
+    def _write(self, key: bytes, data: bytes) -> None:
+        """Store.put for the raw layout: the same size check, then the overlay."""
+        size = len(key) + len(data)
+        if size > self.max_record_bytes:
+            raise StoreRecordTooLargeError(self.name, key, size, self.max_record_bytes)
+        self._overlay[key] = data
+
+    def put(self, key: Any, value: Any) -> None:
+        """A raw write (see the module docstring); it drops the caches."""
+        self._forget()
+        super().put(key, value)
+
+    def delete(self, key: Any) -> None:
+        self._forget()
+        super().delete(key)
+
+    def _forget(self) -> None:
+        self._time = _UNKNOWN
+        self._decoded.clear()
 
     # -- stream time -------------------------------------------------------------------------
 
     def stream_time(self) -> int | None:
-        data = self.get(_TIME)
-        return None if data is None else _INT64.unpack(data)[0]  # type: ignore[no-any-return]
+        stream_time = self._time
+        if stream_time is _UNKNOWN:
+            data = self._raw(_TIME)
+            stream_time = None if data is None else _INT64.unpack(data)[0]
+            self._time = stream_time
+        return stream_time  # type: ignore[no-any-return]
 
     def set_stream_time(self, stream_time: int) -> None:
-        self.put(_TIME, _INT64.pack(stream_time))
+        self._write(_TIME, _INT64.pack(stream_time))
+        self._time = stream_time
 
     # -- entries -----------------------------------------------------------------------------
 
     def entry(self, key: bytes) -> tuple[int, bytes] | None:
         """(close time, payload) of a key, or None."""
-        data = self.get(_KEY + key)
+        data = self._raw(_KEY + key)
         if data is None:
             return None
         return _INT64.unpack_from(data)[0], data[_INT64.size :]
 
+    def state(self, key: bytes, decode: Callable[[bytes], Any]) -> tuple[int, Any] | None:
+        """(close time, ``decode(payload)``) of a key, or None.
+
+        The object last written with ``put_entry(..., decoded=obj)`` in this transaction
+        comes back without decoding if that write is still the key's value. It leaves the
+        cache: the caller may change it, and gives it back with its next ``put_entry``.
+        """
+        data = self._raw(_KEY + key)
+        if data is None:
+            return None
+        close_at: int = _INT64.unpack_from(data)[0]
+        if self._decoded:
+            hit = self._decoded.pop(key, None)
+            if hit is not None and hit[0] is data:
+                return close_at, hit[1]
+        return close_at, decode(data[_INT64.size :])
+
     def put_entry(
-        self, key: bytes, close_at: int | None, payload: bytes, was: int | None = None
+        self,
+        key: bytes,
+        close_at: int | None,
+        payload: bytes,
+        was: int | None = None,
+        decoded: Any = None,
     ) -> None:
         """Write a key's windows; ``close_at`` None deletes the entry (a tombstone).
 
         ``was`` is the close time the entry had: the index only needs a new item when the
         key now closes earlier (a later close is found when the earlier item comes due).
+        ``decoded`` (if not None) is what ``payload`` decodes to, kept for :meth:`state`;
+        the caller must not change it afterwards.
         """
+        cache = self._decoded
+        if cache:
+            cache.pop(key, None)
         if close_at is None:
-            self.delete(_KEY + key)
+            self._overlay[_KEY + key] = None
             return
-        self.put(_KEY + key, _INT64.pack(close_at) + payload)
+        data = _INT64.pack(close_at) + payload
+        self._write(_KEY + key, data)
+        if decoded is not None:
+            cache[key] = (data, decoded)
         if was is None or close_at < was:
             heapq.heappush(self._index(), (close_at, key))
 
@@ -148,6 +222,7 @@ class WindowStore(Store):
     def commit(self, checkpoint: int | None) -> None:
         super().commit(checkpoint)
         self._taken = []
+        self._decoded.clear()  # bounded by the keys of one transaction
 
     def abort(self) -> None:
         super().abort()
@@ -155,6 +230,7 @@ class WindowStore(Store):
             for item in self._taken:
                 heapq.heappush(self._heap, item)
         self._taken = []
+        self._forget()
 
     def restore_batch(
         self,
@@ -166,13 +242,16 @@ class WindowStore(Store):
         super().restore_batch(records, next_offset, flush=flush)
         self._heap = None  # rebuilt from the restored entries at first use
         self._taken = []
+        self._forget()
 
     def close(self) -> None:
         super().close()
         self._heap = None
         self._taken = []
+        self._forget()
 
     def destroy(self) -> None:
         super().destroy()
         self._heap = None
         self._taken = []
+        self._forget()

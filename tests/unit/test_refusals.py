@@ -79,6 +79,17 @@ def test_topic_limits_and_compaction_are_read_once_per_topic() -> None:
     assert limits.refusal("zipped", b"k", b"v" * 5000, None) is None
 
 
+def test_a_changelog_limit_does_not_guard_every_output_but_a_send_to_it_does() -> None:
+    configs = {"app-counts-changelog": {"cleanup.policy": "compact"}, "out": {}}
+    limits = OutputLimits({}, lambda topic: configs[topic])
+    assert limits.record_limit("app-counts-changelog") == limits.producer_max
+    limits.learn("out")
+    assert limits.guarded == set()  # outputs to "out" skip the per-record check
+    limits.learn("app-counts-changelog")  # a processor sends there after all: checked
+    assert limits.guarded == {"app-counts-changelog"}
+    assert "INVALID_RECORD" in (limits.refusal("app-counts-changelog", None, b"v", None) or "")
+
+
 def test_a_dead_letter_record_is_cut_to_fit_with_its_headers_kept() -> None:
     headers = [("own", b"h"), ("eokafka.error.stage", b"process")]
     key, value = b"key", b"v" * 5000
