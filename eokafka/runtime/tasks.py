@@ -19,14 +19,17 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
+from eokafka.errors import EokafkaError
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.task import TP, Task, TaskState
 from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.tasks")
 SETTLE_S = 5.0
+RETRY_S = 0.5
+OPEN_PATIENCE_S = 60.0  # a just created changelog has no leader for a moment; a gone one never
 TaskId = tuple[frozenset[str], int]
 
 
@@ -69,6 +72,10 @@ class Tasks:
         self.assignment: list[TopicPartition] = []
         self.restoring = False  # some task is restoring: the loop steps the restore
         self.unsettled = False  # some suspended task was not given back (yet)
+        # Restoring tasks whose restore could not be decided yet (the changelog's offsets
+        # unknown for a moment), with when they first failed: the loop tries again.
+        self.unopened: dict[TaskId, float] = {}
+        self._retry_at = 0.0
 
     # -- what the worker reads -----------------------------------------------------------
 
@@ -127,14 +134,30 @@ class Tasks:
     def _start(self, task: Task) -> None:
         came_back = task.state is TaskState.SUSPENDED
         task.to(TaskState.RESTORING)
-        restoring = self.state.open(task.store_keys) if self.state is not None else []
+        self._open(task)
+        if came_back and task.state is not TaskState.RESTORING:
+            log.info("task %s resumed with its open stores, up to date", task.name)
+
+    def _open(self, task: Task) -> None:
+        """Open the task's stores and decide their restore; RUNNING if nothing to read."""
+        tid = (task.topics, task.index)
+        try:
+            restoring = self.state.open(task.store_keys) if self.state is not None else []
+        except KafkaException as exc:
+            if tid not in self.unopened:
+                log.warning("task %s: its restore can't start yet (%s); retrying", task.name, exc)
+            first = self.unopened.setdefault(tid, self.clock())
+            self._retry_at = self.clock() + RETRY_S
+            if self.clock() - first >= OPEN_PATIENCE_S:
+                raise EokafkaError(
+                    f"task {task.name}: the changelog offsets of its stores "
+                    f"{', '.join(task.stores)} could not be read for {OPEN_PATIENCE_S:.0f} s "
+                    f"({exc.args[0].str()})"
+                ) from None
+            return
+        self.unopened.pop(tid, None)
         if not restoring:
             task.to(TaskState.RUNNING)
-        if came_back:
-            log.info(
-                "task %s resumed with its open stores (%s)",
-                task.name, "restoring the changelog tail" if restoring else "up to date",
-            )  # fmt: skip
 
     def revoked(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """Inputs left (after the commit, or the abort when lost): their tasks are suspended,
@@ -186,10 +209,18 @@ class Tasks:
 
     def restored(self) -> list[TopicPartition]:
         """Inputs of tasks whose stores have caught up: resume them."""
-        restoring = self.state.restoring if self.state is not None else {}
         ready: list[TopicPartition] = []
+        for tid in list(self.unopened) if self.clock() >= self._retry_at else ():
+            task = self.tasks.get(tid)
+            if task is None or task.state is not TaskState.RESTORING:
+                del self.unopened[tid]
+                continue
+            self._open(task)
+            if task.state is TaskState.RUNNING:
+                ready.extend(TopicPartition(*tp) for tp in sorted(task.inputs))
+        restoring = self.state.restoring if self.state is not None else {}
         for task in self.tasks.values():
-            if task.state is TaskState.RESTORING:
+            if task.state is TaskState.RESTORING and (task.topics, task.index) not in self.unopened:
                 if not any(key in restoring for key in task.store_keys):
                     task.to(TaskState.RUNNING)
                     ready.extend(TopicPartition(*tp) for tp in sorted(task.inputs))

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 import eokafka
 from eokafka.config import consumer_config, rebalance_protocol, resolve
-from eokafka.errors import ConfigError
+from eokafka.errors import ConfigError, EokafkaError
 from eokafka.runtime.task import Task, TaskState, TaskStateError
 from eokafka.runtime.tasks import Tasks, copartitioned_groups, spans_topics
 
@@ -69,8 +69,12 @@ class _Stores:
         self.behind = behind or set()
         self.opened: list[tuple[str, int]] = []
         self.closed: list[tuple[str, int]] = []
+        self.failures = 0  # the next opens that fail: the changelog's leader not known yet
 
     def open(self, keys: list[tuple[str, int]], only_open: bool = False) -> list[tuple[str, int]]:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
         for key in keys:
             if key not in self.open_keys:
                 self.opened.append(key)
@@ -169,6 +173,32 @@ def test_a_task_whose_store_is_behind_restores_before_it_runs() -> None:
     stores.restoring.clear()
     assert tasks.restored() == [TopicPartition("c", 0)] and task.state is S.RUNNING
     assert not tasks.restoring
+
+
+def test_a_restore_that_cant_be_decided_in_the_callback_is_retried_by_the_loop() -> None:
+    clock = [0.0]
+    stores = _Stores()
+    stores.failures = 2
+    tasks = Tasks(_app().topology, stores, clock=lambda: clock[0])  # type: ignore[arg-type]
+    assert tasks.assigned(_tps("c0"), {}) == [TopicPartition("c", 0)]  # no exception
+    task = tasks.tasks[(frozenset({"c"}), 0)]
+    assert task.state is S.RESTORING and tasks.restoring
+    assert tasks.restored() == []  # too soon to ask again
+    clock[0] = 1.0
+    assert tasks.restored() == []  # failed once more
+    clock[0] = 2.0
+    assert tasks.restored() == [TopicPartition("c", 0)] and task.state is S.RUNNING
+
+
+def test_a_restore_that_never_can_be_decided_stops_the_worker_naming_the_task() -> None:
+    clock = [0.0]
+    stores = _Stores()
+    stores.failures = 1_000
+    tasks = Tasks(_app().topology, stores, clock=lambda: clock[0])  # type: ignore[arg-type]
+    tasks.assigned(_tps("c0"), {})
+    clock[0] = 61.0
+    with pytest.raises(EokafkaError, match=r"task c\[0\]: the changelog offsets of its stores"):
+        tasks.restored()
 
 
 def test_committed_offsets_live_in_the_tasks_and_leave_with_their_inputs() -> None:
