@@ -107,8 +107,11 @@ class Store:
         self._last_key: Any = _MISSING
         self._last_key_bytes = b""
         self._value_identity = is_identity(self.value_serde)
-        self._serialize_key = self.key_serde.serialize
-        self._serialize_value = self.value_serde.serialize
+        # Kept bytes must not carry a serializer's spare buffer (Json.serialize_kept).
+        self._serialize_key = getattr(self.key_serde, "serialize_kept", self.key_serde.serialize)
+        self._serialize_value = getattr(
+            self.value_serde, "serialize_kept", self.value_serde.serialize
+        )
         self._deserialize_key = self.key_serde.deserialize
         self._deserialize_value = self.value_serde.deserialize
         # The backend's read, as a C call when the committed state is a dict in memory.
