@@ -165,7 +165,6 @@ class Arrivals:
     the newest record timestamp (ms) per partition in each batch."""
 
     def __init__(self) -> None:
-        self.batches: list[tuple[float, set[int]]] = []
         self.newest: list[tuple[float, dict[int, int]]] = []
         self.lock = threading.Lock()
 
@@ -176,12 +175,11 @@ class Arrivals:
                 p = key_partition(m.key())
                 newest[p] = max(newest.get(p, -1), m.timestamp()[1])
         with self.lock:
-            self.batches.append((now, set(newest)))
             self.newest.append((now, newest))
 
     def times(self, p: int) -> list[float]:
         with self.lock:
-            return [t for t, parts in self.batches if p in parts]
+            return [t for t, newest in self.newest if p in newest]
 
     def pause(self, t0: float, t1: float) -> float:
         """The longest gap between arrivals of one partition that overlaps [t0, t1]."""
