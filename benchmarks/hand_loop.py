@@ -36,6 +36,7 @@ def consumer_conf(bootstrap: str, group: str, instance_id: str) -> dict[str, Any
         "enable.partition.eof": False,
         "session.timeout.ms": 45_000,
         "allow.auto.create.topics": False,
+        "partition.assignment.strategy": "range",
         "group.id": group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

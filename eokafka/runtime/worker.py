@@ -288,6 +288,12 @@ class Worker:
         poison = self.poison
         marks = poison.marks
         stateful = self.state is not None
+        staged = self.sinks.staged
+        # The common output (one per record, no headers, no guarded topic) is produced here;
+        # everything else, and any produce() that raises, goes through _produce_pending.
+        guarded = self.limits.guarded
+        produce = self._txn().producer.produce
+        produced = self.tally.produced
         if self.abort_loop.cap is not None:
             self.abort_loop.note(msgs)
         n = 0
@@ -326,8 +332,22 @@ class Worker:
                     poison.apply(msg, source.name, "process", exc)
                     continue
                 if pending:
-                    self._produce_pending(msg, source)
-                if self.sinks.staged:
+                    if len(pending) == 1 and not guarded and pending[0][5] is None:
+                        out_topic, out_value, out_key, out_partition, ts, _ = pending[0]
+                        if ts is None:
+                            ts = msg.timestamp()[1]
+                            if ts < 0:
+                                ts = 0
+                        try:
+                            produce(out_topic, out_value, out_key, out_partition, None, None, ts)
+                        except (BufferError, KafkaException):
+                            self._produce_pending(msg, source)  # waits, or classifies
+                        else:
+                            produced[out_topic] += 1
+                            pending.clear()
+                    else:
+                        self._produce_pending(msg, source)
+                if staged:
                     self.sinks.accept(msg)
         if only_topic is not None:
             consumed[only_topic] += n
@@ -362,7 +382,9 @@ class Worker:
             for topic, value, key, partition, timestamp, headers in pending:
                 if timestamp is None:
                     if ts is None:
-                        ts = max(msg.timestamp()[1], 0)
+                        ts = msg.timestamp()[1]
+                        if ts < 0:
+                            ts = 0
                     timestamp = ts
                 try:
                     if headers is None:
