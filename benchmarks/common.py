@@ -120,6 +120,8 @@ def read_committed_consumer(bootstrap: str, **extra: Any) -> Consumer:
         # Wake up quickly when a commit makes records visible; the default 500 ms would
         # put up to half a second of reader latency into every timing.
         "fetch.wait.max.ms": 20,
+        # Nor pause a second each time its prefetch queue fills (see eokafka's consumer).
+        "fetch.queue.backoff.ms": 10,
     }
     conf.update(extra)
     return Consumer(conf)

@@ -34,6 +34,7 @@ def consumer_conf(bootstrap: str, group: str, instance_id: str) -> dict[str, Any
         "client.id": f"{group}-{instance_id}-consumer",
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
+        "fetch.queue.backoff.ms": 10,
         "session.timeout.ms": 45_000,
         "allow.auto.create.topics": False,
         "partition.assignment.strategy": "range",

@@ -48,6 +48,8 @@ def main() -> None:
             "queue.buffering.max.messages": 500_000,
             "queue.buffering.max.kbytes": 512 * 1024,
         },
+        # and eokafka's prefetch setting: no second-long fetch pause when its queue fills.
+        consumer_extra_config={"fetch.queue.backoff.ms": 10},
     )
     source = app.topic(args.input, key_deserializer="bytes", value_deserializer=args.values)
     sink = app.topic(args.output, key_serializer="bytes", value_serializer=args.values)

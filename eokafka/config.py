@@ -313,6 +313,10 @@ def consumer_config(s: Settings, instance_id: str, copartitioned: bool = False) 
         "auto.offset.reset": s.auto_offset_reset,
         "enable.partition.eof": False,
         "allow.auto.create.topics": False,
+        # With queued.min.messages prefetched, librdkafka stops fetching for this long, not
+        # until the loop drains the queue: at its default (1 s) the loop waits on an empty
+        # queue for most of each second (benchmarks/README.md, "Consumer prefetch").
+        "fetch.queue.backoff.ms": 10,
     }
     conf.update(_split_config(s.config, "consumer"))
     conf.update(_group_settings(s, copartitioned))

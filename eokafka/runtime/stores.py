@@ -323,8 +323,12 @@ class StoreTasks:
 
     # -- the transaction -----------------------------------------------------------------
 
-    def produce_changelogs(self, produce: Produce) -> int:
-        """Send each store's last write per key into the open transaction."""
+    def produce_changelogs(self, produce: Produce, when_full: Produce | None = None) -> int:
+        """Send each store's last write per key into the open transaction.
+
+        ``produce`` is the producer's own call; ``when_full`` retries a record it refused
+        with BufferError (the worker's waits for room). Any other refusal propagates.
+        """
         sent = 0
         for key, store in self.stores.items():
             if key in self.restoring:
@@ -335,9 +339,20 @@ class StoreTasks:
             topic, partition = self.changelogs[key[0]], key[1]
             items = list(pending.items())
             for k, v in items[:-1]:
-                produce(topic, v, k, partition)
+                try:
+                    produce(topic, v, k, partition)
+                except BufferError:
+                    if when_full is None:
+                        raise
+                    when_full(topic, v, k, partition)
             k, v = items[-1]
-            produce(topic, v, k, partition, on_delivery=self._delivered(key))
+            last = self._delivered(key)
+            try:
+                produce(topic, v, k, partition, on_delivery=last)
+            except BufferError:
+                if when_full is None:
+                    raise
+                when_full(topic, v, k, partition, on_delivery=last)
             sent += len(items)
         return sent
 

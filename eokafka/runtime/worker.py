@@ -469,7 +469,7 @@ class Worker:
         ] if self.assignment else []
         try:
             if self.state is not None:
-                self.state.produce_changelogs(self._produce)
+                self.state.produce_changelogs(self.txn.producer.produce, self._produce)
             positions = self.sinks.prepare(positions)
             self.txn.commit(positions, self.consumer.consumer_group_metadata())
         except TransactionAborted as aborted:

@@ -1,8 +1,9 @@
-"""The one-output-per-record produce path: a full local queue, and the input's timestamp.
+"""Producing from the worker loop and at commit: a full local queue, the input's timestamp.
 
 Most apps send one record per input; the worker produces those straight from its loop and
-hands anything unusual (a full librdkafka queue, a refusal) to the general path. These
-runs force the unusual cases on that path with real worker processes and a real broker.
+hands anything unusual (a full librdkafka queue, a refusal) to the general path; changelog
+records go out at commit the same way. These runs force a full queue on both paths with
+real worker processes and a real broker.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def test_a_full_local_queue_waits_and_keeps_every_output_once_with_its_input_tim
         running[key] = running.get(key, 0) + n
     last = {r.key.decode(): json.loads(r.value)["total"] for r in out}
     assert last == running
+    changelog = read_committed(kafka_bootstrap, f"{names.app_id}-totals-changelog")
+    stored = {json.loads(r.key): json.loads(r.value) for r in changelog}  # last write wins
+    assert stored == running
     wrong = [
         (r.value, r.timestamp) for r in out if r.timestamp != stamps[json.loads(r.value)["id"]]
     ]
