@@ -151,6 +151,15 @@ def produce_records(
         raise KafkaException(errors[0])
 
 
+_LEADERSHIP_MOVING = {
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.OFFSET_NOT_AVAILABLE,
+}
+
+
 def end_offsets(
     bootstrap: str,
     topic: str,
@@ -171,10 +180,21 @@ def end_offsets(
     # Keep the client referenced until the futures resolve: a collected AdminClient
     # never completes its pending requests.
     admin = _admin(bootstrap)
-    futures = admin.list_offsets(
-        request, isolation_level=levels[isolation], request_timeout=timeout
-    )
-    return {tp.partition: future.result(timeout).offset for tp, future in futures.items()}
+    deadline = time.monotonic() + timeout
+    while True:
+        futures = admin.list_offsets(
+            request, isolation_level=levels[isolation], request_timeout=timeout
+        )
+        try:
+            return {tp.partition: future.result(timeout).offset for tp, future in futures.items()}
+        except KafkaException as exc:
+            # Just after a broker restart a partition's leader epoch can be ahead of the
+            # broker's metadata for a moment (UNKNOWN_LEADER_EPOCH): ask again.
+            err = exc.args[0]
+            moving = err.retriable() or err.code() in _LEADERSHIP_MOVING
+            if not moving or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def read_committed(

@@ -24,12 +24,16 @@ from confluent_kafka import KafkaException, TopicPartition
 from eokafka.errors import EokafkaError
 from eokafka.runtime.stores import StoreTasks
 from eokafka.runtime.task import TP, Task, TaskState
+from eokafka.state import StoreLockedError
 from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.tasks")
 SETTLE_S = 5.0
 RETRY_S = 0.5
-OPEN_PATIENCE_S = 60.0  # a just created changelog has no leader for a moment; a gone one never
+# A just created changelog has no leader for a moment, and the worker a task comes from may
+# still hold its store's files on a shared state directory until it closes the task; a gone
+# changelog or a stuck worker never lets go.
+OPEN_PATIENCE_S = 60.0
 TaskId = tuple[frozenset[str], int]
 
 
@@ -143,16 +147,19 @@ class Tasks:
         tid = (task.topics, task.index)
         try:
             restoring = self.state.open(task.store_keys) if self.state is not None else []
-        except KafkaException as exc:
+        except (KafkaException, StoreLockedError) as exc:
+            if isinstance(exc, KafkaException):
+                why = f"the changelog offsets of its stores could not be read ({exc.args[0].str()})"
+            else:  # the worker the task comes from has not closed its copy yet
+                why = f"a store's files are held by another process or handle ({exc})"
             if tid not in self.unopened:
-                log.warning("task %s: its restore can't start yet (%s); retrying", task.name, exc)
+                log.warning("task %s: its restore can't start yet: %s; retrying", task.name, why)
             first = self.unopened.setdefault(tid, self.clock())
             self._retry_at = self.clock() + RETRY_S
             if self.clock() - first >= OPEN_PATIENCE_S:
                 raise EokafkaError(
-                    f"task {task.name}: the changelog offsets of its stores "
-                    f"{', '.join(task.stores)} could not be read for {OPEN_PATIENCE_S:.0f} s "
-                    f"({exc.args[0].str()})"
+                    f"task {task.name} (stores {', '.join(task.stores)}) could not start for "
+                    f"{OPEN_PATIENCE_S:.0f} s: {why}"
                 ) from None
             return
         self.unopened.pop(tid, None)

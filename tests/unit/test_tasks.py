@@ -3,6 +3,7 @@ settings eokafka accepts or refuses (pure logic, no broker)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from eokafka.config import consumer_config, rebalance_protocol, resolve
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.runtime.task import Task, TaskState, TaskStateError
 from eokafka.runtime.tasks import Tasks, copartitioned_groups, spans_topics
+from eokafka.state import StoreLockedError
 
 S = TaskState
 
@@ -70,11 +72,12 @@ class _Stores:
         self.opened: list[tuple[str, int]] = []
         self.closed: list[tuple[str, int]] = []
         self.failures = 0  # the next opens that fail: the changelog's leader not known yet
+        self.failure: Exception = KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
 
     def open(self, keys: list[tuple[str, int]], only_open: bool = False) -> list[tuple[str, int]]:
         if self.failures:
             self.failures -= 1
-            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+            raise self.failure
         for key in keys:
             if key not in self.open_keys:
                 self.opened.append(key)
@@ -175,10 +178,22 @@ def test_a_task_whose_store_is_behind_restores_before_it_runs() -> None:
     assert not tasks.restoring
 
 
-def test_a_restore_that_cant_be_decided_in_the_callback_is_retried_by_the_loop() -> None:
+# The changelog's leader not known yet, or the store's files still held by the worker the
+# task comes from (a shared state directory): both pass, so both are retried.
+_PASSING = {
+    "no-leader": KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION)),
+    "locked": StoreLockedError(Path("/s/seen/0"), "rocksdb store /s/seen/0: lock file held"),
+}
+
+
+@pytest.mark.parametrize("cause", sorted(_PASSING))
+def test_a_restore_that_cant_be_decided_in_the_callback_is_retried_by_the_loop(
+    cause: str,
+) -> None:
     clock = [0.0]
     stores = _Stores()
     stores.failures = 2
+    stores.failure = _PASSING[cause]
     tasks = Tasks(_app().topology, stores, clock=lambda: clock[0])  # type: ignore[arg-type]
     assert tasks.assigned(_tps("c0"), {}) == [TopicPartition("c", 0)]  # no exception
     task = tasks.tasks[(frozenset({"c"}), 0)]
@@ -190,14 +205,21 @@ def test_a_restore_that_cant_be_decided_in_the_callback_is_retried_by_the_loop()
     assert tasks.restored() == [TopicPartition("c", 0)] and task.state is S.RUNNING
 
 
-def test_a_restore_that_never_can_be_decided_stops_the_worker_naming_the_task() -> None:
+@pytest.mark.parametrize(
+    ("cause", "why"),
+    [("no-leader", "the changelog offsets of its stores"), ("locked", "held by another process")],
+)
+def test_a_restore_that_never_can_be_decided_stops_the_worker_naming_the_task(
+    cause: str, why: str
+) -> None:
     clock = [0.0]
     stores = _Stores()
     stores.failures = 1_000
+    stores.failure = _PASSING[cause]
     tasks = Tasks(_app().topology, stores, clock=lambda: clock[0])  # type: ignore[arg-type]
     tasks.assigned(_tps("c0"), {})
     clock[0] = 61.0
-    with pytest.raises(EokafkaError, match=r"task c\[0\]: the changelog offsets of its stores"):
+    with pytest.raises(EokafkaError, match=rf"task c\[0\] \(stores seen\) could not .*{why}"):
         tasks.restored()
 
 
