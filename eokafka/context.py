@@ -58,7 +58,9 @@ class ProcessorContext:
         self._known_topics: set[str] = set()
         self._check_topic = check_topic
         self._stores = stores
-        self._open_stores: Mapping[tuple[str, int], Store] = open_stores or {}
+        self._open_stores: Mapping[tuple[str, int], Store] = (
+            {} if open_stores is None else open_stores
+        )
         self._sinks: Callable[[str], SinkWriter | None] = lambda _name: None
         self._writers: dict[str, SinkWriter] = {}
 
