@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from eokafka.errors import TopologyError
@@ -38,7 +38,7 @@ class ProcessorContext:
 
     __slots__ = (
         "pending", "partition", "dropped", "late", "_known_topics", "_check_topic", "_stores",
-        "_sinks", "_writers",
+        "_open_stores", "_sinks", "_writers",
     )
 
     def __init__(
@@ -47,7 +47,10 @@ class ProcessorContext:
         stores: Callable[[str, int], Store] | None = None,
         dropped: Counter[str] | None = None,
         late: Counter[tuple[str, str]] | None = None,
+        open_stores: Mapping[tuple[str, int], Store] | None = None,
     ) -> None:
+        """``stores(name, partition)`` finds a store or says why not; ``open_stores``, the
+        runtime's live map of (name, partition) to open store, is looked in first."""
         self.pending: list[PendingSend] = []
         self.partition = -1  # the current record's partition, kept only for stateful apps
         self.dropped: Counter[str] = Counter() if dropped is None else dropped
@@ -55,6 +58,9 @@ class ProcessorContext:
         self._known_topics: set[str] = set()
         self._check_topic = check_topic
         self._stores = stores
+        self._open_stores: Mapping[tuple[str, int], Store] = (
+            {} if open_stores is None else open_stores
+        )
         self._sinks: Callable[[str], SinkWriter | None] = lambda _name: None
         self._writers: dict[str, SinkWriter] = {}
 
@@ -96,6 +102,9 @@ class ProcessorContext:
 
     def store(self, name: str) -> Store:
         """The named store of the current record's partition (declared with stores=[...])."""
+        found = self._open_stores.get((name, self.partition))
+        if found is not None:
+            return found
         if self._stores is None:
             raise TopologyError(
                 f"ctx.store({name!r}): the app declares no stores; "
@@ -126,11 +135,11 @@ class ProcessorContext:
         if key_serde is not None:
             key = key_serde.serialize(key)
         elif key is not None and key.__class__ is not bytes:
-            key = _as_bytes(key, "key", topic)
+            key = key.encode() if key.__class__ is str else _as_bytes(key, "key", topic)
         if value_serde is not None:
             value = value_serde.serialize(value)
         elif value is not None and value.__class__ is not bytes:
-            value = _as_bytes(value, "value", topic)
+            value = value.encode() if value.__class__ is str else _as_bytes(value, "value", topic)
         self.pending.append(
             (topic, value, key, -1 if partition is None else partition, timestamp, headers)
         )

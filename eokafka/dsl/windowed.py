@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from eokafka import windows as w
 from eokafka.dsl.graph import Emit, Root, TimestampFn, check_timestamp, claim_store
@@ -215,6 +215,7 @@ class _WindowOperator:
         timestamp = self.timestamp
         what = f"the record timestamp of {name!r}"
         codec: list[Any] = [None, None, None]  # the store's aggregate serde, its two halves
+        windowed = tuple.__new__  # Windowed(...) without its Python-level __new__
 
         def decode(payload: bytes) -> KeyState:
             return decode_state(payload, codec[2])
@@ -229,7 +230,7 @@ class _WindowOperator:
                     check_timestamp(ts, what)  # raises, naming the store
             else:
                 ts = self.event_time(key, value)
-            store = cast(WindowStore, ctx.store(name))
+            store: WindowStore = ctx.store(name)
             before = store.stream_time()
             now = ts if before is None or ts > before else before
             if is_late(ts, now):
@@ -241,7 +242,9 @@ class _WindowOperator:
             if serde is not codec[0]:  # every instance of a store shares its spec's serde
                 codec[:] = serde, serde.serialize, serde.deserialize
             serialize, deserialize = codec[1], codec[2]
-            kb = _key_bytes(serialize_key(key))
+            kb = serialize_key(key)
+            if kb is None:
+                raise ValueError("a windowed aggregation's key serialized to None")
             found = store.state(kb, decode)
             state = KeyState() if found is None else found[1]
             changes = add(state, key, ts, value, agg, not final)
@@ -254,7 +257,7 @@ class _WindowOperator:
             )
             for start, end, aggregate in changes:
                 out = None if aggregate is REMOVED else result(aggregate)
-                nxt(Windowed(key, start, end), out, ctx)
+                nxt(windowed(Windowed, (key, start, end)), out, ctx)
             if now == before:
                 return
             for kb2, _, payload in store.due(now):
@@ -293,8 +296,3 @@ class _WindowOperator:
         ctx.late_record(self.name, "dead-lettered")
         log.warning("dead-lettered record %s to %s: %s", where, self.dlq, why)
 
-
-def _key_bytes(data: bytes | None) -> bytes:
-    if data is None:
-        raise ValueError("a windowed aggregation's key serialized to None")
-    return data

@@ -119,6 +119,7 @@ class Worker:
             self.state.store if self.state is not None else None,
             self.tally.dropped,
             self.tally.late,
+            self.state.stores if self.state is not None else None,
         )
         self.sinks = SinkSet.for_worker(self)
         # Warm copies of stores of partitions other workers own (num_standby_replicas).

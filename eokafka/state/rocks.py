@@ -18,11 +18,12 @@ from __future__ import annotations
 import shutil
 import struct
 import weakref
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from eokafka.state.backend import StoreCorruptError, StoreError, StoreLockedError
+from eokafka.state.cache import CommittedReads
 
 __all__ = ["RocksBackend"]
 
@@ -88,6 +89,7 @@ class RocksBackend:
         "_rocksdict",
         "_checkpoint",
         "_scans",
+        "_reads",
     )
 
     def __init__(self, path: Path | str) -> None:
@@ -96,6 +98,8 @@ class RocksBackend:
         self._rocksdict = rocksdict
         self._db: Any = None
         self._meta: Any = None
+        # Committed values recently read or written; apply() and close() keep it right.
+        self._reads = CommittedReads(self.get)
         # Open items() generators: each holds a RocksDB iterator, which keeps the DB (and its
         # LOCK) alive after close(), so close() closes them first.
         self._scans: weakref.WeakSet[Generator[tuple[bytes, bytes], None, None]]
@@ -154,6 +158,12 @@ class RocksBackend:
         except Exception as exc:
             raise _classify(self.path, "get", exc) from exc
 
+    @property
+    def committed_get(self) -> Callable[[bytes], bytes | None]:
+        """``get`` through the read cache, for the per-record path: a hit is one C call. It
+        stays valid for the backend's life (the cache is cleared in place, never replaced)."""
+        return self._reads.__getitem__
+
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         scan = self._scan(values=True)
         self._scans.add(scan)
@@ -199,7 +209,9 @@ class RocksBackend:
                 put(_CHECKPOINT_KEY, _OFFSET.pack(checkpoint), self._meta)
             db.write(batch, self._write_options)
         except Exception as exc:
+            self._reads.forget()
             raise _classify(self.path, "apply", exc) from exc
+        self._reads.wrote(writes)
         if checkpoint is not None:
             self._checkpoint = checkpoint
 
@@ -208,6 +220,7 @@ class RocksBackend:
 
     def close(self) -> None:
         """Flush and close. Drops the column family handle too: it alone keeps RocksDB open."""
+        self._reads.forget()
         for scan in list(self._scans):
             scan.close()
         db, self._db = self._db, None

@@ -15,7 +15,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from eokafka.serdes import Json, Serde, String, is_identity
-from eokafka.state.backend import Backend, InMemoryBackend
+from eokafka.state.backend import Backend
+from eokafka.state.cache import DICT_ENTRY_BYTES, pair_bytes
 
 __all__ = ["Store", "StoreRecordTooLargeError"]
 
@@ -23,8 +24,6 @@ _MISSING: Final[Any] = object()
 # Keys whose bytes may be remembered by identity: immutable, and their serdes deterministic.
 _IMMUTABLE_KEYS: Final = frozenset({str, bytes, int})
 _DETERMINISTIC_SERDES: Final = frozenset({Json, String})
-# Rough per-entry overhead of a dict slot plus two bytes objects, for the restore estimate.
-_DICT_ENTRY_BYTES: Final = 100
 DEFAULT_RESTORE_BUFFER_BYTES: Final = 64 * 1024 * 1024
 
 
@@ -114,9 +113,11 @@ class Store:
         )
         self._deserialize_key = self.key_serde.deserialize
         self._deserialize_value = self.value_serde.deserialize
-        # The backend's read, as a C call when the committed state is a dict in memory.
+        # The backend's read for the per-record path, where it offers one: a C call when the
+        # committed state is a dict in memory, or a read cache in front of RocksDB.
+        committed = getattr(backend, "committed_get", None)
         self._committed: Callable[[bytes], bytes | None] = (
-            backend.committed_get if type(backend) is InMemoryBackend else backend.get
+            backend.get if committed is None else committed
         )
 
     # ------------------------------------------------------------------ processor side
@@ -163,7 +164,7 @@ class Store:
         data = self._key(key)
         value = self._overlay.get(data, _MISSING)
         if value is _MISSING:
-            return self.backend.get(data) is not None
+            return self._committed(data) is not None
         return value is not None
 
     def items(self) -> Iterator[tuple[Any, Any]]:
@@ -283,8 +284,7 @@ class Store:
         if batch:
             # Average record size of this batch times distinct keys buffered: per-batch C
             # work only, where exact per-record accounting would cost a Python loop.
-            size = sum(map(len, batch)) + sum(map(len, filter(None, batch.values())))
-            estimate = len(buffer) * (size / len(batch) + _DICT_ENTRY_BYTES)
+            estimate = len(buffer) * (pair_bytes(batch) / len(batch) + DICT_ENTRY_BYTES)
         else:
             estimate = 0.0
         if flush or estimate >= self.restore_buffer_bytes:

@@ -169,7 +169,9 @@ class WindowStore(Store):
         Each key once, in order of close time. Items that turn out early (the key's first
         window now closes later) go back in under the entry's current close time.
         """
-        heap = self._index()
+        heap = self._heap
+        if heap is None:
+            heap = self._index()
         if not heap or heap[0][0] > stream_time:
             return []  # the common case: nothing closes at this record
         out: list[tuple[bytes, int, bytes]] = []

@@ -229,6 +229,15 @@ def test_json_null_document_is_none_and_none_is_not_encoded(json_serde: Json) ->
     assert json_serde.serialize(None) is None
 
 
+@pytest.mark.parametrize("value", [0, 7, -1, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**40])
+def test_json_top_level_ints_are_the_stdlib_bytes(json_serde: Json, value: int) -> None:
+    """Counts skip the orjson call; what they write must not depend on that."""
+    assert json_serde.serialize(value) == json_serde.serialize_kept(value)
+    assert json_serde.serialize(value) == json.dumps(value).encode()
+    assert json_serde.deserialize(json_serde.serialize(value)) == value
+    assert json_serde.serialize(True) == b"true" and json_serde.serialize(False) == b"false"
+
+
 def test_json_keeps_ints_beyond_64_bits_exact(json_serde: Json) -> None:
     values = [2**64, -(2**63) - 1, 10**30, -(10**25)]
     for big in values:
