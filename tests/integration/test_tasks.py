@@ -78,8 +78,12 @@ def test_a_joining_worker_leaves_the_kept_stores_of_the_first_unrestored(
         feeder = _feed(kafka_bootstrap, names.src, inputs)
         wait_for(lambda: out_count() > 2_000, 120, "the first worker's output")
         workers[1].start()
-        wait_for(lambda: "assigned" in workers[1].log() and "revoked" in workers[0].log(),
-                 120, "a rebalance that moves partitions")  # fmt: skip
+        try:
+            wait_for(lambda: "assigned" in workers[1].log() and "revoked" in workers[0].log(),
+                     120, "a rebalance that moves partitions")  # fmt: skip
+        except AssertionError as exc:  # which side never moved, and why
+            tails = "\n".join(f"--- w{i}:\n{w.log()[-2500:]}" for i, w in enumerate(workers))
+            raise AssertionError(f"{exc}\n{tails}") from None
         feeder.join(120)
         records = read_committed(kafka_bootstrap, names.out, expected_count=total, timeout=180)
         _check_prefix_sums(inputs, records)
