@@ -337,23 +337,17 @@ class StoreTasks:
             if not pending:
                 continue
             topic, partition = self.changelogs[key[0]], key[1]
-            items = list(pending.items())
-            for k, v in items[:-1]:
+            last = len(pending) - 1
+            done = self._delivered(key)  # the last record's report carries the checkpoint
+            for i, (k, v) in enumerate(pending.items()):
+                report = done if i == last else None
                 try:
-                    produce(topic, v, k, partition)
+                    produce(topic, v, k, partition, on_delivery=report)
                 except BufferError:
                     if when_full is None:
                         raise
-                    when_full(topic, v, k, partition)
-            k, v = items[-1]
-            last = self._delivered(key)
-            try:
-                produce(topic, v, k, partition, on_delivery=last)
-            except BufferError:
-                if when_full is None:
-                    raise
-                when_full(topic, v, k, partition, on_delivery=last)
-            sent += len(items)
+                    when_full(topic, v, k, partition, on_delivery=report)
+            sent += last + 1
         return sent
 
     def _delivered(self, key: StoreKey) -> Callable[[KafkaError | None, object], None]:
