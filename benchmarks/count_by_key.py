@@ -56,7 +56,7 @@ from benchmarks.common import (
     unique,
     watch,
 )
-from benchmarks.passthrough import Result, _flags, _fmt, _median, warm_up
+from benchmarks.passthrough import Result, _flags, _fmt, _median, ratio_line, warm_up
 
 CONTENDERS = {
     "passthrough": "benchmarks.apps.passthrough:app",
@@ -298,15 +298,10 @@ def print_table(results: list[Result], args: argparse.Namespace, title: str = ""
                 f"median of {len(rs)} {name} run(s): {_median(rs, 'total_rate'):,.0f} "
                 f"records/s total, {_median(rs, 'steady_rate'):,.0f} records/s steady"
             )
-    total = {k: _median(rs, "total_rate") for k, rs in runs.items()}
-    steady = {k: _median(rs, "steady_rate") for k, rs in runs.items()}
     own = sorted(n for n in runs if n != "passthrough" and n not in KSTREAMS_MODES)
     for a, b in [*((n, "passthrough") for n in own), *RATIOS]:
         if a in runs and b in runs:
-            print(
-                f"{a}/{b}: {total[a] / total[b]:.2f}x total, "
-                f"{steady[a] / steady[b]:.2f}x steady-state records/s"
-            )
+            print(ratio_line(a, b, runs))
     print(
         "records/s = N / seconds from process start until a read_committed reader has seen "
         "all N outputs; steady = records after the first committed output / seconds from the "

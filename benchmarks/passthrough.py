@@ -296,6 +296,21 @@ def _median(results: list[Result], attr: str) -> float:
     return statistics.median(getattr(r, attr) for r in results)
 
 
+def ratio_line(a: str, b: str, runs: dict[str, list[Result]]) -> str:
+    """The ratio of the medians, and the spread of the ratios round by round.
+
+    Rounds are interleaved, so round i of ``a`` and of ``b`` ran back to back under the same
+    load; the spread shows how much one run's ratio can be trusted on a shared machine.
+    """
+    total = _median(runs[a], "total_rate") / _median(runs[b], "total_rate")
+    steady = _median(runs[a], "steady_rate") / _median(runs[b], "steady_rate")
+    line = f"{a}/{b}: {total:.2f}x total, {steady:.2f}x steady-state records/s"
+    by_round = [x.total_rate / y.total_rate for x, y in zip(runs[a], runs[b], strict=False)]
+    if len(by_round) > 1:
+        line += f" (round by round {min(by_round):.2f}x to {max(by_round):.2f}x total)"
+    return line
+
+
 def title(args: argparse.Namespace) -> str:
     return (
         f"Exactly-once passthrough, {args.records:,} records x {VALUE_BYTES} B "
@@ -348,10 +363,7 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     pairs += [(name, "eokafka") for name in runs if name.startswith("eokafka-p")]
     for a, b in pairs:
         if a in runs and b in runs:
-            print(
-                f"{a}/{b}: {total[a] / total[b]:.2f}x total, "
-                f"{steady[a] / steady[b]:.2f}x steady-state records/s"
-            )
+            print(ratio_line(a, b, runs))
     print(
         "records/s = N / seconds from process start until a read_committed reader has seen "
         "all N; steady = records after the first committed output / seconds from the first "
