@@ -16,6 +16,7 @@ class Record:
     __slots__ = ("key", "value", "_msg")
 
     def __init__(self, key: Any, value: Any, msg: Message) -> None:
+        # The worker's loop sets these three slots itself, without this call: keep it to them.
         self.key = key
         self.value = value
         self._msg = msg

@@ -327,7 +327,9 @@ class StoreTasks:
         """Send each store's last write per key into the open transaction.
 
         ``produce`` is the producer's own call; ``when_full`` retries a record it refused
-        with BufferError (the worker's waits for room). Any other refusal propagates.
+        with BufferError (the worker's waits for room). Any other refusal propagates. The
+        report goes to ``produce`` positionally (its ``callback``): confluent-kafka parses
+        keyword arguments slowly, and this runs for about one changelog record per input.
         """
         sent = 0
         for key, store in self.stores.items():
@@ -342,7 +344,7 @@ class StoreTasks:
             for i, (k, v) in enumerate(pending.items()):
                 report = done if i == last else None
                 try:
-                    produce(topic, v, k, partition, on_delivery=report)
+                    produce(topic, v, k, partition, report)
                 except BufferError:
                     if when_full is None:
                         raise

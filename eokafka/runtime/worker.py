@@ -34,15 +34,15 @@ from eokafka.context import ProcessorContext
 from eokafka.errors import (
     EokafkaError,
     MissingTopicError,
-    OutputRefusedError,
 )
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.record import Record
-from eokafka.runtime.abort_loop import AbortLoop, must_abort
+from eokafka.runtime.abort_loop import AbortLoop
 from eokafka.runtime.bounded import BoundedRun, Bounds
 from eokafka.runtime.clients import KAFKA, Clients, config_errors
 from eokafka.runtime.group import consumer_error, successor_exists
 from eokafka.runtime.limits import OutputLimits
+from eokafka.runtime.outputs import Outputs
 from eokafka.runtime.poison_policy import PoisonPolicy, RecordFailed
 from eokafka.runtime.purge import RepartitionPurge
 from eokafka.runtime.rebalance import Rebalance
@@ -131,8 +131,9 @@ class Worker:
         self.rebalance = Rebalance(self, rebalance_protocol(settings))
         # Owed since the producer was re-created: inputs stay paused until it is done.
         self.resync: PendingResync | None = None
+        self.outputs = Outputs(settings, self.ctx.pending, self.limits, self.tally, self._txn)
         self.poison = PoisonPolicy(
-            settings, self.tally, self.limits, self.abort_loop, self._txn, self._produce
+            settings, self.tally, self.limits, self.abort_loop, self._txn, self.outputs.produce
         )
         self.records_in_txn = 0
         self.stopping = False
@@ -291,36 +292,52 @@ class Worker:
         stateful = self.state is not None
         staged = self.sinks.staged
         # The common output (one per record, no headers, no guarded topic) is produced here;
-        # everything else, and any produce() that raises, goes through _produce_pending.
+        # everything else, and any produce() that raises, goes through Outputs.send.
         guarded = self.limits.guarded
         produce = self._txn().producer.produce
         produced = self.tally.produced
+        send = self.outputs.send
+        # The inline outputs are counted per run of one topic: a Counter update costs more
+        # than the rest of the bookkeeping. Any exception out of the loop ends in an abort,
+        # which drops the tally.
+        run_topic = ""
+        run = 0
         if self.abort_loop.cap is not None:
             self.abort_loop.note(msgs)
-        n = 0
+        new_record = object.__new__
+        # One input topic: every message is of that topic, so neither ask nor look it up.
+        topic = only_topic
+        sources = routes[topic] if topic is not None else []
+        n = len(msgs)  # the records among them; errors are rare
         for msg in msgs:
             if msg.error() is not None:
+                n -= 1
                 self._consumer_error(msg)
                 continue
-            topic = msg.topic()
-            n += 1
             if only_topic is None:
+                topic = msg.topic()
                 consumed[topic] += 1
+                sources = routes[topic]
             if marks and (topic, msg.partition(), msg.offset()) in marks:
                 name, stage, exc = marks[(topic, msg.partition(), msg.offset())]
                 poison.apply(msg, name, stage, exc)
                 continue
             if stateful:
                 ctx.partition = msg.partition()
-            for source, kd, vd in routes[topic]:
+            for source, kd, vd in sources:
                 try:
                     key = msg.key() if kd is None else kd(msg.key())
                     value = msg.value() if vd is None else vd(msg.value())
                 except Exception as exc:
                     poison.apply(msg, source.name, "deserialize", exc)
                     continue
+                # Record(key, value, msg) without the call of its __init__, a tenth of the loop
+                record = new_record(Record)
+                record.key = key
+                record.value = value
+                record._msg = msg
                 try:
-                    source.fn(Record(key, value, msg), ctx)
+                    source.fn(record, ctx)
                 except (EokafkaError, TransactionAborted):
                     pending.clear()
                     raise
@@ -333,8 +350,8 @@ class Worker:
                     poison.apply(msg, source.name, "process", exc)
                     continue
                 if pending:
-                    if len(pending) == 1 and not guarded and pending[0][5] is None:
-                        out_topic, out_value, out_key, out_partition, ts, _ = pending[0]
+                    out_topic, out_value, out_key, out_partition, ts, headers = pending[0]
+                    if headers is None and len(pending) == 1 and not guarded:
                         if ts is None:
                             ts = msg.timestamp()[1]
                             if ts < 0:
@@ -342,14 +359,21 @@ class Worker:
                         try:
                             produce(out_topic, out_value, out_key, out_partition, None, None, ts)
                         except (BufferError, KafkaException):
-                            self._produce_pending(msg, source)  # waits, or classifies
+                            send(msg, source, poison)  # waits, or classifies
                         else:
-                            produced[out_topic] += 1
                             pending.clear()
+                            if out_topic != run_topic:
+                                if run:
+                                    produced[run_topic] += run
+                                run_topic = out_topic
+                                run = 0
+                            run += 1
                     else:
-                        self._produce_pending(msg, source)
+                        send(msg, source, poison)
                 if staged:
                     self.sinks.accept(msg)
+        if run:
+            produced[run_topic] += run
         if only_topic is not None:
             consumed[only_topic] += n
         self.records_in_txn += n
@@ -358,80 +382,6 @@ class Worker:
             ts = msgs[0].timestamp()[1]
             if ts > 0:
                 self.metrics.e2e_latency.observe(max(0.0, time.time() - ts / 1000))
-
-    def _produce_pending(self, msg: Message, source: Source) -> None:
-        """Produce one record's sends; positional arguments keep produce() cheap.
-
-        Refusals known in advance (limits.py) send the record to the policy before any of
-        its outputs is produced, as does a refusal by produce() of its first output: no abort,
-        unless the record's store writes must be taken back.
-        """
-        assert self.txn is not None
-        pending = self.ctx.pending
-        if self.limits.guarded or len(pending) > 1:
-            refused = self.limits.first_refusal(pending)
-            if refused is not None:
-                pending.clear()
-                self.poison.refused(
-                    msg, source.name, bool(source.stores), OutputRefusedError(refused)
-                )
-                return
-        produce = self.txn.producer.produce
-        produced = self.tally.produced
-        ts: int | None = None
-        try:
-            for topic, value, key, partition, timestamp, headers in pending:
-                if timestamp is None:
-                    if ts is None:
-                        ts = msg.timestamp()[1]
-                        if ts < 0:
-                            ts = 0
-                    timestamp = ts
-                try:
-                    if headers is None:
-                        produce(topic, value, key, partition, None, None, timestamp)
-                    else:
-                        produce(topic, value, key, partition, None, None, timestamp, headers)
-                except BufferError:
-                    self._produce(topic, value, key, partition, timestamp, headers)
-                produced[topic] += 1
-        except KafkaException as exc:
-            err = exc.args[0]
-            if must_abort(err):
-                self.txn.note_failure(err)
-                raise RecordFailed(err.name(), err.str()) from exc
-            first = pending[0]
-            if first[:3] == (topic, value, key) and first[3] == partition:
-                pending.clear()  # nothing of this record was produced yet
-                self.poison.refused(msg, source.name, bool(source.stores), KafkaException(err))
-                return
-            if self.settings.on_error == "fail":
-                raise self.poison.error(msg, "produce", exc) from exc
-            self.poison.replay_without(msg, source.name, "produce", KafkaException(err))
-        finally:
-            pending.clear()
-
-    def _produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        partition: int,
-        timestamp: int = 0,
-        headers: Any = None,
-        on_delivery: Any = None,
-    ) -> None:
-        """Produce, waiting while librdkafka's local queue is full."""
-        assert self.txn is not None
-        producer = self.txn.producer
-        while True:
-            try:
-                producer.produce(
-                    topic, value, key, partition, on_delivery, None, timestamp, headers
-                )
-                return
-            except BufferError:
-                producer.poll(0.05)
 
     def _output_topic(self, topic: str) -> None:
         """First send to a topic: check it exists and read the limits it puts on records."""
@@ -470,7 +420,7 @@ class Worker:
         ] if self.assignment else []
         try:
             if self.state is not None:
-                self.state.produce_changelogs(self.txn.producer.produce, self._produce)
+                self.state.produce_changelogs(self.txn.producer.produce, self.outputs.produce)
             positions = self.sinks.prepare(positions)
             self.txn.commit(positions, self.consumer.consumer_group_metadata())
         except TransactionAborted as aborted:

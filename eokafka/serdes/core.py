@@ -151,6 +151,8 @@ class String:
         if data is None:
             return None
         try:
+            if data.__class__ is bytes:  # the usual key: half the cost of str(data, encoding)
+                return data.decode(self.encoding)
             return str(data, self.encoding)
         except (UnicodeDecodeError, TypeError) as exc:
             raise SerdeError(
@@ -307,10 +309,19 @@ class Json:
         length): harmless for a record produced and dropped, but a store holding a million
         keys and values would hold gigabytes. Copying costs about 50 ns.
         """
-        if value.__class__ is int:
+        cls = value.__class__
+        if cls is int:
             return b"%d" % value  # exactly sized already
+        dumps = self._dumps
+        if dumps is None:
+            return self.serialize(value)
+        if cls is str:  # the usual store key: no NaN can hide in it, so no guard
+            try:
+                return b"%b" % dumps(value)
+            except Exception:
+                pass  # e.g. a lone surrogate: serialize() gives the verdict
         out = self.serialize(value)
-        return out if out is None or self._dumps is None else b"%b" % out
+        return None if out is None else b"%b" % out
 
     def _serialize_std(self, value: Any) -> bytes:
         try:

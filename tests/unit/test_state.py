@@ -312,4 +312,8 @@ def test_a_store_of_many_json_keys_holds_their_bytes_not_the_serializers_buffers
     assert grown < 200 * 1024 * 1024, f"100,000 small entries took {grown / 1e6:.0f} MB"
     assert store.get("key-99999") == {"total": 99999}
     assert json.serialize_kept({"a": [1, "é"]}) == json.serialize({"a": [1, "é"]})
+    text = 'k"é\n\x00'
+    assert json.serialize_kept(text) == json.serialize(text) == b'"k\\"\xc3\xa9\\n\\u0000"'
     assert json.serialize_kept(None) is None
+    with pytest.raises(serdes.SerdeError, match="surrogates"):
+        json.serialize_kept("\ud800")  # a str key takes its own path: same verdict

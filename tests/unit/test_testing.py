@@ -79,6 +79,36 @@ def test_an_abort_drops_the_open_transaction_and_the_replay_counts_once() -> Non
         assert driver.metric("eokafka_records_consumed_total", topic="in") == 3
 
 
+def test_the_produced_tally_counts_every_output_once_whatever_path_produced_it() -> None:
+    """Single outputs are counted per run of one topic, others one by one; aborts drop both."""
+    app = eokafka.App("split")
+
+    @app.processor("in", key_serde=S, value_serde=J)
+    def split(record: eokafka.Record, ctx: eokafka.ProcessorContext) -> None:
+        n = record.value
+        ctx.send("even" if n % 2 == 0 else "odd", record.key, str(n))
+        if n % 5 == 0:  # a second output: the general path
+            ctx.send("fives", record.key, str(n))
+
+    def produced(topic: str) -> float:
+        return driver.metric("eokafka_records_produced_total", topic=topic)
+
+    with TestDriver(app, partitions=1) as driver:
+        values = [0, 2, 4, 1, 3, 6, 5, 7, 8, 10]  # runs of one topic, broken by the fives
+        for n in values:
+            driver.write("in", "k", n)
+        driver.process()
+        driver.commit()
+        assert (produced("even"), produced("odd"), produced("fives")) == (6, 4, 3)
+        for n in (12, 13, 15):
+            driver.write("in", "k", n)
+        driver.process()
+        driver.abort()  # nothing of it counts; the replay counts once
+        driver.commit()
+        assert (produced("even"), produced("odd"), produced("fives")) == (7, 6, 4)
+    assert driver.metric("eokafka_records_consumed_total", topic="in") == 13
+
+
 @pytest.mark.parametrize("backend", ["memory", "sqlite", "rocksdb"])
 def test_a_crash_rolls_outputs_and_state_back_to_the_last_commit(
     tmp_path: Path, backend: str
