@@ -289,8 +289,8 @@ class MemoryProducer:
         value: bytes | None = None,
         key: bytes | None = None,
         partition: int = -1,
+        callback: Callable[..., None] | None = None,  # confluent-kafka's positional order
         on_delivery: Callable[..., None] | None = None,
-        callback: Callable[..., None] | None = None,
         timestamp: int = 0,
         headers: Any = None,
     ) -> None:
@@ -309,7 +309,7 @@ class MemoryProducer:
         offset = self._cluster.append(
             topic, partition, key, value, timestamp or None, headers, self.txn
         )
-        report = on_delivery or callback
+        report = callback or on_delivery
         if report is not None and self._report_success:
             msg = Message(topic=topic, partition=partition, offset=offset, key=key, value=value)
             self._reports.append((report, msg))
