@@ -331,7 +331,7 @@ class Worker:
                 except Exception as exc:
                     poison.apply(msg, source.name, "deserialize", exc)
                     continue
-                # Record(key, value, msg) without the call of its __init__, a tenth of the loop
+                # Record(key, value, msg) without the call of its __init__: 50 ns a record
                 record = new_record(Record)
                 record.key = key
                 record.value = value

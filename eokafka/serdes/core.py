@@ -319,7 +319,7 @@ class Json:
             try:
                 return b"%b" % dumps(value)
             except Exception:
-                pass  # e.g. a lone surrogate: serialize() gives the verdict
+                return self._serialize_std(value)  # e.g. a lone surrogate: the verdict
         out = self.serialize(value)
         return None if out is None else b"%b" % out
 
