@@ -56,7 +56,14 @@ from benchmarks.common import (
     unique,
     watch,
 )
-from benchmarks.passthrough import Result, _flags, _fmt, _median, ratio_line, warm_up
+from benchmarks.passthrough import (
+    Result,
+    _flags,
+    _fmt,
+    by_contender,
+    print_summary,
+    warm_up,
+)
 
 CONTENDERS = {
     "passthrough": "benchmarks.apps.passthrough:app",
@@ -289,19 +296,9 @@ def print_table(results: list[Result], args: argparse.Namespace, title: str = ""
             f"{_fmt(r.steady_cpu_us, '.1f'):>10} {_fmt(r.peak_rss_mb, '.1f'):>11}  "
             f"{'ok' if r.exactly_once else 'FAILED'}: {r.verdict}"
         )
-    runs: dict[str, list[Result]] = {}
-    for r in results:
-        runs.setdefault(r.name, []).append(r)
-    if any(len(rs) > 1 for rs in runs.values()):
-        for name, rs in runs.items():
-            print(
-                f"median of {len(rs)} {name} run(s): {_median(rs, 'total_rate'):,.0f} "
-                f"records/s total, {_median(rs, 'steady_rate'):,.0f} records/s steady"
-            )
+    runs = by_contender(results)
     own = sorted(n for n in runs if n != "passthrough" and n not in KSTREAMS_MODES)
-    for a, b in [*((n, "passthrough") for n in own), *RATIOS]:
-        if a in runs and b in runs:
-            print(ratio_line(a, b, runs))
+    print_summary(runs, [*((n, "passthrough") for n in own), *RATIOS])
     print(
         "records/s = N / seconds from process start until a read_committed reader has seen "
         "all N outputs; steady = records after the first committed output / seconds from the "

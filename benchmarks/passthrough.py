@@ -311,6 +311,27 @@ def ratio_line(a: str, b: str, runs: dict[str, list[Result]]) -> str:
     return line
 
 
+def by_contender(results: list[Result]) -> dict[str, list[Result]]:
+    """Each contender's runs, in the order they ran."""
+    runs: dict[str, list[Result]] = {}
+    for r in results:
+        runs.setdefault(r.name, []).append(r)
+    return runs
+
+
+def print_summary(runs: dict[str, list[Result]], pairs: list[tuple[str, str]]) -> None:
+    """The medians (when a contender ran more than once), then a ratio line per pair run."""
+    if any(len(rs) > 1 for rs in runs.values()):
+        for name, rs in runs.items():
+            print(
+                f"median of {len(rs)} {name} run(s): {_median(rs, 'total_rate'):,.0f} "
+                f"records/s total, {_median(rs, 'steady_rate'):,.0f} records/s steady"
+            )
+    for a, b in pairs:
+        if a in runs and b in runs:
+            print(ratio_line(a, b, runs))
+
+
 def title(args: argparse.Namespace) -> str:
     return (
         f"Exactly-once passthrough, {args.records:,} records x {VALUE_BYTES} B "
@@ -348,22 +369,10 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
             f"{_fmt(r.steady_cpu_us, '.1f'):>10} {_fmt(r.peak_rss_mb, '.1f'):>11}  "
             f"{'yes' if r.exactly_once else 'NO'}: {r.verdict}"
         )
-    runs: dict[str, list[Result]] = {}
-    for r in results:
-        runs.setdefault(r.name, []).append(r)
-    total = {name: _median(rs, "total_rate") for name, rs in runs.items()}
-    steady = {name: _median(rs, "steady_rate") for name, rs in runs.items()}
-    if any(len(rs) > 1 for rs in runs.values()):
-        for name, rs in runs.items():
-            print(
-                f"median of {len(rs)} {name} run(s): {total[name]:,.0f} records/s total, "
-                f"{steady[name]:,.0f} records/s steady"
-            )
+    runs = by_contender(results)
     pairs = [("eokafka", other) for other in ("hand", "quix", "kstreams")]
     pairs += [(name, "eokafka") for name in runs if name.startswith("eokafka-p")]
-    for a, b in pairs:
-        if a in runs and b in runs:
-            print(ratio_line(a, b, runs))
+    print_summary(runs, pairs)
     print(
         "records/s = N / seconds from process start until a read_committed reader has seen "
         "all N; steady = records after the first committed output / seconds from the first "
