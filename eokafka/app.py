@@ -48,7 +48,8 @@ class App:
         ``stores`` names the state stores the processor uses through ``ctx.store(name)``;
         each input partition gets its own instance, backed by ``<app id>-<store>-changelog``.
         ``outputs`` names the topics it sends to, for ``eokafka describe`` (optional: a
-        processor may send anywhere).
+        processor may send anywhere). A topic has one source: a second processor, stream or
+        table on it raises TopologyError, so that a record's outputs are all-or-nothing.
         """
 
         def register(fn: Processor) -> Processor:

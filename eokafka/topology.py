@@ -1,10 +1,15 @@
 """The graph of an app: which processor reads which topic with which serdes.
 
 The topology knows nothing of Kafka clients; the runtime compiles it into a routing table.
+One input topic has one source (DESIGN.md invariant 15): a record goes to one processor, so
+its outputs, store writes and dead letter are all-or-nothing, and a record the poison policy
+sets aside is set aside for that one processor. Fan-out happens inside that processor.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,9 +23,24 @@ from eokafka.state import StoreSpec
 Processor = Callable[[Any, Any], None]
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _declared_at() -> str:
+    """The line of the app's code that declared a source: the first caller outside eokafka."""
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame = frame.f_back
+    if frame is None:
+        return "an unknown place"
+    path = os.path.abspath(frame.f_code.co_filename)
+    relative = os.path.relpath(path)
+    return f"{path if relative.startswith('..') else relative}:{frame.f_lineno}"
+
+
 @dataclass(frozen=True)
 class Source:
-    """One processor reading one topic."""
+    """The one processor reading one topic."""
 
     name: str
     topic: str
@@ -43,6 +63,8 @@ class Topology:
         self.sinks: dict[str, Sink] = {}
         # sources outside Kafka (files, database tables) feeding topics, by connector name
         self.feeds: dict[str, Feed] = {}
+        # input topic -> where the app's code declared its source (for the error on a second)
+        self.declared_at: dict[str, str] = {}
 
     def add_feed(self, feed: Feed) -> None:
         if feed.connector.name in self.feeds:
@@ -75,10 +97,27 @@ class Topology:
         return out
 
     def add_source(self, source: Source) -> None:
-        if any(s.name == source.name and s.topic == source.topic for s in self.sources):
+        """Register the source of ``source.topic``; a second source of one topic is refused.
+
+        Two sources would each see every record of the topic, each with outputs and a poison
+        verdict of its own: a record could fail in one and be produced by the other, or be
+        dead-lettered twice. Kafka Streams refuses the same ("Topic has already been
+        registered by another source").
+        """
+        where = _declared_at()
+        first = next((s for s in self.sources if s.topic == source.topic), None)
+        if first is not None:
             raise TopologyError(
-                f"processor {source.name!r} is registered twice on topic {source.topic!r}"
+                f"topic {source.topic!r} has already been registered by another source: "
+                f"processor {first.name!r} (declared at {self.declared_at[source.topic]}) reads "
+                f"it, and processor {source.name!r} (declared at {where}) would read it too. "
+                "One input topic has one source, so that each input record's outputs are "
+                "all-or-nothing and a bad record is dead-lettered once. Read the topic in one "
+                "place and fan out there: chain several operations on one app.stream(), send "
+                "to several topics from one @app.processor, or take a table's updates as a "
+                "stream with app.table(...).to_stream()"
             )
+        self.declared_at[source.topic] = where
         self.sources.append(source)
 
     @property
@@ -86,6 +125,7 @@ class Topology:
         return sorted({s.topic for s in self.sources})
 
     def by_topic(self) -> dict[str, list[Source]]:
+        """The source of each topic (a list of one: the runtime's routing table takes lists)."""
         routes: dict[str, list[Source]] = {}
         for s in self.sources:
             routes.setdefault(s.topic, []).append(s)

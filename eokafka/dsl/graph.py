@@ -103,7 +103,7 @@ class Root:
         self.outputs: list[str] = []
         self._emit: Emit | None = None
         self._source = Source(
-            name=self._name(None),
+            name=self.node.describe(),
             topic=topic,
             fn=self.process,
             key_serde=self.key_serde,
@@ -137,25 +137,13 @@ class Root:
             self.outputs.append(topic)
             self._changed()
 
-    def _name(self, current: Source | None) -> str:
-        """The pipeline itself, made unique per topic (the topology refuses duplicates)."""
-        base = self.node.describe()
-        taken = {
-            s.name for s in self.app.topology.sources if s.topic == self.topic and s is not current
-        }
-        name, n = base, 1
-        while name in taken:
-            n += 1
-            name = f"{base} #{n}"
-        return name
-
     def _changed(self) -> None:
         self._emit = None
         sources = self.app.topology.sources
         at = next(i for i, s in enumerate(sources) if s is self._source)
         self._source = replace(
             self._source,
-            name=self._name(self._source),
+            name=self.node.describe(),
             stores=tuple(self.stores),
             outputs=tuple(self.outputs),
         )
