@@ -20,7 +20,13 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from tests.integration.harness import AppTopics, app_topics, wait_for, worker
 from tests.integration.test_dsl import _table_loaded
 from tests.integration.test_operations import _free_port, _samples
-from tests.kafka_helpers import Record, end_offsets, produce_records, read_committed
+from tests.kafka_helpers import (
+    Record,
+    create_topic,
+    end_offsets,
+    produce_records,
+    read_committed,
+)
 from tests.windows_reference import RECENT, SPECS, Rec, expected, shuffled_input
 
 pytestmark = pytest.mark.integration
@@ -90,17 +96,26 @@ CASES = {  # window: (aggregation, emit, event time from the value, late policy)
 }
 
 
-@pytest.mark.parametrize("kind", CASES)
+@pytest.mark.parametrize(
+    "kind, base",
+    [(kind, None) for kind in CASES] + [("hopping", 0), ("sliding", 0)],
+    ids=[*CASES, "hopping-from-the-epoch", "sliding-from-the-epoch"],
+)
 def test_each_window_type_matches_the_reference(
-    kafka_bootstrap: str, tmp_path: Path, kind: str
+    kafka_bootstrap: str, tmp_path: Path, kind: str, base: int | None
 ) -> None:
+    """From the epoch (event times from 0, in the value): no window starts before 0."""
     agg, emit, ts_field, late = CASES[kind]
     spec = SPECS[kind][0]
     rng = random.Random(kind)
-    data = shuffled_input(rng, 3, 250, 9, step=41, disorder=500, late_every=17, late_by=1_200)
+    data = shuffled_input(
+        rng, 3, 250, 9, step=41, disorder=500, late_every=17, late_by=1_200, base=base
+    )
     data = _flushed(data)
     want = expected(spec, data, agg)
-    names = app_topics(kafka_bootstrap, f"win-{kind}", 3)
+    names = app_topics(kafka_bootstrap, f"win-{kind}", 3, create_output=False)
+    # Outputs carry the event time: kept for ever, as 1970 is past any time retention.
+    create_topic(kafka_bootstrap, names.out, 3, config={"retention.ms": "-1"})
     env = {
         **names.env,
         "TEST_WINDOW": kind,
@@ -119,6 +134,7 @@ def test_each_window_type_matches_the_reference(
             got = {k: v for k, v in dict(outputs).items() if v is not None}
             wanted = want.final | want.open
         assert got == wanted, _diff(got, wanted)
+        assert all(start >= 0 for _, start, _ in got)
         assert want.late
         if late == "dead-letter":
             dead = read_committed(kafka_bootstrap, f"{names.app_id}-dlq")
