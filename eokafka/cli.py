@@ -226,7 +226,10 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="a JSON report for scripts")] = False,
     allow_unkeyed: Annotated[
         bool,
-        typer.Option(help="accept records without a readable id (still counted and named)"),
+        typer.Option(
+            "--allow-unkeyed",
+            help="accept records without a readable id (still counted and named)",
+        ),
     ] = False,
 ) -> None:
     """Check that every source record is at the destination exactly once, unchanged.
