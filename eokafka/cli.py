@@ -22,9 +22,9 @@ broker_cli = typer.Typer(no_args_is_help=True, help="The local development Kafka
 cli.add_typer(broker_cli, name="broker")
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException, code: int = 1) -> None:
     typer.secho(redact.scrub(f"error: {exc}"), fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 @cli.command()
@@ -224,10 +224,19 @@ def verify(
         float, typer.Option(help="seconds an open transaction may take to end")
     ] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="a JSON report for scripts")] = False,
+    allow_unkeyed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unkeyed",
+            help="accept records without a readable id (still counted and named)",
+        ),
+    ] = False,
 ) -> None:
     """Check that every source record is at the destination exactly once, unchanged.
 
-    Exits 1 on any missing, duplicated, differing or extra record, or an open transaction.
+    Exit code 0: all checked. 1: a missing, duplicated, differing or extra record, an id
+    repeated in the source, a record without a readable id on either side (unless
+    --allow-unkeyed), or an open transaction. 2: the check could not run.
     """
     import json
 
@@ -243,9 +252,10 @@ def verify(
             dsn=dsn,
             buckets=ranges,
             open_wait=open_wait,
+            allow_unkeyed=allow_unkeyed,
         )
     except EokafkaError as exc:
-        _fail(exc)
+        _fail(exc, code=2)
         return
     typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
     if not report.ok:

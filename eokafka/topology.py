@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from eokafka.errors import TopologyError
-from eokafka.serdes import Serde
+from eokafka.serdes import Bytes, Serde
 from eokafka.sink import Sink
 from eokafka.source import Feed
-from eokafka.state import StoreSpec
+from eokafka.state import BackendKind, StoreSpec, stream_time_store
 
 Processor = Callable[[Any, Any], None]
 
@@ -81,7 +81,8 @@ class Topology:
         self.internal_topics[topic] = partitions_like
 
     def add_window_store(self, name: str, retention_ms: int) -> None:
-        """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so."""
+        """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so, and
+        declares the store of its stream time (``eokafka.state.stream_time``)."""
         self.window_stores[name] = retention_ms
 
     def add_store(self, spec: StoreSpec) -> None:
@@ -141,13 +142,31 @@ class Topology:
             return
         if not self.sources:
             raise TopologyError("the app has no processors: declare one with @app.processor")
+        for name, retention in self.window_stores.items():
+            spec = self.stores.get(name) or StoreSpec(name, "memory")
+            self.stores[name] = replace(spec, window_retention_ms=retention)
+            self._add_stream_time_store(name, spec.backend)
         for s in self.sources:
             for name in s.stores:
                 if name not in self.stores:
                     self.add_store(StoreSpec(name, "memory"))
-        for name, retention in self.window_stores.items():
-            spec = self.stores.get(name) or StoreSpec(name, "memory")
-            self.stores[name] = replace(spec, window_retention_ms=retention)
+
+    def _add_stream_time_store(self, window_store: str, backend: BackendKind) -> None:
+        """The store of a window store's stream time: its backend, raw bytes, compacted."""
+        name = stream_time_store(window_store)
+        found = self.stores.get(name)
+        if found is not None and found.stream_time_of != window_store:
+            raise TopologyError(
+                f"store {name!r} is declared by the app, but the windowed aggregation "
+                f"{window_store!r} keeps its stream time there: rename one of them"
+            )
+        users = [s.name for s in self.sources if name in s.stores and window_store not in s.stores]
+        if users:
+            raise TopologyError(
+                f"processor {users[0]!r} uses store {name!r}, where the windowed aggregation "
+                f"{window_store!r} keeps its stream time: rename one of them"
+            )
+        self.stores[name] = StoreSpec(name, backend, Bytes(), Bytes(), stream_time_of=window_store)
 
     def describe(self, application_id: str | None = None) -> str:
         """The topology as text; changelogs are named when the application id is given.

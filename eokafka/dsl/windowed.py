@@ -1,11 +1,13 @@
 """Windowed aggregations: ``group_by...().window(w).count()/sum()/...`` on a window store.
 
-Per record, inside the open transaction: read the partition's stream time from the store,
-advance it, drop or dead-letter the record if its window has closed, else update the key's
-windows. When stream time moved, close every window it passed: emit its final result
-(``emit="final"``) and delete it (tombstone). Stream time, windows, tombstones and outputs
-are all in the one transaction, so a worker killed after closing a window and before the
-commit leaves nothing behind, and the replay closes the same window again, once.
+Per record, inside the open transaction: read the partition's stream time (from the store
+beside the window store that keeps it where changelog retention can't delete it, see
+``eokafka.state.stream_time``), advance it, drop or dead-letter the record if its window has
+closed, else update the key's windows. When stream time moved, close every window it
+passed: emit its final result (``emit="final"``) and delete it (tombstone). Stream time,
+windows, tombstones and outputs are all in the one transaction, so a worker killed after
+closing a window and before the commit leaves nothing behind, and the replay closes the same
+window again, once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from eokafka.errors import EokafkaError, TopologyError
 from eokafka.record import Record
 from eokafka.runtime.poison import dead_letter_headers
 from eokafka.serdes import Serde
-from eokafka.state import WindowStore
+from eokafka.state import StreamTimeStore, WindowStore, stream_time_store
 from eokafka.windows import (
     REMOVED,
     Aggregator,
@@ -140,9 +142,11 @@ class WindowedStream:
         grouped = self._grouped
         app = grouped._stream._root.app
         claim_store(app, name, f"windowed {label}")
+        claim_store(app, stream_time_store(name), f"windowed {label}({name!r}) stream time")
         stream = grouped._source(name)
         root = stream._root
         root.add_store(name)
+        root.add_store(stream_time_store(name))
         app.topology.add_window_store(name, self._retention_ms)
         if self._late == "dead-letter":
             app.topology.add_internal_topic(f"{app.application_id}-dlq", partitions_like=root.like)
@@ -192,6 +196,7 @@ class _WindowOperator:
         self.dlq = f"{root.app.application_id}-dlq"
         self.key_serde = root.key_serde
         self.dropped = f"window({name}): None key or value"
+        self.time_store = stream_time_store(name)
 
     def event_time(self, key: Any, value: Any) -> int:
         root = self.root
@@ -204,6 +209,7 @@ class _WindowOperator:
 
     def wrap(self, nxt: Emit) -> Emit:
         windows, agg, final, name, root = self.windows, self.agg, self.final, self.name, self.root
+        time_store = self.time_store
         serialize_key, deserialize_key = self.key_serde.serialize, self.key_serde.deserialize
         result = agg.result
         is_late, add, close, next_close = (
@@ -230,14 +236,15 @@ class _WindowOperator:
                     check_timestamp(ts, what)  # raises, naming the store
             else:
                 ts = self.event_time(key, value)
-            store: WindowStore = ctx.store(name)
-            before = store.stream_time()
+            clock: StreamTimeStore = ctx.store(time_store)
+            before = clock.stream_time()
             now = ts if before is None or ts > before else before
             if is_late(ts, now):
                 self.on_late(ctx, ts, now)
                 return
             if now != before:
-                store.set_stream_time(now)
+                clock.set_stream_time(now)
+            store: WindowStore = ctx.store(name)
             serde = store.aggregate_serde
             if serde is not codec[0]:  # every instance of a store shares its spec's serde
                 codec[:] = serde, serde.serialize, serde.deserialize
