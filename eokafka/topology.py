@@ -1,6 +1,7 @@
 """The graph of an app: which processor reads which topic with which serdes.
 
-The topology knows nothing of Kafka clients; the runtime compiles it into a routing table.
+The topology knows nothing of Kafka clients; the runtime compiles it into a routing table,
+``eokafka.describe`` draws the graph ``topology_graph`` makes of it.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from eokafka.describe import Graph, ProcessorNode, StoreNode, render
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
 from eokafka.sink import Sink
 from eokafka.source import Feed
-from eokafka.state import StoreSpec
+from eokafka.state import StoreSpec, changelog_topic
 
 Processor = Callable[[Any, Any], None]
 
@@ -114,11 +116,54 @@ class Topology:
 
         :mod:`eokafka.describe` also draws it as Mermaid or Graphviz.
         """
-        from eokafka.describe import render, topology_graph
-
         lines = [render(topology_graph(self, application_id), "text")]
         for name, feed in sorted(self.feeds.items()):
             lines.append(f"source {name} ({feed.connector!r}) -> topic {feed.topic}")
         for name, sink in sorted(self.sinks.items()):
             lines.append(f"sink {name} ({sink!r})")
         return "\n".join(line for line in lines if line)
+
+
+def topology_graph(
+    topology: Topology, application_id: str | None, dead_letter_topic: str | None = None
+) -> Graph:
+    """The graph of ``topology``; changelog names need the application id.
+
+    ``dead_letter_topic`` is shown when the app's ``on_error`` policy sends there.
+    """
+    graph = Graph(application_id, partitions_like=dict(topology.internal_topics))
+    dlq = f"{application_id}-dlq" if application_id else None
+    late_dlq = dlq if dlq in topology.internal_topics else None  # late="dead-letter"
+    for topic in topology.internal_topics:
+        graph.topics[topic] = "dead-letter" if topic == dlq else "repartition"
+    for s in topology.sources:
+        if graph.topics.get(s.topic) in (None, "output"):
+            graph.topics[s.topic] = "source"
+        for name in s.stores:
+            if name in graph.stores:
+                continue
+            spec = topology.stores.get(name, StoreSpec(name))
+            changelog = changelog_topic(application_id, name) if application_id else None
+            graph.stores[name] = StoreNode(
+                name, spec.backend, name in topology.window_stores, changelog
+            )
+        for out in s.outputs:
+            graph.topics.setdefault(out, "output")
+        windowed = any(name in topology.window_stores for name in s.stores)
+        graph.processors.append(
+            ProcessorNode(
+                s.name,
+                s.topic,
+                s.key_serde.name,
+                s.value_serde.name,
+                s.stores,
+                s.outputs,
+                dead_letter_topic or (late_dlq if windowed else None),
+            )
+        )
+    for store in graph.stores.values():
+        if store.changelog is not None:
+            graph.topics[store.changelog] = "changelog"
+    if dead_letter_topic is not None:
+        graph.topics[dead_letter_topic] = "dead-letter"
+    return graph
