@@ -45,6 +45,8 @@ class Topology:
         self.sinks: dict[str, Sink] = {}
         # sources outside Kafka (files, database tables) feeding topics, by connector name
         self.feeds: dict[str, Feed] = {}
+        # whether processors send to the app's dead-letter topic themselves (late records)
+        self.dead_letters = False
 
     def add_feed(self, feed: Feed) -> None:
         if feed.connector.name in self.feeds:
@@ -59,6 +61,11 @@ class Topology:
     def add_internal_topic(self, topic: str, partitions_like: str) -> None:
         """A topic the app creates itself, with as many partitions as ``partitions_like``."""
         self.internal_topics[topic] = partitions_like
+
+    def add_dead_letters(self) -> None:
+        """A processor sends to the app's dead-letter topic (``<application id>-dlq``)
+        whatever ``on_error`` says: the runtime creates it as it does for ``on_error``."""
+        self.dead_letters = True
 
     def add_window_store(self, name: str, retention_ms: int) -> None:
         """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so."""
@@ -132,10 +139,9 @@ def topology_graph(
     ``dead_letter_topic`` is shown when the app's ``on_error`` policy sends there.
     """
     graph = Graph(application_id, partitions_like=dict(topology.internal_topics))
-    dlq = f"{application_id}-dlq" if application_id else None
-    late_dlq = dlq if dlq in topology.internal_topics else None  # late="dead-letter"
+    late_dlq = f"{application_id}-dlq" if application_id and topology.dead_letters else None
     for topic in topology.internal_topics:
-        graph.topics[topic] = "dead-letter" if topic == dlq else "repartition"
+        graph.topics[topic] = "repartition"
     for s in topology.sources:
         if graph.topics.get(s.topic) in (None, "output"):
             graph.topics[s.topic] = "source"
@@ -164,6 +170,7 @@ def topology_graph(
     for store in graph.stores.values():
         if store.changelog is not None:
             graph.topics[store.changelog] = "changelog"
-    if dead_letter_topic is not None:
-        graph.topics[dead_letter_topic] = "dead-letter"
+    for topic in (dead_letter_topic, late_dlq):
+        if topic is not None:
+            graph.topics[topic] = "dead-letter"
     return graph

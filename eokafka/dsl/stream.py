@@ -363,7 +363,7 @@ class WindowedStream:
         root.add_store(name)
         app.topology.add_window_store(name, self._retention_ms)
         if self._late == "dead-letter":
-            app.topology.add_internal_topic(f"{app.application_id}-dlq", partitions_like=root.like)
+            app.topology.add_dead_letters()
         operator = WindowOperator(
             root, name, self._windows, agg, emit == "final", self._late, self._timestamp
         )
