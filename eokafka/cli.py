@@ -124,8 +124,9 @@ def describe(
     ] = None,
 ) -> None:
     """Show the app's topology (topics, processors, stores, changelogs) and its settings."""
-    from eokafka.describe import render, topology_graph, write_picture
+    from eokafka.describe import render, write_picture
     from eokafka.runtime.supervisor import load_app
+    from eokafka.topology import topology_graph
 
     try:
         app = load_app(target)

@@ -1,6 +1,7 @@
 """The graph of an app: which processor reads which topic with which serdes.
 
-The topology knows nothing of Kafka clients; the runtime compiles it into a routing table.
+The topology knows nothing of Kafka clients; the runtime compiles it into a routing table,
+``eokafka.describe`` draws the graph ``topology_graph`` makes of it.
 One input topic has one source (DESIGN.md invariant 15): a record goes to one processor, so
 its outputs, store writes and dead letter are all-or-nothing, and a record the poison policy
 sets aside is set aside for that one processor. Fan-out happens inside that processor.
@@ -14,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from eokafka.describe import Graph, ProcessorNode, StoreNode, render
 from eokafka.errors import TopologyError
 from eokafka.serdes import Bytes, Serde
 from eokafka.sink import Sink
 from eokafka.source import Feed
-from eokafka.state import BackendKind, StoreSpec, stream_time_store
+from eokafka.state import BackendKind, StoreSpec, changelog_topic, stream_time_store
 
 Processor = Callable[[Any, Any], None]
 
@@ -65,6 +67,8 @@ class Topology:
         self.feeds: dict[str, Feed] = {}
         # input topic -> where the app's code declared its source (for the error on a second)
         self.declared_at: dict[str, str] = {}
+        # whether processors send to the app's dead-letter topic themselves (late records)
+        self.dead_letters = False
 
     def add_feed(self, feed: Feed) -> None:
         if feed.connector.name in self.feeds:
@@ -79,6 +83,11 @@ class Topology:
     def add_internal_topic(self, topic: str, partitions_like: str) -> None:
         """A topic the app creates itself, with as many partitions as ``partitions_like``."""
         self.internal_topics[topic] = partitions_like
+
+    def add_dead_letters(self) -> None:
+        """A processor sends to the app's dead-letter topic (``<application id>-dlq``)
+        whatever ``on_error`` says: the runtime creates it as it does for ``on_error``."""
+        self.dead_letters = True
 
     def add_window_store(self, name: str, retention_ms: int) -> None:
         """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so, and
@@ -173,11 +182,54 @@ class Topology:
 
         :mod:`eokafka.describe` also draws it as Mermaid or Graphviz.
         """
-        from eokafka.describe import render, topology_graph
-
         lines = [render(topology_graph(self, application_id), "text")]
         for name, feed in sorted(self.feeds.items()):
             lines.append(f"source {name} ({feed.connector!r}) -> topic {feed.topic}")
         for name, sink in sorted(self.sinks.items()):
             lines.append(f"sink {name} ({sink!r})")
         return "\n".join(line for line in lines if line)
+
+
+def topology_graph(
+    topology: Topology, application_id: str | None, dead_letter_topic: str | None = None
+) -> Graph:
+    """The graph of ``topology``; changelog names need the application id.
+
+    ``dead_letter_topic`` is shown when the app's ``on_error`` policy sends there.
+    """
+    graph = Graph(application_id, partitions_like=dict(topology.internal_topics))
+    late_dlq = f"{application_id}-dlq" if application_id and topology.dead_letters else None
+    for topic in topology.internal_topics:
+        graph.topics[topic] = "repartition"
+    for s in topology.sources:
+        if graph.topics.get(s.topic) in (None, "output"):
+            graph.topics[s.topic] = "source"
+        for name in s.stores:
+            if name in graph.stores:
+                continue
+            spec = topology.stores.get(name, StoreSpec(name))
+            changelog = changelog_topic(application_id, name) if application_id else None
+            graph.stores[name] = StoreNode(
+                name, spec.backend, name in topology.window_stores, changelog
+            )
+        for out in s.outputs:
+            graph.topics.setdefault(out, "output")
+        windowed = any(name in topology.window_stores for name in s.stores)
+        graph.processors.append(
+            ProcessorNode(
+                s.name,
+                s.topic,
+                s.key_serde.name,
+                s.value_serde.name,
+                s.stores,
+                s.outputs,
+                dead_letter_topic or (late_dlq if windowed else None),
+            )
+        )
+    for store in graph.stores.values():
+        if store.changelog is not None:
+            graph.topics[store.changelog] = "changelog"
+    for topic in (dead_letter_topic, late_dlq):
+        if topic is not None:
+            graph.topics[topic] = "dead-letter"
+    return graph

@@ -1,5 +1,9 @@
 """Stream / Table fluent API, compiled onto plain processors (no runtime machinery of its own).
 
+``stream.py`` holds the fluent classes, ``operators.py`` and ``windowed.py`` the per-record code
+of each operator, ``graph.py`` the operator tree and the processor that runs it. The DSL knows
+an App only as a :class:`~eokafka.dsl.graph.PipelineApp`: an id and a topology.
+
 How a pipeline compiles:
 
 * Every source (``app.stream``, ``app.table``, each repartition topic) is ONE processor on its
@@ -41,9 +45,15 @@ Semantics worth knowing:
   ``key_serde``/``value_serde``. Outputs keep the input record's timestamp.
 """
 
-from eokafka.dsl.stream import Stream
-from eokafka.dsl.table import GroupedStream, Table, stream_source, table_source
-from eokafka.dsl.windowed import WindowedStream, WindowedTable
+from eokafka.dsl.stream import (
+    GroupedStream,
+    Stream,
+    Table,
+    WindowedStream,
+    WindowedTable,
+    stream_source,
+    table_source,
+)
 
 __all__ = [
     "GroupedStream",

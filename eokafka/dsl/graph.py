@@ -9,20 +9,28 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from eokafka.errors import TopologyError
 from eokafka.serdes import Bytes, Serde
-from eokafka.topology import Source
-
-if TYPE_CHECKING:
-    from eokafka.app import App
+from eokafka.topology import Source, Topology
 
 Emit = Callable[[Any, Any, Any], None]  # (key, value, ctx)
 TimestampFn = Callable[[Any], int]  # a Record -> its event time (ms)
 Wrap = Callable[[Emit], Emit]  # given the downstream emit, build this operator's emit
 MISSING: Final = object()
 _NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class PipelineApp(Protocol):
+    """What a pipeline needs of the App it is declared in (``eokafka.App`` is one): the id
+    that prefixes its internal topics, and the topology its processors go into."""
+
+    @property
+    def application_id(self) -> str: ...
+
+    @property
+    def topology(self) -> Topology: ...
 
 
 def check_name(what: str, name: str) -> str:
@@ -83,7 +91,7 @@ class Root:
 
     def __init__(
         self,
-        app: App,
+        app: PipelineApp,
         topic: str,
         kind: str,
         key_serde: Serde | None,
@@ -150,7 +158,7 @@ class Root:
         sources[at] = self._source
 
 
-def claim_store(app: App, name: str, what: str) -> str:
+def claim_store(app: PipelineApp, name: str, what: str) -> str:
     """One table or aggregation per store: two writers would corrupt each other's state."""
     check_name("store name", name)
     if any(name in s.stores for s in app.topology.sources):

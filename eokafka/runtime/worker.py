@@ -169,7 +169,7 @@ class Worker:
             self.topics.ensure(topic, "input")
         if self.state is not None:
             self.state.ensure_changelogs()
-        if self.settings.on_error == "dead-letter":
+        if self.settings.on_error == "dead-letter" or self.topology.dead_letters:
             self.topics.ensure(self.settings.dlq_topic, "dead-letter", internal=True)
             self.ctx._known_topics.add(self.settings.dlq_topic)
         with config_errors():

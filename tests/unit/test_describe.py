@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from eokafka.cli import cli
-from eokafka.describe import render, topology_graph, write_picture
+from eokafka.describe import render, write_picture
 from eokafka.errors import ConfigError
+from eokafka.topology import topology_graph
 from tests.apps.describe_apps import secured, words
 
 WORDS = topology_graph(words.topology, "words", "words-dlq")
