@@ -396,6 +396,10 @@ def restore_consumer_config(s: Settings) -> dict[str, Any]:
         "queued.min.messages": 1_000_000,
         "queued.max.messages.kbytes": 16_384,
         "fetch.queue.backoff.ms": 10,
+        # A restore ends at a partition EOF, which librdkafka reports only after a fetch that
+        # came back empty; the broker holds such a fetch for fetch.wait.max.ms (500 ms by
+        # default), the floor of every restore of a small store.
+        "fetch.wait.max.ms": 10,
     }
     conf.update(_split_config(s.config, "consumer"))
     conf.update(
@@ -416,4 +420,6 @@ def standby_consumer_config(s: Settings, instance_id: str) -> dict[str, Any]:
     conf = restore_consumer_config(s)
     conf["client.id"] = f"{s.application_id}-{instance_id}-standby"
     conf["group.id"] = f"{s.application_id}-standby"  # never joins: assign() only
+    # A standby tails: the broker may hold its empty fetches for librdkafka's default.
+    conf["fetch.wait.max.ms"] = _split_config(s.config, "consumer").get("fetch.wait.max.ms", 500)
     return conf

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -33,6 +32,8 @@ from eokafka.state import Store
 
 log = logging.getLogger("eokafka.stores")
 _RESTORE_BATCH = 10_000
+# consume() waits this long even when records are ready: the floor of a small restore.
+_RESTORE_WAIT = 0.01
 StoreKey = tuple[str, int]  # (store name, partition)
 # The restore position left the changelog (records deleted under it): restore in full.
 _OUT_OF_RANGE = frozenset({KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE})
@@ -51,8 +52,11 @@ class Restore:
 
     @property
     def offset(self) -> int:
-        """Where the restore consumer starts: a full restore from whatever is kept then."""
-        return OFFSET_BEGINNING if self.full else self.position
+        """Where the restore consumer starts: an absolute offset (a full restore's is the low
+        watermark), since a logical one waits out librdkafka's 500 ms offset-query backoff
+        on a partition whose leader it does not know yet; an offset deleted meanwhile is
+        out of range, and the restore starts over in full."""
+        return self.position
 
 
 class RestoreReader:
@@ -139,7 +143,7 @@ class RestoreReader:
         """
         if not self.restoring:
             return []
-        msgs = self.consumer().consume(_RESTORE_BATCH, 0.2)
+        msgs = self.consumer().consume(_RESTORE_BATCH, _RESTORE_WAIT)
         names = {topic: name for name, topic in self.changelogs.items()}
         batches: dict[StoreKey, list[Message]] = {}
         ended: dict[StoreKey, int] = {}  # partition EOF: the read_committed end was reached

@@ -58,7 +58,7 @@ from eokafka.sink import RecordRefused
 from eokafka.topology import Source, Topology
 
 log = logging.getLogger("eokafka.worker")
-_IDLE_POLL = 0.5
+_IDLE_POLL = 0.1
 Decoder = Callable[[bytes | None], Any] | None
 Route = tuple[Source, Decoder, Decoder]
 TP = tuple[str, int]
