@@ -9,7 +9,6 @@ sets aside is set aside for that one processor. Fan-out happens inside that proc
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,23 +20,19 @@ from eokafka.serdes import Bytes, Serde
 from eokafka.sink import Sink
 from eokafka.source import Feed
 from eokafka.state import BackendKind, StoreSpec, changelog_topic, stream_time_store
+from eokafka.tracebacks import is_framework, shown_path
 
 Processor = Callable[[Any, Any], None]
-
-
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _declared_at() -> str:
     """The line of the app's code that declared a source: the first caller outside eokafka."""
     frame = sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+    while frame is not None and is_framework(frame.f_code.co_filename):
         frame = frame.f_back
     if frame is None:
         return "an unknown place"
-    path = os.path.abspath(frame.f_code.co_filename)
-    relative = os.path.relpath(path)
-    return f"{path if relative.startswith('..') else relative}:{frame.f_lineno}"
+    return f"{shown_path(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
 @dataclass(frozen=True)

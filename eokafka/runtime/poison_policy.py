@@ -24,6 +24,7 @@ from eokafka.runtime.abort_loop import AbortLoop, Mark, Position, marks_ahead
 from eokafka.runtime.limits import OutputLimits
 from eokafka.runtime.poison import dead_letter_record
 from eokafka.sink import RecordRefused
+from eokafka.tracebacks import TracebackLog
 
 if TYPE_CHECKING:
     from eokafka.runtime.transactions import Transactions
@@ -68,6 +69,7 @@ class PoisonPolicy:
         # straight to the policy, until a commit moves past them.
         self.marks: dict[Position, Mark] = {}
         self._set_aside = False  # the abort under way is one that marked a record
+        self.tracebacks = TracebackLog()  # the user's traceback, once per record
 
     def error(self, msg: Message, stage: str, exc: BaseException) -> PoisonRecordError:
         return PoisonRecordError(msg.topic(), msg.partition(), msg.offset(), stage, exc)
@@ -78,7 +80,9 @@ class PoisonPolicy:
             raise self.error(msg, stage, exc) from exc
         at = where(msg)
         reason = f"{type(exc).__name__}: {exc}"
+        record = (msg.topic(), msg.partition(), msg.offset())
         if self.policy == "skip":
+            reason += self.tracebacks.suffix(record, exc)
             log.warning("skipped poison record %s (%s, %s): %s", at, processor, stage, reason)
             self.tally.skipped[msg.topic()] += 1
             return
@@ -90,6 +94,7 @@ class PoisonPolicy:
             self._txn().note_failure(kexc.args[0])
             raise RecordFailed(kexc.args[0].name(), kexc.args[0].str()) from kexc
         self.tally.dead_lettered[msg.topic()] += 1
+        reason += self.tracebacks.suffix(record, exc)
         log.warning("dead-lettered %s to %s (%s, %s): %s", at, self.dlq, processor, stage, reason)
 
     def replay_without(

@@ -12,9 +12,7 @@ import multiprocessing
 import multiprocessing.connection
 import signal
 import sys
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eokafka.config import Settings
@@ -37,26 +35,10 @@ def package_version() -> str:
 
 
 def load_app(target: str) -> App:
-    """Import ``module:attribute`` and return the App it names."""
-    from eokafka.app import App
+    """Import ``module:attribute`` and return the App it names (errors: eokafka.loading)."""
+    from eokafka.loading import load_target
 
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"{target!r}: expected module:app, e.g. mymodule:app")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        module = import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
-            raise  # the app's module exists but imports something missing: show where
-        raise ConfigError(
-            f"{target!r}: no module named {module_name!r} in {Path.cwd()} or on PYTHONPATH"
-        ) from exc
-    app = getattr(module, attr, None)
-    if not isinstance(app, App):
-        raise ConfigError(f"{target!r}: {module_name}.{attr} is not an eokafka.App")
-    return app
+    return load_target(target)
 
 
 def run_worker(
