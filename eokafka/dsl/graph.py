@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final, Protocol
 
+from eokafka.dsl.late import LateRecords
 from eokafka.errors import TopologyError
 from eokafka.serdes import Bytes, Serde
 from eokafka.topology import Source, Topology
@@ -110,6 +111,7 @@ class Root:
         self.stores: list[str] = []
         self.outputs: list[str] = []
         self._emit: Emit | None = None
+        self.late = LateRecords()  # windowed aggregations note a late record here
         self._source = Source(
             name=self.node.describe(),
             topic=topic,
@@ -124,9 +126,14 @@ class Root:
         if emit is None:
             emit = self._emit = self.node.compile()
         self.record = record
+        late = self.late
+        if late.notes:  # left by a record that raised half-way
+            late.notes.clear()
         if self.timestamp is not None:
             self.ts = check_timestamp(self.timestamp(record), "the stream's timestamp=")
         emit(record.key, record.value, ctx)
+        if late.notes:
+            late.flush(f"{record.topic}[{record.partition}]@{record.offset}")
 
     def add(self, parent: Node, label: str, wrap: Wrap) -> Node:
         node = Node(label, wrap)

@@ -13,11 +13,11 @@ window again, once.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 from eokafka import windows as w
 from eokafka.dsl.graph import Emit, Root, TimestampFn, check_timestamp
+from eokafka.dsl.late import LateNote
 from eokafka.errors import EokafkaError
 from eokafka.record import Record, dead_letter_headers
 from eokafka.state import StreamTimeStore, WindowStore, stream_time_store
@@ -31,7 +31,6 @@ from eokafka.windows import (
     encode_state,
 )
 
-log = logging.getLogger("eokafka.windows")
 Late = Literal["drop", "dead-letter"]
 EmitMode = Literal["update", "final"]
 DEFAULT_RETENTION_MARGIN_MS = 24 * 3600 * 1000  # as Kafka Streams' changelog margin
@@ -153,21 +152,24 @@ class WindowOperator:
         return emit
 
     def on_late(self, ctx: Any, ts: int, stream_time: int) -> None:
-        """Count it, log it, and drop it or send it to the dead-letter topic."""
+        """Count it, note it for the log (one line per record: dsl/late.py), and drop it or
+        send it to the dead-letter topic."""
         record: Record = self.root.record
-        where = f"{record.topic}[{record.partition}]@{record.offset}"
-        why = (
-            f"late for window store {self.name!r}: event time {ts} is past its window's close "
-            f"at stream time {stream_time} ({self.windows!r})"
-        )
+        windows = self.windows
+        count = len(windows.windows_for(ts)) if isinstance(windows, w.Hopping) else 1
         if self.late == "drop":
             ctx.late_record(self.name, "dropped")
-            log.warning("dropped record %s: %s", where, why)
+            self.root.late.note(LateNote(self.name, count, ts, stream_time, "dropped"))
             return
+        why = (
+            f"late for window store {self.name!r}: event time {ts} is past its window's close "
+            f"at stream time {stream_time} ({windows!r})"
+        )
         headers = dead_letter_headers(
             record.message, self.root._source.name, "window", LateRecordError(why)
         )
         ctx.send(self.dlq, key=record.raw_key, value=record.raw_value, headers=headers)
         ctx.late_record(self.name, "dead-lettered")
-        log.warning("dead-lettered record %s to %s: %s", where, self.dlq, why)
+        action = f"dead-lettered to {self.dlq}"
+        self.root.late.note(LateNote(self.name, count, ts, stream_time, action))
 

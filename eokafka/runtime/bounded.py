@@ -77,9 +77,10 @@ class RunSummary:
 
     def text(self) -> str:
         rate = self.records_in / self.seconds if self.seconds > 0 else 0.0
+        shown = f"{rate:,.0f}" if rate >= 100 or rate == 0 else f"{rate:.2g}"  # 3 in 7 s: 0.43
         return (
             f"bounded run finished ({self.reason}): {self.records_in:,} records in, "
-            f"{self.records_out:,} out, in {self.seconds:.1f} s ({rate:,.0f} records/s)"
+            f"{self.records_out:,} out, in {self.seconds:.1f} s ({shown} records/s)"
         )
 
 

@@ -323,7 +323,7 @@ class Transactions:
 
     def _reset(self, cause: str, detail: str) -> None:
         """Replace the producer; the worker must then re-sync from the broker (take_reset)."""
-        log.error(
+        log.warning(
             "re-creating the transactional producer (cause: %s): %s; creating a new producer",
             cause, detail,
         )  # fmt: skip
