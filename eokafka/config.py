@@ -65,6 +65,7 @@ class Settings:
     transaction_timeout_ms: int = 10_000
     on_error: str = "fail"
     create_topics: bool = False
+    partitions: int | None = None  # of the topics create_topics creates (None: see app_topics)
     static_membership: bool = True
     leave_group_on_stop: bool = True
     auto_offset_reset: str = "earliest"
@@ -118,6 +119,8 @@ def validate(s: Settings) -> None:
     for name in (*positive, "purge_interval_ms"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if s.partitions is not None and s.partitions < 1:
+        raise ConfigError(f"partitions must be at least 1, got {s.partitions}")
     if type(s.num_standby_replicas) is not int or s.num_standby_replicas < 0:
         raise ConfigError(
             f"num_standby_replicas must be an integer of at least 0, got {s.num_standby_replicas!r}"
@@ -158,6 +161,7 @@ _INT_SETTINGS = frozenset(
         "batch_size",
         "purge_interval_ms",
         "num_standby_replicas",
+        "partitions",
     }
 )
 _BOOL_SETTINGS = frozenset({"create_topics", "static_membership", "leave_group_on_stop"})
@@ -361,6 +365,12 @@ def producer_config(s: Settings, instance_id: str) -> dict[str, Any]:
         }
     )
     return conf
+
+
+def client_keys(s: Settings, client: str) -> dict[str, str]:
+    """The ``config`` keys for one client (``consumer`` or ``producer``): its prefixed keys
+    and the unprefixed ones (security settings and the like)."""
+    return _split_config(s.config, client)
 
 
 def partitioner(s: Settings) -> str:

@@ -348,8 +348,15 @@ class BoundedRun:
         """
         group = self.worker.settings.application_id
         request = [ConsumerGroupTopicPartitions(group, tps)]
+        admin = self.worker.topics.admin
         try:
-            futures = self.worker.topics.admin.list_consumer_group_offsets(
+            # librdkafka crashes (rd_kafka_cgrp_op on an admin client, librdkafka#5040) when
+            # an OffsetFetch meets a coordinator not ready yet (a new group on a new broker):
+            # DescribeGroups first, whose own retries are safe, until the group is there.
+            admin.describe_consumer_groups([group], request_timeout=_GROUP_RPC_TIMEOUT)[
+                group
+            ].result(timeout=_GROUP_RPC_TIMEOUT + 5)
+            futures = admin.list_consumer_group_offsets(
                 request, require_stable=True, request_timeout=_GROUP_RPC_TIMEOUT
             )
             result = futures[group].result(timeout=_GROUP_RPC_TIMEOUT + 5)

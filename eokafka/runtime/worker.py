@@ -23,6 +23,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from eokafka.app_topics import create_missing
 from eokafka.config import (
     Settings,
     admin_config,
@@ -160,6 +161,8 @@ class Worker:
 
     def start(self) -> None:
         """Check or create the topics, make the clients and join the group."""
+        if self.settings.create_topics:
+            create_missing(self.topics, self.topology, self.settings.partitions)
         for topic, like in self.topology.internal_topics.items():
             partitions = self.topics.partitions(like)
             if partitions is None:
