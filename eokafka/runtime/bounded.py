@@ -33,7 +33,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from eokafka.config import Settings, admin_config
 from eokafka.errors import EokafkaError
@@ -350,12 +350,13 @@ class BoundedRun:
         request = [ConsumerGroupTopicPartitions(group, tps)]
         admin = self.worker.topics.admin
         try:
-            # librdkafka crashes (rd_kafka_cgrp_op on an admin client, librdkafka#5040) when
-            # an OffsetFetch meets a coordinator not ready yet (a new group on a new broker):
-            # DescribeGroups first, whose own retries are safe, until the group is there.
-            admin.describe_consumer_groups([group], request_timeout=_GROUP_RPC_TIMEOUT)[
-                group
-            ].result(timeout=_GROUP_RPC_TIMEOUT + 5)
+            if isinstance(admin, AdminClient):
+                # librdkafka's admin client crashes (rd_kafka_cgrp_op, librdkafka#5040) when
+                # an OffsetFetch meets a coordinator not ready yet (a new group on a new
+                # broker): DescribeGroups first, whose retries are safe, until the group is.
+                admin.describe_consumer_groups([group], request_timeout=_GROUP_RPC_TIMEOUT)[
+                    group
+                ].result(timeout=_GROUP_RPC_TIMEOUT + 5)
             futures = admin.list_consumer_group_offsets(
                 request, require_stable=True, request_timeout=_GROUP_RPC_TIMEOUT
             )
