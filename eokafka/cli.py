@@ -160,9 +160,9 @@ def run(
             overrides["config"] = parse_config_pairs(config, "--config")
         app = load_app(target)
         settings = app.settings(overrides)
-        toolclients.reach(settings)
         bounds = None
         if until_end or max_records is not None or max_seconds is not None:
+            toolclients.reach(settings)  # capture reads offsets: first a bounded first contact
             bounds = capture(settings, app.topology, until_end, max_records, max_seconds)
         summary = run_app(app, settings, target=target, bounds=bounds)
     except EokafkaError as exc:

@@ -2,10 +2,10 @@
 
 They connect as an app's workers do: ``bootstrap_servers`` and the librdkafka settings of
 the App, ``EOKAFKA_*`` and the command line, security settings included. First contact is
-checked within ``CONNECT_TIMEOUT`` seconds, so an unreachable or refusing cluster is one
-error naming the address, what failed and the setting to check. librdkafka's own log lines
-go to the ``eokafka.librdkafka`` logger (see ``logs.setup_command_logging``), never straight
-to the terminal.
+checked as a worker checks it (runtime/preflight.py, 10 s), so an unreachable or refusing
+cluster is one error naming the address, what failed and the setting to check. librdkafka's
+own log lines go to the ``eokafka.librdkafka`` logger (see ``logs.setup_command_logging``),
+never straight to the terminal.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from eokafka.config import DEFAULT_PARTITIONER, Settings, admin_config, client_k
 from eokafka.errors import BrokerUnreachableError, EokafkaError
 from eokafka.logs import librdkafka_logger
 
-CONNECT_TIMEOUT = 10.0  # seconds a command waits for the cluster's first answer
 DELIVERY_TIMEOUT_MS = 30_000  # a record the cluster has not taken by then is an error
 _GONE = frozenset(
     {
@@ -34,10 +33,10 @@ _GONE = frozenset(
 
 def reach(settings: Settings) -> None:
     """Return once the cluster answers; else BrokerUnreachableError or ConfigError (a
-    refused login or TLS handshake) within ``CONNECT_TIMEOUT`` seconds."""
+    refused login or TLS handshake) within the worker's bound (runtime/preflight.py)."""
     from eokafka.runtime.preflight import check_connection
 
-    check_connection(settings, CONNECT_TIMEOUT)
+    check_connection(settings)
 
 
 def admin(settings: Settings) -> AdminClient:

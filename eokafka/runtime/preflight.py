@@ -19,7 +19,7 @@ from eokafka.runtime.clients import kafka_admin
 
 _AUTH_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
 _TLS_CODES = frozenset({KafkaError._SSL})
-CONNECT_TIMEOUT = 15.0  # seconds a worker waits for a first answer from the cluster
+CONNECT_TIMEOUT = 10.0  # seconds a worker or command waits for the cluster's first answer
 _TRY_EVERY = 1.0
 
 
