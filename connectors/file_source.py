@@ -3,7 +3,7 @@
 Files matching ``pattern`` are read in name order, new files picked up as they appear, and
 appended lines as they are completed: a line counts only once its newline is written, so a
 writer may append to a file while it is read. The position is the byte offset reached in
-each file, committed to Kafka with the records (see ``eokafka.runtime.source_worker``).
+each file, committed to Kafka with the records (see ``eokafka.runtime.process.sources``).
 """
 
 from __future__ import annotations

@@ -75,8 +75,8 @@ def run(
     A bounded run (--until-end, --max-records, --max-seconds) exits 0 with a summary when it
     reached its bound, and 3 when a signal stopped it first.
     """
-    from eokafka.runtime.bounded import capture
-    from eokafka.runtime.supervisor import load_app, run_app
+    from eokafka.runtime.process.bounded import capture
+    from eokafka.runtime.process.supervisor import load_app, run_app
 
     setup_logging("eokafka", log_level)
     overrides: dict[str, Any] = {
@@ -125,7 +125,7 @@ def describe(
 ) -> None:
     """Show the app's topology (topics, processors, stores, changelogs) and its settings."""
     from eokafka.describe import render, topology_graph, write_picture
-    from eokafka.runtime.supervisor import load_app
+    from eokafka.runtime.process.supervisor import load_app
 
     try:
         app = load_app(target)
@@ -181,7 +181,7 @@ def reset(
         plan_reset,
         wait_until_inactive,
     )
-    from eokafka.runtime.supervisor import load_app
+    from eokafka.runtime.process.supervisor import load_app
 
     overrides: dict[str, Any] = {"bootstrap_servers": bootstrap_servers, "state_dir": state_dir}
     try:

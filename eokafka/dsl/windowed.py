@@ -19,7 +19,7 @@ from eokafka.dsl.graph import Emit, Root, TimestampFn, check_timestamp, claim_st
 from eokafka.dsl.table import Table
 from eokafka.errors import EokafkaError, TopologyError
 from eokafka.record import Record
-from eokafka.runtime.poison import dead_letter_headers
+from eokafka.runtime.commit.dead_letters import dead_letter_headers
 from eokafka.serdes import Serde
 from eokafka.state import WindowStore
 from eokafka.windows import (

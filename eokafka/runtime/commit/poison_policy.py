@@ -12,41 +12,35 @@ the abort-loop detector (abort_loop.py) pins the record an unexplained loop isol
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Mapping
+from typing import NoReturn
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import Message
 
 from eokafka.config import Settings
 from eokafka.errors import PoisonRecordError
 from eokafka.metrics import TxnTally
-from eokafka.runtime.abort_loop import AbortLoop, Mark, Position, marks_ahead
-from eokafka.runtime.limits import OutputLimits
-from eokafka.runtime.poison import dead_letter_record
+from eokafka.runtime.commit.abort_loop import AbortLoop, Mark, Position
+from eokafka.runtime.commit.dead_letters import dead_letter_record
+from eokafka.runtime.commit.errors import RecordFailed
+from eokafka.runtime.commit.limits import OutputLimits
+from eokafka.runtime.commit.participant import Abort, Offsets, Participant
 from eokafka.sink import RecordRefused
-
-if TYPE_CHECKING:
-    from eokafka.runtime.transactions import Transactions
 
 log = logging.getLogger("eokafka.worker")
 TP = tuple[str, int]
-Produce = Callable[[str, bytes | None, bytes | None, int, int, Any], None]
-
-
-class RecordFailed(Exception):
-    """The open transaction must go (then replay): a record can't be undone inside it."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+DeadLetter = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]], int], None]
 
 
 def where(msg: Message) -> str:
     return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
-class PoisonPolicy:
-    """The policy and the marks of one worker; the worker's loop calls it per record."""
+class PoisonPolicy(Participant):
+    """The policy of one worker; its processing loop calls it per record.
+
+    The marks themselves belong to the task of the record's partition (``marks_of``); the
+    policy decides, and tells the abort-loop detector what each abort was."""
 
     def __init__(
         self,
@@ -54,19 +48,24 @@ class PoisonPolicy:
         tally: TxnTally,
         limits: OutputLimits,
         abort_loop: AbortLoop,
-        txn: Callable[[], Transactions],
-        produce: Produce,
+        dead_letter: DeadLetter,
+        marks_of: Callable[[str, int], dict[Position, Mark]],
+        positions: Callable[[], Mapping[TP, int]],
+        committed: Callable[[], Mapping[TP, int]],
+        sources: Callable[[str], str],
+        records: Callable[[], int],
     ) -> None:
         self.policy = settings.on_error
         self.dlq = settings.dlq_topic
         self.tally = tally
         self.limits = limits
         self.abort_loop = abort_loop
-        self._txn = txn
-        self._produce = produce
-        # Records set aside, keyed by (topic, partition, offset): each replay sends them
-        # straight to the policy, until a commit moves past them.
-        self.marks: dict[Position, Mark] = {}
+        self._dead_letter = dead_letter
+        self._marks_of = marks_of
+        self._positions = positions
+        self._committed = committed
+        self._sources = sources
+        self._records = records  # input records in the open transaction
         self._set_aside = False  # the abort under way is one that marked a record
 
     def error(self, msg: Message, stage: str, exc: BaseException) -> PoisonRecordError:
@@ -84,11 +83,7 @@ class PoisonPolicy:
             return
         limit = self.limits.learn(self.dlq)
         key, value, headers = dead_letter_record(msg, processor, stage, exc, self.dlq, limit)
-        try:
-            self._produce(self.dlq, value, key, -1, max(msg.timestamp()[1], 0), headers)
-        except KafkaException as kexc:  # abort: if it loops, narrowing says it can't be sent
-            self._txn().note_failure(kexc.args[0])
-            raise RecordFailed(kexc.args[0].name(), kexc.args[0].str()) from kexc
+        self._dead_letter(key, value, headers, max(msg.timestamp()[1], 0))
         self.tally.dead_lettered[msg.topic()] += 1
         log.warning("dead-lettered %s to %s (%s, %s): %s", at, self.dlq, processor, stage, reason)
 
@@ -106,7 +101,7 @@ class PoisonPolicy:
         """
         if self.policy == "fail":
             raise PoisonRecordError(*record, stage, exc) from exc
-        self.marks[record] = (processor, stage, exc)
+        self._marks_of(record[0], record[1])[record] = (processor, stage, exc)
         self._set_aside = True
 
     def sink_refused(self, refused: RecordRefused, processors: str) -> None:
@@ -120,30 +115,23 @@ class PoisonPolicy:
             self.replay_without(msg, processor, "produce", exc)  # undo its store writes
         self.apply(msg, processor, "produce", exc)
 
-    def committed(self, committed: dict[TP, int], moved: bool) -> None:
-        """After a commit: marks behind the committed offsets are done with; no loop now."""
-        if self.marks:
-            self.marks = marks_ahead(self.marks, committed)
-        self.abort_loop.committed(committed, moved)
+    # -- as a commit participant ---------------------------------------------------------
 
-    def aborted(
-        self,
-        counted: bool,
-        records_in_txn: int,
-        positions: Callable[[], dict[TP, int]],
-        sources: Callable[[str], str],
-    ) -> None:
+    def committed(self, offsets: Offsets) -> None:
+        """A commit that held records is progress: no abort loop now."""
+        self.abort_loop.committed(self._committed(), self._records() > 0)
+
+    def aborted(self, abort: Abort) -> None:
         """Tell the abort-loop detector; pin the record it isolated to the policy."""
-        failure = self._txn().take_failure()
         if self._set_aside:
             self._set_aside = False
             self.abort_loop.set_aside()
-        elif counted:
-            blame = self.abort_loop.aborted(failure, records_in_txn, positions)
+        elif abort.stays:
+            blame = self.abort_loop.aborted(abort.failure, abort.records, self._positions)
             if blame is not None:
-                blame.pin(self.marks, self.policy, sources(blame.record[0]))
+                topic, partition, _ = blame.record
+                blame.pin(self._marks_of(topic, partition), self.policy, self._sources(topic))
 
-    def forget(self, gone: set[TP]) -> None:
-        """Partitions that left: their marks go with them."""
-        self.marks = {k: v for k, v in self.marks.items() if k[:2] not in gone}
+    def forget(self) -> None:
+        """Partitions moved: a narrowing under way may be about records gone elsewhere."""
         self.abort_loop.forget()

@@ -1,6 +1,6 @@
 """What the worker does when the group moves partitions: the rebalance callbacks.
 
-They only change task states (tasks.py), plus what must happen before partitions leave or
+They only change task states (tasks/manager.py), plus what must happen before partitions leave or
 right when they arrive (invariant 7): commit the open transaction on revoke, abort it when
 partitions are lost, read the committed offsets of what was assigned. The work the new
 states call for (restores, resuming inputs, closing tasks not given back) is the loop's.
@@ -14,14 +14,15 @@ revoked, with ``incremental_assign`` / ``incremental_unassign``, and the rest ke
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from eokafka.runtime.transactions import TransactionAborted
-
-if TYPE_CHECKING:
-    from eokafka.runtime.worker import Worker
+from eokafka.metrics import WorkerMetrics
+from eokafka.runtime.commit.owner import TransactionOwner
+from eokafka.runtime.commit.poison_policy import PoisonPolicy
+from eokafka.runtime.commit.sinks import SinkSet
+from eokafka.runtime.tasks.manager import TaskManager
 
 log = logging.getLogger("eokafka.worker")
 _RPC_TIMEOUT = 30.0
@@ -29,73 +30,91 @@ TP = tuple[str, int]
 
 
 class Rebalance:
-    def __init__(self, worker: Worker, protocol: str) -> None:
-        self.worker = worker
+    """The group consumer's rebalance callbacks; the collaborators it moves are given here."""
+
+    def __init__(
+        self,
+        protocol: str,
+        auto_offset_reset: str,
+        owner: TransactionOwner,
+        tasks: TaskManager,
+        sinks: SinkSet,
+        poison: PoisonPolicy,
+        metrics: WorkerMetrics,
+        replan: Callable[[], None],
+    ) -> None:
+        """``replan``: place standby replicas again after any change of tasks."""
         self.protocol = protocol
+        self.incremental = protocol != "eager"
+        self.auto_offset_reset = auto_offset_reset
+        self.owner = owner
+        self.tasks = tasks
+        self.sinks = sinks
+        self.poison = poison
+        self.metrics = metrics
+        self.replan = replan
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Tasks given (back): kept stores resume from their checkpoints; those not given
-        back are closed once the rebalance settled (tasks.py)."""
-        w = self.worker
-        w.metrics.rebalances.labels("assign").inc()
+        back are closed once the rebalance settled (manager.py)."""
+        self.metrics.rebalances.labels("assign").inc()
         committed = consumer.committed(partitions, timeout=_RPC_TIMEOUT) if partitions else []
         reset: dict[TP, int] = {}
         for tp in committed:
             if tp.offset < 0:
-                if w.settings.auto_offset_reset == "earliest":
+                if self.auto_offset_reset == "earliest":
                     tp.offset = OFFSET_BEGINNING
                 else:
                     tp.offset = consumer.get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)[1]
                 reset[(tp.topic, tp.partition)] = tp.offset
-        if self.protocol == "eager":
-            consumer.assign(committed)
-        else:
+        if self.incremental:
             consumer.incremental_assign(committed)
-        to_pause = w.tasks.assigned(committed, reset)
+        else:
+            consumer.assign(committed)
+        to_pause = self.tasks.assigned(committed, reset)
+        paused = {(tp.topic, tp.partition) for tp in to_pause}
+        # A partition paused when it left (a bounded run's hold) may keep its pause.
+        running = [TopicPartition(tp.topic, tp.partition) for tp in committed
+                   if (tp.topic, tp.partition) not in paused]  # fmt: skip
+        if running:
+            consumer.resume(running)
         if to_pause:
             consumer.pause(to_pause)  # until their stores caught up, or their partner came
-        w.sinks.recover([TopicPartition(tp.topic, tp.partition) for tp in committed])
-        w.tasks.settle()
-        w.replan_standbys()
+        self.sinks.recover([TopicPartition(tp.topic, tp.partition) for tp in committed])
+        self.tasks.settle()
+        self.replan()
         log.info("assigned %s", _names(committed))
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit everything in the open transaction before partitions leave; suspend their
         tasks. Under an incremental protocol the other tasks go on (an abort rewinds them)."""
-        w = self.worker
-        w.metrics.rebalances.labels("revoke").inc()
-        incremental = self.protocol != "eager"
-        if w.txn is not None and w.txn.open:
-            w._commit(rewind_on_abort=incremental)
+        self.metrics.rebalances.labels("revoke").inc()
+        if self.owner.open:
+            self.owner.commit(stays=self.incremental)
         self._release(consumer, partitions)
         log.info("revoked %s", _names(partitions))
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        w = self.worker
-        w.metrics.rebalances.labels("lost").inc()
-        aborted = w.txn is not None and w.txn.open
+        """Abort (the partitions may be someone else's already), then go back to the last
+        commit with those that stay."""
+        self.metrics.rebalances.labels("lost").inc()
+        aborted = self.owner.open
         if aborted:
-            assert w.txn is not None
-            try:
-                w.txn.abort("partitions-lost")
-            except TransactionAborted:
-                pass
+            self.owner.abort("partitions-lost", stays=False)
         self._release(consumer, partitions)
-        if aborted:
-            w._after_abort("partitions-lost", rewind=self.protocol != "eager")
+        if aborted and self.incremental:
+            self.owner.rewind()
         log.warning("lost %s; their open transaction was aborted", _names(partitions))
 
     def _release(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        w = self.worker
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        waiting = w.tasks.revoked(partitions)
-        if self.protocol != "eager":
+        waiting = self.tasks.revoked(partitions)
+        if self.incremental:
             consumer.incremental_unassign(partitions)
             if waiting:
                 consumer.pause(waiting)  # a co-partitioned input left: the task can't run
-        w.poison.forget(gone)
-        w.metrics.forget_partitions(sorted(gone))
-        w.replan_standbys()
+        self.poison.forget()
+        self.metrics.forget_partitions(sorted((tp.topic, tp.partition) for tp in partitions))
+        self.replan()
 
 
 def _names(partitions: list[TopicPartition]) -> str:

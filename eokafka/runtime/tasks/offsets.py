@@ -1,10 +1,12 @@
 """Where to resume after the transactional producer was re-created: the broker's word.
 
+(The task manager's ``resync``, a step of the transaction owner's re-sync, asks this.)
+
 After a re-creation the old transaction may have committed or not (its outcome was unknown,
 or a new producer's ``init_transactions`` decided it). The positions and stores this process
 remembers may therefore be behind or ahead of Kafka, so they are thrown away: the committed
 offsets are read again from the group coordinator, and the stores catch up from their
-changelogs (Tasks.resync). This is Kafka Streams' "task corrupted" path, without closing
+changelogs (manager.py). This is Kafka Streams' "task corrupted" path, without closing
 anything: open stores keep their committed state and only read the changelog's tail.
 
 Reading the offsets can take a while when the broker has just come back (its coordinators
@@ -17,14 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
-
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from eokafka.errors import EokafkaError
-
-if TYPE_CHECKING:
-    from eokafka.runtime.tasks import Tasks
 
 log = logging.getLogger("eokafka.recovery")
 _ATTEMPT_S = 2.0
@@ -82,40 +79,3 @@ class PendingResync:
             self.group, problem, self.attempts,
         )  # fmt: skip
         return None
-
-    def attempt(
-        self,
-        consumer: Consumer,
-        assignment: list[TopicPartition],
-        fallback: dict[TP, int],
-        tasks: Tasks,
-    ) -> list[TopicPartition] | None:
-        """Seek to the committed offsets and start the stores' catch-up; None: not yet.
-
-        The inputs were paused when the re-sync began; on success they are resumed, except
-        those of tasks whose stores now restore (paused until they have caught up) or that
-        wait for a co-partitioned input.
-        """
-        found = self.read_offsets(consumer, assignment, fallback)
-        if found is None:
-            return None
-        for tp in found:
-            consumer.seek(tp)
-        try:
-            restoring = tasks.resync()
-        except KafkaException as exc:  # the changelogs' end offsets, not known yet
-            log.warning("re-sync: the stores' catch-up can't start yet (%s); retrying", exc)
-            return None
-        if assignment:
-            consumer.resume(assignment)
-        if restoring:
-            consumer.pause(restoring)
-        log.warning(
-            "re-synced after the producer was re-created (%s) in %.2f s: sought to the group's "
-            "committed offsets %s; %d store(s) catching up from their changelogs",
-            self.cause,
-            time.monotonic() - self.since,
-            ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in found) or "-",
-            len(tasks.state.restoring) if tasks.state is not None else 0,
-        )
-        return found

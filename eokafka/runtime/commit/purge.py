@@ -19,12 +19,16 @@ from concurrent.futures import Future
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from eokafka.runtime.commit.participant import Offsets, Participant
+
 log = logging.getLogger("eokafka.purge")
 TP = tuple[str, int]
 _TIMEOUT = 30.0
 
 
-class RepartitionPurge:
+class RepartitionPurge(Participant):
+    """A commit participant: after each commit, maybe one DeleteRecords request."""
+
     def __init__(self, admin: AdminClient, topics: set[str], interval: float) -> None:
         self.admin = admin
         self.topics = frozenset(topics)
@@ -34,12 +38,12 @@ class RepartitionPurge:
         self._due = time.monotonic() + interval
         self._in_flight: dict[TP, Future[object]] = {}
 
-    def committed(self, positions: list[TopicPartition]) -> None:
-        """Called after a successful commit with the positions it committed."""
+    def committed(self, offsets: Offsets) -> None:
+        """After a successful commit, with the offsets it committed."""
         if not self.topics:
             return
         committed = self._committed
-        for tp in positions:
+        for tp in offsets:
             key = (tp.topic, tp.partition)
             if tp.topic in self.topics and tp.offset > committed.get(key, 0):
                 committed[key] = tp.offset

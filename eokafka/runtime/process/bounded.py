@@ -2,13 +2,14 @@
 
 The end of each input partition is captured once, before any worker starts, as the offset a
 read_committed consumer would reach (the last stable offset, so a trailing transaction
-marker is inside the bound and an open transaction's records are not). The worker's group
-consumer is wrapped: records at or past a partition's end (or past the record budget) are
-held back, the partition is paused, and the consumer reports its position as the first held
-record, so the commit never skips them: a later run reads them. Partition EOF events move
-the position over trailing transaction markers. Either move may come after the transaction
-of the last record committed, so an offsets-only transaction commits it: the position
-after the last record sits below the end when the log ends in markers.
+marker is inside the bound and an open transaction's records are not). The worker loop
+passes each consumed batch through ``admit``: records at or past a partition's end (or past
+the record budget) are held back, the partition is paused, and its task commits the first
+held record's offset as its position (task.py's ``held``), so the commit never skips them:
+a later run reads them. Partition EOF events move the position over trailing transaction
+markers. Either move may come after the transaction of the last record committed, so an
+offsets-only transaction commits it: the position after the last record sits below the end
+when the log ends in markers. The run is a commit participant: it counts what committed.
 
 A worker stops only when the group's committed offsets show every input partition done,
 not just its own: a rebalance may move partitions between workers, a partition may belong
@@ -20,12 +21,13 @@ command finishes the same work without duplicates.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    Consumer,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaError,
@@ -33,15 +35,17 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from eokafka.config import Settings, admin_config
 from eokafka.errors import EokafkaError
+from eokafka.metrics import TxnTally
 from eokafka.runtime.clients import KAFKA, Clients
+from eokafka.runtime.commit.owner import TransactionOwner
+from eokafka.runtime.commit.participant import Abort, Offsets, Participant
+from eokafka.runtime.tasks.manager import TaskManager
+from eokafka.runtime.topics import TopicGuard
 from eokafka.topology import Topology
-
-if TYPE_CHECKING:
-    from eokafka.runtime.worker import Worker
 
 log = logging.getLogger("eokafka.bounded")
 TP = tuple[str, int]
@@ -134,7 +138,7 @@ def capture(
     return Bounds(until_end, max_records, max_seconds, ends, starts)
 
 
-def _list_offsets(admin: Any, tps: list[TopicPartition], spec: OffsetSpec) -> dict[TP, int]:
+def _list_offsets(admin: AdminClient, tps: list[TopicPartition], spec: OffsetSpec) -> dict[TP, int]:
     if not tps:
         return {}
     futures = admin.list_offsets(
@@ -148,33 +152,37 @@ def _list_offsets(admin: Any, tps: list[TopicPartition], spec: OffsetSpec) -> di
     }
 
 
-class BoundedRun:
-    """Consulted by the worker loop: wraps its group consumer and says when to stop."""
+class BoundedRun(Participant):
+    """Consulted by the worker loop (``admit``, ``finished``); counts what commits."""
 
-    def __init__(self, bounds: Bounds, worker: Worker, clients: Clients) -> None:
+    def __init__(
+        self,
+        bounds: Bounds,
+        topology: Topology,
+        settings: Settings,
+        owner: TransactionOwner,
+        tasks: TaskManager,
+        consumer: Consumer,
+        topics: TopicGuard,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.bounds = bounds
-        self.worker = worker
-        self._make_consumer = clients.consumer
-        self.clients = clients.replace(consumer=self._consumer)
-        self._clock = clients.clock
-        self.external = frozenset(external_topics(worker.topology))
-        self.internal = sorted(worker.topology.internal_topics)
+        self.settings = settings
+        self.owner = owner
+        self.tally: TxnTally = owner.tally
+        self.tasks = tasks
+        self.consumer = consumer
+        self.topics = topics
+        self._clock = clock
+        self.external = frozenset(external_topics(topology))
+        self.internal = sorted(topology.internal_topics)
         self.started = self._clock()
         self.reason = "interrupted"
-        self.held: dict[TP, int] = {}  # partition -> first record held back: its position
-        self.paused: set[TP] = set()
-        self.returning: set[TP] = set()  # paused by this run when they left the assignment
+        self.paused: set[TP] = set()  # paused at their end by this run
         self.in_txn = 0  # external records handed to the open transaction
+        self.records_in = 0  # external records committed
+        self.records_out = 0  # records committed to topics other than internal ones
         self._next_check = 0.0
-        self.real: Any = None
-
-    # -- the wrapped consumer ------------------------------------------------------------
-
-    def _consumer(self, conf: dict[str, Any]) -> _BoundedConsumer:
-        if self.bounds.until_end:
-            conf = {**conf, "enable.partition.eof": True}
-        self.real = self._make_consumer(conf)
-        return _BoundedConsumer(self.real, self)
 
     def end(self, tp: TP) -> int:
         """A partition that did not exist at the start (or was added since) ends at 0."""
@@ -182,12 +190,11 @@ class BoundedRun:
 
     def admit(self, msgs: list[Message]) -> list[Message]:
         """The records of a batch that are inside the bounds; notes EOFs and what is held."""
-        if self.worker.records_in_txn == 0:
-            self.in_txn = 0  # the last transaction committed or aborted
         budget = None
         if self.bounds.max_records is not None:
-            budget = self.bounds.max_records - self.committed_in() - self.in_txn
+            budget = self.bounds.max_records - self.records_in - self.in_txn
         until_end = self.bounds.until_end
+        by_input = self.tasks.by_input
         kept: list[Message] = []
         for msg in msgs:
             err = msg.error()
@@ -198,7 +205,8 @@ class BoundedRun:
                 else:
                     kept.append(msg)
                 continue
-            if tp in self.held:
+            task = by_input.get(tp)
+            if task is not None and tp in task.held:
                 continue
             if tp[0] in self.external:
                 beyond = until_end and msg.offset() >= self.end(tp)
@@ -212,86 +220,58 @@ class BoundedRun:
         return kept
 
     def _hold(self, tp: TP, offset: int) -> None:
-        self.held[tp] = offset
-        self._pause(tp)
+        self.tasks.hold(tp, offset)
         self._commit_move(tp, offset)
-
-    def _pause(self, tp: TP) -> None:
-        if tp not in self.paused:
-            self.real.pause([TopicPartition(*tp)])
-            self.paused.add(tp)
 
     def _eof(self, tp: TP, offset: int) -> None:
         """The position moved to ``offset``, maybe over markers: make sure it gets committed."""
-        if tp not in self.held:
+        task = self.tasks.by_input.get(tp)
+        if task is None or tp not in task.held:
             self._commit_move(tp, offset)
 
     def _commit_move(self, tp: TP, offset: int) -> None:
         """A position beyond the committed offset with no record to carry it (markers,
-        held records) still has to reach the group: open a transaction for the worker to
+        held records) still has to reach the group: open a transaction for the loop to
         commit, offsets only if nothing else comes."""
-        txn = self.worker.txn
-        if txn is not None and offset > self.worker.committed.get(tp, -1):
-            txn.begin()
+        if offset > self.tasks.committed_offsets().get(tp, -1):
+            self.owner.begin()
 
-    def positions(self, positions: list[TopicPartition]) -> list[TopicPartition]:
-        for tp in positions:
-            held = self.held.get((tp.topic, tp.partition))
-            if held is not None:
-                tp.offset = held
-        return positions
+    # -- as a commit participant ---------------------------------------------------------
 
-    def moved(self, partitions: Iterable[TopicPartition]) -> None:
-        """Partitions were sought or (re)assigned: forget what was held, resume them."""
-        resume = []
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            self.held.pop(key, None)
-            if key in self.paused or key in self.returning:
-                self.paused.discard(key)
-                self.returning.discard(key)
-                resume.append(TopicPartition(tp.topic, tp.partition))
-        if resume:
-            self.real.resume(resume)
+    def committed(self, offsets: Offsets) -> None:
+        internal = self.internal
+        self.records_in += self.in_txn
+        self.records_out += sum(n for t, n in self.tally.produced.items() if t not in internal)
+        self.in_txn = 0
 
-    def released(self, partitions: Iterable[TopicPartition]) -> None:
-        """Partitions left (after the worker committed or aborted them).
+    def aborted(self, abort: Abort) -> None:
+        self.in_txn = 0
 
-        Those this run paused are resumed if they come back: whether librdkafka keeps a
-        pause across an assignment is not something to rely on.
-        """
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            self.held.pop(key, None)
-            if key in self.paused:
-                self.paused.discard(key)
-                self.returning.add(key)
+    def rewind(self) -> None:
+        """The inputs were sought back: those paused at their end read again."""
+        if self.paused:
+            self.consumer.resume([TopicPartition(*tp) for tp in self.paused])
+            self.paused.clear()
+
+    def resync(self) -> bool:
+        self.rewind()
+        return True
 
     # -- when to stop --------------------------------------------------------------------
 
-    def committed_in(self) -> int:
-        return int(sum(_counted(self.worker.metrics.consumed, self.external.__contains__)))
-
-    def committed_out(self) -> int:
-        internal = set(self.internal)
-        return int(sum(_counted(self.worker.metrics.produced, lambda t: t not in internal)))
-
     def finished(self) -> bool:
         """Whether the worker should commit and stop now."""
-        worker = self.worker
         now = self._clock()
         if self.bounds.max_seconds is not None and now - self.started >= self.bounds.max_seconds:
             self.reason = "max-seconds"
             return True
-        if worker.records_in_txn == 0:
-            self.in_txn = 0
         limit = self.bounds.max_records
-        if limit is not None and self.committed_in() + self.in_txn >= limit:
+        if limit is not None and self.records_in + self.in_txn >= limit:
             self.reason = "max-records"
             return True
         if not self.bounds.until_end or not self._own_done():
             return False
-        if (worker.txn is not None and worker.txn.open) or now < self._next_check:
+        if self.owner.open or now < self._next_check:
             return False  # let the open transaction commit its positions first
         self._next_check = now + _GROUP_CHECK_EVERY
         if self._group_done():
@@ -301,26 +281,31 @@ class BoundedRun:
 
     def _own_done(self) -> bool:
         """Pause every owned input partition at its end; True when all of them are."""
-        worker = self.worker
-        owned = [tp for tp in worker.assignment if tp.topic in self.external]
+        owned = [tp for tp in self.tasks.assignment if tp.topic in self.external]
+        committed = self.tasks.committed_offsets()
         done = True
-        for tp in self.positions(self.real.position(owned)) if owned else []:
+        for tp in self.consumer.position(owned) if owned else []:
             key = (tp.topic, tp.partition)
-            offset = tp.offset if tp.offset >= 0 else worker.committed.get(key, -1)
+            task = self.tasks.by_input.get(key)
+            held = task.held.get(key) if task is not None else None
+            offset = held if held is not None else tp.offset
+            if offset < 0:
+                offset = committed.get(key, -1)
             if offset == OFFSET_BEGINNING:
                 offset = self.bounds.starts.get(key, 0)
             if offset >= self.end(key):
-                self._pause(key)
+                if key not in self.paused:
+                    self.consumer.pause([TopicPartition(*key)])
+                    self.paused.add(key)
             else:
                 done = False
         return done
 
     def _group_done(self) -> bool:
         """Every input partition of the group is committed at its end, whoever owns it."""
-        worker = self.worker
         tps = [TopicPartition(t, p) for t, p in self.bounds.ends]
         for topic in self.internal:
-            count = worker.topics.partitions(topic) or 0
+            count = self.topics.partitions(topic) or 0
             tps.extend(TopicPartition(topic, p) for p in range(count))
         if not tps:
             return True
@@ -333,7 +318,7 @@ class BoundedRun:
             return False
         if not inner:
             return True
-        admin = worker.topics.admin
+        admin = self.topics.admin
         # Repartition topics end where their records end now: every source partition is
         # committed at its end, so no transaction still writes to them.
         lows = _list_offsets(admin, inner, OffsetSpec.earliest())
@@ -345,10 +330,10 @@ class BoundedRun:
         Not through the group consumer: its OffsetFetch waits for a rebalance to finish,
         which needs this very thread to poll.
         """
-        group = self.worker.settings.application_id
+        group = self.settings.application_id
         request = [ConsumerGroupTopicPartitions(group, tps)]
         try:
-            futures = self.worker.topics.admin.list_consumer_group_offsets(
+            futures = self.topics.admin.list_consumer_group_offsets(
                 request, require_stable=True, request_timeout=_GROUP_RPC_TIMEOUT
             )
             result = futures[group].result(timeout=_GROUP_RPC_TIMEOUT + 5)
@@ -360,7 +345,7 @@ class BoundedRun:
     def _at_ends(
         self, committed: list[TopicPartition], starts: Mapping[TP, int], ends: Mapping[TP, int]
     ) -> bool:
-        earliest = self.worker.settings.auto_offset_reset == "earliest"
+        earliest = self.settings.auto_offset_reset == "earliest"
         for tp in committed:
             key = (tp.topic, tp.partition)
             start, end = starts.get(key, 0), ends.get(key, 0)
@@ -372,61 +357,4 @@ class BoundedRun:
 
     def summary(self) -> RunSummary:
         took = self._clock() - self.started
-        return RunSummary(self.committed_in(), self.committed_out(), took, self.reason)
-
-
-def _counted(counter: Any, wanted: Callable[[str], bool]) -> list[float]:
-    """The committed totals of a per-topic Prometheus counter, for the wanted topics."""
-    return [
-        sample.value
-        for metric in counter.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total") and wanted(sample.labels.get("topic", ""))
-    ]
-
-
-class _BoundedConsumer:
-    """The group consumer as the worker sees it in a bounded run; the rest passes through."""
-
-    def __init__(self, real: Any, run: BoundedRun) -> None:
-        self._real = real
-        self._run = run
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
-        return self._run.admit(self._real.consume(num_messages, timeout))
-
-    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        return self._run.positions(self._real.position(partitions))
-
-    def seek(self, partition: TopicPartition) -> None:
-        self._run.moved([partition])
-        self._real.seek(partition)
-
-    def assign(self, partitions: list[TopicPartition]) -> None:
-        self._run.moved(partitions)
-        self._real.assign(partitions)
-
-    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
-        self._run.moved(partitions)
-        self._real.incremental_assign(partitions)
-
-    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        run = self._run
-
-        def after(
-            callback: Callable[[Any, list[TopicPartition]], None], then: Callable[..., None]
-        ) -> Callable[..., None]:
-            def call(consumer: Any, partitions: list[TopicPartition]) -> None:
-                callback(consumer, partitions)  # a revoke commits at the held positions
-                then(partitions)
-
-            return call
-
-        wrapped = {
-            name: after(cb, run.moved if name == "on_assign" else run.released)
-            for name, cb in callbacks.items()
-        }
-        self._real.subscribe(topics, **wrapped)
+        return RunSummary(self.records_in, self.records_out, took, self.reason)

@@ -23,7 +23,8 @@ from eokafka.errors import ConfigError
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.runtime.clients import kafka_admin
 from eokafka.runtime.topics import TopicGuard
-from eokafka.runtime.transactions import TransactionAborted, Transactions
+from eokafka.runtime.commit.errors import TransactionAborted
+from eokafka.runtime.commit.transactional_producer import TransactionalProducer
 from eokafka.source import Feed, Position
 from eokafka.topology import Topology
 
@@ -54,7 +55,7 @@ class SourceWorker:
         self.topics = TopicGuard(kafka_admin(admin_config(settings)), settings.create_topics)
         self.offsets_topic = offsets_topic(settings.application_id)
         self.stopping = False
-        self.txn: Transactions | None = None
+        self.txn: TransactionalProducer | None = None
         self.pending = 0
         self.tally = TxnTally()
 
@@ -68,7 +69,7 @@ class SourceWorker:
             self.offsets_topic, "source offsets", 1, internal=True,
             config={"cleanup.policy": "compact"},
         )  # fmt: skip
-        self.txn = Transactions(self.settings, "source", self.metrics)
+        self.txn = TransactionalProducer(self.settings, "source", self.metrics)
         for feed in self.feeds:
             feed.connector.open(self.settings.application_id)
         self._seek_all()

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from eokafka.config import Settings
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.metrics import WorkerMetrics
-from eokafka.runtime.bounded import Bounds, RunSummary, total
-from eokafka.runtime.instance import resolve_instance_id
+from eokafka.runtime.process.bounded import Bounds, RunSummary, total
+from eokafka.runtime.process.instance import resolve_instance_id
 
 if TYPE_CHECKING:
     from eokafka.app import App
@@ -63,9 +63,9 @@ def run_worker(
     app: App, settings: Settings, slot: int = 0, bounds: Bounds | None = None
 ) -> RunSummary | None:
     """Run one worker until SIGTERM/SIGINT or its bounds (clean exit) or an error (raised)."""
-    from eokafka.runtime.preflight import check_connection
-    from eokafka.runtime.source_worker import SourceWorker
-    from eokafka.runtime.worker import Worker
+    from eokafka.runtime.process.preflight import check_connection
+    from eokafka.runtime.process.sources import SourceWorker
+    from eokafka.runtime.process.worker import Worker
 
     check_connection(settings)  # a refused login is an error, not an endless retry
     instance = resolve_instance_id(settings, slot)

@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError, Message
 
 from eokafka.errors import OutputRefusedError, PoisonRecordError, StalledError
 from eokafka.metrics import WorkerMetrics
+from eokafka.runtime.commit.errors import codes
 
 log = logging.getLogger("eokafka.abort_loop")
 TP = tuple[str, int]
@@ -34,11 +35,7 @@ NARROW_AFTER: Final = 3
 STOP_AFTER: Final = 3  # aborts of unknown class of one record alone before stopping
 
 
-def _codes(*names: str) -> frozenset[int]:
-    return frozenset(c for n in names if (c := getattr(KafkaError, n, None)) is not None)
-
-
-RECORD_ERRORS: Final = _codes(
+RECORD_ERRORS: Final = codes(
     "MSG_SIZE_TOO_LARGE",
     "INVALID_RECORD",
     "INVALID_TIMESTAMP",
@@ -47,7 +44,7 @@ RECORD_ERRORS: Final = _codes(
     "RECORD_LIST_TOO_LARGE",
     "CORRUPT_MESSAGE",
 )
-TRANSIENT_ERRORS: Final = _codes(
+TRANSIENT_ERRORS: Final = codes(
     "_TIMED_OUT",
     "_MSG_TIMED_OUT",
     "_TRANSPORT",
@@ -208,15 +205,3 @@ class AbortLoop:
         self._records = []
         self._target = {}
         self._tries.clear()
-
-
-_MUST_ABORT_CODES: Final = _codes("_FATAL", "_FENCED", "_STATE")
-
-
-def must_abort(err: KafkaError) -> bool:
-    """Whether an error from produce() says the transaction must go, not that the record is
-    at fault: a producer in a fatal state refuses every record with _FATAL (without the fatal
-    flag), and after a refused delivery every later produce() fails with _STATE."""
-    if err.txn_requires_abort() or err.fatal() or err.retriable():
-        return True
-    return err.code() in _MUST_ABORT_CODES

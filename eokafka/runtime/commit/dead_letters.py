@@ -5,7 +5,7 @@ from __future__ import annotations
 from confluent_kafka import Message
 
 from eokafka.errors import StalledError
-from eokafka.runtime.limits import TopicLimit, headers_size, record_size
+from eokafka.runtime.commit.limits import TopicLimit, headers_size, record_size
 
 HEADER_PREFIX = "eokafka."
 

@@ -3,9 +3,9 @@
 With ``num_standby_replicas = k`` each partition's in-memory stores are kept on up to ``k``
 other workers, chosen from the group membership by :mod:`eokafka.runtime.placement` (every
 worker computes the same plan and keeps what falls on itself). A standby tails its changelog
-read_committed with a consumer of its own (assign, not subscribe, strict offsets), in
-bounded batches from the worker loop, and checkpoints the offset it read up to, exactly as a
-restore does. When its partition is assigned here, :meth:`StandbyReplicas.take` hands the
+read_committed through a changelog reader of its own (changelog_reader.py, the one restores
+use: assign, not subscribe, strict offsets), in bounded batches from the worker loop, and
+checkpoints the offset it read up to, exactly as a restore does. When its partition is assigned here, :meth:`StandbyReplicas.take` hands the
 store to the active side, which then restores only the tail from that checkpoint.
 
 Only in-memory stores get standbys. A persistent store's files are its warm copy: a worker
@@ -21,22 +21,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
-from itertools import groupby
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    ConsumerGroupState,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import ConsumerGroupState, KafkaException, TopicPartition
 
 from eokafka.config import Settings, standby_consumer_config
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import KAFKA, Clients
-from eokafka.runtime.placement import members_of, standbys_of
+from eokafka.runtime.group.placement import members_of, standbys_of
+from eokafka.runtime.tasks.changelog_reader import ChangelogReader, Restore
 from eokafka.state import Store, changelog_topic, open_store
 from eokafka.topology import Topology
 
@@ -46,7 +39,6 @@ _BATCH = 10_000
 _REFRESH_EVERY = 5.0  # seconds between membership reads while nothing changes
 _RETRY_AFTER = 0.5  # seconds before reading the membership again while the group settles
 _LAG_EVERY = 1.0  # seconds between standby lag gauge refreshes
-_OUT_OF_RANGE = frozenset({KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE})
 
 
 class StandbyReplicas:
@@ -72,12 +64,15 @@ class StandbyReplicas:
         self.inputs = tuple(topology.topics)
         self.specs = {n: s for n, s in topology.stores.items() if s.backend == "memory"}
         self.changelogs = {n: changelog_topic(settings.application_id, n) for n in self.specs}
-        self.names = {topic: name for name, topic in self.changelogs.items()}
-        self.standbys: dict[StoreKey, Store] = {}
-        self.positions: dict[StoreKey, int] = {}  # the next changelog offset to read
+        self.reader = ChangelogReader(
+            lambda: clients.restore_consumer(standby_consumer_config(settings, instance_id)),
+            self.changelogs,
+            metrics,
+            restoring=False,
+        )
+        self.standbys: dict[StoreKey, Restore] = {}  # each standby store and its tail
         self.owned: set[int] = set()
         self.catching_up = False  # the last batch was large: the loop should not idle
-        self._consumer: Any = None
         self._epoch = 0  # bumped by every assignment change; older membership reads are stale
         self._pending: tuple[Future[Any], int] | None = None
         self._refresh_due = 0.0
@@ -92,22 +87,6 @@ class StandbyReplicas:
                 self.replicas, ", ".join(persistent), ", ".join(sorted(self.specs)) or "none",
             )  # fmt: skip
 
-    @classmethod
-    def for_worker(cls, worker: Any) -> StandbyReplicas | None:
-        """The worker's standbys, handed to its stores; None without stores or replicas."""
-        if worker.state is None or worker.settings.num_standby_replicas < 1:
-            return None
-
-        def member_id() -> str | None:
-            return worker.consumer.memberid() if worker.consumer is not None else None
-
-        standby = cls(
-            worker.settings, worker.topology, worker.metrics, worker.admin,
-            worker.instance_id, member_id, worker.clients,
-        )  # fmt: skip
-        worker.state.standby = standby
-        return standby
-
     # -- the seam with the active side ---------------------------------------------------
 
     def step(self) -> None:
@@ -119,10 +98,12 @@ class StandbyReplicas:
         if not self.standbys:
             self.catching_up = False
             return
-        msgs = self._client().consume(_BATCH, 0)
-        self.catching_up = len(msgs) >= _BATCH // 2
-        if msgs:
-            self._apply(msgs)
+        before = sum(tail.position for tail in self.standbys.values())
+        _, lost = self.reader.step(0)
+        for tail, why in lost:
+            self._from_scratch((tail.name, tail.partition), why)
+        read = sum(tail.position for tail in self.standbys.values()) - before
+        self.catching_up = read >= _BATCH // 2
         if now >= self._lag_due:
             self._lag_due = now + _LAG_EVERY
             self._update_lag()
@@ -137,9 +118,10 @@ class StandbyReplicas:
     def take(self, store_name: str, partition: int) -> Store | None:
         """The warm store of a partition that becomes active here, or None; stops tailing it."""
         key = (store_name, partition)
-        store = self.standbys.get(key)
-        if store is None:
+        tail = self.standbys.get(key)
+        if tail is None:
             return None
+        store = tail.store
         self._forget(key)
         log.info(
             "standby store %s[%d] promoted to active at changelog checkpoint %s",
@@ -164,9 +146,7 @@ class StandbyReplicas:
         self._closed = True
         for key in list(self.standbys):
             self._forget(key)
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        self.reader.close()
 
     # -- placement -----------------------------------------------------------------------
 
@@ -215,12 +195,6 @@ class StandbyReplicas:
 
     # -- tailing -------------------------------------------------------------------------
 
-    def _client(self) -> Any:
-        if self._consumer is None:
-            conf = standby_consumer_config(self.settings, self.instance_id)
-            self._consumer = self.clients.restore_consumer(conf)
-        return self._consumer
-
     def _start(self, key: StoreKey, store: Store | None) -> None:
         """Tail ``key``'s changelog from the store's checkpoint (a new store: from the start)."""
         name, partition = key
@@ -230,88 +204,51 @@ class StandbyReplicas:
             s = self.settings
             store = open_store(self.specs[name], s.state_dir, s.application_id, partition)
         c = store.checkpoint
-        offset = OFFSET_BEGINNING if c is None else max(c - 1, 0)
-        self.standbys[key] = store
-        self.positions[key] = max(offset, 0)
-        self._client().incremental_assign(
-            [TopicPartition(self.changelogs[name], partition, offset)]
-        )
-        log.info("standby store %s[%d] started at changelog offset %d", name, partition,
-                 max(offset, 0))  # fmt: skip
+        offset = 0 if c is None else max(c - 1, 0)
+        tail = Restore(name, partition, store, offset, None, floor=c or 0, full=c is None)
+        self.standbys[key] = tail
+        self.reader.start(tail)
+        self.reader.assign()
+        log.info("standby store %s[%d] started at changelog offset %d", name, partition, offset)
 
     def _stop(self, key: StoreKey, why: str) -> None:
         """Stop tailing ``key`` and close its store: it lives elsewhere or is active here."""
-        store = self.standbys.get(key)
-        if store is None:
+        tail = self.standbys.get(key)
+        if tail is None:
             return
         self._forget(key)
-        store.close()
+        tail.store.close()
         log.info("standby store %s[%d] stopped at changelog checkpoint %s: %s",
-                 *key, store.checkpoint, why)  # fmt: skip
+                 *key, tail.store.checkpoint, why)  # fmt: skip
 
     def _forget(self, key: StoreKey) -> None:
         """Stop tailing ``key`` (the store itself is left to the caller)."""
-        self.standbys.pop(key, None)
-        self.positions.pop(key, None)
-        if self._consumer is not None:
-            tp = TopicPartition(self.changelogs[key[0]], key[1])
-            self._consumer.incremental_unassign([tp])
+        tail = self.standbys.pop(key, None)
+        if tail is not None:
+            self.reader.cancel(tail)
+            self.reader.assign()
         try:
             self.metrics.standby_lag.remove(key[0], str(key[1]))
         except KeyError:
             pass
 
-    def _apply(self, msgs: list[Message]) -> None:
-        """Apply a batch per store as a restore does (runs of topic and partition, in C)."""
-        for topic, run in groupby(msgs, Message.topic):
-            name = self.names.get(topic)
-            for partition, group in groupby(run, Message.partition):
-                key = (name, partition)
-                if name is None or key not in self.standbys:
-                    continue
-                part = list(group)
-                ended = self.positions[key]
-                if any(map(Message.error, part)):
-                    records = [m for m in part if m.error() is None]
-                    for m in part:
-                        err = m.error()
-                        if err is None:
-                            continue
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            ended = max(ended, m.offset())
-                        elif err.code() in _OUT_OF_RANGE:
-                            self._from_scratch(key, f"{err.str()} at offset {m.offset()}")
-                            break
-                        else:
-                            log.warning("standby store %s[%d]: %s", *key, err.str())
-                    else:
-                        self._feed(key, records, ended)
-                    continue
-                self._feed(key, part, ended)
-
-    def _feed(self, key: StoreKey, part: list[Message], ended: int) -> None:
-        store = self.standbys[key]
-        read_to = part[-1].offset() + 1 if part else self.positions[key]
-        read_to = max(read_to, ended)
-        if not part and read_to == self.positions[key] and store.checkpoint is not None:
-            return
-        offset = max(read_to, store.checkpoint or 0)  # a checkpoint never moves back
-        records = zip(map(Message.key, part), map(Message.value, part), strict=True)
-        store.restore_batch(records, offset, flush=True)
-        self.positions[key] = read_to
-
     def _from_scratch(self, key: StoreKey, why: str) -> None:
         """The position left the changelog (records deleted under it): tail it anew."""
         log.warning("standby store %s[%d]: %s; starting it over from the changelog's start",
                     *key, why)  # fmt: skip
-        store = self.standbys[key]
+        tail = self.standbys.get(key)
+        if tail is None:
+            return
         self._forget(key)
-        store.close()
+        tail.store.close()
         self._start(key, None)
 
     def _update_lag(self) -> None:
-        for key, position in self.positions.items():
+        consumer = self.reader.consumer()
+        for key, tail in self.standbys.items():
             tp = TopicPartition(self.changelogs[key[0]], key[1])
-            _, high = self._client().get_watermark_offsets(tp, cached=True) or (None, None)
+            _, high = consumer.get_watermark_offsets(tp, cached=True) or (None, None)
             if high is not None and high >= 0:
-                self.metrics.standby_lag.labels(key[0], str(key[1])).set(max(0, high - position))
+                self.metrics.standby_lag.labels(key[0], str(key[1])).set(
+                    max(0, high - tail.position)
+                )

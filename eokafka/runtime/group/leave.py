@@ -30,7 +30,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from eokafka.config import Settings, consumer_config
-from eokafka.runtime.wire import (
+from eokafka.runtime.group.wire import (
     Connection,
     Reader,
     Security,

@@ -1,14 +1,15 @@
 """Sinks outside Kafka, made exactly-once with the Kafka commit as the decision (invariant 12).
 
-The worker drives every sink of the app through a :class:`SinkSet` at four points:
+Every sink of the app takes part in the commit through a :class:`SinkSet`, a participant of
+the transaction owner (owner.py), at these steps:
 
-* ``prepare(positions)`` before the Kafka commit: each sink makes its writes durable but
+* ``prepare(offsets)`` before the Kafka commit: each sink makes its writes durable but
   invisible (PostgreSQL ``PREPARE TRANSACTION``, an fsynced part file) under the id of this
   Kafka transaction, which also goes into the committed offsets' metadata;
-* ``finish()`` after the Kafka commit succeeded: make them visible (``COMMIT PREPARED``,
+* ``committed`` after the Kafka commit succeeded: make them visible (``COMMIT PREPARED``,
   rename);
-* ``abort()`` after an abort: drop what was not prepared;
-* ``recover(partitions)`` on assignment and after every abort or producer reset: resolve each
+* ``aborted`` after an abort: drop what was not prepared;
+* ``recover(partitions)`` on assignment, and at ``rewind`` and ``resync``: resolve each
   prepared write that covers these partitions (or that this instance left before a restart)
   by reading the group's committed offsets from the coordinator. A write is finished if the
   committed offset metadata names its transaction id, and undone otherwise. The metadata is
@@ -32,14 +33,27 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 
 from eokafka.errors import ConfigError
-from eokafka.runtime.transactions import TransactionAborted
+from eokafka.runtime.commit.errors import RecordFailed
+from eokafka.runtime.commit.participant import Abort, Offsets, Participant
 from eokafka.sink import TP, Committed, RecordRefused, Sink, SinkUnavailable, SinkWriter
+from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.sinks")
 _RPC_TIMEOUT = 30.0
 
 
-class SinkSet:
+def check_sinks(topology: Topology) -> None:
+    """A sink that keeps its offsets in its database can't share a commit with stores."""
+    keeping = [n for n, s in topology.sinks.items() if getattr(s, "keeps_offsets", 0)]
+    if keeping and topology.stores:
+        raise ConfigError(
+            f"sink {keeping[0]!r} keeps the offsets in its database, but the app has state "
+            f"stores ({', '.join(sorted(topology.stores))}), whose changelog is "
+            "written in the Kafka transaction: use the sink's two-phase mode"
+        )
+
+
+class SinkSet(Participant):
     """The sinks of one worker and the id of the Kafka transaction they prepare under."""
 
     def __init__(
@@ -49,9 +63,13 @@ class SinkSet:
         instance_id: str,
         committed: Callable[[list[TopicPartition]], list[TopicPartition]],
         seek: Callable[[TopicPartition], None],
-        abort_kafka: Callable[[str], None],
+        assignment: Callable[[], list[TopicPartition]],
+        refused: Callable[[RecordRefused], None],
         kafka_writes: Callable[[], dict[str, int]] = dict,
     ) -> None:
+        """``committed`` reads the group's committed offsets, ``seek`` moves an input,
+        ``assignment`` lists the inputs, ``refused`` hands a refused row's record to the
+        poison policy, ``kafka_writes`` counts the open transaction's Kafka records."""
         self.sinks = dict(sinks)
         self.application_id = application_id
         self.instance_id = instance_id
@@ -59,38 +77,14 @@ class SinkSet:
         self._seq = 0
         self._committed = committed
         self._seek = seek
-        self._abort_kafka = abort_kafka
+        self._assignment = assignment
+        self._refused = refused
         self._kafka_writes = kafka_writes
         self._own_offsets = [s.name for s in self.sinks.values() if getattr(s, "keeps_offsets", 0)]
         self._dirty: set[str] = set()  # sinks with rows in the open transaction
         self._prepared: list[Sink] = []
         self.staged: list[tuple[Sink, Any]] = []
         self._opened = False
-
-    @classmethod
-    def for_worker(cls, worker: Any) -> SinkSet:
-        """The worker's sinks, reading offsets through its consumer and aborting its txn.
-
-        Also binds ``ctx.sink(name)`` of the worker's processor context to them.
-        """
-        keeping = [n for n, s in worker.topology.sinks.items() if getattr(s, "keeps_offsets", 0)]
-        if keeping and worker.topology.stores:
-            raise ConfigError(
-                f"sink {keeping[0]!r} keeps the offsets in its database, but the app has state "
-                f"stores ({', '.join(sorted(worker.topology.stores))}), whose changelog is "
-                "written in the Kafka transaction: use the sink's two-phase mode"
-            )
-        sinks = cls(
-            worker.topology.sinks,
-            worker.settings.application_id,
-            worker.instance_id,
-            committed=lambda tps: worker.consumer.committed(tps, timeout=_RPC_TIMEOUT),
-            seek=lambda tp: worker.consumer.seek(tp),
-            abort_kafka=lambda reason: worker.txn.abort(reason),
-            kafka_writes=lambda: {**worker.tally.produced, **worker.tally.dead_lettered},
-        )
-        worker.ctx.bind_sinks(sinks.writer)
-        return sinks
 
     def writer(self, name: str) -> SinkWriter | None:
         sink = self.sinks.get(name)
@@ -113,14 +107,14 @@ class SinkSet:
             self._dirty.add(sink.name)
         self.staged.clear()
 
-    def prepare(self, positions: list[TopicPartition]) -> list[TopicPartition]:
+    def prepare(self, offsets: Offsets) -> Offsets:
         """Prepare every sink with rows under this transaction's id; the offsets to commit.
 
         The returned offsets carry the transaction id as their metadata. A sink that lost its
-        connection makes the Kafka transaction abort (then the worker rewinds and replays),
-        raised as TransactionAborted from here. A sink's RecordRefused passes through: the
-        worker gives its record to the poison policy, then aborts and replays.
+        connection makes the Kafka transaction abort (then rewind and replay); a row a sink
+        refused sends its record to the poison policy, then aborts and replays.
         """
+        positions = offsets
         if not self.sinks:
             return positions
         self._seq += 1
@@ -137,13 +131,14 @@ class SinkSet:
                 self._prepared.append(sink)
                 sink.prepare(txn_id, offsets)
         except SinkUnavailable as exc:
-            log.warning("sink unavailable before the commit, aborting to replay: %s", exc)
             self._dirty.clear()
-            self._abort_kafka("sink-unavailable")
-            raise TransactionAborted(f"sink unavailable: {exc}") from exc
-        except RecordRefused:
+            raise RecordFailed(
+                "sink-unavailable", f"sink unavailable before the commit, replaying: {exc}"
+            ) from exc
+        except RecordRefused as refused:
             self._dirty.clear()
-            raise
+            self._refused(refused)
+            raise RecordFailed("poison-sink", str(refused)) from refused
         self._dirty.clear()
         return positions
 
@@ -159,18 +154,25 @@ class SinkSet:
                 "lose: use the sink's two-phase mode"
             )
 
-    def finish(self) -> None:
+    def committed(self, offsets: Offsets) -> None:
         """The Kafka transaction committed: make the prepared writes visible."""
         for sink in self._prepared:
             sink.finish()
         self._prepared.clear()
 
-    def abort(self) -> None:
+    def aborted(self, abort: Abort) -> None:
         self.staged.clear()
         self._dirty.clear()
         self._prepared.clear()
         for sink in self.sinks.values():
             sink.abort()
+
+    def rewind(self) -> None:
+        self.recover(self._assignment())
+
+    def resync(self) -> bool:
+        self.recover(self._assignment())
+        return True
 
     def recover(self, partitions: list[TopicPartition]) -> None:
         """Resolve prepared writes by the group's committed offsets; seek sink-kept offsets."""
@@ -219,6 +221,7 @@ class SinkSet:
 
 
 def _tagged(tp: TopicPartition, txn_id: str) -> TopicPartition:
+    """``tp`` with the transaction id as its commit metadata, keeping its leader epoch."""
     if tp.leader_epoch is None:
         return TopicPartition(tp.topic, tp.partition, tp.offset, txn_id)
     return TopicPartition(tp.topic, tp.partition, tp.offset, txn_id, tp.leader_epoch)

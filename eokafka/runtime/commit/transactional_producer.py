@@ -1,4 +1,7 @@
-"""The transactional producer and the state of the open transaction, in one place.
+"""The transactional producer: librdkafka's transactional calls, retried by error class.
+
+Only the transaction owner (owner.py) uses this class: it alone begins, commits and aborts,
+and re-creates the producer.
 
 Error classes follow librdkafka's transactional API: retriable errors are retried within the
 transaction timeout; abortable errors abort (the caller rewinds); fatal errors drop the
@@ -17,8 +20,8 @@ timeout, as librdkafka allows. If the outcome stays unknown, the producer is re-
 in a later transaction of the same producer epoch; after any such *indefinite* error in a
 transaction the producer is re-created as well, even when a retry went through, so that the
 epoch bump fences the delayed request. After every re-creation the broker, not this process,
-knows how far the app got: the worker asks ``take_reset`` and re-reads committed offsets and
-store changelogs before it goes on.
+knows how far the app got: the owner asks ``take_reset`` and has its participants re-sync from
+the committed offsets and store changelogs before it goes on.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
@@ -35,58 +38,18 @@ from eokafka.config import Settings, producer_config
 from eokafka.errors import EokafkaError, FencedError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import KAFKA, Clients
+from eokafka.runtime.commit.errors import TransactionAborted, is_fenced, is_indefinite
 
 log = logging.getLogger("eokafka.transactions")
 T = TypeVar("T")
 
-_FENCED_CODES = frozenset(
-    code
-    for code in (
-        getattr(KafkaError, "_FENCED", None),
-        getattr(KafkaError, "PRODUCER_FENCED", None),
-        getattr(KafkaError, "INVALID_PRODUCER_EPOCH", None),
-        getattr(KafkaError, "FENCED_INSTANCE_ID", None),
-    )
-    if code is not None
-)
-# Errors after which a request may still reach the broker later: a client-side timeout, a
-# broken connection, a broker-side request timeout. The call's outcome is unknown.
-_INDEFINITE_CODES = frozenset(
-    {
-        KafkaError._TIMED_OUT,
-        KafkaError._TIMED_OUT_QUEUE,
-        KafkaError._TRANSPORT,
-        KafkaError._MSG_TIMED_OUT,
-        KafkaError._ALL_BROKERS_DOWN,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError.NETWORK_EXCEPTION,
-    }
-)
 _RETRY_BACKOFF = 0.05
 _ATTEMPTS = 4  # a transactional call gets its budget in this many resumable attempts
 _MIN_ATTEMPT_S = 0.1
 _RESET_PATIENCE_S = 120.0  # how long a new producer waits for an unreachable broker
 
 
-def is_fenced(err: KafkaError) -> bool:
-    return err.code() in _FENCED_CODES and (err.fatal() or not err.txn_requires_abort())
-
-
-def is_indefinite(err: KafkaError) -> bool:
-    """Whether the request behind ``err`` may have taken effect, or may still do so later."""
-    return err.code() in _INDEFINITE_CODES
-
-
-class TransactionAborted(Exception):
-    """The open transaction is gone (aborted, or dropped with its producer): the worker
-    rewinds, or re-syncs from the broker when ``Transactions.take_reset`` says so."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Transactions:
+class TransactionalProducer:
     def __init__(
         self,
         settings: Settings,
@@ -280,7 +243,7 @@ class Transactions:
         self._metrics.aborts.labels(reason).inc()
         log.info("transaction aborted (%s)", reason)
 
-    def fail(self, err: KafkaError, during: str) -> None:
+    def fail(self, err: KafkaError, during: str) -> NoReturn:
         """Deal with a transactional error by class, then raise TransactionAborted."""
         self.note_failure(err)
         fenced = is_fenced(err)
