@@ -57,6 +57,7 @@ def producer_conf(bootstrap: str, group: str, instance_id: str) -> dict[str, Any
         "queue.buffering.max.kbytes": 512 * 1024,
         "delivery.report.only.error": True,
         "allow.auto.create.topics": False,
+        "partitioner": "murmur2_random",
         "transactional.id": f"{group}-{instance_id}",
         "enable.idempotence": True,
         "transaction.timeout.ms": TXN_TIMEOUT_MS,

@@ -48,7 +48,8 @@ class App:
         ``stores`` names the state stores the processor uses through ``ctx.store(name)``;
         each input partition gets its own instance, backed by ``<app id>-<store>-changelog``.
         ``outputs`` names the topics it sends to, for ``eokafka describe`` (optional: a
-        processor may send anywhere).
+        processor may send anywhere). A topic has one source: a second processor, stream or
+        table on it raises TopologyError, so that a record's outputs are all-or-nothing.
         """
 
         def register(fn: Processor) -> Processor:
@@ -143,4 +144,4 @@ class App:
         """Run the workers in this process (or N child processes) until SIGTERM/SIGINT."""
         from eokafka.runtime.process.supervisor import run_app
 
-        run_app(self, self.settings(overrides))
+        run_app(self.topology, self.settings(overrides))

@@ -22,9 +22,9 @@ broker_cli = typer.Typer(no_args_is_help=True, help="The local development Kafka
 cli.add_typer(broker_cli, name="broker")
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException, code: int = 1) -> None:
     typer.secho(redact.scrub(f"error: {exc}"), fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 @cli.command()
@@ -75,8 +75,9 @@ def run(
     A bounded run (--until-end, --max-records, --max-seconds) exits 0 with a summary when it
     reached its bound, and 3 when a signal stopped it first.
     """
+    from eokafka.loading import load_app, load_topology
     from eokafka.runtime.process.bounded import capture
-    from eokafka.runtime.process.supervisor import load_app, run_app
+    from eokafka.runtime.process.supervisor import run_app
 
     setup_logging("eokafka", log_level)
     overrides: dict[str, Any] = {
@@ -99,7 +100,9 @@ def run(
         bounds = None
         if until_end or max_records is not None or max_seconds is not None:
             bounds = capture(settings, app.topology, until_end, max_records, max_seconds)
-        summary = run_app(app, settings, target=target, bounds=bounds)
+        summary = run_app(
+            app.topology, settings, target=target, load=load_topology, bounds=bounds
+        )
     except EokafkaError as exc:
         _fail(exc)
         return
@@ -124,8 +127,9 @@ def describe(
     ] = None,
 ) -> None:
     """Show the app's topology (topics, processors, stores, changelogs) and its settings."""
-    from eokafka.describe import render, topology_graph, write_picture
-    from eokafka.runtime.process.supervisor import load_app
+    from eokafka.describe import render, write_picture
+    from eokafka.loading import load_app
+    from eokafka.topology import topology_graph
 
     try:
         app = load_app(target)
@@ -174,6 +178,7 @@ def reset(
     Prints the plan and changes nothing unless --yes is given. Refuses while any worker
     of the app is a member of its consumer group.
     """
+    from eokafka.loading import load_app
     from eokafka.reset import (
         admin_client,
         choose_target,
@@ -181,7 +186,6 @@ def reset(
         plan_reset,
         wait_until_inactive,
     )
-    from eokafka.runtime.process.supervisor import load_app
 
     overrides: dict[str, Any] = {"bootstrap_servers": bootstrap_servers, "state_dir": state_dir}
     try:
@@ -224,10 +228,19 @@ def verify(
         float, typer.Option(help="seconds an open transaction may take to end")
     ] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="a JSON report for scripts")] = False,
+    allow_unkeyed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unkeyed",
+            help="accept records without a readable id (still counted and named)",
+        ),
+    ] = False,
 ) -> None:
     """Check that every source record is at the destination exactly once, unchanged.
 
-    Exits 1 on any missing, duplicated, differing or extra record, or an open transaction.
+    Exit code 0: all checked. 1: a missing, duplicated, differing or extra record, an id
+    repeated in the source, a record without a readable id on either side (unless
+    --allow-unkeyed), or an open transaction. 2: the check could not run.
     """
     import json
 
@@ -243,9 +256,10 @@ def verify(
             dsn=dsn,
             buckets=ranges,
             open_wait=open_wait,
+            allow_unkeyed=allow_unkeyed,
         )
     except EokafkaError as exc:
-        _fail(exc)
+        _fail(exc, code=2)
         return
     typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
     if not report.ok:

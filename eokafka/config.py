@@ -35,6 +35,13 @@ PROTECTED_KEYS = frozenset(
 )
 # librdkafka settings that are eokafka settings under another name.
 ALIASED_KEYS = {"transaction.timeout.ms": "transaction_timeout_ms"}
+# Keyed records go where the Java client, Kafka Streams and Kafka Connect put them
+# (murmur2 of the key, as Kafka's Utils.murmur2), so that a join or a co-partitioned store
+# finds a key on the partition other clients wrote it to (DESIGN.md invariant 15).
+# librdkafka's own default, consistent_random, hashes keys with CRC32. Null keys get a random
+# partition (sticky for sticky.partitioning.linger.ms, as the Java client's sticky partitions);
+# an empty key is hashed like any other. A ``partitioner`` in ``config`` replaces it.
+DEFAULT_PARTITIONER = "murmur2_random"
 
 
 def default_state_dir() -> str:
@@ -343,6 +350,7 @@ def producer_config(s: Settings, instance_id: str) -> dict[str, Any]:
         "queue.buffering.max.kbytes": 512 * 1024,
         "delivery.report.only.error": True,
         "allow.auto.create.topics": False,
+        "partitioner": DEFAULT_PARTITIONER,
     }
     conf.update(_split_config(s.config, "producer"))
     conf.update(
@@ -353,6 +361,11 @@ def producer_config(s: Settings, instance_id: str) -> dict[str, Any]:
         }
     )
     return conf
+
+
+def partitioner(s: Settings) -> str:
+    """The partitioner the app's producers use: ``DEFAULT_PARTITIONER`` unless configured."""
+    return str(_split_config(s.config, "producer").get("partitioner", DEFAULT_PARTITIONER))
 
 
 def admin_config(s: Settings) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Pictures of a topology: topics, processors, stores, changelogs, as text, Mermaid or dot.
 
-One graph is built from the topology and rendered three ways, so the formats never disagree.
+One graph (built by ``eokafka.topology.topology_graph``) is rendered three ways, so the
+formats never disagree.
 Output topics are known where the DSL sends (``to``, repartitions) or where a processor
 declares them (``@app.processor(..., outputs=[...])``); a processor may send elsewhere too.
 """
@@ -14,8 +15,6 @@ from pathlib import Path
 from typing import Literal
 
 from eokafka.errors import ConfigError
-from eokafka.state import StoreSpec, changelog_topic
-from eokafka.topology import Topology
 
 Format = Literal["text", "mermaid", "dot"]
 FORMATS: tuple[Format, ...] = ("text", "mermaid", "dot")
@@ -52,51 +51,6 @@ class Graph:
     processors: list[ProcessorNode] = field(default_factory=list)
     stores: dict[str, StoreNode] = field(default_factory=dict)
     partitions_like: dict[str, str] = field(default_factory=dict)  # internal -> external
-
-
-def topology_graph(
-    topology: Topology, application_id: str | None, dead_letter_topic: str | None = None
-) -> Graph:
-    """The graph of ``topology``; changelog names need the application id.
-
-    ``dead_letter_topic`` is shown when the app's ``on_error`` policy sends there.
-    """
-    graph = Graph(application_id, partitions_like=dict(topology.internal_topics))
-    dlq = f"{application_id}-dlq" if application_id else None
-    late_dlq = dlq if dlq in topology.internal_topics else None  # late="dead-letter"
-    for topic in topology.internal_topics:
-        graph.topics[topic] = "dead-letter" if topic == dlq else "repartition"
-    for s in topology.sources:
-        if graph.topics.get(s.topic) in (None, "output"):
-            graph.topics[s.topic] = "source"
-        for name in s.stores:
-            if name in graph.stores:
-                continue
-            spec = topology.stores.get(name, StoreSpec(name))
-            changelog = changelog_topic(application_id, name) if application_id else None
-            graph.stores[name] = StoreNode(
-                name, spec.backend, name in topology.window_stores, changelog
-            )
-        for out in s.outputs:
-            graph.topics.setdefault(out, "output")
-        windowed = any(name in topology.window_stores for name in s.stores)
-        graph.processors.append(
-            ProcessorNode(
-                s.name,
-                s.topic,
-                s.key_serde.name,
-                s.value_serde.name,
-                s.stores,
-                s.outputs,
-                dead_letter_topic or (late_dlq if windowed else None),
-            )
-        )
-    for store in graph.stores.values():
-        if store.changelog is not None:
-            graph.topics[store.changelog] = "changelog"
-    if dead_letter_topic is not None:
-        graph.topics[dead_letter_topic] = "dead-letter"
-    return graph
 
 
 def render(graph: Graph, fmt: str) -> str:

@@ -241,11 +241,7 @@ def internal_topics(topology: Topology, settings: Settings) -> list[tuple[str, T
     topics: list[tuple[str, TopicRole]] = [
         (changelog_topic(app_id, name), "changelog") for name in sorted(topology.stores)
     ]
-    topics += [
-        (topic, "repartition")
-        for topic in sorted(topology.internal_topics)
-        if topic != settings.dlq_topic
-    ]
+    topics += [(topic, "repartition") for topic in sorted(topology.internal_topics)]
     topics.append((f"{app_id}-source-offsets", "source offsets"))
     topics.append((settings.dlq_topic, "dead-letter"))
     return topics

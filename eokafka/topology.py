@@ -1,26 +1,48 @@
 """The graph of an app: which processor reads which topic with which serdes.
 
-The topology knows nothing of Kafka clients; the runtime compiles it into a routing table.
+The topology knows nothing of Kafka clients; the runtime compiles it into a routing table,
+``eokafka.describe`` draws the graph ``topology_graph`` makes of it.
+One input topic has one source (DESIGN.md invariant 15): a record goes to one processor, so
+its outputs, store writes and dead letter are all-or-nothing, and a record the poison policy
+sets aside is set aside for that one processor. Fan-out happens inside that processor.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from eokafka.describe import Graph, ProcessorNode, StoreNode, render
 from eokafka.errors import TopologyError
-from eokafka.serdes import Serde
+from eokafka.serdes import Bytes, Serde
 from eokafka.sink import Sink
 from eokafka.source import Feed
-from eokafka.state import StoreSpec
+from eokafka.state import BackendKind, StoreSpec, changelog_topic, stream_time_store
 
 Processor = Callable[[Any, Any], None]
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _declared_at() -> str:
+    """The line of the app's code that declared a source: the first caller outside eokafka."""
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame = frame.f_back
+    if frame is None:
+        return "an unknown place"
+    path = os.path.abspath(frame.f_code.co_filename)
+    relative = os.path.relpath(path)
+    return f"{path if relative.startswith('..') else relative}:{frame.f_lineno}"
+
+
 @dataclass(frozen=True)
 class Source:
-    """One processor reading one topic."""
+    """The one processor reading one topic."""
 
     name: str
     topic: str
@@ -43,6 +65,10 @@ class Topology:
         self.sinks: dict[str, Sink] = {}
         # sources outside Kafka (files, database tables) feeding topics, by connector name
         self.feeds: dict[str, Feed] = {}
+        # input topic -> where the app's code declared its source (for the error on a second)
+        self.declared_at: dict[str, str] = {}
+        # whether processors send to the app's dead-letter topic themselves (late records)
+        self.dead_letters = False
 
     def add_feed(self, feed: Feed) -> None:
         if feed.connector.name in self.feeds:
@@ -58,8 +84,14 @@ class Topology:
         """A topic the app creates itself, with as many partitions as ``partitions_like``."""
         self.internal_topics[topic] = partitions_like
 
+    def add_dead_letters(self) -> None:
+        """A processor sends to the app's dead-letter topic (``<application id>-dlq``)
+        whatever ``on_error`` says: the runtime creates it as it does for ``on_error``."""
+        self.dead_letters = True
+
     def add_window_store(self, name: str, retention_ms: int) -> None:
-        """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so."""
+        """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so, and
+        declares the store of its stream time (``eokafka.state.stream_time``)."""
         self.window_stores[name] = retention_ms
 
     def add_store(self, spec: StoreSpec) -> None:
@@ -75,10 +107,27 @@ class Topology:
         return out
 
     def add_source(self, source: Source) -> None:
-        if any(s.name == source.name and s.topic == source.topic for s in self.sources):
+        """Register the source of ``source.topic``; a second source of one topic is refused.
+
+        Two sources would each see every record of the topic, each with outputs and a poison
+        verdict of its own: a record could fail in one and be produced by the other, or be
+        dead-lettered twice. Kafka Streams refuses the same ("Topic has already been
+        registered by another source").
+        """
+        where = _declared_at()
+        first = next((s for s in self.sources if s.topic == source.topic), None)
+        if first is not None:
             raise TopologyError(
-                f"processor {source.name!r} is registered twice on topic {source.topic!r}"
+                f"topic {source.topic!r} has already been registered by another source: "
+                f"processor {first.name!r} (declared at {self.declared_at[source.topic]}) reads "
+                f"it, and processor {source.name!r} (declared at {where}) would read it too. "
+                "One input topic has one source, so that each input record's outputs are "
+                "all-or-nothing and a bad record is dead-lettered once. Read the topic in one "
+                "place and fan out there: chain several operations on one app.stream(), send "
+                "to several topics from one @app.processor, or take a table's updates as a "
+                "stream with app.table(...).to_stream()"
             )
+        self.declared_at[source.topic] = where
         self.sources.append(source)
 
     @property
@@ -86,6 +135,7 @@ class Topology:
         return sorted({s.topic for s in self.sources})
 
     def by_topic(self) -> dict[str, list[Source]]:
+        """The source of each topic (a list of one: the runtime's routing table takes lists)."""
         routes: dict[str, list[Source]] = {}
         for s in self.sources:
             routes.setdefault(s.topic, []).append(s)
@@ -101,24 +151,85 @@ class Topology:
             return
         if not self.sources:
             raise TopologyError("the app has no processors: declare one with @app.processor")
+        for name, retention in self.window_stores.items():
+            spec = self.stores.get(name) or StoreSpec(name, "memory")
+            self.stores[name] = replace(spec, window_retention_ms=retention)
+            self._add_stream_time_store(name, spec.backend)
         for s in self.sources:
             for name in s.stores:
                 if name not in self.stores:
                     self.add_store(StoreSpec(name, "memory"))
-        for name, retention in self.window_stores.items():
-            spec = self.stores.get(name) or StoreSpec(name, "memory")
-            self.stores[name] = replace(spec, window_retention_ms=retention)
+
+    def _add_stream_time_store(self, window_store: str, backend: BackendKind) -> None:
+        """The store of a window store's stream time: its backend, raw bytes, compacted."""
+        name = stream_time_store(window_store)
+        found = self.stores.get(name)
+        if found is not None and found.stream_time_of != window_store:
+            raise TopologyError(
+                f"store {name!r} is declared by the app, but the windowed aggregation "
+                f"{window_store!r} keeps its stream time there: rename one of them"
+            )
+        users = [s.name for s in self.sources if name in s.stores and window_store not in s.stores]
+        if users:
+            raise TopologyError(
+                f"processor {users[0]!r} uses store {name!r}, where the windowed aggregation "
+                f"{window_store!r} keeps its stream time: rename one of them"
+            )
+        self.stores[name] = StoreSpec(name, backend, Bytes(), Bytes(), stream_time_of=window_store)
 
     def describe(self, application_id: str | None = None) -> str:
         """The topology as text; changelogs are named when the application id is given.
 
         :mod:`eokafka.describe` also draws it as Mermaid or Graphviz.
         """
-        from eokafka.describe import render, topology_graph
-
         lines = [render(topology_graph(self, application_id), "text")]
         for name, feed in sorted(self.feeds.items()):
             lines.append(f"source {name} ({feed.connector!r}) -> topic {feed.topic}")
         for name, sink in sorted(self.sinks.items()):
             lines.append(f"sink {name} ({sink!r})")
         return "\n".join(line for line in lines if line)
+
+
+def topology_graph(
+    topology: Topology, application_id: str | None, dead_letter_topic: str | None = None
+) -> Graph:
+    """The graph of ``topology``; changelog names need the application id.
+
+    ``dead_letter_topic`` is shown when the app's ``on_error`` policy sends there.
+    """
+    graph = Graph(application_id, partitions_like=dict(topology.internal_topics))
+    late_dlq = f"{application_id}-dlq" if application_id and topology.dead_letters else None
+    for topic in topology.internal_topics:
+        graph.topics[topic] = "repartition"
+    for s in topology.sources:
+        if graph.topics.get(s.topic) in (None, "output"):
+            graph.topics[s.topic] = "source"
+        for name in s.stores:
+            if name in graph.stores:
+                continue
+            spec = topology.stores.get(name, StoreSpec(name))
+            changelog = changelog_topic(application_id, name) if application_id else None
+            graph.stores[name] = StoreNode(
+                name, spec.backend, name in topology.window_stores, changelog
+            )
+        for out in s.outputs:
+            graph.topics.setdefault(out, "output")
+        windowed = any(name in topology.window_stores for name in s.stores)
+        graph.processors.append(
+            ProcessorNode(
+                s.name,
+                s.topic,
+                s.key_serde.name,
+                s.value_serde.name,
+                s.stores,
+                s.outputs,
+                dead_letter_topic or (late_dlq if windowed else None),
+            )
+        )
+    for store in graph.stores.values():
+        if store.changelog is not None:
+            graph.topics[store.changelog] = "changelog"
+    for topic in (dead_letter_topic, late_dlq):
+        if topic is not None:
+            graph.topics[topic] = "dead-letter"
+    return graph

@@ -8,6 +8,9 @@ Conventions (the same as Kafka Streams where it has them):
 * Times are epoch milliseconds. A record's timestamp must be >= 0.
 * Tumbling and hopping windows are ``[start, end)`` with ``end = start + size``, their starts
   aligned to the epoch. Sliding and session windows are ``[start, end]``, both ends included.
+* No window starts before the epoch: a hopping window that would is not one of the record's
+  windows (Kafka Streams' ``TimeWindows.windowsFor``), and a sliding record earlier than
+  ``size`` has ``[0, size]`` as its left window (Kafka Streams' early-record path).
 * Stream time is the largest timestamp seen (per input partition). A window *closes* once
   stream time reaches :meth:`Windows.close_at`: its aggregate is final, and it is removed.
 * A record is *late* when a window it belongs to has closed. Late records are applied to no
@@ -174,15 +177,19 @@ class Hopping(Windows):
     def horizon_ms(self) -> int:
         return self.size_ms + self.grace_ms
 
+    def _first_start(self, ts: int) -> int:
+        """The start of the earliest window holding ``ts``: the lowest aligned start above
+        ``ts - size``, and never before the epoch."""
+        advance = self.advance_ms
+        return max((ts - self.size_ms) // advance * advance + advance, 0)
+
     def windows_for(self, ts: int) -> list[tuple[int, int]]:
         """The windows holding ``ts``, earliest first."""
-        size, advance = self.size_ms, self.advance_ms
-        first = (ts - size) // advance * advance + advance  # the lowest start above ts - size
-        return [(s, s + size) for s in range(first, ts + 1, advance)]
+        size = self.size_ms
+        return [(s, s + size) for s in range(self._first_start(ts), ts + 1, self.advance_ms)]
 
     def is_late(self, ts: int, stream_time: int) -> bool:
-        first = (ts - self.size_ms) // self.advance_ms * self.advance_ms + self.advance_ms
-        return first + self.size_ms + self.grace_ms <= stream_time
+        return self._first_start(ts) + self.size_ms + self.grace_ms <= stream_time
 
     def add(
         self, state: KeyState, key: Any, ts: int, value: Any, agg: Aggregator, changes: bool
@@ -320,8 +327,9 @@ class Session(_RecordBound):
 class Sliding(_RecordBound):
     """Every distinct set of a key's records at most ``size_ms`` apart, as Kafka Streams does.
 
-    The windows are ``[t - size, t]`` for each record timestamp t, and ``[t + 1, t + 1 + size]``
-    for each t with a record after it in that span. A window closes when stream time passes
+    The windows are ``[t - size, t]`` for each record timestamp t (``[0, size]`` for t below
+    ``size``: no window starts before the epoch), and ``[t + 1, t + 1 + size]`` for each t
+    with a record after it in that span. A window closes when stream time passes
     ``end + grace_ms``; a record is late when it is more than ``grace_ms`` behind stream time.
     The key's records of the last ``size + grace`` ms are kept and folded per window, so an
     update costs O(records in reach) per window it touches.
@@ -342,7 +350,7 @@ class Sliding(_RecordBound):
         """Every window of these record timestamps, in order of end then start."""
         times = sorted(set(timestamps))
         size = self.size_ms
-        found = {(t - size, t) for t in times}
+        found = {(t - size, t) if t >= size else (0, size) for t in times}
         for i, t in enumerate(times[:-1]):
             if times[i + 1] <= t + 1 + size:  # a later record is in the right window
                 found.add((t + 1, t + 1 + size))

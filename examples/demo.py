@@ -98,7 +98,9 @@ def main() -> int:
             future.result(30)
 
         print(f"[3/5] feeding {args.orders} sample orders into 'orders'")
-        producer = Producer({"bootstrap.servers": info.bootstrap, "enable.idempotence": True})
+        # Keys partitioned as eokafka and the Java client partition them (murmur2).
+        producer = Producer({"bootstrap.servers": info.bootstrap, "enable.idempotence": True,
+                             "partitioner": "murmur2_random"})
         orders = sample_orders(args.orders)
         for key, order in orders:
             producer.produce("orders", json.dumps(order).encode(), key.encode())

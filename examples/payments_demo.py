@@ -62,7 +62,9 @@ def main() -> int:
         print(f"[2/6] feeding {args.payments} payments over 20 accounts into 'payments'")
         rng = random.Random(7)
         expected: dict[str, list[int]] = {}
-        producer = Producer({"bootstrap.servers": info.bootstrap, "enable.idempotence": True})
+        # Keys partitioned as eokafka and the Java client partition them (murmur2).
+        producer = Producer({"bootstrap.servers": info.bootstrap, "enable.idempotence": True,
+                             "partitioner": "murmur2_random"})
         for n in range(args.payments):
             account, amount = f"acct-{rng.randrange(20):02d}", rng.randrange(1, 1000)
             row = expected.setdefault(account, [0, 0])

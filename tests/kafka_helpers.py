@@ -124,6 +124,7 @@ def produce_records(
                 "linger.ms": 5,
                 "acks": "all",
                 "enable.idempotence": True,  # retries must not duplicate or reorder test input
+                "partitioner": "murmur2_random",  # keys where a Java producer puts them
             },
         )
     )

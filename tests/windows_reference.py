@@ -2,7 +2,9 @@
 
 Per partition, in offset order: stream time is the largest timestamp so far; a record is late
 when a window it belongs to has closed (tumbling/hopping: ``end + grace <= stream time``;
-session/sliding: ``ts + grace < stream time``). Windows are then computed by brute force from
+session/sliding: ``ts + grace < stream time``). No window starts before the epoch (as in Kafka
+Streams): hopping windows that would are left out, and a sliding record before ``size`` has
+``[0, size]`` as its left window. Windows are then computed by brute force from
 each key's accepted records, and a window's result is final once its partition's stream time
 reached its close time. Used by the unit tests and the integration tests alike.
 """
@@ -46,12 +48,12 @@ class Spec:
     grace: int = 0
 
     def windows_of(self, ts: int) -> list[tuple[int, int]]:
-        """Tumbling/hopping windows holding ts, by enumeration."""
+        """Tumbling/hopping windows holding ts, by enumeration; none starts before 0."""
         step = self.advance if self.kind == "hopping" else self.size
         out = []
         for k in range((ts - self.size) // step - 1, ts // step + 2):
             start = k * step
-            if start <= ts < start + self.size:
+            if 0 <= start <= ts < start + self.size:
                 out.append((start, start + self.size))
         return out
 
@@ -82,9 +84,9 @@ class Spec:
                     start = t
                 prev = t
             found.add((start, prev))
-        else:
+        else:  # a record before `size` has [0, size] as its left window: none starts below 0
             for t in times:
-                found.add((t - self.size, t))
+                found.add((t - self.size, t) if t >= self.size else (0, self.size))
                 if any(t < r <= t + 1 + self.size for r in times):
                     found.add((t + 1, t + 1 + self.size))
         inclusive = self.kind in ("session", "sliding")

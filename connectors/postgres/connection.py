@@ -80,6 +80,15 @@ class Reconnecting:
                 pass
         self._conn = None
 
+    def rollback(self) -> None:
+        """End the open transaction, if there is a connection; a broken one is dropped."""
+        if self._conn is None or self._conn.closed:
+            return
+        try:
+            self._conn.rollback()
+        except psycopg.Error:
+            self.drop()
+
     def retry(self, op: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``op`` until it gets through; only for operations safe to repeat."""
         give_up = time.monotonic() + self.reconnect_timeout

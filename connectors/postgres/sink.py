@@ -3,13 +3,16 @@
 Two modes:
 
 ``two-phase`` (default), for topologies that write to Kafka topics and PostgreSQL together.
-Each Kafka transaction with rows has one PostgreSQL transaction. Before the Kafka commit its
-rows are sent (COPY for appends, pipelined ``executemany`` for upserts), the partitions and
-end offsets it covers are recorded in ``eokafka_sink_prepared`` (autocommitted, so any
-worker can read them while the transaction is prepared), and it is ``PREPARE TRANSACTION``d
-as ``eok:<txn id>:<sink>``; after the Kafka commit it is ``COMMIT PREPARED``. A prepared
-transaction whose Kafka commit never happened is rolled back by whichever worker next
-resolves the partitions it covers, so it never keeps its row locks for long. Needs
+Each Kafka transaction with rows has one PostgreSQL transaction. Before the Kafka commit the
+partitions and end offsets it covers are recorded in ``eokafka_sink_prepared``
+(autocommitted, so any worker can read them while the transaction is prepared), its rows are
+sent (COPY for appends, pipelined ``executemany`` for upserts), and it is ``PREPARE
+TRANSACTION``d as ``eok:<txn id>:<sink>``, holding a lock on the rows that record its
+partitions; after the Kafka commit it is ``COMMIT PREPARED``. Recovery finds prepared
+transactions in ``pg_prepared_xacts`` (``prepared.py``): one whose Kafka commit never
+happened is rolled back by whichever worker next resolves the partitions it covers, or by
+this worker's next transaction if a stalled zombie prepared it after this worker's last
+recovery, so it never keeps its row locks (or PostgreSQL's xmin) for long. Needs
 ``max_prepared_transactions > 0`` on the server.
 
 ``offsets-in-database``, for sink-only apps: rows and the consumed offsets (group, topic,
@@ -21,7 +24,6 @@ checks the value this worker last saw, so a stale worker can't move it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -32,6 +34,9 @@ from psycopg import sql
 
 from connectors import crash
 from connectors.postgres.connection import Reconnecting
+from connectors.postgres.prepared import DDL as _PREPARED_DDL
+from connectors.postgres.prepared import PREFIX as _GID_PREFIX
+from connectors.postgres.prepared import PreparedRecord, gid_of
 from connectors.postgres.table import (
     Extract,
     TableRows,
@@ -45,16 +50,7 @@ from eokafka.sink import TP, RecordRefused, SinkUnavailable, Where
 log = logging.getLogger("connectors.postgres")
 Mode = Literal["two-phase", "offsets-in-database"]
 
-_CONTROL_DDL = """
-CREATE TABLE IF NOT EXISTS eokafka_sink_prepared (
-    gid text NOT NULL,
-    application_id text NOT NULL,
-    instance_id text NOT NULL,
-    topic text NOT NULL,
-    kafka_partition int NOT NULL,
-    end_offset bigint NOT NULL,
-    PRIMARY KEY (gid, topic, kafka_partition)
-);
+_CONTROL_DDL = _PREPARED_DDL + """
 CREATE TABLE IF NOT EXISTS eokafka_offsets (
     group_id text NOT NULL,
     topic text NOT NULL,
@@ -63,7 +59,6 @@ CREATE TABLE IF NOT EXISTS eokafka_offsets (
     PRIMARY KEY (group_id, topic, kafka_partition)
 );
 """
-_GID_PREFIX = "eok:"
 # PostgreSQL errors one row can cause (constraints, values it rejects): the poison policy
 # handles that row's record. Others (schema, permissions) refuse the whole batch.
 _ROW_FAULTS = (pgerrors.IntegrityError, pgerrors.DataError)
@@ -104,8 +99,6 @@ class PostgresSink:
         self.keeps_offsets = mode == "offsets-in-database"
         self.key = tuple(key)
         self._mapping = columns
-        self._dsn = dsn
-        self._timeout = reconnect_timeout
         self.lock_timeout = lock_timeout
         self._rows: list[tuple[Any, ...]] = []
         self._where: list[Where] = []
@@ -114,6 +107,21 @@ class PostgresSink:
         self._instance = ""
         self._seen: dict[TP, int | None] = {}  # offsets-in-database: offsets as last read
         self.rows: TableRows | None = None
+        what = f"eokafka sink {name}"
+        # A row lock held by a prepared transaction of a worker that is gone makes writes
+        # wait; the timeout turns that into an abort, whose recovery resolves the holder.
+        # Both connect on first use: close() is safe before open().
+        self._data = Reconnecting(
+            dsn,
+            what,
+            autocommit=False,
+            reconnect_timeout=reconnect_timeout,
+            setup=f"SET lock_timeout = '{int(lock_timeout * 1000)}ms'",
+        )
+        self._control = Reconnecting(
+            dsn, f"{what} control", autocommit=True, reconnect_timeout=reconnect_timeout
+        )
+        self._record = PreparedRecord(self._control, name)
 
     def __repr__(self) -> str:
         how = f"upsert on {', '.join(self.key)}" if self.key else "append"
@@ -129,19 +137,7 @@ class PostgresSink:
                 f"PostgresSink {self.name!r}: application id, instance id and sink name are too "
                 "long for a PostgreSQL transaction id (200 characters); shorten one"
             )
-        what = f"eokafka sink {self.name}"
-        # A row lock held by a prepared transaction of a worker that is gone makes writes
-        # wait; the timeout turns that into an abort, whose recovery resolves the holder.
-        self._data = Reconnecting(
-            self._dsn,
-            what,
-            autocommit=False,
-            reconnect_timeout=self._timeout,
-            setup=f"SET lock_timeout = '{int(self.lock_timeout * 1000)}ms'",
-        )
-        self._control = Reconnecting(
-            self._dsn, f"{what} control", autocommit=True, reconnect_timeout=self._timeout
-        )
+        self._record.bind(application_id, instance_id)
         conn = self._control.conn
         if self.mode == "two-phase":
             allowed = int(conn.execute("SHOW max_prepared_transactions").fetchone()[0])
@@ -153,12 +149,6 @@ class PostgresSink:
                     "for a sink-only app"
                 )
         conn.execute(_CONTROL_DDL)
-        # Records of an earlier run of this instance that died before its PREPARE.
-        conn.execute(
-            "DELETE FROM eokafka_sink_prepared WHERE application_id = %s AND instance_id = %s "
-            "AND gid NOT IN (SELECT gid FROM pg_prepared_xacts)",
-            (application_id, instance_id),
-        )
         columns = read_columns(self._data.conn, self.table)
         self.rows = TableRows(self.table, columns, self._mapping, self.key)
         self._insert = insert_sql(self.table, self.rows.names, self.key)
@@ -249,15 +239,26 @@ class PostgresSink:
             return None  # not one row's fault after all: the whole batch is refused
 
     def _prepare_two_phase(self, txn_id: str, offsets: Mapping[TP, int]) -> None:
-        gid = f"{_GID_PREFIX}{txn_id}:{self.name}"
+        gid = gid_of(txn_id, self.name)
+        doubts = self._record.note(gid, offsets)
+        if doubts:
+            raise SinkUnavailable(
+                f"sink {self.name}: prepared transactions of an earlier owner of these "
+                f"partitions or of this instance are in doubt ({', '.join(sorted(doubts))}): "
+                "aborting so that recovery resolves them first"
+            )
+        crash.reached("postgres.after-control")
         conn = self._data.conn
+        if not self._record.lock(conn, gid, len(offsets)):
+            conn.rollback()
+            raise SinkUnavailable(
+                f"sink {self.name}: the record of transaction {txn_id} in eokafka_sink_prepared "
+                f"was swept by a successor with instance id {self._instance!r} while this "
+                "worker stalled: not preparing it"
+            )
         self._send_rows(conn)
-        self._control.conn.cursor().executemany(
-            "INSERT INTO eokafka_sink_prepared VALUES (%s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            [(gid, self._group, self._instance, t, p, o) for (t, p), o in offsets.items()],
-        )
         self._prepared_gid = gid
+        crash.reached("postgres.before-prepare")
         conn.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(gid)))
         crash.reached("postgres.after-prepare")
 
@@ -296,58 +297,23 @@ class PostgresSink:
         gid, self._prepared_gid = self._prepared_gid, None
         if gid is not None:
             crash.reached("postgres.before-commit-prepared")
-            self._end_prepared(gid, commit=True)
+            self._record.end(gid, commit=True)
 
     def abort(self) -> None:
         self._rows.clear()
         self._where.clear()
         self._prepared_gid = None  # left to recover: only the committed offsets know its fate
-        try:
-            self._data.conn.rollback()
-        except psycopg.OperationalError:
-            self._data.drop()
-
-    def _end_prepared(self, gid: str, commit: bool) -> None:
-        verb = "COMMIT PREPARED" if commit else "ROLLBACK PREPARED"
-
-        def end(conn: psycopg.Connection[Any]) -> None:
-            # Already resolved, by this worker before a lost reply or by another.
-            with contextlib.suppress(pgerrors.UndefinedObject):
-                conn.execute(sql.SQL(verb + " {}").format(sql.Literal(gid)))
-            conn.execute("DELETE FROM eokafka_sink_prepared WHERE gid = %s", (gid,))
-
-        self._control.retry(end)
+        self._data.rollback()
 
     # -- recovery ------------------------------------------------------------------------
 
     def in_doubt(self, partitions: set[TP], instance_id: str) -> dict[str, set[TP]]:
         if self.mode != "two-phase":
             return {}
-        rows = self._control.retry(
-            lambda conn: conn.execute(
-                "SELECT i.gid, i.instance_id, i.topic, i.kafka_partition "
-                "FROM eokafka_sink_prepared i JOIN pg_prepared_xacts x ON x.gid = i.gid "
-                "AND x.database = current_database() WHERE i.application_id = %s "
-                "AND i.gid LIKE %s",
-                (self._group, f"%:{self.name}"),
-            ).fetchall()
-        )
-        found: dict[str, set[TP]] = {}
-        owners: dict[str, str] = {}
-        for gid, instance, topic, partition in rows:
-            if not gid.endswith(f":{self.name}"):
-                continue  # LIKE's wildcards matched another sink's name
-            found.setdefault(gid, set()).add((topic, partition))
-            owners[gid] = instance
-        suffix = f":{self.name}"
-        return {
-            gid[len(_GID_PREFIX) : -len(suffix)]: tps
-            for gid, tps in found.items()
-            if tps & partitions or owners[gid] == instance_id
-        }
+        return self._record.in_doubt(partitions, instance_id)
 
     def resolve(self, txn_id: str, commit: bool) -> None:
-        self._end_prepared(f"{_GID_PREFIX}{txn_id}:{self.name}", commit)
+        self._record.end(gid_of(txn_id, self.name), commit)
 
     def positions(self, partitions: set[TP]) -> dict[TP, int]:
         if self.mode != "offsets-in-database" or not partitions:

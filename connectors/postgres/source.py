@@ -60,8 +60,10 @@ class PostgresSource:
         self.txid_column = txid_column
         self.key_column = key_column
         self._columns = list(columns) if columns else None
-        self._dsn = dsn
-        self._timeout = reconnect_timeout
+        # Connects on first use: close() is safe before open().
+        self._conn = Reconnecting(
+            dsn, f"eokafka source {name}", autocommit=False, reconnect_timeout=reconnect_timeout
+        )
         self._prev: str | None = None  # snapshot everything before which is read
         self._window: tuple[str, Any] | None = None  # (snapshot being read up to, last id)
 
@@ -69,10 +71,6 @@ class PostgresSource:
         return f"PostgreSQL table {self.table} (outbox by {self.txid_column})"
 
     def open(self, application_id: str) -> None:
-        self._conn = Reconnecting(
-            self._dsn, f"eokafka source {self.name}", autocommit=False,
-            reconnect_timeout=self._timeout,
-        )  # fmt: skip
         conn = self._conn.conn
         schema, _, bare = self.table.rpartition(".")
         types = dict(

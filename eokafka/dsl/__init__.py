@@ -1,10 +1,16 @@
 """Stream / Table fluent API, compiled onto plain processors (no runtime machinery of its own).
 
+``stream.py`` holds the fluent classes, ``operators.py`` and ``windowed.py`` the per-record code
+of each operator, ``graph.py`` the operator tree and the processor that runs it. The DSL knows
+an App only as a :class:`~eokafka.dsl.graph.PipelineApp`: an id and a topology.
+
 How a pipeline compiles:
 
 * Every source (``app.stream``, ``app.table``, each repartition topic) is ONE processor on its
-  topic. The operators chained after it form a tree of closures run inside that processor, so
-  a chain of stateless operators costs function calls, not topic hops.
+  topic, and a topic has one source: a second ``app.stream``/``app.table``/``app.processor`` on
+  it is refused (DESIGN.md invariant 15). The operators chained after it form a tree of
+  closures run inside that processor, so a chain of stateless operators costs function calls,
+  not topic hops, and a record's outputs in all branches are all-or-nothing.
 * A change of key (``map``, ``flat_map``, ``group_by``) followed by an aggregation or a join
   sends (new key, value) to ``<application id>-<name>-repartition`` inside the transaction; a
   processor registered on that topic does the stateful part, so every key lives on exactly one
@@ -32,16 +38,22 @@ Semantics worth knowing:
   two topics, so load a table before streaming against it. The stream and the table topic must
   be co-partitioned (same partition count, keys written with the same serde and partitioner);
   the worker refuses to start on differing partition counts. Repartition records go to the
-  partition chosen by the producer's partitioner (librdkafka's ``consistent_random``); to join a
-  re-keyed stream with a table written by Java producers, run with
-  ``-c producer.partitioner=murmur2_random``.
+  partition the producer's partitioner picks: ``murmur2_random`` by default, which puts a key
+  where the Java client, Kafka Streams and Connect put it, so a re-keyed stream finds the keys
+  of a table they wrote (``config.DEFAULT_PARTITIONER``).
 * Output serdes default to ``ctx.send``'s rules: bytes, str or None pass, anything else needs
   ``key_serde``/``value_serde``. Outputs keep the input record's timestamp.
 """
 
-from eokafka.dsl.stream import Stream
-from eokafka.dsl.table import GroupedStream, Table, stream_source, table_source
-from eokafka.dsl.windowed import WindowedStream, WindowedTable
+from eokafka.dsl.stream import (
+    GroupedStream,
+    Stream,
+    Table,
+    WindowedStream,
+    WindowedTable,
+    stream_source,
+    table_source,
+)
 
 __all__ = [
     "GroupedStream",

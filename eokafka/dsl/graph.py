@@ -9,20 +9,28 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from eokafka.errors import TopologyError
 from eokafka.serdes import Bytes, Serde
-from eokafka.topology import Source
-
-if TYPE_CHECKING:
-    from eokafka.app import App
+from eokafka.topology import Source, Topology
 
 Emit = Callable[[Any, Any, Any], None]  # (key, value, ctx)
 TimestampFn = Callable[[Any], int]  # a Record -> its event time (ms)
 Wrap = Callable[[Emit], Emit]  # given the downstream emit, build this operator's emit
 MISSING: Final = object()
 _NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class PipelineApp(Protocol):
+    """What a pipeline needs of the App it is declared in (``eokafka.App`` is one): the id
+    that prefixes its internal topics, and the topology its processors go into."""
+
+    @property
+    def application_id(self) -> str: ...
+
+    @property
+    def topology(self) -> Topology: ...
 
 
 def check_name(what: str, name: str) -> str:
@@ -83,7 +91,7 @@ class Root:
 
     def __init__(
         self,
-        app: App,
+        app: PipelineApp,
         topic: str,
         kind: str,
         key_serde: Serde | None,
@@ -103,7 +111,7 @@ class Root:
         self.outputs: list[str] = []
         self._emit: Emit | None = None
         self._source = Source(
-            name=self._name(None),
+            name=self.node.describe(),
             topic=topic,
             fn=self.process,
             key_serde=self.key_serde,
@@ -137,32 +145,20 @@ class Root:
             self.outputs.append(topic)
             self._changed()
 
-    def _name(self, current: Source | None) -> str:
-        """The pipeline itself, made unique per topic (the topology refuses duplicates)."""
-        base = self.node.describe()
-        taken = {
-            s.name for s in self.app.topology.sources if s.topic == self.topic and s is not current
-        }
-        name, n = base, 1
-        while name in taken:
-            n += 1
-            name = f"{base} #{n}"
-        return name
-
     def _changed(self) -> None:
         self._emit = None
         sources = self.app.topology.sources
         at = next(i for i, s in enumerate(sources) if s is self._source)
         self._source = replace(
             self._source,
-            name=self._name(self._source),
+            name=self.node.describe(),
             stores=tuple(self.stores),
             outputs=tuple(self.outputs),
         )
         sources[at] = self._source
 
 
-def claim_store(app: App, name: str, what: str) -> str:
+def claim_store(app: PipelineApp, name: str, what: str) -> str:
     """One table or aggregation per store: two writers would corrupt each other's state."""
     check_name("store name", name)
     if any(name in s.stores for s in app.topology.sources):

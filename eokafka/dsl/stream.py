@@ -1,24 +1,23 @@
-"""Stream: stateless operators fused into their source's processor; re-keying; joins."""
+"""The fluent classes a pipeline is written with: Stream, GroupedStream, Table, and the
+windowed ones. One module, because each returns the others.
+
+They only declare: each method hangs an operator (``operators.py``, ``windowed.py``) on the
+processor of its source topic (``graph.py``), adds the stores it uses and the topics it needs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, get_args
 
-from eokafka.dsl.graph import MISSING, Emit, Node, Root, Wrap, check_name, sink
+from eokafka import windows as w
+from eokafka.dsl import operators as op
+from eokafka.dsl.graph import MISSING, Node, PipelineApp, Root, TimestampFn, Wrap, claim_store, sink
+from eokafka.dsl.windowed import DEFAULT_RETENTION_MARGIN_MS, EmitMode, Late, WindowOperator
 from eokafka.errors import TopologyError
-from eokafka.serdes import Json, Serde
-
-if TYPE_CHECKING:
-    from eokafka.dsl.table import GroupedStream, Table
-
-
-def _grouped(
-    stream: Stream, name: str | None, key_serde: Serde | None, value_serde: Serde | None
-) -> GroupedStream:
-    from eokafka.dsl.table import GroupedStream  # table.py builds on Stream: import late
-
-    return GroupedStream(stream, name, key_serde, value_serde)
+from eokafka.serdes import Serde
+from eokafka.state import stream_time_store
+from eokafka.windows import Aggregator, WindowedSerde, Windows
 
 
 class Stream:
@@ -41,62 +40,23 @@ class Stream:
 
     def map(self, fn: Callable[[Any, Any], tuple[Any, Any]]) -> Stream:
         """``fn(key, value) -> (new_key, new_value)``; a later aggregation repartitions."""
-
-        def wrap(nxt: Emit) -> Emit:
-            def emit(key: Any, value: Any, ctx: Any) -> None:
-                k, v = fn(key, value)
-                nxt(k, v, ctx)
-
-            return emit
-
-        return self._then("map", wrap, rekeys=True)
+        return self._then("map", op.mapping(fn), rekeys=True)
 
     def map_values(self, fn: Callable[[Any], Any]) -> Stream:
         """``fn(value) -> new_value``; keeps the key, so no repartition follows."""
-
-        def wrap(nxt: Emit) -> Emit:
-            def emit(key: Any, value: Any, ctx: Any) -> None:
-                nxt(key, fn(value), ctx)
-
-            return emit
-
-        return self._then("map_values", wrap)
+        return self._then("map_values", op.mapping_values(fn))
 
     def filter(self, predicate: Callable[[Any, Any], Any]) -> Stream:
         """Keep the records for which ``predicate(key, value)`` is true."""
-
-        def wrap(nxt: Emit) -> Emit:
-            def emit(key: Any, value: Any, ctx: Any) -> None:
-                if predicate(key, value):
-                    nxt(key, value, ctx)
-
-            return emit
-
-        return self._then("filter", wrap)
+        return self._then("filter", op.filtering(predicate))
 
     def flat_map(self, fn: Callable[[Any, Any], Iterable[tuple[Any, Any]]]) -> Stream:
         """``fn(key, value) -> iterable of (key, value)``; zero, one or many records out."""
-
-        def wrap(nxt: Emit) -> Emit:
-            def emit(key: Any, value: Any, ctx: Any) -> None:
-                for k, v in fn(key, value):
-                    nxt(k, v, ctx)
-
-            return emit
-
-        return self._then("flat_map", wrap, rekeys=True)
+        return self._then("flat_map", op.flat_mapping(fn), rekeys=True)
 
     def peek(self, fn: Callable[[Any, Any], Any]) -> Stream:
         """Call ``fn(key, value)`` for its side effect; it runs again if a batch is replayed."""
-
-        def wrap(nxt: Emit) -> Emit:
-            def emit(key: Any, value: Any, ctx: Any) -> None:
-                fn(key, value)
-                nxt(key, value, ctx)
-
-            return emit
-
-        return self._then("peek", wrap)
+        return self._then("peek", op.peeking(fn))
 
     def to(
         self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
@@ -112,21 +72,7 @@ class Stream:
         """
         if name not in self._root.app.topology.sinks:
             raise TopologyError(f"to_sink({name!r}): no sink of that name; add it with app.sink")
-
-        def wrap(_nxt: Emit) -> Emit:
-            if row is None:
-
-                def emit_value(key: Any, value: Any, ctx: Any) -> None:
-                    ctx.sink(name).write(value)
-
-                return emit_value
-
-            def emit(key: Any, value: Any, ctx: Any) -> None:
-                ctx.sink(name).write(row(key, value))
-
-            return emit
-
-        self._then(f"to_sink({name})", wrap)
+        self._then(f"to_sink({name})", op.writing_sink(name, row))
 
     # -- re-keying and state -------------------------------------------------------------
 
@@ -139,33 +85,7 @@ class Stream:
     def _repartition(
         self, name: str, key_serde: Serde | None, value_serde: Serde | None, drop_null_keys: bool
     ) -> Stream:
-        app = self._root.app
-        topic = f"{app.application_id}-{check_name('repartition name', name)}-repartition"
-        if topic in app.topology.internal_topics:
-            raise TopologyError(
-                f"repartition topic {topic!r} is declared twice; give each re-keying its own name="
-            )
-        ks, vs = key_serde or Json(), value_serde or Json()
-        app.topology.add_internal_topic(topic, partitions_like=self._root.like)
-        send = sink(topic, ks, vs, self._root)
-
-        dropped = f"repartition({name}): None key"
-
-        def wrap(nxt: Emit) -> Emit:
-            emit = send(nxt)
-            if not drop_null_keys:
-                return emit
-
-            def emit_keyed(key: Any, value: Any, ctx: Any) -> None:
-                if key is None:  # an aggregation would drop it on the other side
-                    ctx.drop(dropped)
-                else:
-                    emit(key, value, ctx)
-
-            return emit_keyed
-
-        self._then(f"repartition({name})", wrap)
-        root = Root(app, topic, "repartition", ks, vs, like=self._root.like)
+        root = op.repartition(self._root, self._node, name, key_serde, value_serde, drop_null_keys)
         return Stream(root, root.node)
 
     def group_by_key(
@@ -176,7 +96,7 @@ class Stream:
         value_serde: Serde | None = None,
     ) -> GroupedStream:
         """Group by the current key; repartitions (named ``name``) only after a key change."""
-        return _grouped(self, name, key_serde, value_serde)
+        return GroupedStream(self, name, key_serde, value_serde)
 
     def group_by(
         self,
@@ -192,14 +112,8 @@ class Stream:
         first aggregation's name is used. Its records use ``key_serde``/``value_serde``
         (JSON by default).
         """
-
-        def wrap(nxt: Emit) -> Emit:
-            def emit(key: Any, value: Any, ctx: Any) -> None:
-                nxt(fn(key, value), value, ctx)
-
-            return emit
-
-        return _grouped(self._then("group_by", wrap, rekeys=True), name, key_serde, value_serde)
+        rekeyed = self._then("group_by", op.keying(fn), rekeys=True)
+        return GroupedStream(rekeyed, name, key_serde, value_serde)
 
     def join(
         self, table: Table, joiner: Callable[[Any, Any], Any], *, name: str | None = None
@@ -234,16 +148,273 @@ class Stream:
             stream = self._repartition(name, table.key_serde, None, drop_null_keys=not left)
         store = table.name
         stream._root.add_store(store)  # opens the table's instance for this partition
+        return stream._then(
+            f"{'left_join' if left else 'join'}({store})", op.joining(store, joiner, left)
+        )
 
-        def wrap(nxt: Emit) -> Emit:
-            def emit(key: Any, value: Any, ctx: Any) -> None:
-                found = MISSING if key is None else ctx.store(store).get(key, MISSING)
-                if found is MISSING:
-                    if not left:
-                        return
-                    found = None
-                nxt(key, joiner(value, found), ctx)
 
-            return emit
+class GroupedStream:
+    """A stream waiting for its aggregation; the repartition (if any) is made by the first one."""
 
-        return stream._then(f"{'left_join' if left else 'join'}({store})", wrap)
+    def __init__(
+        self,
+        stream: Stream,
+        name: str | None,
+        key_serde: Serde | None,
+        value_serde: Serde | None,
+    ) -> None:
+        self._stream = stream
+        self._name = name
+        self._key_serde = key_serde
+        self._value_serde = value_serde
+        self._grouped: Stream | None = None  # shared by every aggregation of this grouping
+
+    def _source(self, aggregation: str) -> Stream:
+        if self._grouped is None:
+            stream = self._stream
+            if stream._rekeyed:
+                stream = stream._repartition(
+                    self._name or aggregation, self._key_serde, self._value_serde, True
+                )
+            self._grouped = stream
+        return self._grouped
+
+    def window(
+        self,
+        windows: Windows,
+        *,
+        timestamp: TimestampFn | None = None,
+        late: Late = "drop",
+        retention_ms: int | None = None,
+    ) -> WindowedStream:
+        """Aggregate per key and event-time window (see ``eokafka.windows``).
+
+        ``timestamp(record)`` gives a record's event time, the record carrying the key and
+        value as grouped (default: the source's ``timestamp=``, else the record timestamp).
+        ``late`` says what happens to records whose window has closed: ``"drop"`` (counted
+        and logged) or ``"dead-letter"`` (to ``<application id>-dlq`` with headers).
+        ``retention_ms`` is the window store changelog's (default: the windows' reach + 1 day).
+        """
+        return WindowedStream(self, windows, timestamp, late, retention_ms)
+
+    def count(self, *, name: str) -> Table:
+        """Records per key, kept in store ``name``."""
+        return self._aggregate(
+            "count", name, lambda key, value, old: (0 if old is MISSING else old) + 1
+        )
+
+    def reduce(self, reducer: Callable[[Any, Any], Any], *, name: str) -> Table:
+        """``reducer(aggregate, value)``; the first value of a key is its aggregate."""
+        return self._aggregate(
+            "reduce",
+            name,
+            lambda key, value, old: value if old is MISSING else reducer(old, value),
+        )
+
+    def aggregate(
+        self,
+        initializer: Callable[[], Any],
+        aggregator: Callable[[Any, Any, Any], Any],
+        *,
+        name: str,
+    ) -> Table:
+        """``aggregator(key, value, aggregate)``, starting from ``initializer()`` per key."""
+        return self._aggregate(
+            "aggregate",
+            name,
+            lambda key, value, old: aggregator(
+                key, value, initializer() if old is MISSING else old
+            ),
+        )
+
+    def _aggregate(self, label: str, name: str, update: Callable[[Any, Any, Any], Any]) -> Table:
+        claim_store(self._stream._root.app, name, label)
+        stream = self._source(name)
+        root = stream._root
+        root.add_store(name)
+        node = root.add(stream._node, f"{label}({name})", op.aggregating(label, name, update))
+        return Table(root, node, name, root.key_serde)
+
+
+class Table:
+    """The latest value per key, kept in a store; every update (key, new value) flows on.
+
+    Deletions flow on as tombstones (value None).
+    """
+
+    joinable = True  # a stream can join it by key (windowed tables are keyed by window)
+
+    def __init__(self, root: Root, node: Node, store: str, key_serde: Serde) -> None:
+        self._root = root
+        self._node = node
+        self.name = store  # the store holding the table
+        self.key_serde = key_serde  # how its topic's keys are written (for co-partitioning)
+
+    def to(
+        self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
+    ) -> None:
+        """Send every update to ``topic`` inside the transaction."""
+        self._root.add(self._node, f"to({topic})", sink(topic, key_serde, value_serde, self._root))
+
+    def to_sink(self, name: str, row: Callable[[Any, Any], Any] | None = None) -> None:
+        """Write every update to the sink ``name`` (see ``Stream.to_sink``)."""
+        self.to_stream().to_sink(name, row)
+
+    def to_stream(self) -> Stream:
+        """The table's updates as a stream (same processor, no hop)."""
+        return Stream(self._root, self._node)
+
+
+class WindowedStream:
+    """A grouped stream cut into event-time windows, waiting for its aggregation.
+
+    Every aggregation takes ``name`` (its window store, changelog ``<app id>-<name>-changelog``)
+    and ``emit``: ``"update"`` sends (Windowed(key, start, end), aggregate) for every change,
+    ``"final"`` sends each window's result once, when stream time passes its close.
+    """
+
+    def __init__(
+        self,
+        grouped: GroupedStream,
+        windows: Windows,
+        timestamp: TimestampFn | None,
+        late: Late,
+        retention_ms: int | None,
+    ) -> None:
+        if not isinstance(windows, Windows):
+            raise TopologyError(f"window() takes an eokafka.windows definition, not {windows!r}")
+        if late not in get_args(Late):
+            raise TopologyError(f"late must be one of {get_args(Late)}, not {late!r}")
+        if retention_ms is not None and (type(retention_ms) is not int or retention_ms <= 0):
+            raise TopologyError(f"retention_ms must be a positive int, not {retention_ms!r}")
+        self._grouped = grouped
+        self._windows = windows
+        self._timestamp = timestamp
+        self._late = late
+        self._retention_ms = retention_ms or windows.horizon_ms + DEFAULT_RETENTION_MARGIN_MS
+
+    # -- aggregations ----------------------------------------------------------------------
+
+    def count(self, *, name: str, emit: EmitMode = "update") -> WindowedTable:
+        """Records per key and window."""
+        return self._aggregate("count", name, emit, w.counting())
+
+    def sum(
+        self, fn: Callable[[Any], Any] | None = None, *, name: str, emit: EmitMode = "update"
+    ) -> WindowedTable:
+        """The sum of ``fn(value)`` (default: the value itself)."""
+        return self._aggregate("sum", name, emit, w.summing(fn))
+
+    def min(
+        self, fn: Callable[[Any], Any] | None = None, *, name: str, emit: EmitMode = "update"
+    ) -> WindowedTable:
+        """The smallest ``fn(value)`` (default: the value itself)."""
+        return self._aggregate("min", name, emit, w.picking(min, fn))
+
+    def max(
+        self, fn: Callable[[Any], Any] | None = None, *, name: str, emit: EmitMode = "update"
+    ) -> WindowedTable:
+        """The largest ``fn(value)`` (default: the value itself)."""
+        return self._aggregate("max", name, emit, w.picking(max, fn))
+
+    def mean(
+        self, fn: Callable[[Any], Any] | None = None, *, name: str, emit: EmitMode = "update"
+    ) -> WindowedTable:
+        """The mean of ``fn(value)``; the store keeps ``[sum, count]``, the output is a float."""
+        return self._aggregate("mean", name, emit, w.averaging(fn))
+
+    def reduce(
+        self, reducer: Callable[[Any, Any], Any], *, name: str, emit: EmitMode = "update"
+    ) -> WindowedTable:
+        """``reducer(aggregate, value)``; a window's first value is its aggregate. Sessions
+        merge with ``reducer(a, b)`` too, so it must be associative there."""
+        return self._aggregate("reduce", name, emit, w.reducing(reducer))
+
+    def aggregate(
+        self,
+        initializer: Callable[[], Any],
+        aggregator: Callable[[Any, Any, Any], Any],
+        *,
+        name: str,
+        emit: EmitMode = "update",
+        merger: Callable[[Any, Any, Any], Any] | None = None,
+    ) -> WindowedTable:
+        """``aggregator(key, value, aggregate)`` from ``initializer()`` per window; session
+        windows also need ``merger(key, a, b)`` to join two sessions' aggregates."""
+        if isinstance(self._windows, w.Session) and merger is None:
+            raise TopologyError(
+                f"aggregate({name!r}) over session windows needs merger=(key, a, b) -> aggregate"
+            )
+        return self._aggregate(
+            "aggregate", name, emit, w.aggregating(initializer, aggregator, merger)
+        )
+
+    # -- compilation -----------------------------------------------------------------------
+
+    def _aggregate(self, label: str, name: str, emit: EmitMode, agg: Aggregator) -> WindowedTable:
+        if emit not in get_args(EmitMode):
+            raise TopologyError(
+                f"{label}({name!r}): emit must be 'update' or 'final', not {emit!r}"
+            )
+        grouped = self._grouped
+        app = grouped._stream._root.app
+        claim_store(app, name, f"windowed {label}")
+        claim_store(app, stream_time_store(name), f"windowed {label}({name!r}) stream time")
+        stream = grouped._source(name)
+        root = stream._root
+        root.add_store(name)
+        root.add_store(stream_time_store(name))
+        app.topology.add_window_store(name, self._retention_ms)
+        if self._late == "dead-letter":
+            app.topology.add_dead_letters()
+        operator = WindowOperator(
+            root, name, self._windows, agg, emit == "final", self._late, self._timestamp
+        )
+        node = root.add(stream._node, f"window {label}({name}, {emit})", operator.wrap)
+        return WindowedTable(root, node, name, WindowedSerde(root.key_serde))
+
+
+class WindowedTable(Table):
+    """A windowed aggregation's results, keyed by :class:`~eokafka.windows.Windowed`.
+
+    ``to(topic)`` writes keys in the windowed wire format (``WindowedSerde`` over the grouping
+    key's serde) unless given another ``key_serde``. With ``emit="update"``, a session merged
+    into another one is sent as a tombstone (value None).
+    """
+
+    joinable = False
+
+    def to(
+        self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
+    ) -> None:
+        super().to(topic, key_serde=key_serde or self.key_serde, value_serde=value_serde)
+
+
+def stream_source(
+    app: PipelineApp,
+    topic: str,
+    key_serde: Serde | None,
+    value_serde: Serde | None,
+    timestamp: TimestampFn | None = None,
+) -> Stream:
+    """``app.stream``: a processor on ``topic`` running whatever gets chained to the Stream."""
+    root = Root(app, topic, "stream", key_serde, value_serde, timestamp=timestamp)
+    return Stream(root, root.node)
+
+
+def table_source(
+    app: PipelineApp,
+    topic: str,
+    name: str | None,
+    key_serde: Serde | None,
+    value_serde: Serde | None,
+) -> Table:
+    """``app.table``: materialise ``topic`` into store ``name`` (default: the topic's name).
+
+    A None value (tombstone) deletes the key; records with a None key are skipped.
+    """
+    store = claim_store(app, name or topic, f"table {topic!r}")
+    root = Root(app, topic, "table", key_serde, value_serde)
+    root.add_store(store)
+    node = root.add(root.node, f"store({store})", op.storing(topic, store))
+    return Table(root, node, store, root.key_serde)

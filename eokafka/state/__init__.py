@@ -25,6 +25,7 @@ from eokafka.state.backend import (
 from eokafka.state.rocks import RocksBackend
 from eokafka.state.sqlite import SqliteBackend
 from eokafka.state.store import Store, StoreRecordTooLargeError
+from eokafka.state.stream_time import StreamTimeStore, stream_time_store
 from eokafka.state.window import WindowStore
 
 __all__ = [
@@ -39,10 +40,12 @@ __all__ = [
     "StoreLockedError",
     "StoreRecordTooLargeError",
     "StoreSpec",
+    "StreamTimeStore",
     "WindowStore",
     "changelog_topic",
     "open_store",
     "store_dir",
+    "stream_time_store",
     "wipe_store",
 ]
 
@@ -78,6 +81,9 @@ class StoreSpec:
     # Set for the store of a windowed aggregation: it opens as a WindowStore, and its
     # changelog also deletes records older than this (closed windows are tombstoned anyway).
     window_retention_ms: int | None = None
+    # Set for the store that keeps the stream time of the window store of this name: it
+    # opens as a StreamTimeStore, its changelog compacted only (retention can't delete it).
+    stream_time_of: str | None = None
 
     def __post_init__(self) -> None:
         _check_name("store name", self.name)
@@ -89,6 +95,8 @@ class StoreSpec:
         retention = self.window_retention_ms
         if retention is not None and (type(retention) is not int or retention <= 0):
             raise ValueError(f"store {self.name!r}: window_retention_ms must be a positive int")
+        if retention is not None and self.stream_time_of is not None:
+            raise ValueError(f"store {self.name!r}: a window store or a stream time store")
 
     def changelog_config(self) -> dict[str, str]:
         """Topic configs of the changelog: compacted, and for window stores time-limited."""
@@ -132,7 +140,11 @@ def open_store(
         backend = SqliteBackend(directory / SQLITE_FILE)
     else:
         backend = RocksBackend(directory / ROCKSDB_DIR)
-    kind = Store if spec.window_retention_ms is None else WindowStore
+    kind: type[Store] = Store
+    if spec.window_retention_ms is not None:
+        kind = WindowStore
+    elif spec.stream_time_of is not None:
+        kind = StreamTimeStore
     return kind(spec.name, backend, spec.key_serde, spec.value_serde)
 
 

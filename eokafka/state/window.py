@@ -1,21 +1,19 @@
-"""The store behind a windowed aggregation: one entry per key, the stream time, a close index.
+"""The store behind a windowed aggregation: one entry per key, and a close index.
 
 Layout (raw bytes; the DSL encodes the payloads, see ``eokafka.windows.encode_state``):
 
-* ``b"\\x00"`` -> stream time, int64 big-endian: the largest timestamp this partition's
-  aggregation has seen. It is changelogged like the windows, so a restart can't forget it
-  and let a late record re-open a window whose final result went out already.
 * ``b"\\x01" + key bytes`` -> int64 close time + payload: the key's open windows, and the
   stream time at which the first of them closes.
 
-Every write goes through the overlay like any store write, so windows, the stream time and
-the tombstones of closed windows reach the changelog in the transaction of the outputs they
-caused. The close index (a heap of (close time, key)) is derived state: built from the entries
-at first use (so after any restore), extended by writes, drained by :meth:`WindowStore.due`.
-An abort puts back what ``due`` took, so a replay closes those windows again.
+The stream time is not here: this store's changelog deletes old records by time, so it lives
+in a store of its own (``eokafka.state.stream_time``). Every write goes through the overlay
+like any store write, so windows and the tombstones of closed windows reach the changelog in
+the transaction of the outputs they caused. The close index (a heap of (close time, key)) is
+derived state: built from the entries at first use (so after any restore), extended by
+writes, drained by :meth:`WindowStore.due`. An abort puts back what ``due`` took, so a
+replay closes those windows again.
 
-Two caches spare the per-record path work, and neither outlives what it mirrors: the stream
-time as an int (dropped by an abort, a restore or a raw write), and, for the open
+A cache spares the per-record path work without outliving what it mirrors: for the open
 transaction only, the decoded state last written per key (``state``/``put_entry``), valid
 while that very write is the key's current value.
 """
@@ -33,22 +31,20 @@ from eokafka.state.store import Store, StoreRecordTooLargeError
 
 __all__ = ["WindowStore"]
 
-_TIME: Final = b"\x00"
 _KEY: Final = b"\x01"
 _INT64 = struct.Struct(">q")
 _MISSING: Final[Any] = object()
-_UNKNOWN: Final[Any] = object()  # the stream time is not cached
 Item = tuple[int, bytes]  # (close time, key bytes)
 
 
 class WindowStore(Store):
-    """A :class:`Store` of raw bytes with window entries, a stream time and a close index.
+    """A :class:`Store` of raw bytes with window entries and a close index.
 
     ``get``/``put``/``items`` work on the raw layout above; the windowed DSL uses the entry
     methods. ``value_serde`` is kept as :attr:`aggregate_serde` for the payloads.
     """
 
-    __slots__ = ("aggregate_serde", "_heap", "_taken", "_time", "_decoded")
+    __slots__ = ("aggregate_serde", "_heap", "_taken", "_decoded")
 
     def __init__(
         self,
@@ -62,7 +58,6 @@ class WindowStore(Store):
         self.aggregate_serde: Serde = value_serde or Json()
         self._heap: list[Item] | None = None
         self._taken: list[Item] = []  # popped in the open transaction
-        self._time: Any = _UNKNOWN
         # key bytes -> (the value written, its payload decoded), for this transaction only.
         self._decoded: dict[bytes, tuple[bytes, Any]] = {}
 
@@ -92,22 +87,7 @@ class WindowStore(Store):
         super().delete(key)
 
     def _forget(self) -> None:
-        self._time = _UNKNOWN
         self._decoded.clear()
-
-    # -- stream time -------------------------------------------------------------------------
-
-    def stream_time(self) -> int | None:
-        stream_time = self._time
-        if stream_time is _UNKNOWN:
-            data = self._raw(_TIME)
-            stream_time = None if data is None else _INT64.unpack(data)[0]
-            self._time = stream_time
-        return stream_time  # type: ignore[no-any-return]
-
-    def set_stream_time(self, stream_time: int) -> None:
-        self._write(_TIME, _INT64.pack(stream_time))
-        self._time = stream_time
 
     # -- entries -----------------------------------------------------------------------------
 

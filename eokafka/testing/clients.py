@@ -29,7 +29,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import OffsetSpec
 
+from eokafka.config import DEFAULT_PARTITIONER
 from eokafka.testing.cluster import TP, MemoryCluster, Txn
+from eokafka.testing.partitioners import check
 
 Callback = Callable[[Any, list[TopicPartition]], None]
 _EARLIEST = type(OffsetSpec.earliest())
@@ -248,12 +250,17 @@ class MemoryConsumer:
 
 
 class MemoryProducer:
-    """A transactional producer; ``fail_commit`` makes its next commit fail abortably."""
+    """A transactional producer; ``fail_commit`` makes its next commit fail abortably.
+
+    Records without a partition go where ``partitioner`` puts them (see
+    ``eokafka.testing.partitioners``); without that setting, eokafka's default (murmur2).
+    """
 
     def __init__(self, cluster: MemoryCluster, conf: dict[str, Any]) -> None:
         self._cluster = cluster
         self.transactional_id: str | None = conf.get("transactional.id")
         self._report_success = not conf.get("delivery.report.only.error", False)
+        self._partitioner = check(str(conf.get("partitioner", DEFAULT_PARTITIONER)))
         self.txn: Txn | None = None
         self.fenced = False
         self.fail_commit: KafkaError | None = None
@@ -301,7 +308,7 @@ class MemoryProducer:
         if count is None:
             raise _error(KafkaError._UNKNOWN_TOPIC, f"unknown topic {topic!r}")
         if partition < 0:
-            partition = self._cluster.partition_for(topic, key)
+            partition = self._cluster.partition_for(topic, key, self._partitioner)
         elif partition >= count:
             raise _error(KafkaError._UNKNOWN_PARTITION, f"{topic}[{partition}] does not exist")
         if isinstance(headers, dict):

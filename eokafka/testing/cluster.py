@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import itertools
 import uuid
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from eokafka.config import DEFAULT_PARTITIONER
+from eokafka.testing.partitioners import keyed_partition
 
 TP = tuple[str, int]
 Header = tuple[str, bytes | None]
@@ -95,11 +97,15 @@ class MemoryCluster:
         log = self.logs.get(topic)
         return None if log is None else len(log)
 
-    def partition_for(self, topic: str, key: bytes | None) -> int:
-        """librdkafka's default for keyed records (CRC32 of the key); unkeyed in turn."""
+    def partition_for(
+        self, topic: str, key: bytes | None, partitioner: str = DEFAULT_PARTITIONER
+    ) -> int:
+        """The partition librdkafka's ``partitioner`` picks (eokafka's default: murmur2, as
+        the Java client); where it would pick at random, the topic's partitions in turn."""
         count = len(self.logs[topic])
-        if key is not None:
-            return zlib.crc32(key) % count
+        chosen = keyed_partition(partitioner, key, count)
+        if chosen is not None:
+            return chosen
         turn = self._round_robin.get(topic, 0)
         self._round_robin[topic] = turn + 1
         return turn % count

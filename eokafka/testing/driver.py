@@ -25,6 +25,7 @@ from eokafka.serdes import Serde
 from eokafka.state import Store
 from eokafka.testing.clients import MemoryAdmin, MemoryConsumer, MemoryProducer, no_leave
 from eokafka.testing.cluster import Header, MemoryCluster
+from eokafka.testing.partitioners import check
 
 _INSTANCE = "test-driver"
 _MAX_STEPS = 1_000_000
@@ -83,6 +84,7 @@ class TestDriver:
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="eokafka-test-driver-")
         overrides = {"create_topics": True, "state_dir": self.state_dir, **settings}
         self.settings = config.resolve(app.application_id, app._settings, env={}, cli=overrides)
+        self._partitioner = check(config.partitioner(self.settings))
         self.clients = Clients(
             consumer=lambda conf: MemoryConsumer(self.cluster, conf),
             restore_consumer=lambda conf: MemoryConsumer(self.cluster, conf),
@@ -178,7 +180,8 @@ class TestDriver:
 
         Key and value go through the given serdes, else the serdes the app declared for
         ``topic``. The timestamp defaults to the driver's wall clock; the partition to the
-        key's (CRC32, as librdkafka), or round robin for a None key.
+        one the app's producers would pick for the key (murmur2 as the Java client, unless
+        the app's config sets ``partitioner``), or the partitions in turn for a None key.
         """
         count = self.cluster.partitions(topic)
         if count is None:
@@ -193,7 +196,7 @@ class TestDriver:
         raw_key = key_serde.serialize(key) if key_serde is not None else key
         raw_value = value_serde.serialize(value) if value_serde is not None else value
         if partition is None:
-            partition = self.cluster.partition_for(topic, raw_key)
+            partition = self.cluster.partition_for(topic, raw_key, self._partitioner)
         elif not 0 <= partition < count:
             raise ValueError(f"{topic!r} has partitions 0..{count - 1}, not {partition}")
         stamp = self.cluster.now_ms if timestamp is None else timestamp

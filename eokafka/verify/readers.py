@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,9 +21,10 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from eokafka.errors import ConfigError
-from eokafka.verify.compare import Item, item
+from eokafka.verify.records import CsvText, Read, Side, from_json, from_mapping
 
 _TIMEOUT = 30.0
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 
 
 def _end_offsets(admin: AdminClient, topic: str, level: IsolationLevel) -> dict[int, int]:
@@ -57,10 +58,18 @@ def open_transactions(bootstrap: str, topic: str, wait: float) -> list[dict[str,
         time.sleep(0.5)  # an in-flight transaction may still commit or abort
 
 
-def kafka_items(
-    bootstrap: str, topic: str, id_field: str, fields: Sequence[str]
-) -> Iterator[Item | None]:
+def kafka_side(bootstrap: str, topic: str, id_field: str, fields: Sequence[str]) -> Side:
     """JSON values of ``topic`` as a read_committed consumer sees them, up to the LSO."""
+    return Side(
+        f"kafka:{topic}",
+        _kafka_reads(bootstrap, topic, id_field, fields),
+        lambda loc: f"{topic}[{loc[0]}]@{loc[1]}",
+    )
+
+
+def _kafka_reads(
+    bootstrap: str, topic: str, id_field: str, fields: Sequence[str]
+) -> Iterator[Read]:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     target = _end_offsets(admin, topic, IsolationLevel.READ_COMMITTED)
     consumer = Consumer(
@@ -86,22 +95,24 @@ def kafka_items(
                     continue
                 position[p] = msg.offset() + 1
                 if msg.offset() < target[p]:
-                    yield _json_item(msg.value(), id_field, fields)
+                    yield from_json((p, msg.offset()), msg.value(), id_field, fields)
     finally:
         consumer.close()
 
 
-def _json_item(raw: bytes | str | None, id_field: str, fields: Sequence[str]) -> Item | None:
-    try:
-        return item(json.loads(raw or b"null"), id_field, fields)
-    except ValueError:
-        return None
+def postgres_side(dsn: str, table: str, id_field: str, fields: Sequence[str]) -> Side:
+    """Rows of ``table`` (``schema.table`` allowed), streamed by a server-side cursor;
+    a row is named by its number in the order of the scan."""
+    return Side(
+        f"postgres:{table}",
+        _postgres_reads(dsn, table, id_field, fields),
+        lambda loc: f"{table} row {loc[1]}",
+    )
 
 
-def postgres_items(
+def _postgres_reads(
     dsn: str, table: str, id_field: str, fields: Sequence[str]
-) -> Iterator[Item | None]:
-    """Rows of ``table`` (``schema.table`` allowed), streamed by a server-side cursor."""
+) -> Iterator[Read]:
     try:
         import psycopg
         from psycopg import sql
@@ -116,28 +127,55 @@ def postgres_items(
         try:
             with conn.cursor(name="eokafka_verify") as cur:
                 cur.execute(query)
-                for row in cur:
-                    yield item(dict(zip(cols, row, strict=True)), id_field, fields)
+                for n, row in enumerate(cur, 1):
+                    yield from_mapping((0, n), dict(zip(cols, row, strict=True)), id_field, fields)
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
             raise ConfigError(f"PostgreSQL: {exc}".strip()) from exc
 
 
-def file_items(
-    directory: str, id_field: str, fields: Sequence[str]
-) -> Iterator[Item | None]:
-    """Records of the finished ``*.jsonl`` and ``*.csv`` files in ``directory`` (not hidden)."""
+def files_side(directory: str, id_field: str, fields: Sequence[str]) -> Side:
+    """Records of the finished ``*.jsonl`` and ``*.csv`` files in ``directory`` (not hidden),
+    each named by its file and line."""
     folder = Path(directory)
     if not folder.is_dir():
         raise ConfigError(f"folder {directory!r} does not exist")
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
+    paths = [
+        p for p in sorted(folder.iterdir())
+        if not p.name.startswith(".") and p.is_file() and p.suffix in (".jsonl", ".csv")
+    ]
+    return Side(
+        f"files:{directory}",
+        _file_reads(paths, id_field, fields),
+        lambda loc: f"{paths[loc[0]]}:{loc[1]}",
+    )
+
+
+def _file_reads(paths: list[Path], id_field: str, fields: Sequence[str]) -> Iterator[Read]:
+    for i, path in enumerate(paths):
         if path.suffix == ".jsonl":
-            with open(path, encoding="utf-8") as f:
-                for line in f:
+            with open(path, "rb") as f:
+                for line_no, line in enumerate(f, 1):
                     if line.strip():
-                        yield _json_item(line, id_field, fields)
-        elif path.suffix == ".csv":
-            with open(path, encoding="utf-8", newline="") as f:
-                for row in csv.DictReader(f):
-                    yield item(dict(row), id_field, fields)
+                        yield from_json((i, line_no), line, id_field, fields)
+        else:
+            yield from _csv_reads(i, path, id_field, fields)
+
+
+def _csv_reads(i: int, path: Path, id_field: str, fields: Sequence[str]) -> Iterator[Read]:
+    """CSV rows with a header; a row that can't be read whole is named, not guessed at."""
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return
+        for row in reader:
+            loc = (i, reader.line_num)
+            if not row:
+                continue
+            if any(_UNDECODABLE.search(cell) for cell in row):
+                yield Read(loc, None, problem="not UTF-8")
+            elif len(row) != len(header):
+                yield Read(loc, None, problem=f"{len(row)} fields, the header has {len(header)}")
+            else:
+                record = dict(zip(header, map(CsvText, row), strict=True))
+                yield from_mapping(loc, record, id_field, fields)

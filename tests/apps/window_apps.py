@@ -6,6 +6,7 @@
   specs below: ``SPECS``); ``TEST_AGG``: count, sum, min, max, mean, aggregate or reduce;
   ``TEST_EMIT``: update or final; ``TEST_LATE``: drop or dead-letter.
 * ``TEST_TS_FIELD=1``: event time from the value's ``ts`` (else the record timestamp).
+* ``TEST_RETENTION_MS``: the window changelog's retention.ms (``window(retention_ms=)``).
 * ``TEST_PAUSE_DIR``: the worker stops right after emitting the final result of a window whose
   start is in ``TEST_PAUSE_STARTS`` (before the commit), once per start, so a test can SIGKILL
   it between closing a window and committing.
@@ -31,6 +32,7 @@ AGG = os.environ.get("TEST_AGG", "count")
 EMIT: Any = os.environ.get("TEST_EMIT", "final")
 LATE: Any = os.environ.get("TEST_LATE", "drop")
 PAUSE_STARTS = {int(x) for x in os.environ.get("TEST_PAUSE_STARTS", "").split(",") if x}
+RETENTION_MS = int(os.environ.get("TEST_RETENTION_MS") or 0) or None
 
 
 def _event_time(record: eokafka.Record) -> int:
@@ -49,7 +51,7 @@ windowed = (
     app.stream(INPUT, key_serde=S, value_serde=J, timestamp=timestamp)
     .map_values(lambda v: v["v"])
     .group_by_key()
-    .window(SPECS[KIND][1], late=LATE)
+    .window(SPECS[KIND][1], late=LATE, retention_ms=RETENTION_MS)
 )
 if AGG == "aggregate":
     table = windowed.aggregate(

@@ -1,5 +1,6 @@
 """The app's own topics are fit for purpose: repartition topics keep records until the app
-committed past them, then are purged; changelogs must be compacted.
+committed past them, then are purged; changelogs must be compacted; the dead-letter topic of
+late records is a dead-letter topic, not a repartition topic.
 
 Real ``eokafka run`` processes; topic configs and offsets are read with the admin client.
 """
@@ -11,7 +12,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigResource,
+    ConfigSource,
+    OffsetSpec,
+    ResourceType,
+)
 
 from tests.integration.harness import AppTopics, app_topics, wait_for, worker
 from tests.integration.test_startup import run_to_exit
@@ -107,3 +114,40 @@ def test_a_changelog_that_can_lose_keys_is_a_clear_error(
     assert code != 0
     assert "Traceback" not in out
     assert f"changelog topic {changelog!r} of store 'totals' {message}" in out, out
+
+
+def test_late_records_go_to_a_dead_letter_topic_and_a_bounded_run_still_ends(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """``window(..., late="dead-letter")``: the app's dead-letter topic is created as the
+    ``on_error`` policy creates it (the cluster's retention, no override), not as an internal
+    topic the group reads (infinite retention, waited for by ``--until-end``)."""
+    names = app_topics(kafka_bootstrap, "late-dlq", 1)
+    dlq = f"{names.app_id}-dlq"
+    stamps = [100, 1_500, 200, 1_400, 50, 9_000]  # tumbling 1 s windows, grace 300 ms
+    produce_records(
+        kafka_bootstrap,
+        names.src,
+        [(b"k", f'{{"ts": {ts}, "v": 1}}'.encode()) for ts in stamps],
+        timestamps=stamps,
+    )
+    late, stream_time = [], -1
+    for offset, ts in enumerate(stamps):
+        stream_time = max(stream_time, ts)
+        if ts - ts % 1_000 + 1_000 + 300 <= stream_time:
+            late.append(offset)
+    env = {**names.env, "TEST_WINDOW": "tumbling", "TEST_LATE": "dead-letter"}
+    target = "tests.apps.window_apps:app"
+    # The second run finds the first one's dead letters there, and nothing new to read.
+    for records_in in (len(stamps), 0):
+        code, out = run_to_exit(target, kafka_bootstrap, tmp_path, env, ["--until-end"])
+        assert code == 0, out[-3000:]
+        assert f"bounded run finished (end): {records_in} records in" in out, out[-3000:]
+
+    dead = read_committed(kafka_bootstrap, dlq, expected_count=len(late))
+    assert [int(dict(r.headers)["eokafka.source.offset"]) for r in dead] == late == [2, 4]
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    resource = ConfigResource(ResourceType.TOPIC, dlq)
+    retention = admin.describe_configs([resource])[resource].result(30)["retention.ms"]
+    assert retention.value != "-1"
+    assert ConfigSource(retention.source) != ConfigSource.DYNAMIC_TOPIC_CONFIG  # no override

@@ -15,12 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from tests.integration.harness import AppTopics, app_topics, wait_for, worker
 from tests.integration.test_dsl import _table_loaded
 from tests.integration.test_operations import _free_port, _samples
-from tests.kafka_helpers import Record, end_offsets, produce_records, read_committed
+from tests.kafka_helpers import (
+    Record,
+    create_topic,
+    end_offsets,
+    produce_records,
+    read_committed,
+    unique_name,
+)
 from tests.windows_reference import RECENT, SPECS, Rec, expected, shuffled_input
 
 pytestmark = pytest.mark.integration
@@ -90,17 +98,26 @@ CASES = {  # window: (aggregation, emit, event time from the value, late policy)
 }
 
 
-@pytest.mark.parametrize("kind", CASES)
+@pytest.mark.parametrize(
+    "kind, base",
+    [(kind, None) for kind in CASES] + [("hopping", 0), ("sliding", 0)],
+    ids=[*CASES, "hopping-from-the-epoch", "sliding-from-the-epoch"],
+)
 def test_each_window_type_matches_the_reference(
-    kafka_bootstrap: str, tmp_path: Path, kind: str
+    kafka_bootstrap: str, tmp_path: Path, kind: str, base: int | None
 ) -> None:
+    """From the epoch (event times from 0, in the value): no window starts before 0."""
     agg, emit, ts_field, late = CASES[kind]
     spec = SPECS[kind][0]
     rng = random.Random(kind)
-    data = shuffled_input(rng, 3, 250, 9, step=41, disorder=500, late_every=17, late_by=1_200)
+    data = shuffled_input(
+        rng, 3, 250, 9, step=41, disorder=500, late_every=17, late_by=1_200, base=base
+    )
     data = _flushed(data)
     want = expected(spec, data, agg)
-    names = app_topics(kafka_bootstrap, f"win-{kind}", 3)
+    names = app_topics(kafka_bootstrap, f"win-{kind}", 3, create_output=False)
+    # Outputs carry the event time: kept for ever, as 1970 is past any time retention.
+    create_topic(kafka_bootstrap, names.out, 3, config={"retention.ms": "-1"})
     env = {
         **names.env,
         "TEST_WINDOW": kind,
@@ -119,6 +136,7 @@ def test_each_window_type_matches_the_reference(
             got = {k: v for k, v in dict(outputs).items() if v is not None}
             wanted = want.final | want.open
         assert got == wanted, _diff(got, wanted)
+        assert all(start >= 0 for _, start, _ in got)
         assert want.late
         if late == "dead-letter":
             dead = read_committed(kafka_bootstrap, f"{names.app_id}-dlq")
@@ -202,6 +220,69 @@ def test_final_results_exactly_once_through_sigkill(kafka_bootstrap: str, tmp_pa
     finally:
         for w in workers:
             w.stop_quietly()
+
+
+def _all_deleted(bootstrap: str, topic: str) -> bool:
+    """Whether the broker deleted every record of ``topic`` (low watermark = high watermark)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("wm")})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        marks = [consumer.get_watermark_offsets(TopicPartition(topic, p), 10) for p in parts]
+    finally:
+        consumer.close()
+    return all(low == high > 0 for low, high in marks)
+
+
+def test_stream_time_outlives_the_window_changelog_retention(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A partition idle for longer than the window changelog's retention: the broker deletes
+    every record of it. After a restore, a record late by the stream time before the idle
+    time must still be late: its window's final result went out already."""
+    spec = SPECS["tumbling"][0]  # 1 s windows, 300 ms grace
+    partitions = 2
+    first = {p: [(f"k{p}", RECENT + i * 100, 1) for i in range(30)] for p in range(partitions)}
+    # Late by 2.4 s for window [RECENT, RECENT + 1000), closed at RECENT + 1300; then a
+    # record that closes every window before it, and one that closes that record's window.
+    then = {
+        p: [(f"k{p}", RECENT + t, 1) for t in (500, 10_000, 20_000)] for p in range(partitions)
+    }
+    whole = {p: first[p] + then[p] for p in range(partitions)}
+    want = expected(spec, whole, "count")
+    assert {(p, 30) for p in range(partitions)} <= set(want.late)
+    # The windows open when the partition went idle go with the changelog (the README says
+    # why the retention must exceed the longest idle time with open windows).
+    gone = set(expected(spec, first, "count").open)
+    names = app_topics(kafka_bootstrap, "win-retention", partitions)
+    env = {
+        **names.env,
+        "TEST_WINDOW": "tumbling",
+        "TEST_AGG": "count",
+        "TEST_EMIT": "final",
+        "TEST_RETENTION_MS": "2000",
+    }
+    changelog = f"{names.app_id}-agg-changelog"
+    _produce(kafka_bootstrap, names.src, first, False)
+    w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, ["--instance-id", "w"]).start()
+    try:
+        _run_to_end(kafka_bootstrap, names)
+        assert w.terminate() == 0, w.log()[-3000:]
+        # The log cleaner deletes a compact,delete log's expired segments every 15 s or so
+        # (log.cleaner.backoff.ms), the active one too once all of it expired.
+        wait_for(lambda: _all_deleted(kafka_bootstrap, changelog), 180, "retention to delete "
+                 f"the changelog {changelog}", interval=1)
+        clock = f"{names.app_id}-agg-stream-time-changelog"  # compacted only: still there
+        last = {r.partition: r.value for r in read_committed(kafka_bootstrap, clock)}
+        assert last == {p: (RECENT + 2_900).to_bytes(8, "big") for p in range(partitions)}
+        w.start()  # restores the window store from an empty changelog
+        _produce(kafka_bootstrap, names.src, then, False)
+        got = _once(_windowed(_run_to_end(kafka_bootstrap, names)))
+        wanted = {k: v for k, v in want.final.items() if k not in gone}
+        assert got == wanted, _diff(got, wanted)
+        assert "late for window store 'agg'" in w.log()
+        assert w.terminate() == 0, w.log()[-3000:]
+    finally:
+        w.stop_quietly()
 
 
 def _changelog_keys(bootstrap: str, topic: str) -> int:

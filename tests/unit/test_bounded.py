@@ -12,8 +12,8 @@ import eokafka
 from eokafka import config, serdes
 from eokafka.config import Settings
 from eokafka.metrics import WorkerMetrics
-from eokafka.runtime.process.bounded import Bounds, RunSummary, capture, total
 from eokafka.runtime.clients import Clients
+from eokafka.runtime.process.bounded import Bounds, RunSummary, capture, total
 from eokafka.runtime.process.worker import Worker
 from eokafka.testing.clients import MemoryAdmin, MemoryConsumer, MemoryProducer, no_leave
 from eokafka.testing.cluster import MemoryCluster

@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from eokafka.cli import cli
-from eokafka.describe import render, topology_graph, write_picture
+from eokafka.describe import render, write_picture
 from eokafka.errors import ConfigError
+from eokafka.topology import topology_graph
 from tests.apps.describe_apps import secured, words
 
 WORDS = topology_graph(words.topology, "words", "words-dlq")
@@ -22,6 +23,7 @@ TOPICS = {
     "words-by-word-repartition": "repartition",
     "words-word-counts-changelog": "changelog",
     "words-per-min-changelog": "changelog",
+    "words-per-min-stream-time-changelog": "changelog",
     "words-dlq": "dead-letter",
 }
 
@@ -32,6 +34,7 @@ def test_the_graph_has_every_topic_with_its_kind() -> None:
     assert {(s.name, s.backend, s.window) for s in WORDS.stores.values()} == {
         ("word-counts", "rocksdb", False),
         ("per-min", "memory", True),
+        ("per-min-stream-time", "memory", False),  # the window's stream time, compacted only
     }
 
 
@@ -81,7 +84,7 @@ def test_mermaid_and_dot_draw_the_same_edges() -> None:
     )
     assert ("word-counts", "words-word-counts-changelog") in named  # the store's changelog
     assert ("stream > window count(per-min, update)", "words-dlq") in named
-    assert len(named) == 11
+    assert len(named) == 13  # with the stream time store and its changelog
 
 
 def test_labels_are_escaped() -> None:

@@ -100,13 +100,6 @@ def test_branches_share_the_processor_and_each_see_every_record(tmp_path: Path) 
     assert [v for _, v in driver.decoded("big")] == [40, 50]
 
 
-def test_two_streams_on_one_topic_get_distinct_processor_names() -> None:
-    app = eokafka.App("twice")
-    app.stream("in")
-    app.stream("in")
-    assert [s.name for s in app.topology.sources] == ["stream", "stream #2"]
-
-
 # -- aggregations -----------------------------------------------------------------------
 
 

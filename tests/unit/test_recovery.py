@@ -7,8 +7,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from eokafka.errors import EokafkaError
-from eokafka.runtime.tasks.offsets import PendingResync
 from eokafka.runtime.commit.errors import is_indefinite
+from eokafka.runtime.tasks.offsets import PendingResync
 from tests.tcp_proxy import _is_commit
 
 

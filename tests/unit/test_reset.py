@@ -50,6 +50,7 @@ def test_one_target_at_a_time() -> None:
 def test_the_internal_topics_of_an_app() -> None:
     assert internal_topics(words.topology, Settings("words")) == [
         ("words-per-min-changelog", "changelog"),
+        ("words-per-min-stream-time-changelog", "changelog"),
         ("words-word-counts-changelog", "changelog"),
         ("words-by-word-repartition", "repartition"),
         ("words-source-offsets", "source offsets"),

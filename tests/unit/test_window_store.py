@@ -1,4 +1,5 @@
-"""The window store's caches (stream time, decoded states) never show what the store lacks.
+"""The window store's decoded states and the stream time store's int never show what the
+store lacks.
 
 Each test writes through the per-record API the windowed DSL uses, then replaces, aborts,
 commits, restores or refuses a write, and checks that reads give what the raw bytes say.
@@ -11,7 +12,12 @@ from typing import Any
 import pytest
 
 from eokafka import serdes, windows
-from eokafka.state import InMemoryBackend, StoreRecordTooLargeError, WindowStore
+from eokafka.state import (
+    InMemoryBackend,
+    StoreRecordTooLargeError,
+    StreamTimeStore,
+    WindowStore,
+)
 from eokafka.windows import KeyState, Windowed, WindowedSerde, decode_state, encode_state
 
 J = serdes.Json()
@@ -61,32 +67,41 @@ def test_a_taken_state_changed_by_a_failed_write_is_not_handed_out_again() -> No
     assert _count(store, b"k") == 1  # what the store holds, decoded again
 
 
-def test_an_abort_drops_the_cached_states_and_stream_time() -> None:
+def test_an_abort_drops_the_cached_states() -> None:
     store = _store()
-    store.set_stream_time(100)
     _put(store, b"k", KeyState([[0, 10, 1]]))
     store.commit(None)
-    store.set_stream_time(200)
     found = store.state(b"k", _decode)
     assert found is not None
     found[1].entries[0][2] = 2
     _put(store, b"k", found[1])
-    assert store.stream_time() == 200 and _count(store, b"k") == 2
+    assert _count(store, b"k") == 2
     store.abort()
-    assert store.stream_time() == 100
     assert _count(store, b"k") == 1
 
 
+def test_an_abort_drops_the_cached_stream_time() -> None:
+    clock = StreamTimeStore("w-stream-time", InMemoryBackend())
+    assert clock.stream_time() is None
+    clock.set_stream_time(100)
+    clock.commit(None)
+    clock.set_stream_time(200)
+    assert clock.stream_time() == 200
+    assert dict(clock.pending_changelog()) == {b"t": (200).to_bytes(8, "big")}
+    clock.abort()
+    assert clock.stream_time() == 100
+
+
 def test_raw_writes_and_restores_are_seen_by_the_stream_time() -> None:
-    store = _store()
-    store.set_stream_time(5)
-    store.put(b"\x00", (9).to_bytes(8, "big"))
-    assert store.stream_time() == 9
-    store.delete(b"\x00")
-    assert store.stream_time() is None
-    store.abort()
-    store.restore_batch([(b"\x00", (42).to_bytes(8, "big"))], 1)
-    assert store.stream_time() == 42
+    clock = StreamTimeStore("w-stream-time", InMemoryBackend())
+    clock.set_stream_time(5)
+    clock.put(b"t", (9).to_bytes(8, "big"))
+    assert clock.stream_time() == 9
+    clock.delete(b"t")
+    assert clock.stream_time() is None
+    clock.abort()
+    clock.restore_batch([(b"t", (42).to_bytes(8, "big"))], 1)
+    assert clock.stream_time() == 42
 
 
 def test_the_decoded_cache_lasts_one_transaction() -> None:

@@ -18,7 +18,7 @@ import pytest
 import eokafka
 from eokafka import serdes, windows
 from eokafka.errors import PoisonRecordError, TopologyError
-from eokafka.state import WindowStore
+from eokafka.state import StreamTimeStore, WindowStore
 from eokafka.testing import TestDriver
 from eokafka.windows import Windowed, WindowedSerde
 from tests.windows_reference import SPECS, Rec, expected, shuffled_input
@@ -138,15 +138,18 @@ def test_a_restart_keeps_stream_time_so_a_closed_window_stays_closed(tmp_path: P
     driver.commit()
     assert _results(driver) == [(Windowed("a", 0, 100), 2)]
     assert (_late(driver, "dropped"), _late(driver, "dead-lettered")) == (1, 0)
-    store = driver.stores("agg")[0]
-    assert isinstance(store, WindowStore) and store.stream_time() == 150
+    assert isinstance(driver.stores("agg")[0], WindowStore)
+    clock = driver.stores("agg-stream-time")[0]
+    assert isinstance(clock, StreamTimeStore) and clock.stream_time() == 150
 
 
 def test_late_records_go_to_the_dead_letter_topic_with_headers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = _app(windows.Tumbling(100, grace_ms=10), "count", "final", late="dead-letter")
-    assert app.topology.internal_topics == {"win-dlq": "in"}
+    # A dead-letter topic as on_error="dead-letter" makes it, not an internal topic.
+    assert app.topology.internal_topics == {}
+    assert app.topology.dead_letters
     driver = _driver(app, tmp_path)
     with caplog.at_level(logging.WARNING, "eokafka.windows"):
         for ts in (10, 120, 5):  # 120 closes [0, 100) at 100 + 10: 5 is late
@@ -266,3 +269,40 @@ def test_windowed_aggregations_declare_window_stores_and_refuse_misuse() -> None
         grouped.window(60_000)  # type: ignore[arg-type]
     with pytest.raises(TopologyError, match="already used"):
         grouped.window(windows.Tumbling(10)).count(name="per-min")
+
+
+def test_stream_time_has_a_compacted_store_of_its_own() -> None:
+    """The window changelog deletes by time; the stream time must outlive that (see
+    tests/integration/test_windows.py for the broker deleting it)."""
+    app = eokafka.App("clock")
+    grouped = app.stream("in", key_serde=S, value_serde=J).group_by_key()
+    grouped.window(windows.Tumbling(60_000)).count(name="per-min")
+    app.store("per-min", backend="rocksdb")
+    app.topology.validate()
+    clock = app.topology.stores["per-min-stream-time"]
+    assert (clock.backend, clock.stream_time_of, clock.window_retention_ms) == (
+        "rocksdb", "per-min", None
+    )
+    assert clock.changelog_config() == {"cleanup.policy": "compact"}
+    assert app.topology.stores["per-min"].changelog_config()["cleanup.policy"] == "compact,delete"
+    app.topology.validate()  # again: the same
+
+    taken = eokafka.App("taken")
+    taken.stream("in", key_serde=S, value_serde=J).group_by_key().window(
+        windows.Tumbling(10)
+    ).count(name="w")
+    taken.store("w-stream-time", backend="sqlite")
+    with pytest.raises(TopologyError, match="keeps its stream time"):
+        taken.topology.validate()
+
+    used = eokafka.App("used")
+    used.stream("in", key_serde=S, value_serde=J).group_by_key().window(
+        windows.Tumbling(10)
+    ).count(name="w")
+
+    @used.processor("other", stores=["w-stream-time"])
+    def other(ctx: Any, key: Any, value: Any) -> None:
+        pass
+
+    with pytest.raises(TopologyError, match="keeps its stream time"):
+        used.topology.validate()

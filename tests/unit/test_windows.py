@@ -73,11 +73,16 @@ def simulate(
 
 @pytest.mark.parametrize("kind", SPECS)
 @pytest.mark.parametrize("agg", ["count", "sum", "min", "max", "mean", "aggregate", "reduce"])
-def test_windows_match_the_reference_on_shuffled_late_input(kind: str, agg: str) -> None:
+@pytest.mark.parametrize("base", [None, 0], ids=["recent", "from-the-epoch"])
+def test_windows_match_the_reference_on_shuffled_late_input(
+    kind: str, agg: str, base: int | None
+) -> None:
     spec, w = SPECS[kind]
     for seed in range(3):
         rng = random.Random(seed)
-        data = shuffled_input(rng, 3, 400, 7, step=37, disorder=400, late_every=23, late_by=900)
+        data = shuffled_input(
+            rng, 3, 400, 7, step=37, disorder=400, late_every=23, late_by=900, base=base
+        )
         want = expected(spec, data, agg)
         finals, still_open, late, updates = simulate(w, data, AGGREGATORS[agg], changes=True)
         assert late == want.late
@@ -108,7 +113,7 @@ def test_a_tumbling_window_is_start_inclusive_end_exclusive_and_closes_at_end_pl
 def test_hopping_windows_hold_a_record_size_over_advance_times() -> None:
     w = windows.Hopping(10, advance_ms=3)
     assert w.windows_for(10) == [(3, 13), (6, 16), (9, 19)]
-    assert w.windows_for(0) == [(-9, 1), (-6, 4), (-3, 7), (0, 10)]
+    assert w.windows_for(3) == [(0, 10), (3, 13)]  # none starts before the epoch
     assert w.is_late(10, 13) and not w.is_late(10, 12)  # the earliest, (3, 13), closed
 
 
@@ -141,17 +146,46 @@ def test_sessions_need_a_merging_aggregation() -> None:
 
 def test_sliding_windows_are_every_distinct_record_set_within_size() -> None:
     w = windows.Sliding(10)
-    assert w.windows([5, 8, 30]) == [(-5, 5), (-2, 8), (6, 16), (20, 30)]
+    assert w.windows([105, 108, 130]) == [(95, 105), (98, 108), (106, 116), (120, 130)]
     state = KeyState()
     total = windows.summing()
-    for ts, v in [(5, 1), (8, 2), (30, 4)]:
+    for ts, v in [(105, 1), (108, 2), (130, 4)]:
         w.add(state, "k", ts, v, total, False)
-    assert w.close(state, "k", 9, total) == [(-5, 5, 1), (-2, 8, 3)]  # ends <= 9 - 0 - 1
-    assert w.close(state, "k", 9, total) is None  # nothing new: mark holds
-    assert w.next_close(state) == 17
-    assert w.close(state, "k", 31, total) == [(6, 16, 2), (20, 30, 4)]
-    assert w.close(state, "k", 100, total) == []
+    assert w.close(state, "k", 109, total) == [(95, 105, 1), (98, 108, 3)]  # ends <= 109 - 1
+    assert w.close(state, "k", 109, total) is None  # nothing new: mark holds
+    assert w.next_close(state) == 117
+    assert w.close(state, "k", 131, total) == [(106, 116, 2), (120, 130, 4)]
+    assert w.close(state, "k", 200, total) == []
     assert state.entries == []
+
+
+def test_no_window_starts_before_the_epoch() -> None:
+    """As in Kafka Streams: a hopping window that would start before 0 does not exist
+    (TimeWindows.windowsFor), and a sliding record earlier than ``size`` has ``[0, size]``,
+    which holds every record up to ``size``, as its left window (the early-record path of
+    KStreamSlidingWindowAggregate)."""
+    hop = windows.Hopping(10_000, advance_ms=5_000)
+    assert hop.windows_for(1_000) == [(0, 10_000)]
+    assert hop.windows_for(0) == [(0, 10_000)]
+    assert hop.windows_for(5_000) == [(0, 10_000), (5_000, 15_000)]
+    assert not hop.is_late(1_000, 9_999) and hop.is_late(1_000, 10_000)
+    state, count = KeyState(), windows.counting()
+    assert hop.add(state, "k", 1_000, None, count, True) == [(0, 10_000, 1)]
+    assert hop.next_close(state) == 10_000
+
+    sliding = windows.Sliding(5_000)
+    assert sliding.windows([1_000]) == [(0, 5_000)]
+    assert sliding.windows([1_000, 3_000, 5_000, 7_000]) == [
+        (0, 5_000), (1_001, 6_001), (2_000, 7_000), (3_001, 8_001), (5_001, 10_001)
+    ]
+    state, total = KeyState(), windows.summing()
+    for ts, v in [(5_000, 4), (1_000, 1), (7_000, 8), (3_000, 2)]:  # out of order
+        changes = sliding.add(state, "k", ts, v, total, True)
+        assert all(start >= 0 for start, _, _ in changes), changes
+    assert sliding.close(state, "k", 20_000, total) == [
+        (0, 5_000, 7), (1_001, 6_001, 6), (2_000, 7_000, 14), (3_001, 8_001, 12),
+        (5_001, 10_001, 8),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,9 @@ from eokafka.config import Settings, admin_config
 from eokafka.errors import ConfigError
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.runtime.clients import kafka_admin
-from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.commit.errors import TransactionAborted
 from eokafka.runtime.commit.transactional_producer import TransactionalProducer
+from eokafka.runtime.topics import TopicGuard
 from eokafka.source import Feed, Position
 from eokafka.topology import Topology
 

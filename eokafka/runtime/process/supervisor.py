@@ -12,19 +12,16 @@ import multiprocessing
 import multiprocessing.connection
 import signal
 import sys
-from importlib import import_module
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eokafka.config import Settings
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.process.bounded import Bounds, RunSummary, total
 from eokafka.runtime.process.instance import resolve_instance_id
-
-if TYPE_CHECKING:
-    from eokafka.app import App
+from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.supervisor")
 
@@ -36,31 +33,11 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def load_app(target: str) -> App:
-    """Import ``module:attribute`` and return the App it names."""
-    from eokafka.app import App
-
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"{target!r}: expected module:app, e.g. mymodule:app")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        module = import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
-            raise  # the app's module exists but imports something missing: show where
-        raise ConfigError(
-            f"{target!r}: no module named {module_name!r} in {Path.cwd()} or on PYTHONPATH"
-        ) from exc
-    app = getattr(module, attr, None)
-    if not isinstance(app, App):
-        raise ConfigError(f"{target!r}: {module_name}.{attr} is not an eokafka.App")
-    return app
+Load = Callable[[str], Topology]  # ``module:app`` -> its topology, in a child process
 
 
 def run_worker(
-    app: App, settings: Settings, slot: int = 0, bounds: Bounds | None = None
+    topology: Topology, settings: Settings, slot: int = 0, bounds: Bounds | None = None
 ) -> RunSummary | None:
     """Run one worker until SIGTERM/SIGINT or its bounds (clean exit) or an error (raised)."""
     from eokafka.runtime.process.preflight import check_connection
@@ -76,15 +53,15 @@ def run_worker(
             metrics.serve(port, settings.metrics_host)
             log.info("metrics at http://%s:%d/metrics", settings.metrics_host, port)
         worker: Worker | SourceWorker
-        if app.topology.feeds:
+        if topology.feeds:
             if bounds is not None:
                 raise ConfigError(
                     "--until-end, --max-records and --max-seconds bound a run over input "
                     "topics; a source-only app reads none"
                 )
-            worker = SourceWorker(app.topology, settings, instance.value, metrics)
+            worker = SourceWorker(topology, settings, instance.value, metrics)
         else:
-            worker = Worker(app.topology, settings, instance.value, metrics, bounds)
+            worker = Worker(topology, settings, instance.value, metrics, bounds)
         signal.signal(signal.SIGTERM, worker.stop)
         signal.signal(signal.SIGINT, worker.stop)
         worker.run()
@@ -96,7 +73,8 @@ def run_worker(
 
 def _child(
     target: str | None,
-    app: App | None,
+    load: Load | None,
+    topology: Topology | None,
     settings: Settings,
     slot: int,
     bounds: Bounds | None,
@@ -106,8 +84,10 @@ def _child(
 
     setup_logging(f"worker-{slot}")
     try:
-        loaded = load_app(target) if target else app
-        summary = run_worker(loaded, settings, slot, bounds)  # type: ignore[arg-type]
+        if target is not None and load is not None:
+            topology = load(target)
+        assert topology is not None
+        summary = run_worker(topology, settings, slot, bounds)
     except EokafkaError as exc:
         log.error("%s", exc)
         sys.exit(1)
@@ -120,11 +100,18 @@ def _child(
 
 
 def run_app(
-    app: App, settings: Settings, target: str | None = None, bounds: Bounds | None = None
+    topology: Topology,
+    settings: Settings,
+    target: str | None = None,
+    load: Load | None = None,
+    bounds: Bounds | None = None,
 ) -> RunSummary | None:
-    """Run the workers; for a bounded run, return the summary of all of them together."""
+    """Run the workers; for a bounded run, return the summary of all of them together.
+
+    With several processes, each child loads ``target`` with ``load`` itself (the app's
+    module is imported there); without a target it is handed the topology."""
     if settings.processes == 1:
-        return run_worker(app, settings, 0, bounds)
+        return run_worker(topology, settings, 0, bounds)
     ctx = multiprocessing.get_context("spawn")
     results = ctx.SimpleQueue()
     children = [
@@ -132,7 +119,8 @@ def run_app(
             target=_child,
             args=(
                 target,
-                None if target else app,
+                load,
+                None if target else topology,
                 settings,
                 slot,
                 None if bounds is None else bounds.share(slot, settings.processes),

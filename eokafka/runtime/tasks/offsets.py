@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from eokafka.errors import EokafkaError

@@ -1,12 +1,13 @@
 """Standby replicas: warm copies of stores of partitions this worker does not own.
 
 With ``num_standby_replicas = k`` each partition's in-memory stores are kept on up to ``k``
-other workers, chosen from the group membership by :mod:`eokafka.runtime.placement` (every
-worker computes the same plan and keeps what falls on itself). A standby tails its changelog
-read_committed through a changelog reader of its own (changelog_reader.py, the one restores
-use: assign, not subscribe, strict offsets), in bounded batches from the worker loop, and
-checkpoints the offset it read up to, exactly as a restore does. When its partition is assigned here, :meth:`StandbyReplicas.take` hands the
-store to the active side, which then restores only the tail from that checkpoint.
+other workers, chosen from the group membership by :mod:`eokafka.runtime.group.placement`
+(every worker computes the same plan and keeps what falls on itself). A standby tails its
+changelog read_committed through a changelog reader of its own (changelog_reader.py, the one
+restores use: assign, not subscribe, strict offsets), in bounded batches from the worker
+loop, and checkpoints the offset it read up to, exactly as a restore does. When its
+partition is assigned here, :meth:`StandbyReplicas.take` hands the store to the active side,
+which then restores only the tail from that checkpoint.
 
 Only in-memory stores get standbys. A persistent store's files are its warm copy: a worker
 sharing that state dir that takes the partition over restores only the tail from them, and a

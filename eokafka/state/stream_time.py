@@ -1,0 +1,96 @@
+"""The stream time of a windowed aggregation, in a store of its own.
+
+Stream time is the largest event time the aggregation has seen on a partition; a record is
+late by it, so it must never go back, also across restores. The window store's changelog is
+``compact,delete``: the broker deletes records older than its retention, whether compaction
+would keep them or not. A stream time that has not moved for longer than that (a partition
+left idle, or all of whose records came late) would be deleted with them, and after a
+restore a late record could re-open a window whose final result went out already. So the
+stream time lives here, one key per partition, in a changelog that is compacted only:
+compaction keeps the last record of every key, so it is kept for as long as the changelog.
+
+Kafka Streams keeps such times out of reach of changelog retention too: the partition time
+and the last emitted window close go into the committed offsets' metadata.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any, Final
+
+from eokafka.serdes import Bytes, Serde
+from eokafka.state.backend import Backend
+from eokafka.state.store import Store
+
+__all__ = ["StreamTimeStore", "stream_time_store"]
+
+_KEY: Final = b"t"
+_INT64 = struct.Struct(">q")
+_UNKNOWN: Final[Any] = object()  # not cached
+
+
+def stream_time_store(window_store: str) -> str:
+    """The name of the store that keeps the stream time of ``window_store``."""
+    return f"{window_store}-stream-time"
+
+
+class StreamTimeStore(Store):
+    """One int64 (big-endian) under one key; the value is cached as an int until an abort,
+    a restore or a raw write could have changed it."""
+
+    __slots__ = ("_time",)
+
+    def __init__(
+        self,
+        name: str,
+        backend: Backend,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, backend, Bytes(), Bytes(), **kwargs)
+        self._time: Any = _UNKNOWN
+
+    def stream_time(self) -> int | None:
+        """The stream time, this transaction's advance included; None before any record."""
+        stream_time = self._time
+        if stream_time is _UNKNOWN:
+            data = self.get(_KEY)
+            stream_time = None if data is None else _INT64.unpack(data)[0]
+            self._time = stream_time
+        return stream_time  # type: ignore[no-any-return]
+
+    def set_stream_time(self, stream_time: int) -> None:
+        self._overlay[_KEY] = _INT64.pack(stream_time)  # 9 bytes: no record size to check
+        self._time = stream_time
+
+    def put(self, key: Any, value: Any) -> None:
+        self._time = _UNKNOWN
+        super().put(key, value)
+
+    def delete(self, key: Any) -> None:
+        self._time = _UNKNOWN
+        super().delete(key)
+
+    def abort(self) -> None:
+        super().abort()
+        self._time = _UNKNOWN
+
+    def restore_batch(
+        self,
+        records: Iterable[tuple[bytes, bytes | None]],
+        next_offset: int,
+        *,
+        flush: bool = True,
+    ) -> None:
+        super().restore_batch(records, next_offset, flush=flush)
+        self._time = _UNKNOWN
+
+    def close(self) -> None:
+        super().close()
+        self._time = _UNKNOWN
+
+    def destroy(self) -> None:
+        super().destroy()
+        self._time = _UNKNOWN
