@@ -12,7 +12,7 @@ would fence each other for ever), or the broker aborting a transaction that outl
 ``transaction.timeout.ms`` (then a new producer carries on). The worker tells them apart by
 asking the consumer group who holds this instance id (``replaced``).
 
-An unknown outcome is not an abort (DESIGN.md, invariant 10). A ``commit_transaction`` that
+An unknown outcome is not an abort (docs/architecture.md, invariant 10). A ``commit_transaction`` that
 timed out may have committed on the broker, so it is called again within the transaction
 timeout, as librdkafka allows. If the outcome stays unknown, the producer is re-created: its
 ``init_transactions`` finishes or aborts the old transaction. librdkafka has no KIP-890
