@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from connectors import crash
+from eokafka import faults
 from eokafka.errors import ConfigError, EokafkaError
 
 
@@ -56,7 +56,7 @@ class FileSource:
         self._headers.clear()
 
     def poll(self, max_records: int) -> tuple[list[tuple[Any, Any]], Any]:
-        crash.reached("file-source.poll")
+        faults.reached("file-source.poll")
         out: list[tuple[Any, Any]] = []
         for path in sorted(self.directory.glob(self.pattern)):
             if len(out) >= max_records:

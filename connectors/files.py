@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from connectors import crash
+from eokafka import faults
 from eokafka.errors import ConfigError
 from eokafka.sink import TP, Where
 
@@ -169,19 +169,19 @@ class FileSink:
                 _append_fsync(part.path, self._header())
             _append_fsync(part.path, b"".join(part.rows))
             part.rows.clear()
-            crash.reached("files.after-fsync")
+            faults.reached("files.after-fsync")
             length = part.path.stat().st_size
             mark = {"txn": txn_id, "first": part.first, "end": offsets[tp], "length": length}
             _append_fsync(marks, json.dumps(mark).encode() + b"\n")
             if new:
                 _fsync_dir(part.path.parent)
             self._prepared.append((tp, txn_id))
-            crash.reached("files.after-prepare")
+            faults.reached("files.after-prepare")
 
     def finish(self) -> None:
         """Kafka committed: mark each part's transaction done; roll the parts due."""
         for tp, txn_id in self._prepared:
-            crash.reached("files.before-done")
+            faults.reached("files.before-done")
             part = self._parts[tp]
             done = json.dumps({"done": txn_id}).encode() + b"\n"
             _append_fsync(part.path.with_suffix(".marks"), done)
@@ -212,7 +212,7 @@ class FileSink:
             name = f"{topic}+{partition}+{last['first']}-{last['end']}.{self.format}"
             final = self.directory / name
             os.replace(path, final)
-            crash.reached("files.mid-rename")
+            faults.reached("files.mid-rename")
             _fsync_dir(self.directory)
         else:
             path.unlink(missing_ok=True)

@@ -14,7 +14,9 @@ import eokafka
 from eokafka.config import consumer_config, rebalance_protocol, resolve
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.metrics import WorkerMetrics
-from eokafka.runtime.tasks.manager import TaskManager, copartitioned_groups, spans_topics
+from eokafka.runtime.tasks.commits import TaskCommits
+from eokafka.runtime.tasks.groups import copartitioned_groups, spans_topics
+from eokafka.runtime.tasks.manager import TaskManager
 from eokafka.runtime.tasks.task import Task, TaskState, TaskStateError
 from eokafka.state import StoreLockedError
 
@@ -59,9 +61,9 @@ def test_illegal_transitions_raise_naming_the_task(
 
 def test_an_input_of_another_task_is_refused() -> None:
     with pytest.raises(TaskStateError, match=r"b\[0\] is not one of its inputs"):
-        _task().add_input(("b", 0), 0, None)
+        _task().add_input(("b", 0))
     with pytest.raises(TaskStateError, match=r"a\[1\] is not one of its inputs"):
-        _task().add_input(("a", 1), 0, None)
+        _task().add_input(("a", 1))
 
 
 class _Store:
@@ -130,6 +132,15 @@ class _Stores:
         return finished, []
 
 
+def _assign(
+    tasks: TaskManager, partitions: list[TopicPartition], reset: dict[tuple[str, int], int]
+) -> list[TopicPartition]:
+    """As the assign callback and then the committed offsets do: the inputs to keep paused."""
+    tasks.assigned(partitions)
+    assert tasks.awaiting == [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+    return tasks.offsets_known(partitions, reset)
+
+
 def _tasks(stores: _Stores, **kw: Any) -> TaskManager:
     metrics = WorkerMetrics("tasks-unit", "t", "0")
     return TaskManager(_app().topology, None, metrics, "g", stores, stores, **kw)  # type: ignore[arg-type]
@@ -170,10 +181,10 @@ def test_topics_sharing_a_store_form_one_group_the_others_their_own() -> None:
 def test_a_task_runs_only_with_all_its_co_partitioned_inputs() -> None:
     stores = _Stores()
     tasks = _tasks(stores)
-    paused = tasks.assigned(_tps("a0", "c0", "d0"), {})
+    paused = _assign(tasks, _tps("a0", "c0", "d0"), {})
     assert paused == [TopicPartition("a", 0)]  # waits for b[0]
     assert stores.opened == [("seen", 0)]
-    assert tasks.assigned(_tps("b0"), {}) == []
+    assert _assign(tasks, _tps("b0"), {}) == []
     assert stores.opened == [("seen", 0), ("counts", 0)]
     task = tasks.tasks[(frozenset({"a", "b"}), 0)]
     assert task.state is S.RUNNING and task.inputs == {("a", 0), ("b", 0)}
@@ -185,9 +196,9 @@ def test_suspended_tasks_keep_their_stores_and_only_those_not_given_back_close()
     clock = [0.0]
     stores = _Stores()
     tasks = _tasks(stores, clock=lambda: clock[0], settle_s=5.0)
-    tasks.assigned(_tps("c0", "c1"), {})
+    _assign(tasks, _tps("c0", "c1"), {})
     tasks.revoked(_tps("c0", "c1"))  # eager: everything
-    assert tasks.assigned(_tps("c1"), {}) == []  # c1 is back: not opened again
+    assert _assign(tasks, _tps("c1"), {}) == []  # c1 is back: not opened again
     assert stores.opened == [("seen", 0), ("seen", 1)]
     assert tasks.settle() and stores.closed == [("seen", 0)]
     assert tasks.tasks[(frozenset({"c"}), 1)].state is S.RUNNING
@@ -203,7 +214,7 @@ def test_suspended_tasks_keep_their_stores_and_only_those_not_given_back_close()
 def test_a_task_whose_store_is_behind_restores_before_it_runs() -> None:
     stores = _Stores(behind={("seen", 0)})
     tasks = _tasks(stores)
-    assert tasks.assigned(_tps("c0"), {("c", 0): 0}) == [TopicPartition("c", 0)]
+    assert _assign(tasks, _tps("c0"), {("c", 0): 0}) == [TopicPartition("c", 0)]
     task = tasks.tasks[(frozenset({"c"}), 0)]
     assert task.state is S.RESTORING and tasks.restoring
     assert task.reset_positions == {("c", 0): 0}
@@ -230,7 +241,7 @@ def test_a_restore_that_cant_be_decided_in_the_callback_is_retried_by_the_loop(
     stores.failures = 2
     stores.failure = _PASSING[cause]
     tasks = _tasks(stores, clock=lambda: clock[0])
-    assert tasks.assigned(_tps("c0"), {}) == [TopicPartition("c", 0)]  # no exception
+    assert _assign(tasks, _tps("c0"), {}) == [TopicPartition("c", 0)]  # no exception
     task = tasks.tasks[(frozenset({"c"}), 0)]
     assert task.state is S.RESTORING and tasks.restoring
     assert tasks.restore_step() == []  # too soon to ask again
@@ -252,7 +263,7 @@ def test_a_restore_that_never_can_be_decided_stops_the_worker_naming_the_task(
     stores.failures = 1_000
     stores.failure = _PASSING[cause]
     tasks = _tasks(stores, clock=lambda: clock[0])
-    tasks.assigned(_tps("c0"), {})
+    _assign(tasks, _tps("c0"), {})
     clock[0] = 61.0
     with pytest.raises(EokafkaError, match=rf"task c\[0\] \(stores seen\) could not .*{why}"):
         tasks.restore_step()
@@ -260,12 +271,41 @@ def test_a_restore_that_never_can_be_decided_stops_the_worker_naming_the_task(
 
 def test_committed_offsets_live_in_the_tasks_and_leave_with_their_inputs() -> None:
     tasks = _tasks(_Stores())
-    tasks.assigned(_tps("c0", "d0"), {})
-    tasks.committed([TopicPartition("c", 0, 7), TopicPartition("d", 0, 9)])
+    _assign(tasks, _tps("c0", "d0"), {})
+    commits = TaskCommits(tasks, WorkerMetrics("tasks-unit", "t", "0"), lambda *_: 0, 120.0)
+    commits.committed([TopicPartition("c", 0, 7), TopicPartition("d", 0, 9)])
     assert tasks.committed_offsets() == {("c", 0): 7, ("d", 0): 9}
     tasks.revoked(_tps("d0"))
     assert tasks.committed_offsets() == {("c", 0): 7}
     assert [(tp.topic, tp.partition) for tp in tasks.assignment] == [("c", 0)]
+
+
+def test_assigned_inputs_await_their_committed_offsets_before_their_task_starts() -> None:
+    stores = _Stores()
+    tasks = _tasks(stores)
+    tasks.assigned(_tps("c0", "d0"))
+    assert tasks.awaiting == [TopicPartition("c", 0), TopicPartition("d", 0)]
+    assert tasks.assignment == [] and stores.opened == []  # nothing opened, nothing committed
+    tasks.settle()  # the assign callback's: a task awaiting its offsets is not closed
+    assert len(tasks.tasks) == 2
+    assert tasks.offsets_known([TopicPartition("d", 0, 5)], {}) == []
+    assert tasks.assignment == [TopicPartition("d", 0)]
+    assert tasks.awaiting == [TopicPartition("c", 0)]
+    tasks.revoked(_tps("c0"))  # left before its offset came
+    assert tasks.awaiting == [] and tasks.offsets_known([TopicPartition("c", 0, 3)], {}) == []
+    assert stores.opened == [] and tasks.committed_offsets() == {("d", 0): 5}
+
+
+def test_a_task_given_back_keeps_its_stores_while_its_offsets_are_read() -> None:
+    stores = _Stores()
+    tasks = _tasks(stores)
+    _assign(tasks, _tps("c0"), {})
+    tasks.revoked(_tps("c0"))  # eager: everything, then given back
+    tasks.assigned(_tps("c0"))
+    assert tasks.settle() == [] and stores.closed == []
+    assert tasks.offsets_known(_tps("c0"), {}) == []
+    assert tasks.tasks[(frozenset({"c"}), 0)].state is S.RUNNING
+    assert stores.opened == [("seen", 0)]  # opened once, kept across the rebalance
 
 
 # -- group protocol settings -------------------------------------------------------------

@@ -174,8 +174,11 @@ class SinkSet(Participant):
         self.recover(self._assignment())
         return True
 
-    def recover(self, partitions: list[TopicPartition]) -> None:
-        """Resolve prepared writes by the group's committed offsets; seek sink-kept offsets."""
+    def recover(
+        self, partitions: list[TopicPartition], committed: list[TopicPartition] | None = None
+    ) -> None:
+        """Resolve prepared writes by the group's committed offsets (``committed``: those
+        just read, with their metadata); seek sink-kept offsets."""
         if not self.sinks:
             return
         self._open()
@@ -187,10 +190,13 @@ class SinkSet(Participant):
         }
         if doubts:
             needed = sorted(set().union(*doubts.values()))
-            committed = self.read_committed([TopicPartition(t, p) for t, p in needed])
+            known = {} if committed is None else _by_partition(committed)
+            missing = [TopicPartition(t, p) for t, p in needed if (t, p) not in known]
+            committed_by_tp = {**known, **self.read_committed(missing)}
             for (name, txn_id), tps in sorted(doubts.items()):
                 commit = any(
-                    (c := committed.get(tp)) is not None and c.txn_id == txn_id for tp in tps
+                    (c := committed_by_tp.get(tp)) is not None and c.txn_id == txn_id
+                    for tp in tps
                 )
                 log.info(
                     "sink %s: %s prepared transaction %s (covers %s)",
@@ -208,16 +214,19 @@ class SinkSet(Participant):
         """Committed offsets with their transaction ids, from the group coordinator."""
         if not tps:
             return {}
-        got = self._committed(tps)
-        return {
-            (tp.topic, tp.partition): Committed(tp.offset, tp.metadata or "")
-            for tp in got
-            if tp.error is None
-        }
+        return _by_partition(self._committed(tps))
 
     def close(self) -> None:
         for sink in self.sinks.values():
             sink.close()
+
+
+def _by_partition(tps: list[TopicPartition]) -> dict[TP, Committed]:
+    return {
+        (tp.topic, tp.partition): Committed(tp.offset, tp.metadata or "")
+        for tp in tps
+        if tp.error is None
+    }
 
 
 def _tagged(tp: TopicPartition, txn_id: str) -> TopicPartition:

@@ -12,16 +12,17 @@ would fence each other for ever), or the broker aborting a transaction that outl
 ``transaction.timeout.ms`` (then a new producer carries on). The worker tells them apart by
 asking the consumer group who holds this instance id (``replaced``).
 
-An unknown outcome is not an abort (docs/architecture.md, invariant 10). A ``commit_transaction`` that
-timed out may have committed on the broker, so it is called again within the transaction
-timeout, as librdkafka allows. If the outcome stays unknown, the producer is re-created: its
-``init_transactions`` finishes or aborts the old transaction. librdkafka has no KIP-890
-(transactions V2), so a request delayed by a timeout or a broken connection could still land
-in a later transaction of the same producer epoch; after any such *indefinite* error in a
-transaction the producer is re-created as well, even when a retry went through, so that the
-epoch bump fences the delayed request. After every re-creation the broker, not this process,
-knows how far the app got: the owner asks ``take_reset`` and has its participants re-sync from
-the committed offsets and store changelogs before it goes on.
+An unknown outcome is not an abort (docs/architecture.md, invariant 10). A
+``commit_transaction`` that timed out may have committed on the broker, so it is called
+again within the transaction timeout, as librdkafka allows. If the outcome stays unknown,
+the producer is re-created: its ``init_transactions`` finishes or aborts the old
+transaction. librdkafka has no KIP-890 (transactions V2), so a request delayed by a timeout
+or a broken connection could still land in a later transaction of the same producer epoch;
+after any such *indefinite* error in a transaction the producer is re-created as well, even
+when a retry went through, so that the epoch bump fences the delayed request. After every
+re-creation the broker, not this process, knows how far the app got: the owner asks
+``take_reset`` and has its participants re-sync from the committed offsets and store
+changelogs before it goes on.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, NoReturn, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
+from eokafka import faults
 from eokafka.config import Settings, producer_config
 from eokafka.errors import EokafkaError, FencedError
 from eokafka.metrics import WorkerMetrics
@@ -178,6 +180,7 @@ class TransactionalProducer:
                     what,
                     self._timeout,
                 )
+            faults.reached("commit.offsets-sent")
             what = "commit_transaction"
             self._retry(producer.commit_transaction, what, self._timeout)
         except KafkaException as exc:

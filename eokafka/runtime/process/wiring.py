@@ -4,9 +4,9 @@ Each part gets only the narrow interfaces it needs (callables, the task manager,
 never the worker. The commit participants are registered here, once, in the order the
 transaction owner calls them (owner.py numbers the steps):
 
-1. the task manager: changelog records before the commit; stores applied, offsets noted,
-   marks dropped after it; overlays dropped and inputs rewound on an abort; offsets and
-   stores re-read from the broker after a producer re-creation;
+1. the tasks (tasks/commits.py): changelog records before the commit; stores applied,
+   offsets noted, marks dropped after it; overlays dropped and inputs rewound on an abort;
+   offsets and stores re-read from the broker after a producer re-creation;
 2. the sinks: prepare outside writes (after the changelogs, before the Kafka commit), make
    them visible after it, resolve prepared writes on a rewind or re-sync (after the seeks);
 3. the poison policy: tells the abort-loop detector what each commit or abort was (it reads
@@ -43,13 +43,17 @@ from eokafka.runtime.group.members import consumer_error
 from eokafka.runtime.group.rebalance import Rebalance
 from eokafka.runtime.process.bounded import BoundedRun, Bounds
 from eokafka.runtime.tasks.changelog_reader import ChangelogReader
-from eokafka.runtime.tasks.manager import TaskManager, spans_topics
+from eokafka.runtime.tasks.commits import TaskCommits
+from eokafka.runtime.tasks.groups import spans_topics
+from eokafka.runtime.tasks.manager import TaskManager
 from eokafka.runtime.tasks.process import Processing, processors_of
 from eokafka.runtime.tasks.standby import StandbyReplicas
 from eokafka.runtime.tasks.store_loader import StoreLoader
 from eokafka.runtime.topics import TopicGuard
 from eokafka.state import changelog_topic
 from eokafka.topology import Topology
+
+_PATIENCE_S = 120.0  # a broker that restarts takes seconds; one that is gone, for ever
 
 
 @dataclass
@@ -114,7 +118,10 @@ def build(
             )
             loader.standby = standby
     tasks = TaskManager(topology, consumer, metrics, app_id, loader, reader, clients.clock)
-    tasks.send_changelog = collector.changelog
+    # How long the broker may take to answer for offsets: a previous owner's open
+    # transaction holds them up to its transaction timeout.
+    patience = max(_PATIENCE_S, 3 * settings.transaction_timeout_ms / 1000)
+    task_commits = TaskCommits(tasks, metrics, collector.changelog, patience)
 
     abort_loop = AbortLoop(metrics)
     routes_of = processors_of(topology)
@@ -138,7 +145,7 @@ def build(
     if bounds is not None:
         bound = BoundedRun(bounds, topology, settings, owner, tasks, consumer, topics,
                            clients.clock)  # fmt: skip
-    for participant in (tasks, sinks, poison, purge, bound):
+    for participant in (task_commits, sinks, poison, purge, bound):
         if participant is not None:
             owner.register(participant)
 
@@ -154,7 +161,7 @@ def build(
 
     rebalance = Rebalance(
         rebalance_protocol(settings), settings.auto_offset_reset, owner, tasks, sinks, poison,
-        metrics, replan,
+        metrics, replan, consumer, app_id, patience,
     )  # fmt: skip
     return Parts(
         topics, owner, ctx, consumer, tasks, loader, standby, abort_loop, poison, sinks,

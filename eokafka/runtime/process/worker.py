@@ -28,6 +28,7 @@ from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.worker")
 _IDLE_POLL = 0.5
+_OFFSETS_READ_S = 0.5  # a try at assigned inputs' committed offsets, once per step
 
 
 class Worker:
@@ -144,6 +145,8 @@ class Worker:
         """One pass: restores and standbys, one batch through the tasks, commit when due."""
         owner, tasks, consumer = self.owner, self.tasks, self.consumer
         clock = self.clients.clock
+        if tasks.awaiting:  # assigned inputs whose committed offsets are not known yet
+            self.parts.rebalance.read_offsets(_OFFSETS_READ_S)
         if owner.resyncing and not owner.try_resync():
             self._serve_group()
             return

@@ -1,12 +1,13 @@
 """The tasks of one worker: which task an input belongs to, their states, and their commits.
 
 The rebalance callbacks tell the manager what was assigned, revoked or lost; it moves the
-tasks between states (task.py) and says which inputs to pause. The worker loop asks it for
-the runs of a batch, task by task, for one restore step (the inputs of tasks whose stores
-caught up are resumed), and to close suspended tasks nobody gave back. As a participant of
-the transaction owner it is the tasks' side of every commit: changelog records before it,
-stores applied and offsets noted after it, overlays dropped and inputs rewound on an abort,
-offsets and stores re-read from the broker after a producer re-creation.
+tasks between states (task.py) and says which inputs to pause. An assigned input waits for
+its committed offset (``awaiting``), read from the group coordinator in the loop when the
+callback could not get it at once: a previous owner's transaction still open on its offsets
+holds the answer until the broker resolves it. The worker loop asks the manager for the runs
+of a batch, task by task, for one restore step (the inputs of tasks whose stores caught up
+are resumed), and to close suspended tasks nobody gave back. The tasks' side of every commit
+is commits.py's.
 
 When is a rebalance settled, so that a suspended task not given back can be closed? Under
 the eager protocol every assignment is complete: at the end of the assign callback. Under an
@@ -28,11 +29,10 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from eokafka.errors import EokafkaError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.commit.abort_loop import Mark, Position
-from eokafka.runtime.commit.participant import Abort, Offsets, Participant
 from eokafka.runtime.tasks.changelog_reader import ChangelogReader
-from eokafka.runtime.tasks.offsets import PendingResync
+from eokafka.runtime.tasks.groups import copartitioned_groups
 from eokafka.runtime.tasks.store_loader import StoreLoader
-from eokafka.runtime.tasks.task import SendChangelog, Task, TaskState
+from eokafka.runtime.tasks.task import Task, TaskState
 from eokafka.state import StoreLockedError
 from eokafka.topology import Topology
 
@@ -43,32 +43,13 @@ RETRY_S = 0.5
 # still hold its store's files on a shared state directory until it closes the task; a gone
 # changelog or a stuck worker never lets go.
 OPEN_PATIENCE_S = 60.0
-_SIZES_EVERY = 5.0  # seconds between store-size gauge refreshes
 _RESTORE_WAIT_S = 0.2  # how long a restore step waits for changelog records
 TP = tuple[str, int]
 TaskId = tuple[frozenset[str], int]
 Run = tuple[Task | None, str, list[Message]]  # records of one input partition, its task
 
 
-def copartitioned_groups(topology: Topology) -> dict[str, frozenset[str]]:
-    """Each input topic's group: the topics it shares a store with, transitively."""
-    by_topic = topology.store_names_by_topic()
-    group = {topic: {topic} for topic in topology.topics}
-    for store in topology.stores:
-        users = [t for t, names in by_topic.items() if store in names and t in group]
-        merged = set().union(*(group[t] for t in users)) if users else set()
-        for topic in merged:
-            group[topic] = merged
-    return {topic: frozenset(topics) for topic, topics in group.items()}
-
-
-def spans_topics(topology: Topology) -> bool:
-    """Whether some store (a join, a multi-topic aggregation) is fed by two input topics:
-    then only an assignor that keeps partition p of each topic on one member will do."""
-    return any(len(g) > 1 for g in copartitioned_groups(topology).values())
-
-
-class TaskManager(Participant):
+class TaskManager:
     def __init__(
         self,
         topology: Topology,
@@ -97,16 +78,15 @@ class TaskManager(Participant):
         self.changelogs = loader.changelogs if loader is not None else {}
         self.tasks: dict[TaskId, Task] = {}
         self.by_input: dict[TP, Task] = {}  # the task of each assigned input
-        self.assignment: list[TopicPartition] = []
+        self.assignment: list[TopicPartition] = []  # assigned inputs with known offsets
+        self.awaiting: list[TopicPartition] = []  # assigned inputs awaiting their offsets
         self.restoring = False  # some task is restoring: the loop steps the restore
         self.unsettled = False  # some suspended task was not given back (yet)
         # Restoring tasks whose restore could not be decided yet (the changelog's offsets
         # unknown for a moment), with when they first failed: the loop tries again.
         self.unopened: dict[TaskId, float] = {}
         self._retry_at = 0.0
-        self._resync: PendingResync | None = None
-        self._sizes_due = 0.0
-        self.send_changelog: SendChangelog | None = None  # the record collector's
+        self.sizes_due = 0.0  # when the store-size gauges are due (0: at the next commit)
 
     # -- what others read ----------------------------------------------------------------
 
@@ -114,7 +94,7 @@ class TaskManager(Participant):
         """The offsets last committed for every assigned input (for rewinds and marks)."""
         return {tp: o for task in self.tasks.values() for tp, o in task.committed.items()}
 
-    def positions(self) -> Offsets:
+    def positions(self) -> list[TopicPartition]:
         """The offsets a commit sends: each input's position, or where a bounded run holds it."""
         if not self.assignment:
             return []
@@ -154,16 +134,26 @@ class TaskManager(Participant):
 
     # -- rebalance callbacks -------------------------------------------------------------
 
-    def assigned(
-        self, partitions: list[TopicPartition], reset: dict[TP, int]
-    ) -> list[TopicPartition]:
-        """Inputs were added (with their committed offsets); return the inputs to pause:
-        those of tasks that restore, or that wait for a co-partitioned input."""
-        touched: dict[TaskId, Task] = {}
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Inputs were added: they join their tasks and await their committed offsets
+        (``offsets_known``), paused by the caller until then."""
         for tp in partitions:
-            task = self._task(tp.topic, tp.partition)
+            self._task(tp.topic, tp.partition).add_input((tp.topic, tp.partition))
+        self.reindex()
+
+    def offsets_known(
+        self, found: list[TopicPartition], reset: dict[TP, int]
+    ) -> list[TopicPartition]:
+        """Committed offsets of awaiting inputs (``reset``: where never committed inputs
+        start); return the inputs to keep paused: those of tasks that restore, or that wait
+        for a co-partitioned input or another offset."""
+        touched: dict[TaskId, Task] = {}
+        for tp in found:
             key = (tp.topic, tp.partition)
-            task.add_input(key, tp.offset, reset.get(key))
+            task = self.by_input.get(key)
+            if task is None or key not in task.pending:
+                continue  # revoked meanwhile
+            task.known(key, tp.offset, reset.get(key))
             touched[(task.topics, task.index)] = task
         to_pause: list[TopicPartition] = []
         for task in touched.values():
@@ -171,7 +161,7 @@ class TaskManager(Participant):
                 self._start(task)
             if task.state is not TaskState.RUNNING:
                 to_pause.extend(TopicPartition(*tp) for tp in sorted(task.inputs))
-        self._index()
+        self.reindex()
         return to_pause
 
     def revoked(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
@@ -192,7 +182,7 @@ class TaskManager(Participant):
                 task.to(TaskState.CLOSED)
                 del self.tasks[tid]
             to_pause.extend(TopicPartition(*tp) for tp in sorted(task.inputs))
-        self._index()
+        self.reindex()
         return to_pause
 
     def settle(self, now: float | None = None) -> list[Task]:
@@ -208,7 +198,7 @@ class TaskManager(Participant):
             closed.append(task)
         if closed:
             log.info("closed tasks not given back: %s", ", ".join(t.name for t in closed))
-            self._index()
+            self.reindex()
         return closed
 
     # -- the lifecycle -------------------------------------------------------------------
@@ -221,9 +211,11 @@ class TaskManager(Participant):
             self.tasks[(group, partition)] = task
         return task
 
-    def _index(self) -> None:
+    def reindex(self) -> None:
         self.by_input = {tp: task for task in self.tasks.values() for tp in task.inputs}
-        self.assignment = [TopicPartition(*tp) for tp in sorted(self.by_input)]
+        pending = {tp for task in self.tasks.values() for tp in task.pending}
+        self.assignment = [TopicPartition(*tp) for tp in sorted(self.by_input) if tp not in pending]
+        self.awaiting = [TopicPartition(*tp) for tp in sorted(pending)]
         self.restoring = any(t.state is TaskState.RESTORING for t in self.tasks.values())
         self.unsettled = any(
             t.state is TaskState.SUSPENDED and not t.inputs for t in self.tasks.values()
@@ -241,7 +233,7 @@ class TaskManager(Participant):
         ``only_open``: bring the stores already open forward (a re-sync), open no others."""
         tid = (task.topics, task.index)
         try:
-            self._open_stores(task, only_open)
+            self.open_stores(task, only_open)
         except (KafkaException, StoreLockedError) as exc:
             if isinstance(exc, KafkaException):
                 why = f"the changelog offsets of its stores could not be read ({exc.args[0].str()})"
@@ -261,7 +253,9 @@ class TaskManager(Participant):
         if not task.restores:
             task.to(TaskState.RUNNING)
 
-    def _open_stores(self, task: Task, only_open: bool) -> None:
+    def open_stores(self, task: Task, only_open: bool) -> None:
+        """Open the task's stores (``only_open``: only bring forward those open) and start
+        the restores they need."""
         loader, reader = self.loader, self.reader
         if loader is None or reader is None:
             return
@@ -333,13 +327,13 @@ class TaskManager(Participant):
                 task = self._task_of_store(restore.name, restore.partition)
                 task.restores.pop(restore.name, None)
             if done:
-                self._sizes_due = 0.0  # len() may scan a persistent store: at the commit
+                self.sizes_due = 0.0  # len() may scan a persistent store: at the commit
         for task in self.tasks.values():
             if task.state is TaskState.RESTORING and not task.restores:
                 if (task.topics, task.index) not in self.unopened:
                     task.to(TaskState.RUNNING)
                     ready.extend(TopicPartition(*tp) for tp in sorted(task.inputs))
-        self._index()
+        self.reindex()
         return ready
 
     def _task_of_store(self, name: str, partition: int) -> Task:
@@ -354,117 +348,12 @@ class TaskManager(Participant):
             assert self.consumer is not None
             self.consumer.pause([TopicPartition(*tp)])
 
-    # -- as a commit participant ---------------------------------------------------------
-
-    def prepare(self, offsets: Offsets) -> Offsets:
-        send = self.send_changelog
-        if send is not None:
-            for task in self.tasks.values():
-                if task.stores:
-                    task.send_changelogs(send)
-        return offsets
-
-    def committed(self, offsets: Offsets) -> None:
-        by_tp = {(tp.topic, tp.partition): tp.offset for tp in offsets}
-        for task in self.tasks.values():
-            task.commit(by_tp)
-        now = time.monotonic()
-        if self.loader is not None and now >= self._sizes_due:
-            self._sizes_due = now + _SIZES_EVERY  # len() may count on disk
-            for task in self.tasks.values():
-                for name, store in task.stores.items():
-                    if name not in task.restores:
-                        self.metrics.store_keys.labels(name, str(task.index)).set(len(store))
-        self._update_lag(offsets)
-
-    def aborted(self, abort: Abort) -> None:
-        for task in self.tasks.values():
-            task.abort()
-
-    def rewind(self) -> None:
-        """Seek every assigned input back to its last committed offset; release holds."""
-        assert self.consumer is not None
-        released = []
-        for task in self.tasks.values():
-            for tp in sorted(task.inputs):
-                offset = task.committed.get(tp)
-                if offset is not None:
-                    self.consumer.seek(TopicPartition(*tp, offset))
-            released.extend(TopicPartition(*tp) for tp in task.held)
-            task.held.clear()
-        if released:
-            self.consumer.resume(released)
-        log.info("rewound %d partitions to their committed offsets", len(self.assignment))
-
-    def resync(self) -> bool:
-        """Seek to the offsets the group coordinator holds and bring the running tasks'
-        stores to their changelogs' committed end; False while the broker can't answer.
-
-        Inputs stay paused until then; afterwards those of tasks whose stores restore (or
-        that wait for a co-partitioned input) stay paused until they can run."""
-        consumer = self.consumer
-        assert consumer is not None
-        if self._resync is None:
-            self._resync = PendingResync("producer re-created", self.group)
-        if self.assignment:
-            consumer.pause(self.assignment)
-        for task in self.tasks.values():
-            task.abort()  # suspended tasks' overlays too: nothing survives a re-creation
-        fallback = {tp: o for t in self.tasks.values() for tp, o in t.reset_positions.items()}
-        found = self._resync.read_offsets(consumer, self.assignment, fallback)
-        if found is None:
-            return False
-        for tp in found:
-            consumer.seek(tp)
-        try:
-            for task in self.tasks.values():
-                if task.state in (TaskState.RUNNING, TaskState.RESTORING):
-                    self._open_stores(task, only_open=True)
-                    if task.state is TaskState.RUNNING and task.restores:
-                        task.to(TaskState.RESTORING)
-        except KafkaException as exc:  # the changelogs' end offsets, not known yet
-            log.warning("re-sync: the stores' catch-up can't start yet (%s); retrying", exc)
-            return False
-        self._index()
-        for task in self.tasks.values():
-            task.held.clear()
-            task.commit({(tp.topic, tp.partition): tp.offset for tp in found})
-        waiting = [
-            TopicPartition(*tp)
-            for task in self.tasks.values()
-            if task.state is not TaskState.RUNNING
-            for tp in sorted(task.inputs)
-        ]
-        if self.assignment:
-            consumer.resume(self.assignment)
-        if waiting:
-            consumer.pause(waiting)
-        restoring = sum(len(t.restores) for t in self.tasks.values())
-        log.warning(
-            "re-synced after the producer was re-created in %.2f s: sought to the group's "
-            "committed offsets %s; %d store(s) catching up from their changelogs",
-            time.monotonic() - self._resync.since,
-            ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in found) or "-",
-            restoring,
-        )
-        self._resync = None
-        return True
-
-    def _update_lag(self, offsets: Offsets) -> None:
-        consumer = self.consumer
-        if consumer is None:
-            return
-        for tp in offsets:
-            _, high = consumer.get_watermark_offsets(tp, cached=True) or (None, None)
-            if high is not None and high >= 0:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
-
     # -- the end -------------------------------------------------------------------------
 
     def close(self) -> None:
         """The worker stops: every task is closed, with its stores."""
         for tid, task in list(self.tasks.items()):
             self._close(tid, task)
-        self._index()
+        self.reindex()
         if self.reader is not None:
             self.reader.close()

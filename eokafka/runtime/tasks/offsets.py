@@ -1,6 +1,7 @@
-"""Where to resume after the transactional producer was re-created: the broker's word.
+"""The committed offsets of the group, read back from the coordinator until it answers.
 
-(The task manager's ``resync``, a step of the transaction owner's re-sync, asks this.)
+Asked when inputs are assigned (group/rebalance.py) and when the transactional producer was
+re-created (tasks/commits.py): where to resume is the broker's word, never memory.
 
 After a re-creation the old transaction may have committed or not (its outcome was unknown,
 or a new producer's ``init_transactions`` decided it). The positions and stores this process
@@ -9,10 +10,12 @@ offsets are read again from the group coordinator, and the stores catch up from 
 changelogs (manager.py). This is Kafka Streams' "task corrupted" path, without closing
 anything: open stores keep their committed state and only read the changelog's tail.
 
-Reading the offsets can take a while when the broker has just come back (its coordinators
-reload, the group may rebalance), and the consumer must keep being polled meanwhile for the
-group to settle. So a re-sync is a pending state of the worker, tried once per loop step with
-its inputs paused, not a blocking loop.
+Reading the offsets can take a while: when the broker has just come back (its coordinators
+reload, the group may rebalance), or when a previous owner of the partitions left a
+transaction open on their offsets (the coordinator answers only once the broker has resolved
+it, up to that producer's transaction timeout later). The consumer must keep being polled
+meanwhile for the group to settle. So a read is a pending state of the worker, tried once per
+loop step with the inputs concerned paused, not a blocking loop.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ _PATIENCE_S = 120.0  # a broker that restarts takes seconds; one that is gone, f
 TP = tuple[str, int]
 
 
-class PendingResync:
-    """A re-sync the worker owes since the producer was re-created for ``cause``."""
+class CommittedOffsets:
+    """A read of committed offsets the worker owes (``cause``: why it reads them)."""
 
     def __init__(self, cause: str, group: str, patience: float = _PATIENCE_S) -> None:
         self.cause = cause
@@ -42,7 +45,11 @@ class PendingResync:
         self.attempts = 0
 
     def read_offsets(
-        self, consumer: Consumer, partitions: list[TopicPartition], fallback: dict[TP, int]
+        self,
+        consumer: Consumer,
+        partitions: list[TopicPartition],
+        fallback: dict[TP, int],
+        attempt_s: float = _ATTEMPT_S,
     ) -> list[TopicPartition] | None:
         """The group's committed offset of each partition, or None if not known yet.
 
@@ -55,7 +62,7 @@ class PendingResync:
         if not query:
             return []
         try:
-            found = consumer.committed(query, timeout=_ATTEMPT_S)
+            found = consumer.committed(query, timeout=attempt_s)
         except KafkaException as exc:
             problem = f"{exc.args[0].name()}: {exc.args[0].str()}"
         else:
@@ -72,11 +79,14 @@ class PendingResync:
                 f"could not read the committed offsets of group {self.group!r} for {names} "
                 f"within {self.give_up - self.since:.0f} s ({problem}); the worker stops rather "
                 "than guess where to resume: check that the brokers at bootstrap_servers are "
-                "reachable"
+                "reachable (an open transaction of a previous owner holds the answer only until "
+                "its transaction.timeout.ms)"
             )
-        log.warning(
-            "reading the committed offsets of group %r failed (%s); inputs stay paused, "
-            "retrying (attempt %d)",
-            self.group, problem, self.attempts,
+        level = logging.WARNING if self.attempts % 20 == 1 else logging.DEBUG
+        log.log(
+            level,
+            "%s: reading the committed offsets of group %r failed (%s); their inputs stay "
+            "paused, retrying (attempt %d, for up to %.0f s)",
+            self.cause, self.group, problem, self.attempts, self.give_up - self.since,
         )  # fmt: skip
         return None

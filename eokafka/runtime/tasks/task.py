@@ -75,6 +75,7 @@ class Task:
     changelogs: Mapping[str, str] = field(default_factory=dict)  # store -> changelog topic
     state: TaskState = TaskState.CREATED
     inputs: set[TP] = field(default_factory=set)  # assigned to this worker now
+    pending: set[TP] = field(default_factory=set)  # inputs whose committed offset is unknown
     committed: dict[TP, int] = field(default_factory=dict)
     reset_positions: dict[TP, int] = field(default_factory=dict)
     held: dict[TP, int] = field(default_factory=dict)  # a bounded run's holds: their positions
@@ -90,8 +91,9 @@ class Task:
 
     @property
     def complete(self) -> bool:
-        """Whether this worker owns every co-partitioned input of the task."""
-        return len(self.inputs) == len(self.topics)
+        """Whether this worker owns every co-partitioned input of the task, each with its
+        committed offset known."""
+        return len(self.inputs) == len(self.topics) and not self.pending
 
     def to(self, state: TaskState) -> None:
         if state not in _ALLOWED[self.state]:
@@ -102,10 +104,16 @@ class Task:
 
     # -- inputs --------------------------------------------------------------------------
 
-    def add_input(self, tp: TP, committed: int, reset: int | None) -> None:
+    def add_input(self, tp: TP) -> None:
+        """An input was assigned; its committed offset comes with ``known``."""
         if tp[0] not in self.topics or tp[1] != self.index:
             raise TaskStateError(f"task {self.name}: {tp[0]}[{tp[1]}] is not one of its inputs")
         self.inputs.add(tp)
+        self.pending.add(tp)
+
+    def known(self, tp: TP, committed: int, reset: int | None) -> None:
+        """An input's committed offset (or, never committed, where the reset put it)."""
+        self.pending.discard(tp)
         self.committed[tp] = committed
         if reset is not None:
             self.reset_positions[tp] = reset
@@ -113,6 +121,7 @@ class Task:
     def remove_input(self, tp: TP) -> None:
         """An input left: what was committed, held or marked for it goes with it."""
         self.inputs.discard(tp)
+        self.pending.discard(tp)
         self.committed.pop(tp, None)
         self.reset_positions.pop(tp, None)
         self.held.pop(tp, None)

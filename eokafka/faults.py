@@ -1,9 +1,10 @@
-"""Test hook: SIGKILL (or SIGSTOP) the worker at a named point inside a sink, once.
+"""Test hook: SIGKILL (or SIGSTOP) the worker at a named point of a commit, once.
 
 Chaos tests need kills at moments no outside signal can hit reliably: between the
-PostgreSQL ``PREPARE TRANSACTION`` and the Kafka commit, between the Kafka commit and
-``COMMIT PREPARED``, half-way through a batch, between the renames of a part file. Two
-environment variables arm it, a third picks the signal:
+transaction's offsets and its commit, between the PostgreSQL ``PREPARE TRANSACTION`` and the
+Kafka commit, between the Kafka commit and ``COMMIT PREPARED``, half-way through a batch,
+between the renames of a part file. Two environment variables arm it, a third picks the
+signal:
 
 * ``EOKAFKA_TEST_CRASH_AT=<point>:<n>``: die the n-th time this process passes ``<point>``;
 * ``EOKAFKA_TEST_CRASH_FLAG=<path>``: a file created just before dying; while it exists the
@@ -11,10 +12,12 @@ environment variables arm it, a third picks the signal:
 * ``EOKAFKA_TEST_CRASH_SIGNAL=STOP``: stop instead of dying, so a test can start a successor
   while this process is frozen there (a GC pause, a VM pause) and then SIGCONT it: a zombie.
 
-Points: ``postgres.after-control``, ``postgres.mid-batch``, ``postgres.before-prepare``,
-``postgres.after-prepare``, ``postgres.before-commit-prepared``, ``postgres.after-commit``
-(offsets-in-the-database mode, before the Kafka commit), ``files.after-fsync``,
-``files.after-prepare``, ``files.before-done``, ``files.mid-rename``.
+Points: ``commit.offsets-sent`` (the consumed offsets are in the open transaction, its
+commit not asked for yet), ``postgres.after-control``, ``postgres.mid-batch``,
+``postgres.before-prepare``, ``postgres.after-prepare``, ``postgres.before-commit-prepared``,
+``postgres.after-commit`` (offsets-in-the-database mode, before the Kafka commit),
+``postgres-source.poll``, ``file-source.poll``, ``files.after-fsync``, ``files.after-prepare``,
+``files.before-done``, ``files.mid-rename``.
 Unset (the normal case), ``reached`` is a dict lookup.
 """
 
