@@ -201,10 +201,17 @@ def test_sigterm_commits_and_leaves_no_open_transaction(
 def test_lost_partitions_abort_the_open_transaction_and_stay_exactly_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    """The worker stalls mid-transaction past max.poll.interval.ms and the group drops it.
+    When it wakes, no commit is due yet (a 60 s commit interval; the transaction timeout, a
+    liveness bound, is longer still), so what ends the transaction is its partitions found
+    lost: the lost callback aborts it. A worker with the default settings then finishes the
+    input, and every input is output exactly once."""
     total = 3_000
-    extra = ["--instance-id", "slow", "-c", "consumer.max.poll.interval.ms=6000"]
-    extra += ["-c", "consumer.session.timeout.ms=6000"]  # the broker's minimum
-    w, out, pause_dir = _pausing_worker(kafka_bootstrap, tmp_path, total, 1000, extra)
+    member = ["--instance-id", "slow", "-c", "consumer.max.poll.interval.ms=6000"]
+    member += ["-c", "consumer.session.timeout.ms=6000"]  # the broker's minimum
+    slow = [*member, "--commit-interval-ms", "60000", "--transaction-timeout-ms", "120000"]
+    w, out, pause_dir = _pausing_worker(kafka_bootstrap, tmp_path, total, 1000, slow)
+    rest = worker(TARGET, kafka_bootstrap, tmp_path, "rest", w.env, member)
     try:
         wait_for(lambda: (pause_dir / "paused-1000").exists(), 60, "the worker to pause")
         # librdkafka declares the assignment lost once the poll interval is exceeded, and
@@ -214,13 +221,18 @@ def test_lost_partitions_abort_the_open_transaction_and_stay_exactly_once(
             lambda: not _members(kafka_bootstrap, group), 60, "max.poll.interval.ms to be exceeded"
         )
         (pause_dir / "release").touch()
+        rejoined = lambda: "eokafka.worker: assigned" in w.log().partition("MAXPOLL")[2]  # noqa: E731
+        wait_for(lambda: rejoined() or not w.alive, 60, "rejoin")
+        log = w.log()  # the lost callback came before the new assignment
+        assert "transaction aborted (partitions-lost)" in log, log[-3000:]
+        assert w.terminate() == 0, w.log()[-3000:]  # commits what it did since, and leaves
+        rest.start()
         records = read_committed(kafka_bootstrap, out, expected_count=2 * total, timeout=120)
         _assert_exactly_once(records, range(total))
-        wait_for(lambda: "eokafka.worker: assigned" in w.log().split("MAXPOLL", 1)[1], 60, "rejoin")
-        assert w.alive, w.log()[-3000:]
-        assert w.terminate() == 0
+        assert rest.terminate() == 0, rest.log()[-3000:]
     finally:
         w.stop_quietly()
+        rest.stop_quietly()
 
 
 def test_a_transaction_that_outlives_its_timeout_goes_on_with_a_new_producer(
