@@ -12,9 +12,12 @@ source could not read (:class:`eokafka.source.Unreadable`):
   ``eokafka.source.name`` plus one ``eokafka.source.<field>`` per origin field.
 
 A refusal only the broker can report (a size limit under compression, say) arrives as a
-failed delivery: the transaction aborts, the record is marked by its origin, and the replay
-sends it straight to the policy, as poison marks do for Kafka inputs. No refusal ever makes
-the producer be re-created.
+failed delivery, and the transaction aborts. The broker refuses a whole batch, so every
+record of it reports the error: unless the record was alone in its transaction, it is only
+a suspect, and the replay commits one record per transaction until each suspect either went
+through or failed alone. A record that failed alone is marked by its origin, and the next
+replay sends it straight to the policy, as poison marks do for Kafka inputs. No refusal
+ever makes the producer be re-created.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def source_dead_letter(
 
 
 class SourceSender:
-    """Sends one worker's source records; keeps the marks of records the broker refused."""
+    """Sends one worker's source records; finds and marks the records the broker refused."""
 
     def __init__(
         self, settings: Settings, limits: OutputLimits, tally: TxnTally, produce: Produce
@@ -85,12 +88,22 @@ class SourceSender:
         self.limits = limits
         self.tally = tally
         self._produce = produce
-        # Records the broker refused, by origin: each replay sends them to the policy,
+        # Records the broker refused alone, by origin: each replay sends them to the policy,
         # until a commit took them.
         self.marks: dict[Origin, tuple[str, BaseException]] = {}
+        # Records of a batch the broker refused, not yet seen alone in a transaction.
+        self.suspects: set[Origin] = set()
+        self._narrow_left = 0  # single-record transactions left to find the culprit(s)
+        self._sent: list[Origin] = []  # records of the open transaction, while narrowing
+        self._in_txn = 0  # records the open transaction produced to source topics
         self._taken: set[Origin] = set()
         self._failed: list[tuple[Origin, KafkaError]] = []  # deliveries of the open txn
         self._strikes: Counter[Origin] = Counter()  # aborts of unknown class, per record
+
+    @property
+    def narrowing(self) -> bool:
+        """Commit one record per transaction: a refused batch's culprit is being looked for."""
+        return bool(self.suspects) and self._narrow_left > 0
 
     def send(self, feed: Feed, item: SourceItem) -> None:
         """Produce one item of ``feed`` into the open transaction, or apply the policy."""
@@ -108,15 +121,16 @@ class SourceSender:
         except Exception as exc:  # noqa: BLE001 (a serde's error is the record's fault)
             self.apply(topic, origin, "serialize", exc, None, None)
             return
-        marked = self.marks.get(origin)
-        if marked is not None:
+        if self.marks and origin in self.marks:
             self._taken.add(origin)
-            self.apply(topic, origin, marked[0], marked[1], k, v)
+            self.apply(topic, origin, *self.marks[origin], k, v)
             return
-        refused = self.limits.refusal(topic, k, v, None)
-        if refused is not None:
-            self.apply(topic, origin, "produce", OutputRefusedError(refused), k, v)
-            return
+        limit = self.limits.topics.get(topic) or self.limits.learn(topic)
+        if (k is None and limit.compacted) or len(k or b"") + len(v or b"") > limit.max_bytes:
+            refused = self.limits.refusal(topic, k, v, None)
+            if refused is not None:
+                self.apply(topic, origin, "produce", OutputRefusedError(refused), k, v)
+                return
         try:
             self._produce(topic, v, k, -1, 0, None, partial(self._delivered, origin))
         except KafkaException as exc:
@@ -127,6 +141,9 @@ class SourceSender:
                        k, v)  # fmt: skip
             return
         self.tally.produced[topic] += 1
+        self._in_txn += 1
+        if self.suspects:
+            self._sent.append(origin)
 
     def position(self, feed: Feed, topic: str, position: Position) -> None:
         """Produce the source's position after its records; one too large stops the worker."""
@@ -167,38 +184,60 @@ class SourceSender:
             self._failed.append((origin, err))
 
     def committed(self) -> None:
-        """The records the marks were kept for went to the policy in a committed transaction."""
+        """Marked records went to the policy, suspects through: forget them."""
         for origin in self._taken:
             self.marks.pop(origin, None)
+        if self.suspects:
+            sources = {o.source for o in self.suspects}
+            if any(o.source in sources for o in (*self._sent, *self._taken)):
+                self._narrow_left -= 1  # one more record of theirs went through alone
+            self.suspects.difference_update(self._sent, self._taken)
+            if not self.narrowing:
+                self.suspects.clear()
         self._taken.clear()
+        self._sent.clear()
+        self._in_txn = 0
         self._failed.clear()
         self._strikes.clear()
 
     def aborted(self) -> None:
-        """Mark the records whose delivery the broker refused, for the policy on the replay.
+        """Judge the deliveries the broker refused in the aborted transaction.
 
-        A refusal of a record class (too large, invalid) is the record's fault; one of unknown
-        class stops the worker after STOP_AFTER aborts on the same record; transient errors
-        (a broker away, a timeout) never blame a record.
+        A refusal of a record class (too large, invalid) blames a record alone in its
+        transaction (marked for the policy; under ``fail``, the worker stops naming it) and
+        makes suspects of a batch's records; one of unknown class stops the worker after
+        STOP_AFTER aborts; transient errors (a broker away, a timeout) blame no record.
         """
         failed, self._failed = self._failed, []
+        alone, records = self._in_txn == 1, self._in_txn
         self._taken.clear()
+        self._sent.clear()
+        self._in_txn = 0
+        suspects = len(self.suspects)
         for origin, err in failed:
             kind = classify(err)
             cause = f"{err.name()}: {err.str()}"
-            if kind == "record":
+            if kind == "record" and not alone:
+                self.suspects.add(origin)
+                self._narrow_left = max(self._narrow_left, records)
+                continue
+            if kind == "record" and origin.fields:
                 exc = OutputRefusedError(f"the broker refused it: {cause}")
                 if self.policy == "fail":
                     raise SourceRecordError(origin, "produce", exc)
-                if origin.fields:
-                    self.marks[origin] = ("produce", exc)
-                    log.warning("%s was refused (%s); the replay sets it aside", origin, cause)
-                    continue
-            elif kind == "transient":
+                self.marks[origin] = ("produce", exc)
+                log.warning("%s was refused (%s); the replay sets it aside", origin, cause)
+                continue
+            if kind == "transient":
                 continue
             self._strikes[origin] += 1
-            if self._strikes[origin] >= STOP_AFTER or not origin.fields:
+            if self._strikes[origin] >= STOP_AFTER or kind == "record":
                 raise StalledError(
                     f"{origin}: its transaction aborted {self._strikes[origin]} times in a "
                     f"row, its delivery failing with {cause}; fix the cause and restart"
                 )
+        if len(self.suspects) > suspects:
+            log.warning(
+                "the broker refused a batch of %d source records (e.g. %s); committing them "
+                "one at a time to find the one at fault", len(self.suspects), failed[0][0],
+            )  # fmt: skip

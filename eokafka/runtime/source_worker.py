@@ -83,10 +83,12 @@ class SourceWorker:
         )  # fmt: skip
         if self.settings.on_error == "dead-letter":
             self.topics.ensure(self.settings.dlq_topic, "dead-letter", internal=True)
+        opened: list[Feed] = []
         try:
             self.txn = Transactions(self.settings, "source", self.metrics)
             for feed in self.feeds:
                 feed.connector.open(self.settings.application_id)
+                opened.append(feed)
             self._seek_all()
             log.info("sources running: %s (transactional.id=%s)",
                      ", ".join(f"{f.connector.name} -> {f.topic}" for f in self.feeds),
@@ -97,20 +99,25 @@ class SourceWorker:
                 self._commit()
             self.txn.close()
         except BaseException:
-            self._abort_on_the_way_out()
+            self._leave_after_error(opened)
             raise
-        finally:
-            for feed in self.feeds:
-                feed.connector.close()
+        for feed in opened:
+            feed.connector.close()
         log.info("sources stopped")
 
-    def _abort_on_the_way_out(self) -> None:
-        """After an error: end the open transaction now rather than at its timeout."""
+    def _leave_after_error(self, opened: list[Feed]) -> None:
+        """End the open transaction now rather than at its timeout, close the connectors;
+        never mask the error that ended the run."""
         if self.txn is not None and self.txn.open:
             try:
                 self.txn.abort("error", replace=False)
             except (EokafkaError, KafkaException) as exc:
                 log.warning("could not abort on the way out: %s", exc)
+        for feed in opened:
+            try:
+                feed.connector.close()
+            except Exception:  # noqa: BLE001
+                log.exception("source %s: close after an error failed", feed.connector.name)
 
     def _seek_all(self) -> None:
         positions = self._read_positions()
@@ -148,10 +155,13 @@ class SourceWorker:
             consumer.close()
 
     def _step(self) -> None:
+        """Poll every source, produce, commit when due; one record per transaction while
+        the sender narrows a refused batch down to its culprit."""
         assert self.txn is not None
         got = 0
         for feed in self.feeds:
-            items, position = feed.connector.poll(self.settings.batch_size)
+            narrowing = self.sender.narrowing
+            items, position = feed.connector.poll(1 if narrowing else self.settings.batch_size)
             if not items:
                 continue
             self.txn.begin()
@@ -167,7 +177,10 @@ class SourceWorker:
                 return
             self.txn.producer.poll(0)
             got += len(items)
-        self.pending += got
+            if narrowing:
+                self._commit()  # an abort seeks every source back: the next ones go on
+            else:
+                self.pending += len(items)
         if self.txn.open and (
             self.pending >= self.settings.commit_every or time.monotonic() >= self.txn.deadline
         ):

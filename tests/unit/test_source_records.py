@@ -69,18 +69,30 @@ def test_fail_names_the_origin() -> None:
         sender.send(FEED, Unreadable(b"{", _origin(4), ValueError("bad json")))
 
 
-def test_a_refused_delivery_marks_the_record_for_the_replay() -> None:
+def test_a_refused_batch_is_narrowed_down_to_its_record() -> None:
+    """The broker refuses the batch: every record of it reports the error. Replayed one per
+    transaction, the innocent go through and the one refused alone is set aside."""
     sender, producer, tally = _sender("skip")
-    sender.send(FEED, Read("k", {"id": 1}, _origin(1)))
-    sender.send(FEED, Read("k", {"id": 2}, _origin(2)))
-    producer.callbacks[1](KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+    for n in range(3):
+        sender.send(FEED, Read("k", {"id": n}, _origin(n)))
+    for callback in producer.callbacks:
+        callback(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
     sender.aborted()
+    assert not sender.marks and sender.narrowing
     producer.sent.clear()
-    sender.send(FEED, Read("k", {"id": 1}, _origin(1)))
-    sender.send(FEED, Read("k", {"id": 2}, _origin(2)))
-    assert len(producer.sent) == 1 and tally.skipped["out"] == 1
+    sender.send(FEED, Read("k", {"id": 0}, _origin(0)))
     sender.committed()
-    assert not sender.marks
+    sender.send(FEED, Read("k", {"id": 1}, _origin(1)))
+    producer.callbacks[-1](KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+    sender.aborted()
+    assert list(sender.marks) == [_origin(1)]
+    sender.send(FEED, Read("k", {"id": 1}, _origin(1)))  # the replay: to the policy
+    sender.committed()
+    sender.send(FEED, Read("k", {"id": 2}, _origin(2)))
+    sender.committed()
+    assert not sender.narrowing and not sender.marks and not sender.suspects
+    assert [v for _, _, v, _ in producer.sent] == [b'{"id":0}', b'{"id":1}', b'{"id":2}']
+    assert tally.skipped["out"] == 1
 
 
 def test_transient_failures_blame_nobody_and_unknown_ones_stop() -> None:

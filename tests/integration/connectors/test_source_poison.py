@@ -11,7 +11,9 @@ produced when it could not be sent.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -147,5 +149,37 @@ def test_fail_stops_naming_the_source_line(
         named = f"poison source record at source files: {folder / 'a.jsonl'} line {where[fault]}"
         assert named in log, log[-3000:]
         assert "re-creating the transactional producer" not in log
+    finally:
+        w.stop_quietly()
+
+
+def test_a_record_only_the_broker_refuses_is_set_aside_on_the_replay(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Compressed (lz4), so the topic's limit is the broker's to check: the refused record's
+    transaction aborts once, and the replay dead-letters it; no producer is re-created."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    noise = base64.b64encode(os.urandom(90_000)).decode()  # incompressible, ~120 kB
+    lines = [_line(n) for n in range(5)]
+    lines.append(json.dumps({"id": 5, "pad": noise}).encode() + b"\n")
+    lines += [_line(n) for n in range(6, 12)]
+    (folder / "a.jsonl").write_bytes(b"".join(lines))
+    app_id, out = unique_name("fpoison"), unique_name("fpoison-out")
+    create_topic(kafka_bootstrap, out, 1, config={"max.message.bytes": "60000"})
+    port = _free_port()
+    env = {"TEST_APP_ID": app_id, "TEST_SOURCE_DIR": str(folder), "TEST_OUTPUT": out,
+           "EOKAFKA_CONFIG": "producer.compression.type=lz4"}  # fmt: skip
+    args = ["--instance-id", "a", "--on-error", "dead-letter", "--metrics-port", str(port),
+            "--create-topics"]  # fmt: skip
+    w = worker(TARGET, kafka_bootstrap, tmp_path, "w", env, args).start()
+    try:
+        _good_arrive_once(kafka_bootstrap, out, [n for n in range(12) if n != 5])
+        (dead,) = read_committed(kafka_bootstrap, f"{app_id}-dlq", expected_count=1)
+        h = _headers(dead)
+        assert h["eokafka.source.line"] == "6" and h["eokafka.error.stage"] == "produce"
+        assert "the broker refused it" in h["eokafka.error.message"], h
+        assert _metric(port, "eokafka_producer_resets_total") == 0
+        assert w.terminate() == 0, w.log()[-3000:]
     finally:
         w.stop_quietly()
