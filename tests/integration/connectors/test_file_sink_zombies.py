@@ -108,9 +108,12 @@ def test_a_resumed_zombie_never_writes_where_readers_look(
         wait_for(lambda: caught_up() or not successor.alive, LIVENESS,
                  "the successor to finish the input", interval=0.5)  # fmt: skip
         assert successor.alive, successor.log()[-3000:]
+        seen = {p.name: p.read_bytes() for p in out_dir.glob("*.jsonl")}
         zombie.proc.send_signal(signal.SIGCONT)
         wait_for(lambda: not zombie.alive, LIVENESS, "the zombie to find it was replaced")
         assert successor.alive, successor.log()[-3000:]
+        changed = [n for n, data in seen.items() if (out_dir / n).read_bytes() != data]
+        assert not changed, f"finished parts changed after the zombie resumed: {changed}"
         assert successor.terminate() == 0, successor.log()[-3000:]
         # A restart recovers whatever the zombie left in progress after the successor's
         # last recovery (invisible to readers meanwhile).
