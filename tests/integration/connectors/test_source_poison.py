@@ -183,3 +183,37 @@ def test_a_record_only_the_broker_refuses_is_set_aside_on_the_replay(
         assert w.terminate() == 0, w.log()[-3000:]
     finally:
         w.stop_quietly()
+
+
+@pytest.mark.integration
+def test_an_oversized_outbox_row_is_dead_lettered_naming_table_and_id(
+    kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    table = unique_name("outbox").replace("-", "_")
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, note text NOT NULL, "
+                     "txid xid8 NOT NULL DEFAULT pg_current_xact_id())")  # fmt: skip
+        notes = ["ok"] * 4 + ["x" * BIG] + ["ok"] * 5
+        conn.cursor().executemany(f"INSERT INTO {table} (note) VALUES (%s)", [(n,) for n in notes])
+    app_id, out = unique_name("pgpoison"), unique_name("pgpoison-out")
+    create_topic(kafka_bootstrap, out, 1)
+    port = _free_port()
+    env = {"TEST_APP_ID": app_id, "TEST_PG_DSN": postgres_dsn, "TEST_PG_TABLE": table,
+           "TEST_OUTPUT": out}  # fmt: skip
+    args = ["--instance-id", "a", "--on-error", "dead-letter", "--metrics-port", str(port),
+            "--create-topics"]  # fmt: skip
+    w = worker("tests.apps.pg_source:app", kafka_bootstrap, tmp_path, "w", env, args).start()
+    try:
+        records = read_committed(kafka_bootstrap, out, expected_count=9, timeout=LIVENESS)
+        assert sorted(json.loads(r.value)["id"] for r in records) == [*range(1, 5), *range(6, 11)]
+        (dead,) = read_committed(kafka_bootstrap, f"{app_id}-dlq", expected_count=1)
+        h = _headers(dead)
+        assert (h["eokafka.source.name"], h["eokafka.source.table"]) == ("outbox", table)
+        assert h["eokafka.source.id"] == "5" and dead.key == b"5"
+        assert h["eokafka.error.class"] == "OutputRefusedError"
+        assert _metric(port, "eokafka_producer_resets_total") == 0
+        assert w.terminate() == 0, w.log()[-3000:]
+    finally:
+        w.stop_quietly()
