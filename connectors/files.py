@@ -22,6 +22,9 @@ bytes into a new file (file_parts.py). A stalled worker that wakes up after its 
 took over can only write into a file no reader can reach; its Kafka commit then fails.
 Recovery finds parts from the folder itself (any part of an assigned partition, and this
 instance's parts of earlier runs), never from bookkeeping a zombie could delete.
+
+Test points (connectors/crash.py): ``files.before-append``, ``files.after-fsync``,
+``files.after-prepare``, ``files.before-done``, ``files.before-rename``, ``files.mid-rename``.
 """
 
 from __future__ import annotations

@@ -92,8 +92,12 @@ def test_a_resumed_zombie_never_writes_where_readers_look(
     }
     flag = tmp_path / "paused"
     produce_records(kafka_bootstrap, names.src, inputs(range(total)))
-    zombie_env = {**env, "EOKAFKA_TEST_PAUSE_AT": f"{point}:{turn}",
-                  "EOKAFKA_TEST_PAUSE_FLAG": str(flag)}  # fmt: skip
+    zombie_env = {
+        **env,
+        "EOKAFKA_TEST_CRASH_AT": f"{point}:{turn}",  # stop there (a GC or VM pause)
+        "EOKAFKA_TEST_CRASH_FLAG": str(flag),
+        "EOKAFKA_TEST_CRASH_SIGNAL": "STOP",
+    }
     zombie = worker(TARGET, kafka_bootstrap, tmp_path, "zombie", zombie_env,
                     ["--instance-id", "a"]).start()  # fmt: skip
     successor: WorkerProcess | None = None
