@@ -6,6 +6,9 @@ records twice. Each transaction holds the records a source read and its position
 them, written to the compacted ``<application id>-source-offsets`` topic (key: the source
 name). On start and after any abort the positions are read back from that topic,
 read_committed: the truth is what Kafka committed, never what the worker remembers.
+
+Records that can't be read or sent go to the app's ``on_error`` policy like any other
+(source_records.py); a source's position moves past them in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from eokafka.config import Settings, admin_config
-from eokafka.errors import ConfigError
+from eokafka.config import Settings, admin_config, producer_config
+from eokafka.errors import ConfigError, EokafkaError
 from eokafka.metrics import TxnTally, WorkerMetrics
 from eokafka.runtime.clients import kafka_admin
+from eokafka.runtime.limits import OutputLimits
+from eokafka.runtime.outputs import Outputs
+from eokafka.runtime.source_records import SourceSender
 from eokafka.runtime.topics import TopicGuard
 from eokafka.runtime.transactions import TransactionAborted, Transactions
 from eokafka.source import Feed, Position
@@ -57,6 +63,13 @@ class SourceWorker:
         self.txn: Transactions | None = None
         self.pending = 0
         self.tally = TxnTally()
+        limits = OutputLimits(producer_config(settings, "source"), self.topics.configs)
+        outputs = Outputs(settings, [], limits, self.tally, self._txn)
+        self.sender = SourceSender(settings, limits, self.tally, outputs.produce)
+
+    def _txn(self) -> Transactions:
+        assert self.txn is not None
+        return self.txn
 
     def stop(self, *_: Any) -> None:
         self.stopping = True
@@ -68,23 +81,43 @@ class SourceWorker:
             self.offsets_topic, "source offsets", 1, internal=True,
             config={"cleanup.policy": "compact"},
         )  # fmt: skip
-        self.txn = Transactions(self.settings, "source", self.metrics)
-        for feed in self.feeds:
-            feed.connector.open(self.settings.application_id)
-        self._seek_all()
-        log.info("sources running: %s (transactional.id=%s)",
-                 ", ".join(f"{f.connector.name} -> {f.topic}" for f in self.feeds),
-                 self.txn.transactional_id)  # fmt: skip
+        if self.settings.on_error == "dead-letter":
+            self.topics.ensure(self.settings.dlq_topic, "dead-letter", internal=True)
+        opened: list[Feed] = []
         try:
+            self.txn = Transactions(self.settings, "source", self.metrics)
+            for feed in self.feeds:
+                feed.connector.open(self.settings.application_id)
+                opened.append(feed)
+            self._seek_all()
+            log.info("sources running: %s (transactional.id=%s)",
+                     ", ".join(f"{f.connector.name} -> {f.topic}" for f in self.feeds),
+                     self.txn.transactional_id)  # fmt: skip
             while not self.stopping:
                 self._step()
             if self.txn.open:
                 self._commit()
             self.txn.close()
-        finally:
-            for feed in self.feeds:
-                feed.connector.close()
+        except BaseException:
+            self._leave_after_error(opened)
+            raise
+        for feed in opened:
+            feed.connector.close()
         log.info("sources stopped")
+
+    def _leave_after_error(self, opened: list[Feed]) -> None:
+        """End the open transaction now rather than at its timeout, close the connectors;
+        never mask the error that ended the run."""
+        if self.txn is not None and self.txn.open:
+            try:
+                self.txn.abort("error", replace=False)
+            except (EokafkaError, KafkaException) as exc:
+                log.warning("could not abort on the way out: %s", exc)
+        for feed in opened:
+            try:
+                feed.connector.close()
+            except Exception:  # noqa: BLE001
+                log.exception("source %s: close after an error failed", feed.connector.name)
 
     def _seek_all(self) -> None:
         positions = self._read_positions()
@@ -122,47 +155,38 @@ class SourceWorker:
             consumer.close()
 
     def _step(self) -> None:
+        """Poll every source, produce, commit when due; one record per transaction while
+        the sender narrows a refused batch down to its culprit."""
         assert self.txn is not None
         got = 0
         for feed in self.feeds:
-            records, position = feed.connector.poll(self.settings.batch_size)
-            if not records:
+            narrowing = self.sender.narrowing
+            items, position = feed.connector.poll(1 if narrowing else self.settings.batch_size)
+            if not items:
                 continue
             self.txn.begin()
-            producer = self.txn.producer
-            ks, vs = feed.key_serde.serialize, feed.value_serde.serialize
             try:
-                for key, value in records:
-                    self._produce(feed.topic, vs(value), ks(key) if key is not None else None)
-                self._produce(
-                    self.offsets_topic, json.dumps(position).encode(),
-                    feed.connector.name.encode(),
-                )  # fmt: skip
+                for item in items:
+                    self.sender.send(feed, item)
+                self.sender.position(feed, self.offsets_topic, position)
             except KafkaException as exc:
                 try:
                     self.txn.fail(exc.args[0], "produce")
                 except TransactionAborted as aborted:
                     self._after_abort(str(aborted))
                 return
-            producer.poll(0)
-            self.tally.produced[feed.topic] += len(records)
-            got += len(records)
-        self.pending += got
+            self.txn.producer.poll(0)
+            got += len(items)
+            if narrowing:
+                self._commit()  # an abort seeks every source back: the next ones go on
+            else:
+                self.pending += len(items)
         if self.txn.open and (
             self.pending >= self.settings.commit_every or time.monotonic() >= self.txn.deadline
         ):
             self._commit()
         elif not got:
             time.sleep(_IDLE)
-
-    def _produce(self, topic: str, value: bytes | None, key: bytes | None) -> None:
-        assert self.txn is not None
-        while True:
-            try:
-                self.txn.producer.produce(topic, value, key)
-                return
-            except BufferError:
-                self.txn.producer.poll(0.05)
 
     def _commit(self) -> None:
         assert self.txn is not None
@@ -171,6 +195,7 @@ class SourceWorker:
         except TransactionAborted as aborted:
             self._after_abort(str(aborted))
             return
+        self.sender.committed()
         self.metrics.publish(self.tally)
         self.tally.clear()
         self.pending = 0
@@ -180,4 +205,5 @@ class SourceWorker:
         log.warning("source transaction aborted (%s); re-reading committed positions", why)
         self.pending = 0
         self.tally.clear()
+        self.sender.aborted()
         self._seek_all()

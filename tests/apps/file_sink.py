@@ -1,5 +1,8 @@
 """Test app: each input ``{"id": n, ...}`` goes to a file sink and to a Kafka topic.
 
+Rows carry ``src`` (``partition:offset`` of the input) and, in JSON Lines, ``app`` (the
+application id), so a test can tell every row's origin.
+
 Environment: ``TEST_FILES_DIR``, ``TEST_FILES_FORMAT`` (jsonl | csv), ``TEST_ROLL_BYTES``.
 """
 
@@ -29,6 +32,6 @@ app.sink(
 @app.processor(INPUT, key_serde=serdes.String(), value_serde=serdes.Json())
 def copy(record: eokafka.Record, ctx: eokafka.ProcessorContext) -> None:
     value = dict(record.value, src=f"{record.partition}:{record.offset}")
-    ctx.sink("files").write(value)
+    ctx.sink("files").write({**value, "app": app.application_id})
     if OUTPUT:
         ctx.send(OUTPUT, key=record.key, value=value, value_serde=serdes.Json())
