@@ -1,6 +1,7 @@
 """Test app: each input ``{"id": n, ...}`` goes to a file sink and to a Kafka topic.
 
-Environment: ``TEST_FILES_DIR``, ``TEST_FILES_FORMAT`` (jsonl | csv), ``TEST_ROLL_BYTES``.
+Environment: ``TEST_FILES_DIR``, ``TEST_FILES_FORMAT`` (jsonl | csv), ``TEST_ROLL_BYTES``,
+``TEST_ROLL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ app.sink(
         format=os.environ.get("TEST_FILES_FORMAT", "jsonl"),  # type: ignore[arg-type]
         columns=("id", "amount", "src"),
         roll_bytes=int(os.environ.get("TEST_ROLL_BYTES", "20000")),
-        roll_seconds=2.0,
+        roll_seconds=float(os.environ.get("TEST_ROLL_SECONDS", "2.0")),
     )
 )
 
