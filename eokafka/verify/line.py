@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.verify.fileparts import inprogress_starts
+from eokafka.verify.readers import client_config
 from eokafka.verify.records import Loc
 
 _TIMEOUT = 30.0
@@ -77,7 +78,7 @@ def committed_line(bootstrap: str, group: str, topic: str, partitions: list[int]
     (a mistyped group would make every record in flight and the check pass)."""
     from confluent_kafka import ConsumerGroupTopicPartitions
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
     try:
         future = admin.list_consumer_group_offsets([request], request_timeout=_TIMEOUT)[group]

@@ -33,6 +33,11 @@ _TIMEOUT = 30.0
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 
 
+def client_config(bootstrap: str) -> dict[str, Any]:
+    """The settings of verify's own Kafka clients: quiet unless something is wrong."""
+    return {"bootstrap.servers": bootstrap, "log_level": 4}
+
+
 def _offsets(
     admin: AdminClient, topic: str, spec: OffsetSpec, level: IsolationLevel
 ) -> dict[int, int]:
@@ -46,7 +51,7 @@ def _offsets(
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """The last stable offset of each partition: where a read_committed reader ends."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     return _offsets(admin, topic, OffsetSpec.latest(), IsolationLevel.READ_COMMITTED)
 
 
@@ -67,7 +72,7 @@ def settled_ends(
     is hanging, and read_committed consumers are stuck behind it. A running producer opens
     new transactions all the time, so only those already open at the first look count.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     deadline = time.monotonic() + wait
     high = _offsets(admin, topic, OffsetSpec.latest(), IsolationLevel.READ_UNCOMMITTED)
     while True:
@@ -85,7 +90,7 @@ def settled_ends(
 
 def is_compacted(bootstrap: str, topic: str) -> bool:
     """Whether ``topic``'s cleanup.policy compacts it (then it is read as a table)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     resource = ConfigResource(ResourceType.TOPIC, topic)
     try:
         configs = admin.describe_configs([resource], request_timeout=_TIMEOUT)[resource]
@@ -109,7 +114,7 @@ def kafka_side(
     ``as_table``: a compacted topic as its readers see it, the last record of each key (a
     tombstone deletes its key), named by that record's place.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     if target is None:
         target = _offsets(admin, topic, OffsetSpec.latest(), IsolationLevel.READ_COMMITTED)
     low = _offsets(admin, topic, OffsetSpec.earliest(), IsolationLevel.READ_COMMITTED)
@@ -147,7 +152,7 @@ def kafka_records(
         return
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": f"eokafka-verify-{uuid.uuid4().hex[:8]}",  # assign only, never commits
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -24,7 +24,7 @@ import pytest
 from eokafka.sink import Sink
 from eokafka.verify import CheckOptions, verify
 from eokafka.verify.line import NotNow
-from eokafka.verify.progress import Step
+from eokafka.verify.progress import NO_PROGRESS, Step
 from eokafka.verify.repair import Repaired, RepairOptions, repair
 from tests.integration.connectors.pg_helpers import (
     assert_rows_exactly_once,
@@ -34,7 +34,7 @@ from tests.integration.connectors.pg_helpers import (
     rows,
 )
 from tests.integration.connectors.test_file_sink import group_caught_up
-from tests.integration.harness import WorkerProcess, app_topics, wait_for, worker
+from tests.integration.harness import AppTopics, WorkerProcess, app_topics, wait_for, worker
 from tests.kafka_helpers import create_topic, produce_records, read_committed
 
 pytestmark = pytest.mark.integration
@@ -58,14 +58,6 @@ class _KillAtFirstChange:
         return None
 
 
-class _NoStep:
-    def advance(self, n: int = 1) -> None:
-        return None
-
-    def finish(self) -> None:
-        return None
-
-
 class KillDuringRepair:
     """Progress that kills the worker during the repair's changes (and reports nothing)."""
 
@@ -73,7 +65,7 @@ class KillDuringRepair:
         self.kill = _KillAtFirstChange(w)
 
     def step(self, what: str, total: int | None) -> Step:
-        return self.kill if what.startswith("repairing") else _NoStep()
+        return self.kill if what.startswith("repairing") else NO_PROGRESS.step(what, total)
 
 
 def _sinks(module: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Sink]:
@@ -112,6 +104,23 @@ def _restart(w: WorkerProcess, bootstrap: str, group: str, topic: str) -> None:
              "the restarted worker to catch up")
 
 
+def _synced(bootstrap: str, tmp_path: Path, target: str, names: AppTopics, env: dict[str, str],
+            first: list[tuple[bytes, bytes]], started: list[WorkerProcess]) -> WorkerProcess:
+    """A worker of ``target`` that has committed the first batch of input."""
+    produce_records(bootstrap, names.src, first)
+    w = worker(target, bootstrap, tmp_path, "w", env, ["--instance-id", "a"]).start()
+    started.append(w)
+    wait_for(lambda: group_caught_up(bootstrap, names.app_id, names.src), LIVENESS,
+             "the first batch")
+    return w
+
+
+def _pg_app(bootstrap: str, dsn: str, prefix: str) -> tuple[AppTopics, str, dict[str, str]]:
+    names = app_topics(bootstrap, prefix, partitions=2)
+    table = new_table(dsn)
+    return names, table, {**names.env, "TEST_PG_DSN": dsn, "TEST_PG_TABLE": table}
+
+
 @pytest.fixture
 def stop_workers() -> Iterator[list[WorkerProcess]]:
     started: list[WorkerProcess] = []
@@ -123,15 +132,9 @@ def stop_workers() -> Iterator[list[WorkerProcess]]:
 def test_postgres_table(kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path,
                         monkeypatch: pytest.MonkeyPatch,
                         stop_workers: list[WorkerProcess]) -> None:
-    names = app_topics(kafka_bootstrap, "rprpg", partitions=2)
-    table = new_table(postgres_dsn)
-    env = {**names.env, "TEST_PG_DSN": postgres_dsn, "TEST_PG_TABLE": table}
-    produce_records(kafka_bootstrap, names.src, inputs(FIRST))
-    w = worker("tests.apps.pg_sink:app", kafka_bootstrap, tmp_path, "w", env,
-               ["--instance-id", "a"]).start()
-    stop_workers.append(w)
-    wait_for(lambda: group_caught_up(kafka_bootstrap, names.app_id, names.src), LIVENESS,
-             "the first batch")
+    names, table, env = _pg_app(kafka_bootstrap, postgres_dsn, "rprpg")
+    w = _synced(kafka_bootstrap, tmp_path, "tests.apps.pg_sink:app", names, env, inputs(FIRST),
+                stop_workers)
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(f"DELETE FROM {table} WHERE id IN (5, 6)")
         conn.execute(f"INSERT INTO {table} VALUES (7, 7, 'planted'), (NULL, 1, 'planted')")
@@ -156,15 +159,9 @@ def test_postgres_repair_waits_for_a_transaction_prepared_before_its_commit(
     """The worker dies between its Kafka commit and COMMIT PREPARED: those rows are committed
     for Kafka but invisible until its recovery. The repair must not take them for missing:
     it refuses, naming the prepared transaction, until a worker has resolved it."""
-    names = app_topics(kafka_bootstrap, "rprprep", partitions=2)
-    table = new_table(postgres_dsn)
-    env = {**names.env, "TEST_PG_DSN": postgres_dsn, "TEST_PG_TABLE": table}
-    produce_records(kafka_bootstrap, names.src, inputs(FIRST))
-    w = worker("tests.apps.pg_sink:app", kafka_bootstrap, tmp_path, "w", env,
-               ["--instance-id", "a"]).start()
-    stop_workers.append(w)
-    wait_for(lambda: group_caught_up(kafka_bootstrap, names.app_id, names.src), LIVENESS,
-             "the first batch")
+    names, table, env = _pg_app(kafka_bootstrap, postgres_dsn, "rprprep")
+    w = _synced(kafka_bootstrap, tmp_path, "tests.apps.pg_sink:app", names, env, inputs(FIRST),
+                stop_workers)
     assert w.terminate() == 0, w.log()[-3000:]
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(f"DELETE FROM {table} WHERE id IN (5, 6)")
@@ -221,12 +218,8 @@ def test_files_folder(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.
     out = tmp_path / "out"
     env = {**names.env, "TEST_FILES_DIR": str(out), "TEST_FILES_FORMAT": "jsonl",
            "TEST_ROLL_BYTES": "100000000", "TEST_ROLL_SECONDS": "3600"}
-    produce_records(kafka_bootstrap, names.src, inputs(FIRST))
-    w = worker("tests.apps.file_sink:app", kafka_bootstrap, tmp_path, "w", env,
-               ["--instance-id", "a"]).start()
-    stop_workers.append(w)
-    wait_for(lambda: group_caught_up(kafka_bootstrap, names.app_id, names.src), LIVENESS,
-             "the first batch")
+    w = _synced(kafka_bootstrap, tmp_path, "tests.apps.file_sink:app", names, env,
+                inputs(FIRST), stop_workers)
     assert w.terminate() == 0, w.log()[-3000:]  # a clean stop finishes the parts
     _plant_in_parts(out)
     w.start()
@@ -258,13 +251,8 @@ def test_compacted_kafka_topic(kafka_bootstrap: str, tmp_path: Path,
     lose = {5, 6}
     source = {n: json.dumps({"id": n, "amount": n % 97, **({"lose": True} if n in lose else {})})
               for n in range(600)}
-    produce_records(kafka_bootstrap, names.src,
-                    [(str(n).encode(), source[n].encode()) for n in FIRST])
-    w = worker("tests.apps.sync_copy:app", kafka_bootstrap, tmp_path, "w", names.env,
-               ["--instance-id", "a"]).start()
-    stop_workers.append(w)
-    wait_for(lambda: group_caught_up(kafka_bootstrap, names.app_id, names.src), LIVENESS,
-             "the first batch")
+    w = _synced(kafka_bootstrap, tmp_path, "tests.apps.sync_copy:app", names, names.env,
+                [(str(n).encode(), source[n].encode()) for n in FIRST], stop_workers)
     produce_records(kafka_bootstrap, names.out, [
         (b"7-copy", source[7].encode()),
         (b"8", json.dumps({"id": 8, "amount": 1000}).encode()),

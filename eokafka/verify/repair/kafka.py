@@ -23,7 +23,7 @@ from eokafka.errors import EokafkaError
 from eokafka.verify import Checked, CheckOptions
 from eokafka.verify.line import NotNow
 from eokafka.verify.progress import Progress
-from eokafka.verify.readers import Message
+from eokafka.verify.readers import Message, client_config
 from eokafka.verify.records import Loc
 from eokafka.verify.repair.fetch import fetch
 from eokafka.verify.repair.plan import Capabilities, Done, Plan
@@ -51,7 +51,7 @@ class KafkaRepair:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         producer = Producer({
-            "bootstrap.servers": self.opts.bootstrap,
+            **client_config(self.opts.bootstrap),
             "transactional.id": f"eokafka-repair-{self.topic}",
             "partitioner": DEFAULT_PARTITIONER,
             "transaction.timeout.ms": int(_TIMEOUT * 1000),
