@@ -91,7 +91,6 @@ class Checked:
     destination: Side
     line: Line | None
     parts: list[Path] = field(default_factory=list)  # files: the finished parts read
-    compacted: bool = False  # kafka: the destination topic is compacted, read as a table
 
 
 def check(opts: CheckOptions, progress: Progress = NO_PROGRESS) -> Checked:
@@ -110,7 +109,6 @@ def check(opts: CheckOptions, progress: Progress = NO_PROGRESS) -> Checked:
         line = committed_line(opts.bootstrap, opts.group, opts.source, partitions)
     with ExitStack() as stack:
         parts: list[Path] = []
-        compacted = False
         hanging: list[dict[str, object]] = []
         if target.kind == "kafka":
             compacted = is_compacted(opts.bootstrap, target.where)
@@ -142,7 +140,7 @@ def check(opts: CheckOptions, progress: Progress = NO_PROGRESS) -> Checked:
         compare(report, source, dest, opts.buckets,
                 in_flight=None if line is None else line.in_flight,
                 findings=findings, progress=progress)
-    return Checked(report, findings, source, dest, line, parts, compacted)
+    return Checked(report, findings, source, dest, line, parts)
 
 
 def verify(

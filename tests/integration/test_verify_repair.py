@@ -140,6 +140,12 @@ def test_files_folder(kafka_bootstrap: str, source: str, tmp_path: Path) -> None
     before = clean.read_bytes()
     args = [source, f"files:{tmp_path}", "--bootstrap-servers", kafka_bootstrap,
             "--fields", "amount,note"]
+    marks = tmp_path / ".inprogress" / f"{source}+0+worker-1.marks"  # a sink killed mid-part
+    marks.parent.mkdir()
+    marks.write_text(json.dumps({"txn": "t", "first": 100, "end": 120, "length": 9}) + "\n")
+    refused = CliRunner().invoke(cli, ["verify", *args, "--repair", "--open-wait", "1"])
+    assert refused.exit_code == 2 and "in-progress parts" in refused.output, refused.output
+    marks.unlink()
     _repair_and_recheck(args, dest_unkeyed=1)
     rows = []
     for part in sorted(tmp_path.glob("*.csv")):

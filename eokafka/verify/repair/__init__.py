@@ -59,6 +59,9 @@ class Repairer(Protocol):
 
     def exclusive(self) -> AbstractContextManager[None]: ...
 
+    def unguarded(self) -> None:
+        """Without the sink's group: make sure no write of a sink is still on its way."""
+
     def prepare(self, plan: Plan, checked: Checked, progress: Progress) -> None: ...
 
     def apply(self, plan: Plan, progress: Progress) -> Done: ...
@@ -88,6 +91,8 @@ def repair(
     """Check, plan, and (with ``opts.apply``) repair; ``sinks`` are the app's, by name."""
     repairer = _repairer(check_opts, sinks or {})
     with repairer.exclusive() if opts.apply else nullcontext():
+        if check_opts.group is None:
+            repairer.unguarded()
         checked = check(check_opts, progress)
         plan = build_plan(checked, repairer.can, opts.delete_extra, opts.delete_unkeyed)
         repairer.prepare(plan, checked, progress)

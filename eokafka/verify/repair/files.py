@@ -26,10 +26,12 @@ from eokafka.verify.fileparts import (
     PartWriter,
     find_sink,
     fsync_dir,
+    inprogress_starts,
     part_name,
     writer_for_new_parts,
     writer_of,
 )
+from eokafka.verify.line import NotNow
 from eokafka.verify.progress import Progress
 from eokafka.verify.readers import csv_read
 from eokafka.verify.records import Read, from_json
@@ -115,6 +117,17 @@ class FilesRepair:
             yield
         finally:
             os.close(fd)
+
+    def unguarded(self) -> None:
+        """In-progress parts hold records the sink may still finish: not a time to add any."""
+        starts = inprogress_starts(str(self.folder))
+        if starts:
+            (topic, partition), first = min(starts.items())
+            raise NotNow(
+                f"{self.folder} has in-progress parts (e.g. {topic}[{partition}] from offset "
+                f"{first}) that the sink may still finish: stop the app cleanly (it finishes "
+                "them), or give its group (--group or --app) to repair below its commits"
+            )
 
     def prepare(self, plan: Plan, checked: Checked, progress: Progress) -> None:
         """Fetch the records to write and make their rows in the format of their part."""

@@ -23,6 +23,7 @@ from psycopg import sql
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.sink import Sink
 from eokafka.verify import Checked, CheckOptions
+from eokafka.verify.line import wait_for_prepared
 from eokafka.verify.progress import Progress
 from eokafka.verify.readers import ctid
 from eokafka.verify.records import Loc, from_mapping
@@ -31,6 +32,9 @@ from eokafka.verify.repair.plan import Capabilities, Done, Item, Plan
 
 if TYPE_CHECKING:
     from connectors.postgres import PostgresSink
+
+
+_LOCK_WAIT = 30.0  # seconds a row or table lock of another writer may hold the repair up
 
 
 class TableChanged(EokafkaError):
@@ -76,6 +80,10 @@ class PostgresRepair:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
 
+    def unguarded(self) -> None:
+        """A prepared transaction (a sink's, left by a worker that died) may commit rows yet."""
+        wait_for_prepared(self.dsn, self.table, self.opts.prepared_wait)
+
     def prepare(self, plan: Plan, checked: Checked, progress: Progress) -> None:
         """Fetch and convert the rows to write; a record the table can't take is left."""
         from connectors.postgres.table import RowError, insert_sql
@@ -110,6 +118,7 @@ class PostgresRepair:
         step = progress.step(f"repairing {self.table}", len(removes) + len(fixes) + len(adds))
         name = sql.Identifier(*self.table.split("."))
         with psycopg.connect(self.dsn) as conn:
+            conn.execute(f"SET lock_timeout = '{int(_LOCK_WAIT * 1000)}ms'")
             self._check_rows(conn, name, removes + fixes)
             with conn.cursor() as cur:
                 if removes:
