@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +37,14 @@ from tests.integration.connectors.pg_helpers import (
     rows,
 )
 from tests.integration.connectors.test_file_sink import group_caught_up
-from tests.integration.harness import AppTopics, WorkerProcess, app_topics, wait_for, worker
+from tests.integration.harness import (
+    REPO,
+    AppTopics,
+    WorkerProcess,
+    app_topics,
+    wait_for,
+    worker,
+)
 from tests.kafka_helpers import create_topic, produce_records, read_committed
 
 pytestmark = pytest.mark.integration
@@ -149,7 +159,30 @@ def test_postgres_table(kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path,
                     dsn=postgres_dsn, group=names.app_id, open_wait=30)
     assert report.ok and report.in_flight_count == 0, report.summary()
     assert_rows_exactly_once(postgres_dsn, table, range(600))
+    _repair_with_the_cli(kafka_bootstrap, postgres_dsn, table, names, env)
+    assert_rows_exactly_once(postgres_dsn, table, range(600))
     assert w.terminate() == 0, w.log()[-3000:]
+
+
+def _repair_with_the_cli(bootstrap: str, dsn: str, table: str, names: AppTopics,
+                         env: dict[str, str]) -> None:
+    """``--app``: the group and the sink's columns come from the app the worker runs."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM {table} WHERE id = 9")
+    done = subprocess.run(
+        [sys.executable, "-m", "eokafka", "verify", names.src, f"postgres:{table}", "--dsn", dsn,
+         "--bootstrap-servers", bootstrap, "--fields", "amount", "--app",
+         "tests.apps.pg_sink:app", "--repair", "--yes", "--json"],
+        cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=LIVENESS,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["report"]["group"] == names.app_id
+    assert [(i["action"], i["id"]) for i in result["plan"]["add"]] == [("add", "9")]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT amount, src FROM {table} WHERE id = 9").fetchall() == [
+            (9, None)  # the sink's columns: src comes from the app's processor, not the source
+        ]
 
 
 def test_postgres_repair_waits_for_a_transaction_prepared_before_its_commit(
