@@ -6,46 +6,37 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 
 from tests.integration.connectors.pg_helpers import inputs, new_table
 from tests.integration.harness import REPO, app_topics, wait_for, worker
+from tests.integration.test_operations import _free_port, _samples
 from tests.kafka_helpers import produce_records
 
 pytestmark = pytest.mark.integration
 LIVENESS = 180  # seconds: a generous bound on a loaded machine, not a timing assertion
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _metrics(port: int) -> dict[str, float]:
-    """Every sample of the monitor's /metrics, by name and labels as written."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        match = re.match(r"^(eokafka_verify_[^ ]+) ([-+0-9.e]+)$", line)
-        if match:
-            samples[match[1]] = float(match[2])
-    return samples
+    """The monitor's samples over HTTP, by name (and labels, as ``name{k="v"}``)."""
+    return {
+        name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""): value
+        for (name, labels), value in _samples(port).items()
+        if name.startswith("eokafka_verify_")
+    }
 
 
 def _scrape(port: int) -> dict[str, float]:
     try:
         return _metrics(port)
-    except OSError:
+    except requests.RequestException:
         return {}  # not serving yet
 
 
