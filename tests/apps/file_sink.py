@@ -3,7 +3,8 @@
 Rows carry ``src`` (``partition:offset`` of the input) and, in JSON Lines, ``app`` (the
 application id), so a test can tell every row's origin.
 
-Environment: ``TEST_FILES_DIR``, ``TEST_FILES_FORMAT`` (jsonl | csv), ``TEST_ROLL_BYTES``.
+Environment: ``TEST_FILES_DIR``, ``TEST_FILES_FORMAT`` (jsonl | csv), ``TEST_ROLL_BYTES``,
+``TEST_ROLL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ app.sink(
         format=os.environ.get("TEST_FILES_FORMAT", "jsonl"),  # type: ignore[arg-type]
         columns=("id", "amount", "src"),
         roll_bytes=int(os.environ.get("TEST_ROLL_BYTES", "20000")),
-        roll_seconds=2.0,
+        roll_seconds=float(os.environ.get("TEST_ROLL_SECONDS", "2.0")),
     )
 )
 
