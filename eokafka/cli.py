@@ -235,35 +235,79 @@ def verify(
             help="accept records without a readable id (still counted and named)",
         ),
     ] = False,
+    group: Annotated[
+        str | None,
+        typer.Option(help="the sink's consumer group: check below the offsets it committed"),
+    ] = None,
+    app: Annotated[
+        str | None,
+        typer.Option(help="module:app writing the destination: its group and sink formats"),
+    ] = None,
+    prepared_wait: Annotated[
+        float, typer.Option(help="seconds to wait for the sink's prepared transactions")
+    ] = 30.0,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="plan the changes that make the check pass")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="carry the repair plan out")] = False,
+    delete_extra: Annotated[
+        bool, typer.Option("--delete-extra", help="repair: remove records not in the source")
+    ] = False,
+    delete_unkeyed: Annotated[
+        bool,
+        typer.Option("--delete-unkeyed", help="repair: remove destination records without an id"),
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="keep checking every --interval seconds")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="--follow: seconds between checks")
+    ] = 10.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="--follow: serve Prometheus /metrics on this port")
+    ] = None,
+    fail_after: Annotated[
+        int, typer.Option(min=0, help="--follow: exit 1 after this many failing checks in a row")
+    ] = 0,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="a progress bar (default: on a terminal)"),
+    ] = None,
 ) -> None:
     """Check that every source record is at the destination exactly once, unchanged.
 
-    Exit code 0: all checked. 1: a missing, duplicated, differing or extra record, an id
-    repeated in the source, a record without a readable id on either side (unless
+    --repair shows the changes that make the check pass; --repair --yes makes
+    them. --follow keeps checking a running sync. With --group (or --app), only
+    records below the sink's committed offsets are checked or repaired, so the
+    sink may keep running.
+
+    Exit code 0: all checked (after a repair: nothing left to fail on). 1: a
+    missing, duplicated, differing or extra record, an id repeated in the
+    source, a record without a readable id on either side (unless
     --allow-unkeyed), or an open transaction. 2: the check could not run.
     """
-    import json
+    from eokafka.verify import CheckOptions
+    from eokafka.verify.command import VerifyCommand
+    from eokafka.verify.command import run as run_verify
+    from eokafka.verify.follow import FollowOptions
 
-    from eokafka.verify import verify as run_verify
-
+    command = VerifyCommand(
+        CheckOptions(
+            bootstrap_servers, source, destination, id_field,
+            tuple(f.strip() for f in fields.split(",") if f.strip()), dsn, ranges, open_wait,
+            allow_unkeyed, group, prepared_wait,
+        ),
+        as_json, app, repair, yes, delete_extra, delete_unkeyed,
+        FollowOptions(interval, metrics_port, fail_after=fail_after) if follow else None,
+        progress,
+    )
     try:
-        report = run_verify(
-            bootstrap_servers,
-            source,
-            destination,
-            id_field=id_field,
-            fields=[f.strip() for f in fields.split(",") if f.strip()],
-            dsn=dsn,
-            buckets=ranges,
-            open_wait=open_wait,
-            allow_unkeyed=allow_unkeyed,
-        )
+        code = run_verify(command, typer.echo)
     except EokafkaError as exc:
         _fail(exc, code=2)
         return
-    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
-    if not report.ok:
-        raise typer.Exit(1)
+    if code:
+        raise typer.Exit(code)
 
 
 @broker_cli.command("start")

@@ -149,10 +149,14 @@ class PostgresSink:
                     "for a sink-only app"
                 )
         conn.execute(_CONTROL_DDL)
-        columns = read_columns(self._data.conn, self.table)
-        self.rows = TableRows(self.table, columns, self._mapping, self.key)
+        self.rows = self.table_rows(self._data.conn)
         self._insert = insert_sql(self.table, self.rows.names, self.key)
         self._copy = copy_sql(self.table, self.rows.names)
+
+    def table_rows(self, conn: psycopg.Connection[Any]) -> TableRows:
+        """How this sink turns a record value into a row of its table (its columns, checked
+        against the table's as ``conn`` sees it); ``eokafka verify --repair`` writes with it."""
+        return TableRows(self.table, read_columns(conn, self.table), self._mapping, self.key)
 
     # -- the transaction -----------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Stream / Table fluent API, compiled onto plain processors (no runtime machinery of its own).
 
-``stream.py`` holds the fluent classes, ``operators.py`` and ``windowed.py`` the per-record code
+``stream.py`` holds the fluent classes, ``sources.py`` the sources they start from
+(``app.stream``, ``app.table``), ``operators.py`` and ``windowed.py`` the per-record code
 of each operator, ``graph.py`` the operator tree and the processor that runs it. The DSL knows
 an App only as a :class:`~eokafka.dsl.graph.PipelineApp`: an id and a topology.
 
@@ -45,14 +46,13 @@ Semantics worth knowing:
   ``key_serde``/``value_serde``. Outputs keep the input record's timestamp.
 """
 
+from eokafka.dsl.sources import stream_source, table_source
 from eokafka.dsl.stream import (
     GroupedStream,
     Stream,
     Table,
     WindowedStream,
     WindowedTable,
-    stream_source,
-    table_source,
 )
 
 __all__ = [

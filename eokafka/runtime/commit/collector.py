@@ -2,10 +2,11 @@
 
 Every record eokafka writes to Kafka goes through here, into the transaction open at the
 time of the call: a processor's outputs (``emitter`` for one processing run, ``send``),
-changelog records (``changelog``), dead letters (``dead_letter``) and the records of sources
-(``source_record``). librdkafka's local queue being full (BufferError) is waited out here;
-a record refused by a limit known in advance or by produce() is turned into the poison
-policy's verdict here, before any other output of its input record is produced.
+changelog records (``changelog``), dead letters (``dead_letter``), and the records and
+positions of sources (``produce``, called by source_records.py, which checks them first).
+librdkafka's local queue being full (BufferError) is waited out here; a record refused by a
+limit known in advance or by produce() is turned into the poison policy's verdict here,
+before any other output of its input record is produced.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from eokafka.config import Settings
-from eokafka.context import Header, PendingSend
+from eokafka.context import PendingSend
 from eokafka.errors import OutputRefusedError
 from eokafka.runtime.commit.errors import RecordFailed, must_abort
 from eokafka.runtime.commit.limits import OutputLimits
@@ -116,7 +117,7 @@ class RecordCollector:
                         if ts < 0:
                             ts = 0
                     timestamp = ts
-                self._produce(topic, value, key, partition, timestamp, headers)
+                self.produce(topic, value, key, partition, timestamp, headers)
                 produced[topic] += 1
         except KafkaException as exc:
             err = exc.args[0]
@@ -154,7 +155,7 @@ class RecordCollector:
             try:
                 produce(topic, v, k, partition, done)
             except BufferError:
-                self._produce(topic, v, k, partition, 0, None, done)
+                self.produce(topic, v, k, partition, 0, None, done)
         return last + 1
 
     def dead_letter(
@@ -167,19 +168,12 @@ class RecordCollector:
         """A dead-letter record; a refusal dooms the transaction (the abort-loop narrowing
         then finds that the record can't even be dead-lettered)."""
         try:
-            self._produce(self.settings.dlq_topic, value, key, -1, timestamp, headers)
+            self.produce(self.settings.dlq_topic, value, key, -1, timestamp, headers)
         except KafkaException as exc:
             self.owner.note_failure(exc.args[0])
             raise RecordFailed(exc.args[0].name(), exc.args[0].str()) from exc
 
-    def source_record(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: list[Header] | None
-    ) -> None:
-        """A record a source read from outside Kafka; a refusal propagates."""
-        self._produce(topic, value, key, -1, 0, headers)
-        self.produced[topic] += 1
-
-    def _produce(
+    def produce(
         self,
         topic: str,
         value: bytes | None,
@@ -189,7 +183,8 @@ class RecordCollector:
         headers: Any,
         report: Report | None = None,
     ) -> None:
-        """Produce, waiting while librdkafka's local queue is full."""
+        """Produce, waiting while librdkafka's local queue is full (a source's records, with
+        ``report`` for their delivery; the others above); a refusal propagates."""
         producer = self.owner.producer
         while True:
             try:

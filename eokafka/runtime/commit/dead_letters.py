@@ -14,12 +14,7 @@ def dead_letter_record(
 ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
     """Key, value and headers of the dead-letter record, fitted to the dead-letter topic."""
     key = msg.key()
-    if key is None and limit.compacted:
-        raise StalledError(
-            f"{msg.topic()}[{msg.partition()}]@{msg.offset()} can't be dead-lettered: it has no "
-            f"key and the dead-letter topic {dlq!r} is compacted, which refuses null keys; "
-            "give that topic cleanup.policy=delete"
-        )
+    require_key(key, limit, dlq, f"{msg.topic()}[{msg.partition()}]@{msg.offset()}")
     headers = dead_letter_headers(msg, processor, stage, exc)
     return fit_dead_letter(key, msg.value(), headers, limit.max_bytes)
 
@@ -52,3 +47,12 @@ def fit_dead_letter(
         elif room >= 0:
             return (key or b"")[:room], b"", out
     raise ValueError(f"eokafka's own dead-letter headers alone exceed {limit} bytes")
+
+
+def require_key(key: bytes | None, limit: TopicLimit, dlq: str, what: str) -> None:
+    """A compacted dead-letter topic refuses a record without a key: say so, naming it."""
+    if key is None and limit.compacted:
+        raise StalledError(
+            f"{what} can't be dead-lettered: it has no key and the dead-letter topic {dlq!r} "
+            "is compacted, which refuses null keys; give that topic cleanup.policy=delete"
+        )

@@ -6,6 +6,12 @@ records twice. Each transaction holds the records a source read and its position
 them, written to the compacted ``<application id>-source-offsets`` topic (key: the source
 name). On start and after any abort the positions are read back from that topic,
 read_committed: the truth is what Kafka committed, never what the worker remembers.
+
+The loop runs on the same parts as the worker's: the transaction owner commits and aborts
+(commit/owner.py), the record collector produces (commit/collector.py). Records that can't
+be read or sent go to the app's ``on_error`` policy like any other (commit/source_records.py);
+a source's position moves past them in the same transaction. After an abort or a producer
+re-creation the positions are read back from Kafka (the ``Feeds`` participant).
 """
 
 from __future__ import annotations
@@ -18,12 +24,16 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from eokafka.config import Settings, admin_config
+from eokafka.config import Settings, admin_config, producer_config
 from eokafka.errors import ConfigError
-from eokafka.metrics import TxnTally, WorkerMetrics
-from eokafka.runtime.clients import kafka_admin
+from eokafka.metrics import WorkerMetrics
+from eokafka.runtime.clients import KAFKA, Clients
+from eokafka.runtime.commit.collector import RecordCollector
 from eokafka.runtime.commit.errors import TransactionAborted
-from eokafka.runtime.commit.transactional_producer import TransactionalProducer
+from eokafka.runtime.commit.limits import OutputLimits
+from eokafka.runtime.commit.owner import TransactionOwner
+from eokafka.runtime.commit.participant import Participant
+from eokafka.runtime.commit.source_records import SourceSender
 from eokafka.runtime.topics import TopicGuard
 from eokafka.source import Feed, Position
 from eokafka.topology import Topology
@@ -37,57 +47,24 @@ def offsets_topic(application_id: str) -> str:
     return f"{application_id}-source-offsets"
 
 
-class SourceWorker:
-    """The worker of a source-only app: poll every source, produce, commit on time."""
+class Feeds(Participant):
+    """The app's sources as a participant: after an abort or a producer re-creation, each
+    continues from the position Kafka committed, never from the one it reached."""
 
-    def __init__(
-        self, topology: Topology, settings: Settings, instance_id: str, metrics: WorkerMetrics
-    ) -> None:
-        topology.validate()
-        if settings.processes > 1:
-            raise ConfigError(
-                f"processes={settings.processes}: an app's sources run in one process (they share "
-                "the transactional.id <application id>-source, and a second would fence the first)"
-            )
-        self.feeds: list[Feed] = list(topology.feeds.values())
+    def __init__(self, feeds: list[Feed], settings: Settings, topic: str) -> None:
+        self.feeds = feeds
         self.settings = settings
-        self.metrics = metrics
-        self.topics = TopicGuard(kafka_admin(admin_config(settings)), settings.create_topics)
-        self.offsets_topic = offsets_topic(settings.application_id)
-        self.stopping = False
-        self.txn: TransactionalProducer | None = None
-        self.pending = 0
-        self.tally = TxnTally()
+        self.topic = topic
 
-    def stop(self, *_: Any) -> None:
-        self.stopping = True
+    def rewind(self) -> None:
+        log.warning("source transaction aborted; re-reading committed positions")
+        self.seek_all()
 
-    def run(self) -> None:
-        for feed in self.feeds:
-            self.topics.ensure(feed.topic, "source output")
-        self.topics.ensure(
-            self.offsets_topic, "source offsets", 1, internal=True,
-            config={"cleanup.policy": "compact"},
-        )  # fmt: skip
-        self.txn = TransactionalProducer(self.settings, "source", self.metrics)
-        for feed in self.feeds:
-            feed.connector.open(self.settings.application_id)
-        self._seek_all()
-        log.info("sources running: %s (transactional.id=%s)",
-                 ", ".join(f"{f.connector.name} -> {f.topic}" for f in self.feeds),
-                 self.txn.transactional_id)  # fmt: skip
-        try:
-            while not self.stopping:
-                self._step()
-            if self.txn.open:
-                self._commit()
-            self.txn.close()
-        finally:
-            for feed in self.feeds:
-                feed.connector.close()
-        log.info("sources stopped")
+    def resync(self) -> bool:
+        self.seek_all()
+        return True
 
-    def _seek_all(self) -> None:
+    def seek_all(self) -> None:
         positions = self._read_positions()
         for feed in self.feeds:
             feed.connector.seek(positions.get(feed.connector.name))
@@ -105,8 +82,8 @@ class SourceWorker:
         )
         try:
             positions: dict[str, Position] = {}
-            consumer.assign([TopicPartition(self.offsets_topic, 0, OFFSET_BEGINNING)])
-            # This producer's init_transactions ended any transaction left open, so the end
+            consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+            # The producer's init_transactions ended any transaction left open, so the end
             # of the log (EOF) is the last committed position.
             while True:
                 msg = consumer.poll(1.0)
@@ -122,63 +99,115 @@ class SourceWorker:
         finally:
             consumer.close()
 
-    def _step(self) -> None:
-        assert self.txn is not None
-        got = 0
-        for feed in self.feeds:
-            records, position = feed.connector.poll(self.settings.batch_size)
-            if not records:
-                continue
-            self.txn.begin()
-            producer = self.txn.producer
-            ks, vs = feed.key_serde.serialize, feed.value_serde.serialize
+
+class SourceWorker:
+    """The worker of a source-only app: poll every source, produce, commit on time."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        settings: Settings,
+        instance_id: str,
+        metrics: WorkerMetrics,
+        clients: Clients = KAFKA,
+    ) -> None:
+        topology.validate()
+        if settings.processes > 1:
+            raise ConfigError(
+                f"processes={settings.processes}: an app's sources run in one process (they share "
+                "the transactional.id <application id>-source, and a second would fence the first)"
+            )
+        self.settings = settings
+        self.clients = clients
+        self.topics = TopicGuard(clients.admin(admin_config(settings)), settings.create_topics)
+        self.offsets_topic = offsets_topic(settings.application_id)
+        self.stopping = False
+        self.owner = TransactionOwner(settings, "source", metrics, clients)
+        limits = OutputLimits(producer_config(settings, "source"), self.topics.configs)
+        collector = RecordCollector(settings, self.owner, limits, [])
+        self.sender = SourceSender(settings, limits, self.owner.tally, collector.produce)
+        self.feeds = Feeds(list(topology.feeds.values()), settings, self.offsets_topic)
+        self.owner.register(self.sender)  # judges the deliveries of an aborted transaction
+        self.owner.register(self.feeds)  # then the sources go back to what Kafka committed
+
+    def stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def run(self) -> None:
+        feeds = self.feeds.feeds
+        for feed in feeds:
+            self.topics.ensure(feed.topic, "source output")
+        self.topics.ensure(
+            self.offsets_topic, "source offsets", 1, internal=True,
+            config={"cleanup.policy": "compact"},
+        )  # fmt: skip
+        if self.settings.on_error == "dead-letter":
+            self.topics.ensure(self.settings.dlq_topic, "dead-letter", internal=True)
+        opened: list[Feed] = []
+        owner = self.owner
+        try:
+            # A fenced source producer means a second process runs these sources: stop.
+            owner.start(list, lambda: None, lambda: True)
+            for feed in feeds:
+                feed.connector.open(self.settings.application_id)
+                opened.append(feed)
+            self.feeds.seek_all()
+            log.info("sources running: %s (transactional.id=%s)",
+                     ", ".join(f"{f.connector.name} -> {f.topic}" for f in feeds),
+                     owner.transactional_id)  # fmt: skip
+            while not self.stopping:
+                self.step()
+            if owner.open:
+                owner.commit()
+            owner.close(clean=True)
+        except BaseException:
+            self._leave_after_error(opened)
+            raise
+        for feed in opened:
+            feed.connector.close()
+        log.info("sources stopped")
+
+    def _leave_after_error(self, opened: list[Feed]) -> None:
+        """End the open transaction now rather than at its timeout, close the connectors;
+        never mask the error that ended the run."""
+        self.owner.close(clean=False)
+        for feed in opened:
             try:
-                for key, value in records:
-                    self._produce(feed.topic, vs(value), ks(key) if key is not None else None)
-                self._produce(
-                    self.offsets_topic, json.dumps(position).encode(),
-                    feed.connector.name.encode(),
-                )  # fmt: skip
-            except KafkaException as exc:
+                feed.connector.close()
+            except Exception:  # noqa: BLE001
+                log.exception("source %s: close after an error failed", feed.connector.name)
+
+    def step(self) -> None:
+        """Poll every source, produce, commit when due; one record per transaction while
+        the sender narrows a refused batch down to its culprit."""
+        owner = self.owner
+        if owner.resyncing and not owner.try_resync():
+            return
+        got = 0
+        for feed in self.feeds.feeds:
+            narrowing = self.sender.narrowing
+            items, position = feed.connector.poll(1 if narrowing else self.settings.batch_size)
+            if not items:
+                continue
+            owner.begin()
+            try:
                 try:
-                    self.txn.fail(exc.args[0], "produce")
-                except TransactionAborted as aborted:
-                    self._after_abort(str(aborted))
+                    for item in items:
+                        self.sender.send(feed, item)
+                    self.sender.position(feed, self.offsets_topic, position)
+                except KafkaException as exc:
+                    owner.fail(exc.args[0], "produce")
+            except TransactionAborted as aborted:
+                owner.abandon(aborted)
                 return
-            producer.poll(0)
-            self.tally.produced[feed.topic] += len(records)
-            got += len(records)
-        self.pending += got
-        if self.txn.open and (
-            self.pending >= self.settings.commit_every or time.monotonic() >= self.txn.deadline
-        ):
-            self._commit()
+            owner.producer.poll(0)  # delivery reports of what the broker refused
+            got += len(items)
+            if narrowing:
+                owner.commit()  # an abort seeks every source back: the next ones go on
+            else:
+                owner.records += len(items)
+        due = owner.records >= self.settings.commit_every
+        if owner.open and (due or self.clients.clock() >= owner.deadline):
+            owner.commit()
         elif not got:
             time.sleep(_IDLE)
-
-    def _produce(self, topic: str, value: bytes | None, key: bytes | None) -> None:
-        assert self.txn is not None
-        while True:
-            try:
-                self.txn.producer.produce(topic, value, key)
-                return
-            except BufferError:
-                self.txn.producer.poll(0.05)
-
-    def _commit(self) -> None:
-        assert self.txn is not None
-        try:
-            self.txn.commit([], None)
-        except TransactionAborted as aborted:
-            self._after_abort(str(aborted))
-            return
-        self.metrics.publish(self.tally)
-        self.tally.clear()
-        self.pending = 0
-
-    def _after_abort(self, why: str) -> None:
-        """Back to the positions Kafka committed (the abort's records are never read)."""
-        log.warning("source transaction aborted (%s); re-reading committed positions", why)
-        self.pending = 0
-        self.tally.clear()
-        self._seek_all()
