@@ -142,6 +142,6 @@ class App:
 
     def run(self, **overrides: Any) -> None:
         """Run the workers in this process (or N child processes) until SIGTERM/SIGINT."""
-        from eokafka.runtime.supervisor import run_app
+        from eokafka.runtime.process.supervisor import run_app
 
-        run_app(self, self.settings(overrides))
+        run_app(self.topology, self.settings(overrides))

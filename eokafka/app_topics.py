@@ -51,7 +51,7 @@ def app_topics(topology: Topology) -> dict[str, str]:
 
 def _groups(topology: Topology) -> list[set[str]]:
     """Co-partitioned input topics, a repartition topic standing for the topic it follows."""
-    from eokafka.runtime.tasks import copartitioned_groups
+    from eokafka.runtime.tasks.groups import copartitioned_groups
 
     follow = topology.internal_topics
     seen: list[set[str]] = []

@@ -50,10 +50,10 @@ def _reach(bootstrap_servers: str) -> None:
 _HOME = "$EOKAFKA_BROKER_HOME, else ~/.cache/eokafka/broker"
 
 
-def _setting(help: str, default: str, *names: str) -> Any:
+def _setting(help: str, default: str, *names: str, **limits: float) -> Any:
     """An option for a setting that the App, the environment or the command line may give;
     its default is said in words, as None stands for "not given here"."""
-    return typer.Option(*names, help=f"{help} [default: {default}]", show_default=False)
+    return typer.Option(*names, help=f"{help} [default: {default}]", show_default=False, **limits)
 
 
 @cli.command()
@@ -110,7 +110,7 @@ def run(
         ),
     ] = None,
     num_standby_replicas: Annotated[
-        int | None, _setting("warm copies of each in-memory store on other workers", "0")
+        int | None, _setting("warm copies of each in-memory store on other workers", "0", min=0)
     ] = None,
     config: ConfigOption = None,
     log_level: Annotated[
@@ -125,10 +125,12 @@ def run(
     ] = False,
     max_records: Annotated[
         int | None,
-        _setting("stop after this many input records (split over --processes)", "no limit"),
+        _setting(
+            "stop after this many input records (split over --processes)", "no limit", min=1
+        ),
     ] = None,
     max_seconds: Annotated[
-        float | None, _setting("commit and stop after this many seconds", "no limit")
+        float | None, _setting("commit and stop after this many seconds", "no limit", min=0.0)
     ] = None,
 ) -> None:
     """Run an app's workers, until stopped or as a bounded run.
@@ -138,8 +140,9 @@ def run(
     3 when a signal stopped it first.
     """
     from eokafka import toolclients
-    from eokafka.runtime.bounded import capture
-    from eokafka.runtime.supervisor import load_app, run_app
+    from eokafka.loading import load_app, load_topology
+    from eokafka.runtime.process.bounded import capture
+    from eokafka.runtime.process.supervisor import run_app
 
     setup_logging("eokafka", log_level)
     overrides: dict[str, Any] = {
@@ -164,7 +167,9 @@ def run(
         if until_end or max_records is not None or max_seconds is not None:
             toolclients.reach(settings)  # capture reads offsets: first a bounded first contact
             bounds = capture(settings, app.topology, until_end, max_records, max_seconds)
-        summary = run_app(app, settings, target=target, bounds=bounds)
+        summary = run_app(
+            app.topology, settings, target=target, load=load_topology, bounds=bounds
+        )
     except EokafkaError as exc:
         _fail(exc)
         return
@@ -196,7 +201,7 @@ def describe(
     The topics, processors, stores and changelogs, as text, Mermaid or Graphviz dot.
     """
     from eokafka.describe import render, write_picture
-    from eokafka.runtime.supervisor import load_app
+    from eokafka.loading import load_app
     from eokafka.topology import topology_graph
 
     try:
@@ -319,36 +324,80 @@ def verify(
             help="accept records without a readable id (still counted and named)",
         ),
     ] = False,
+    group: Annotated[
+        str | None,
+        typer.Option(help="the sink's consumer group: check below the offsets it committed"),
+    ] = None,
+    app: Annotated[
+        str | None,
+        typer.Option(help="module:app writing the destination: its group and sink formats"),
+    ] = None,
+    prepared_wait: Annotated[
+        float, typer.Option(help="seconds to wait for the sink's prepared transactions")
+    ] = 30.0,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="plan the changes that make the check pass")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="carry the repair plan out")] = False,
+    delete_extra: Annotated[
+        bool, typer.Option("--delete-extra", help="repair: remove records not in the source")
+    ] = False,
+    delete_unkeyed: Annotated[
+        bool,
+        typer.Option("--delete-unkeyed", help="repair: remove destination records without an id"),
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="keep checking every --interval seconds")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="--follow: seconds between checks")
+    ] = 10.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="--follow: serve Prometheus /metrics on this port")
+    ] = None,
+    fail_after: Annotated[
+        int, typer.Option(min=0, help="--follow: exit 1 after this many failing checks in a row")
+    ] = 0,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="a progress bar (default: on a terminal)"),
+    ] = None,
 ) -> None:
     """Check that every source record is at the destination exactly once, unchanged.
 
-    Exit code 0: all checked. 1: a missing, duplicated, differing or extra record, an id
-    repeated in the source, a record without a readable id on either side (unless
+    --repair shows the changes that make the check pass; --repair --yes makes
+    them. --follow keeps checking a running sync. With --group (or --app), only
+    records below the sink's committed offsets are checked or repaired, so the
+    sink may keep running.
+
+    Exit code 0: all checked (after a repair: nothing left to fail on). 1: a
+    missing, duplicated, differing or extra record, an id repeated in the
+    source, a record without a readable id on either side (unless
     --allow-unkeyed), or an open transaction. 2: the check could not run.
     """
-    import json
+    from eokafka.verify import CheckOptions
+    from eokafka.verify.command import VerifyCommand
+    from eokafka.verify.command import run as run_verify
+    from eokafka.verify.follow import FollowOptions
 
-    from eokafka.verify import verify as run_verify
-
+    command = VerifyCommand(
+        CheckOptions(
+            bootstrap_servers, source, destination, id_field,
+            tuple(f.strip() for f in fields.split(",") if f.strip()), dsn, ranges, open_wait,
+            allow_unkeyed, group, prepared_wait,
+        ),
+        as_json, app, repair, yes, delete_extra, delete_unkeyed,
+        FollowOptions(interval, metrics_port, fail_after=fail_after) if follow else None,
+        progress,
+    )
     try:
         _reach(bootstrap_servers)
-        report = run_verify(
-            bootstrap_servers,
-            source,
-            destination,
-            id_field=id_field,
-            fields=[f.strip() for f in fields.split(",") if f.strip()],
-            dsn=dsn,
-            buckets=ranges,
-            open_wait=open_wait,
-            allow_unkeyed=allow_unkeyed,
-        )
+        code = run_verify(command, typer.echo)
     except EokafkaError as exc:
         _fail(exc, code=2)
         return
-    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
-    if not report.ok:
-        raise typer.Exit(1)
+    if code:
+        raise typer.Exit(code)
 
 
 @broker_cli.command("start")

@@ -82,12 +82,12 @@ def command_settings(
     import os
 
     from eokafka import config as settings
-    from eokafka.loading import load_target
+    from eokafka.loading import load_app
 
     overrides: dict[str, Any] = {"bootstrap_servers": bootstrap_servers, **cli}
     if config:
         overrides["config"] = settings.parse_config_pairs(config, "--config")
     if target is None:
         return settings.resolve("eokafka-cli", {}, env=os.environ, cli=overrides), None
-    app = load_target(target)
+    app = load_app(target)
     return app.settings(overrides), app

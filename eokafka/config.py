@@ -37,7 +37,7 @@ PROTECTED_KEYS = frozenset(
 ALIASED_KEYS = {"transaction.timeout.ms": "transaction_timeout_ms"}
 # Keyed records go where the Java client, Kafka Streams and Kafka Connect put them
 # (murmur2 of the key, as Kafka's Utils.murmur2), so that a join or a co-partitioned store
-# finds a key on the partition other clients wrote it to (DESIGN.md invariant 15).
+# finds a key on the partition other clients wrote it to (docs/architecture.md invariant 15).
 # librdkafka's own default, consistent_random, hashes keys with CRC32. Null keys get a random
 # partition (sticky for sticky.partitioning.linger.ms, as the Java client's sticky partitions);
 # an empty key is hashed like any other. A ``partitioner`` in ``config`` replaces it.

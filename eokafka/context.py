@@ -38,31 +38,34 @@ class ProcessorContext:
 
     __slots__ = (
         "pending", "partition", "dropped", "late", "_known_topics", "_check_topic", "_stores",
-        "_open_stores", "_sinks", "_writers",
+        "_sinks", "_writers",
     )
 
     def __init__(
         self,
         check_topic: Callable[[str], None],
-        stores: Callable[[str, int], Store] | None = None,
         dropped: Counter[str] | None = None,
         late: Counter[tuple[str, str]] | None = None,
-        open_stores: Mapping[tuple[str, int], Store] | None = None,
     ) -> None:
-        """``stores(name, partition)`` finds a store or says why not; ``open_stores``, the
-        runtime's live map of (name, partition) to open store, is looked in first."""
+        """``check_topic(topic)`` runs at the first send to a topic (it exists, its limits)."""
         self.pending: list[PendingSend] = []
-        self.partition = -1  # the current record's partition, kept only for stateful apps
+        self.partition = -1  # the partition index of the task whose records run now
         self.dropped: Counter[str] = Counter() if dropped is None else dropped
         self.late: Counter[tuple[str, str]] = Counter() if late is None else late
         self._known_topics: set[str] = set()
         self._check_topic = check_topic
-        self._stores = stores
-        self._open_stores: Mapping[tuple[str, int], Store] = (
-            {} if open_stores is None else open_stores
-        )
+        self._stores: Mapping[str, Store] = {}
         self._sinks: Callable[[str], SinkWriter | None] = lambda _name: None
         self._writers: dict[str, SinkWriter] = {}
+
+    def bind(self, partition: int, stores: Mapping[str, Store]) -> None:
+        """The runtime runs a task's records: its partition index and its open stores."""
+        self.partition = partition
+        self._stores = stores
+
+    def known(self, topic: str) -> None:
+        """A topic the runtime checked itself (the dead-letter topic): no check at send."""
+        self._known_topics.add(topic)
 
     def bind_sinks(self, writer: Callable[[str], SinkWriter | None]) -> None:
         """Where ``sink(name)`` finds the app's sinks (the runtime binds its sink set)."""
@@ -102,15 +105,14 @@ class ProcessorContext:
 
     def store(self, name: str) -> Store:
         """The named store of the current record's partition (declared with stores=[...])."""
-        found = self._open_stores.get((name, self.partition))
-        if found is not None:
-            return found
-        if self._stores is None:
+        found = self._stores.get(name)
+        if found is None:
             raise TopologyError(
-                f"ctx.store({name!r}): the app declares no stores; "
-                "add stores=[...] to the processor"
+                f"ctx.store({name!r}): store {name!r} is not available on partition "
+                f"{self.partition}: declare it on the processor (@app.processor(..., "
+                "stores=[...]))"
             )
-        return self._stores(name, self.partition)
+        return found
 
     def send(
         self,

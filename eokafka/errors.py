@@ -40,6 +40,18 @@ class PoisonRecordError(EokafkaError):
         )
 
 
+class SourceRecordError(EokafkaError):
+    """A source record could not be read or sent, under the `fail` policy; names its origin."""
+
+    def __init__(self, origin: object, stage: str, cause: BaseException):
+        self.origin = origin
+        self.stage = stage
+        self.cause = cause
+        super().__init__(
+            f"poison source record at {origin} ({stage}): {type(cause).__name__}: {cause}"
+        )
+
+
 class FencedError(EokafkaError):
     """Another worker with the same instance id took over; this one must stop, not fight back."""
 

@@ -1,4 +1,8 @@
-"""The App a ``module:app`` target names, and errors that point into the user's file.
+"""Where ``eokafka run module:app`` finds the app, with errors that point into the user's file.
+
+The CLI loads the app here; the runtime never imports :mod:`eokafka.app` (it takes a
+topology and the settings, and a worker process calls ``load_topology``), so the app and
+the runtime don't import each other.
 
 The import runs the user's module: a syntax error or an exception there is reported as one
 message naming the user's file, line and the error (not a traceback through the CLI). A
@@ -16,13 +20,11 @@ import traceback
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
 
+from eokafka.app import App
 from eokafka.errors import ConfigError, EokafkaError
+from eokafka.topology import Topology
 from eokafka.tracebacks import is_framework, shown_path
-
-if TYPE_CHECKING:
-    from eokafka.app import App
 
 _MISSING = object()
 # Where Python's own and installed modules live: not the user's file.
@@ -31,7 +33,7 @@ _LIBRARIES = tuple(
 )
 
 
-def load_target(target: str) -> App:
+def load_app(target: str) -> App:
     """Import ``module:attribute`` and return the App it names, or raise a ConfigError."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
@@ -44,6 +46,11 @@ def load_target(target: str) -> App:
     if preloaded is not None:
         _refuse_shadowed(target, top, preloaded)
     return _app(target, module_name, module, attr)
+
+
+def load_topology(target: str) -> Topology:
+    """The topology of the App ``module:attribute`` names (what a worker process runs)."""
+    return load_app(target).topology
 
 
 def _import(target: str, module_name: str) -> ModuleType:
@@ -110,8 +117,6 @@ def _refuse_shadowed(target: str, top: str, found: ModuleType) -> None:
 
 
 def _app(target: str, module_name: str, module: ModuleType, attr: str) -> App:
-    from eokafka.app import App
-
     apps = sorted(name for name, value in vars(module).items() if isinstance(value, App))
     listing = (
         f"the Apps in {module_name}: {', '.join(apps)}"

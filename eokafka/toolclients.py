@@ -34,7 +34,7 @@ _GONE = frozenset(
 def reach(settings: Settings) -> None:
     """Return once the cluster answers; else BrokerUnreachableError or ConfigError (a
     refused login or TLS handshake) within the worker's bound (runtime/preflight.py)."""
-    from eokafka.runtime.preflight import check_connection
+    from eokafka.runtime.process.preflight import check_connection
 
     check_connection(settings)
 

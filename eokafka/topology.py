@@ -1,10 +1,10 @@
 """The graph of an app: which processor reads which topic with which serdes.
 
 The topology knows nothing of Kafka clients; the runtime compiles it into a routing table,
-``eokafka.describe`` draws the graph ``topology_graph`` makes of it.
-One input topic has one source (DESIGN.md invariant 15): a record goes to one processor, so
-its outputs, store writes and dead letter are all-or-nothing, and a record the poison policy
-sets aside is set aside for that one processor. Fan-out happens inside that processor.
+``eokafka.describe`` draws the graph ``topology_graph`` makes of it. One input topic has one
+source (docs/architecture.md invariant 15): a record goes to one processor, so its outputs,
+store writes and dead letter are all-or-nothing, and a record the poison policy sets aside
+is set aside for that one processor. Fan-out happens inside that processor.
 """
 
 from __future__ import annotations

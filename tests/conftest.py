@@ -6,8 +6,10 @@ Broker source, first match wins:
 2. A Docker engine that answers: an ``apache/kafka`` container via testcontainers.
 3. Otherwise the local JVM dev broker (``eokafka.devbroker``) in a temporary home.
 
-``EOKAFKA_TEST_BROKER=local`` skips the Docker probe. Unit tests never touch the
-fixture, so they run without Java or Docker.
+``EOKAFKA_TEST_BROKER=local`` skips the Docker probe. A test that uses the broker or the
+PostgreSQL fixtures is marked ``integration`` here, and one that starts PostgreSQL itself
+without the marker fails at once, so ``-m 'not integration'`` needs no broker, no PostgreSQL,
+no Java and no Docker.
 """
 
 from __future__ import annotations
@@ -30,15 +32,36 @@ _START_FLAG = "/tmp/eokafka-start.ready"
 _RESERVED_PORTS = frozenset({9092, 9093, 19092, 19093, 29092, 29093})
 
 
+# A test that uses one of these (directly or through another fixture) needs a server.
+SERVER_FIXTURES = frozenset({"kafka_bootstrap", "postgres_server", "postgres_dsn"})
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "integration: needs a Kafka broker")
+    config.addinivalue_line("markers", "integration: needs a Kafka broker or PostgreSQL")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses the broker, so ``-m 'not integration'`` always works."""
+    """Mark every test that uses the broker or PostgreSQL, so ``-m 'not integration'`` runs
+    with neither on the machine."""
     for item in items:
-        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _no_server_without_the_marker(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test not marked integration that starts PostgreSQL itself (not through the
+    fixtures) fails at once, naming the marker it lacks."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+    nodeid = request.node.nodeid
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError(f"{nodeid} starts PostgreSQL: mark it @pytest.mark.integration")
+
+    monkeypatch.setattr("connectors.postgres.devserver.LocalPostgres.__init__", refuse)
 
 
 def _docker_available() -> bool:

@@ -29,6 +29,7 @@ __all__ = [
     "end_offsets",
     "produce_records",
     "read_committed",
+    "read_uncommitted",
     "topic_partitions",
     "unique_name",
 ]
@@ -211,6 +212,21 @@ def read_committed(
     lets a test wait for an in-flight transaction to commit. Returns records sorted by
     (partition, offset); raises TimeoutError if the goal is not reached in ``timeout``.
     """
+    return _read(bootstrap, topic, expected_count, timeout, "committed")
+
+
+def read_uncommitted(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Record]:
+    """Every record in ``topic`` up to its high watermark, aborted and open ones included."""
+    return _read(bootstrap, topic, None, timeout, "uncommitted")
+
+
+def _read(
+    bootstrap: str,
+    topic: str,
+    expected_count: int | None,
+    timeout: float,
+    isolation: Literal["committed", "uncommitted"],
+) -> list[Record]:
     deadline = time.monotonic() + timeout
     partitions = topic_partitions(bootstrap, topic, timeout)
     consumer = Consumer(
@@ -219,7 +235,7 @@ def read_committed(
             **{
                 "group.id": unique_name("eokafka-test-reader"),  # never committed: assign()
                 "enable.auto.commit": False,
-                "isolation.level": "read_committed",
+                "isolation.level": f"read_{isolation}",
                 "auto.offset.reset": "earliest",
                 # EOF events report the position even when the log ends in a transaction
                 # marker, which no record offset would ever reveal.
@@ -248,13 +264,13 @@ def read_committed(
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     try:
         while True:
-            target = end_offsets(bootstrap, topic, "committed", timeout)
+            target = end_offsets(bootstrap, topic, isolation, timeout)
             while any(position[p] < target[p] for p in partitions):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
                         f"read {len(records)} records from {topic} but positions {position} "
-                        f"did not reach the committed end offsets {target} in {timeout}s"
+                        f"did not reach the {isolation} end offsets {target} in {timeout}s"
                     )
                 take(consumer.poll(min(remaining, 1.0)))
             if expected_count is None or len(records) >= expected_count:

@@ -24,9 +24,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from connectors import crash
 from connectors.postgres.connection import Reconnecting
+from eokafka import faults
 from eokafka.errors import ConfigError
+from eokafka.source import Origin, Read, SourceItem
 
 
 def _jsonable(v: Any) -> Any:
@@ -113,8 +114,8 @@ class PostgresSource:
             pos["window"] = {"snapshot": self._window[0], "after": self._window[1]}
         return pos
 
-    def poll(self, max_records: int) -> tuple[list[tuple[Any, Any]], Any]:
-        crash.reached("postgres-source.poll")
+    def poll(self, max_records: int) -> tuple[list[SourceItem], Any]:
+        faults.reached("postgres-source.poll")
         return self._conn.retry(lambda conn: self._poll(conn, max_records))
 
     def _poll(self, conn: psycopg.Connection[Any], limit: int) -> tuple[list, Any]:
@@ -145,7 +146,8 @@ class PostgresSource:
         for row in rows:
             value = {c: _jsonable(v) for c, v in zip(self._cols, row[1:], strict=True)}
             key = value.get(self.key_column) if self.key_column else None
-            out.append((None if key is None else str(key), value))
+            origin = Origin(self.name, (("table", self.table), ("id", str(row[0]))))
+            out.append(Read(None if key is None else str(key), value, origin))
         if len(rows) < limit:
             self._prev, self._window = snapshot, None  # the delta is read through
         else:

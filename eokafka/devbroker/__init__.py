@@ -7,12 +7,12 @@ no Docker engine is available. See :mod:`eokafka.devbroker.broker` for the detai
 from eokafka.devbroker.broker import (
     BrokerInfo,
     broker_status,
-    default_home,
     signal_broker,
     start_broker,
     stop_broker,
 )
 from eokafka.devbroker.errors import BrokerError
+from eokafka.devbroker.home import default_home
 from eokafka.devbroker.jars import kafka_version
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Stream / Table fluent API, compiled onto plain processors (no runtime machinery of its own).
 
-``stream.py`` holds the fluent classes, ``operators.py`` and ``windowed.py`` the per-record code
+``stream.py`` holds the fluent classes, ``sources.py`` the sources they start from
+(``app.stream``, ``app.table``), ``operators.py`` and ``windowed.py`` the per-record code
 of each operator, ``graph.py`` the operator tree and the processor that runs it. The DSL knows
 an App only as a :class:`~eokafka.dsl.graph.PipelineApp`: an id and a topology.
 
@@ -8,13 +9,13 @@ How a pipeline compiles:
 
 * Every source (``app.stream``, ``app.table``, each repartition topic) is ONE processor on its
   topic, and a topic has one source: a second ``app.stream``/``app.table``/``app.processor`` on
-  it is refused (DESIGN.md invariant 15). The operators chained after it form a tree of
+  it is refused (docs/architecture.md invariant 15). The operators chained after it form a tree of
   closures run inside that processor, so a chain of stateless operators costs function calls,
   not topic hops, and a record's outputs in all branches are all-or-nothing.
 * A change of key (``map``, ``flat_map``, ``group_by``) followed by an aggregation or a join
   sends (new key, value) to ``<application id>-<name>-repartition`` inside the transaction; a
   processor registered on that topic does the stateful part, so every key lives on exactly one
-  task (DESIGN.md invariant 9). ``group_by_key()`` on an unchanged key needs no hop.
+  task (docs/architecture.md invariant 9). ``group_by_key()`` on an unchanged key needs no hop.
 * Aggregations and tables keep their state in the store called ``name``, changelogged like any
   store; declare its backend with ``app.store(name, backend=...)`` (in memory otherwise).
 
@@ -45,14 +46,13 @@ Semantics worth knowing:
   ``key_serde``/``value_serde``. Outputs keep the input record's timestamp.
 """
 
+from eokafka.dsl.sources import stream_source, table_source
 from eokafka.dsl.stream import (
     GroupedStream,
     Stream,
     Table,
     WindowedStream,
     WindowedTable,
-    stream_source,
-    table_source,
 )
 
 __all__ = [

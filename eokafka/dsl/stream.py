@@ -1,5 +1,6 @@
 """The fluent classes a pipeline is written with: Stream, GroupedStream, Table, and the
-windowed ones. One module, because each returns the others.
+windowed ones. One module, because each returns the others; the sources that start a
+pipeline (``app.stream``, ``app.table``) are in ``sources.py``.
 
 They only declare: each method hangs an operator (``operators.py``, ``windowed.py``) on the
 processor of its source topic (``graph.py``), adds the stores it uses and the topics it needs.
@@ -8,12 +9,12 @@ processor of its source topic (``graph.py``), adds the stores it uses and the to
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, get_args
+from typing import Any
 
 from eokafka import windows as w
 from eokafka.dsl import operators as op
-from eokafka.dsl.graph import MISSING, Node, PipelineApp, Root, TimestampFn, Wrap, claim_store, sink
-from eokafka.dsl.windowed import DEFAULT_RETENTION_MARGIN_MS, EmitMode, Late, WindowOperator
+from eokafka.dsl.graph import MISSING, Node, Root, TimestampFn, Wrap, claim_store, sink
+from eokafka.dsl.windowed import EmitMode, Late, WindowOperator, check_emit, window_retention
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
 from eokafka.state import stream_time_store
@@ -281,17 +282,11 @@ class WindowedStream:
         late: Late,
         retention_ms: int | None,
     ) -> None:
-        if not isinstance(windows, Windows):
-            raise TopologyError(f"window() takes an eokafka.windows definition, not {windows!r}")
-        if late not in get_args(Late):
-            raise TopologyError(f"late must be one of {get_args(Late)}, not {late!r}")
-        if retention_ms is not None and (type(retention_ms) is not int or retention_ms <= 0):
-            raise TopologyError(f"retention_ms must be a positive int, not {retention_ms!r}")
+        self._retention_ms = window_retention(windows, late, retention_ms)
         self._grouped = grouped
         self._windows = windows
         self._timestamp = timestamp
         self._late = late
-        self._retention_ms = retention_ms or windows.horizon_ms + DEFAULT_RETENTION_MARGIN_MS
 
     # -- aggregations ----------------------------------------------------------------------
 
@@ -352,10 +347,7 @@ class WindowedStream:
     # -- compilation -----------------------------------------------------------------------
 
     def _aggregate(self, label: str, name: str, emit: EmitMode, agg: Aggregator) -> WindowedTable:
-        if emit not in get_args(EmitMode):
-            raise TopologyError(
-                f"{label}({name!r}): emit must be 'update' or 'final', not {emit!r}"
-            )
+        check_emit(label, name, emit)
         grouped = self._grouped
         app = grouped._stream._root.app
         claim_store(app, name, f"windowed {label}")
@@ -389,32 +381,3 @@ class WindowedTable(Table):
     ) -> None:
         super().to(topic, key_serde=key_serde or self.key_serde, value_serde=value_serde)
 
-
-def stream_source(
-    app: PipelineApp,
-    topic: str,
-    key_serde: Serde | None,
-    value_serde: Serde | None,
-    timestamp: TimestampFn | None = None,
-) -> Stream:
-    """``app.stream``: a processor on ``topic`` running whatever gets chained to the Stream."""
-    root = Root(app, topic, "stream", key_serde, value_serde, timestamp=timestamp)
-    return Stream(root, root.node)
-
-
-def table_source(
-    app: PipelineApp,
-    topic: str,
-    name: str | None,
-    key_serde: Serde | None,
-    value_serde: Serde | None,
-) -> Table:
-    """``app.table``: materialise ``topic`` into store ``name`` (default: the topic's name).
-
-    A None value (tombstone) deletes the key; records with a None key are skipped.
-    """
-    store = claim_store(app, name or topic, f"table {topic!r}")
-    root = Root(app, topic, "table", key_serde, value_serde)
-    root.add_store(store)
-    node = root.add(root.node, f"store({store})", op.storing(topic, store))
-    return Table(root, node, store, root.key_serde)

@@ -1,5 +1,6 @@
 """The per-record work of windowed aggregations (``group_by...().window(w).count()/...``,
-declared by ``WindowedStream`` in ``stream.py``) on a window store.
+declared by ``WindowedStream`` in ``stream.py``) on a window store, and the checks of what
+they are declared with.
 
 Per record, inside the open transaction: read the partition's stream time (from the store
 beside the window store that keeps it where changelog retention can't delete it, see
@@ -13,12 +14,12 @@ window again, once.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from eokafka import windows as w
 from eokafka.dsl.graph import Emit, Root, TimestampFn, check_timestamp
 from eokafka.dsl.late import LateNote
-from eokafka.errors import EokafkaError
+from eokafka.errors import EokafkaError, TopologyError
 from eokafka.record import Record, dead_letter_headers
 from eokafka.state import StreamTimeStore, WindowStore, stream_time_store
 from eokafka.windows import (
@@ -34,6 +35,23 @@ from eokafka.windows import (
 Late = Literal["drop", "dead-letter"]
 EmitMode = Literal["update", "final"]
 DEFAULT_RETENTION_MARGIN_MS = 24 * 3600 * 1000  # as Kafka Streams' changelog margin
+
+
+def window_retention(windows: Windows, late: Late, retention_ms: int | None) -> int:
+    """Check ``window()``'s arguments; the window store changelog's retention (ms)."""
+    if not isinstance(windows, Windows):
+        raise TopologyError(f"window() takes an eokafka.windows definition, not {windows!r}")
+    if late not in get_args(Late):
+        raise TopologyError(f"late must be one of {get_args(Late)}, not {late!r}")
+    if retention_ms is not None and (type(retention_ms) is not int or retention_ms <= 0):
+        raise TopologyError(f"retention_ms must be a positive int, not {retention_ms!r}")
+    return retention_ms or windows.horizon_ms + DEFAULT_RETENTION_MARGIN_MS
+
+
+def check_emit(label: str, name: str, emit: EmitMode) -> None:
+    """Refuse an ``emit=`` other than "update" or "final", naming the aggregation."""
+    if emit not in get_args(EmitMode):
+        raise TopologyError(f"{label}({name!r}): emit must be 'update' or 'final', not {emit!r}")
 
 
 class LateRecordError(EokafkaError):

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from eokafka.config import Settings
 from eokafka.errors import ConfigError
-from eokafka.runtime.leave import leave_group, release_predecessor
+from eokafka.runtime.group.leave import leave_group, release_predecessor
 
 Config = dict[str, Any]
 

@@ -6,17 +6,24 @@ make the report fail unless the caller accepts them (``allow_unkeyed``). Records
 grouped into key ranges (a stable hash of the id, modulo ``buckets``) with a count and an
 order-independent checksum per range on each side, which localises a difference without
 listing every record.
+
+Source records a running sink has not committed yet (``in_flight``) are left out, and so
+are the destination copies of their ids. The report lists the first differences of each
+kind; :class:`Findings`, when asked for, holds all of them with their places, for a repair.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from eokafka.verify.progress import NO_PROGRESS, Progress, tracked
 from eokafka.verify.records import CsvText, Loc, Read, Side, Value, csv_matches
+from eokafka.verify.report import SHOWN, Range, Report
 
-SHOWN = 20  # records listed per kind of difference
+__all__ = ["Copy", "Findings", "Range", "Report", "compare"]
 
 
 def _bucket(id_: str, buckets: int) -> int:
@@ -40,135 +47,28 @@ def _resolved(values: tuple[Value, ...], expected: tuple[Value, ...] | None) -> 
     )
 
 
-@dataclass
-class Range:
-    """One key range: how many records each side has, and a checksum of them (sum mod 2^64)."""
+@dataclass(frozen=True)
+class Copy:
+    """One destination copy of a source record: where it is, and whether its values match."""
 
-    bucket: int
-    source_count: int = 0
-    destination_count: int = 0
-    source_checksum: str = "0"
-    destination_checksum: str = "0"
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.source_count == self.destination_count
-            and self.source_checksum == self.destination_checksum
-        )
+    loc: Loc
+    ok: bool
 
 
 @dataclass
-class Report:
-    """What ``eokafka verify`` found; ``as_dict`` is its ``--json`` form."""
+class Findings:
+    """Every difference, with its places: what a repair works from.
 
-    source: str
-    destination: str
-    id_field: str
-    fields: list[str]
-    allow_unkeyed: bool = False
-    source_count: int = 0
-    destination_count: int = 0
-    missing_count: int = 0
-    duplicated_count: int = 0
-    differing_count: int = 0
-    extra_count: int = 0
-    source_duplicated_count: int = 0
-    source_unreadable_count: int = 0
-    destination_unreadable_count: int = 0
-    missing: list[dict[str, Any]] = field(default_factory=list)
-    duplicated: list[dict[str, Any]] = field(default_factory=list)
-    differing: list[dict[str, Any]] = field(default_factory=list)
-    extra: list[dict[str, Any]] = field(default_factory=list)
-    source_duplicated: list[dict[str, Any]] = field(default_factory=list)
-    source_unreadable: list[dict[str, Any]] = field(default_factory=list)
-    destination_unreadable: list[dict[str, Any]] = field(default_factory=list)
-    ranges: list[Range] = field(default_factory=list)
-    open_transactions: list[dict[str, Any]] = field(default_factory=list)
+    ``copies`` has the ids found more than once at the destination or whose first copy
+    differs: the source record's place and every copy, in the order read.
+    """
 
-    @property
-    def unreadable_count(self) -> int:
-        return self.source_unreadable_count + self.destination_unreadable_count
-
-    @property
-    def ok(self) -> bool:
-        return not (
-            self.missing_count
-            or self.duplicated_count
-            or self.differing_count
-            or self.extra_count
-            or self.source_duplicated_count
-            or (self.unreadable_count and not self.allow_unkeyed)
-            or self.open_transactions
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["ok"] = self.ok
-        for r, d in zip(self.ranges, out["ranges"], strict=True):
-            d["ok"] = r.ok
-        return out
-
-    def summary(self) -> str:
-        lines = [
-            f"source:      {self.source}: {self.source_count} records with an id, "
-            f"{self.source_unreadable_count} without",
-            f"destination: {self.destination}: {self.destination_count} records with an id, "
-            f"{self.destination_unreadable_count} without",
-            f"compared by {self.id_field}"
-            + (f" and {', '.join(self.fields)}" if self.fields else ""),
-        ]
-        for what, count, shown in [
-            ("missing from the destination", self.missing_count,
-             [f"{d['id']} ({d['where']})" for d in self.missing]),
-            ("duplicated in the destination", self.duplicated_count,
-             [f"{d['id']} x{d['count']} ({', '.join(d['where'])})" for d in self.duplicated]),
-            ("differing", self.differing_count,
-             [f"{d['id']} {d['field']}: {d['source']!r} != {d['destination']!r} "
-              f"({d['source_where']} vs {d['destination_where']})" for d in self.differing]),
-            ("in the destination only", self.extra_count,
-             [f"{d['id']} ({d['where']})" for d in self.extra]),
-            ("ids repeated in the source", self.source_duplicated_count,
-             [f"{d['id']} ({d['where']})" for d in self.source_duplicated]),
-            ("source records without a readable id", self.source_unreadable_count,
-             [f"{d['where']}: {d['problem']}" for d in self.source_unreadable]),
-            ("destination records without a readable id", self.destination_unreadable_count,
-             [f"{d['where']}: {d['problem']}" for d in self.destination_unreadable]),
-        ]:
-            if count:
-                more = f" (first {len(shown)})" if count > len(shown) else ""
-                lines.append(f"{what}: {count}{more}:" + "".join(f"\n  {s}" for s in shown))
-        bad = [r for r in self.ranges if not r.ok]
-        lines.append(
-            f"key ranges: {len(self.ranges) - len(bad)} of {len(self.ranges)} match"
-            + "".join(
-                f"\n  range {r.bucket}: {r.source_count} vs {r.destination_count} records, "
-                f"checksum {r.source_checksum} vs {r.destination_checksum}"
-                for r in bad
-            )
-        )
-        for t in self.open_transactions:
-            lines.append(
-                f"open transaction on {t['topic']}[{t['partition']}]: last stable offset "
-                f"{t['last_stable_offset']} < high watermark {t['high_watermark']}"
-            )
-        lines.append(self._verdict())
-        return "\n".join(lines)
-
-    def _verdict(self) -> str:
-        if not self.ok:
-            if self.unreadable_count and not self.allow_unkeyed:
-                return (
-                    "DIFFERENCES FOUND (records without a readable id can't be checked: "
-                    "fix them, or pass --allow-unkeyed to accept them unchecked)"
-                )
-            return "DIFFERENCES FOUND"
-        if self.unreadable_count:
-            return (
-                f"OK: every record with an id exactly once; {self.unreadable_count} without "
-                "a readable id not checked (--allow-unkeyed)"
-            )
-        return "OK: every record exactly once"
+    missing: list[tuple[str, Loc]] = field(default_factory=list)
+    copies: dict[str, tuple[Loc, list[Copy]]] = field(default_factory=dict)
+    extra: list[tuple[str, Loc]] = field(default_factory=list)
+    unreadable: list[tuple[Loc, str]] = field(default_factory=list)
+    source_unreadable: list[tuple[Loc, str]] = field(default_factory=list)
+    source_repeated: dict[str, Loc] = field(default_factory=dict)  # the id, a place of it
 
 
 def _unreadable(found: list[dict[str, Any]], side: Side, read: Read) -> None:
@@ -176,50 +76,80 @@ def _unreadable(found: list[dict[str, Any]], side: Side, read: Read) -> None:
         found.append({"where": side.where(read.loc), "problem": read.problem})
 
 
-def compare(report: Report, source: Side, destination: Side, buckets: int = 16) -> Report:
-    """Fill ``report`` with the differences between the two sides."""
-    ranges = [Range(b) for b in range(buckets)]
-    sums = [[0, 0] for _ in range(buckets)]
-    src: dict[str, tuple[tuple[Value, ...], Loc]] = {}
-    for read in source.reads:
+class _Match:
+    """One comparison's running state (both sides, the ranges, the findings)."""
+
+    def __init__(self, report: Report, buckets: int, findings: Findings) -> None:
+        self.report = report
+        self.buckets = buckets
+        self.findings = findings
+        self.ranges = [Range(b) for b in range(buckets)]
+        self.sums = [[0, 0] for _ in range(buckets)]
+        self.src: dict[str, tuple[tuple[Value, ...], Loc]] = {}
+        self.flying: set[str] = set()  # ids of source records after the line
+        self.seen: dict[str, Copy] = {}  # the first copy of each id at the destination
+        self.again: dict[str, list[Copy]] = {}  # every copy of the ids found more than once
+
+    def source(self, side: Side, read: Read, in_flight: Callable[[Loc], bool] | None) -> None:
+        report = self.report
+        if in_flight is not None and in_flight(read.loc):
+            report.in_flight_count += 1
+            if read.id is not None:
+                self.flying.add(read.id)
+            return
         if read.id is None:
             report.source_unreadable_count += 1
-            _unreadable(report.source_unreadable, source, read)
-            continue
+            _unreadable(report.source_unreadable, side, read)
+            self.findings.source_unreadable.append((read.loc, read.problem))
+            return
         report.source_count += 1
         id_ = read.id
-        if id_ in src:
-            report.source_duplicated_count += 1
-            if len(report.source_duplicated) < SHOWN:
-                report.source_duplicated.append({"id": id_, "where": source.where(read.loc)})
-        src[id_] = (read.values, read.loc)
-        b = _bucket(id_, buckets)
-        ranges[b].source_count += 1
-        sums[b][0] = (sums[b][0] + _digest(id_, read.values)) % 2**64
-    seen: dict[str, Loc] = {}  # where each id was first found
-    again: dict[str, list[Loc]] = {}  # every place of the ids found more than once
-    for read in destination.reads:
+        if id_ in self.src:
+            self._repeated(side, id_, read.loc)
+        self.src[id_] = (read.values, read.loc)
+        b = _bucket(id_, self.buckets)
+        self.ranges[b].source_count += 1
+        self.sums[b][0] = (self.sums[b][0] + _digest(id_, read.values)) % 2**64
+
+    def _repeated(self, side: Side, id_: str, loc: Loc) -> None:
+        report = self.report
+        report.source_duplicated_count += 1
+        self.findings.source_repeated.setdefault(id_, loc)
+        if len(report.source_duplicated) < SHOWN:
+            report.source_duplicated.append({"id": id_, "where": side.where(loc)})
+
+    def sources_done(self, side: Side) -> None:
+        """An id both below and after the line is repeated in the source too."""
+        for id_ in sorted(self.flying & self.src.keys()):
+            self._repeated(side, id_, self.src[id_][1])
+
+    def destination(self, source: Side, side: Side, read: Read) -> None:
+        report = self.report
         if read.id is None:
             report.destination_unreadable_count += 1
-            _unreadable(report.destination_unreadable, destination, read)
-            continue
-        report.destination_count += 1
+            _unreadable(report.destination_unreadable, side, read)
+            self.findings.unreadable.append((read.loc, read.problem))
+            return
         id_ = read.id
-        expected = src.get(id_)
+        expected = self.src.get(id_)
+        if expected is None and id_ in self.flying:
+            report.destination_in_flight_count += 1
+            return
+        report.destination_count += 1
         values = _resolved(read.values, None if expected is None else expected[0])
-        first = id_ not in seen
-        if first:
-            seen[id_] = read.loc
-        else:
-            again.setdefault(id_, [seen[id_]]).append(read.loc)
-        b = _bucket(id_, buckets)
-        ranges[b].destination_count += 1
-        sums[b][1] = (sums[b][1] + _digest(id_, values)) % 2**64
+        copy = Copy(read.loc, expected is not None and expected[0] == values)
+        first = self.seen.setdefault(id_, copy)
+        if first is not copy:
+            self.again.setdefault(id_, [first]).append(copy)
+        b = _bucket(id_, self.buckets)
+        self.ranges[b].destination_count += 1
+        self.sums[b][1] = (self.sums[b][1] + _digest(id_, values)) % 2**64
         if expected is None:
             report.extra_count += 1
+            self.findings.extra.append((id_, read.loc))
             if len(report.extra) < SHOWN:
-                report.extra.append({"id": id_, "where": destination.where(read.loc)})
-        elif first and expected[0] != values:
+                report.extra.append({"id": id_, "where": side.where(read.loc)})
+        elif first is copy and not copy.ok:
             report.differing_count += 1
             if len(report.differing) < SHOWN:
                 f, s, d = next(
@@ -230,19 +160,52 @@ def compare(report: Report, source: Side, destination: Side, buckets: int = 16) 
                 report.differing.append({
                     "id": id_, "field": f, "source": s, "destination": d,
                     "source_where": source.where(expected[1]),
-                    "destination_where": destination.where(read.loc),
+                    "destination_where": side.where(read.loc),
                 })
-    report.duplicated_count = len(again)
-    for id_, locs in list(again.items())[:SHOWN]:
-        report.duplicated.append(
-            {"id": id_, "count": len(locs), "where": [destination.where(x) for x in locs]}
-        )
-    for id_, (_, loc) in src.items():
-        if id_ not in seen:
-            report.missing_count += 1
-            if len(report.missing) < SHOWN:
-                report.missing.append({"id": id_, "where": source.where(loc)})
-    for r, (s, d) in zip(ranges, sums, strict=True):
-        r.source_checksum, r.destination_checksum = f"{s:016x}", f"{d:016x}"
-    report.ranges = ranges
+
+    def finish(self, source: Side, destination: Side) -> None:
+        report, findings = self.report, self.findings
+        report.duplicated_count = len(self.again)
+        for id_, copies in list(self.again.items())[:SHOWN]:
+            report.duplicated.append(
+                {"id": id_, "count": len(copies),
+                 "where": [destination.where(c.loc) for c in copies]}
+            )
+        for id_, (_, loc) in self.src.items():
+            first = self.seen.get(id_)
+            if first is None:
+                report.missing_count += 1
+                findings.missing.append((id_, loc))
+                if len(report.missing) < SHOWN:
+                    report.missing.append({"id": id_, "where": source.where(loc)})
+            elif id_ in self.again or not first.ok:
+                findings.copies[id_] = (loc, self.again.get(id_, [first]))
+        for r, (s, d) in zip(self.ranges, self.sums, strict=True):
+            r.source_checksum, r.destination_checksum = f"{s:016x}", f"{d:016x}"
+        report.ranges = self.ranges
+
+
+def compare(
+    report: Report,
+    source: Side,
+    destination: Side,
+    buckets: int = 16,
+    *,
+    in_flight: Callable[[Loc], bool] | None = None,
+    findings: Findings | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> Report:
+    """Fill ``report`` (and ``findings``) with the differences between the two sides.
+
+    ``in_flight(loc)`` says whether a source record is after the line a running sink has
+    committed up to: such records are not checked yet, nor the destination copies of their ids.
+    """
+    match = _Match(report, buckets, Findings() if findings is None else findings)
+    for read in tracked(source.reads, progress, f"reading {source.name}", source.total):
+        match.source(source, read, in_flight)
+    match.sources_done(source)
+    for read in tracked(destination.reads, progress, f"reading {destination.name}",
+                        destination.total):
+        match.destination(source, destination, read)
+    match.finish(source, destination)
     return report

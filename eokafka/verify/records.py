@@ -51,13 +51,24 @@ class Read:
     problem: str = ""
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Side:
-    """The records of a source or destination, and how to name a place in it."""
+    """The records of a source or destination, and how to name a place in it.
+
+    ``total`` is how many records ``reads`` will give, roughly (for a progress bar), None
+    when unknown; ``close`` releases what the side holds open (a connection, a consumer)
+    when ``reads`` is not read to its end.
+    """
 
     name: str  # kafka:<topic>, postgres:<table>, files:<folder>
     reads: Iterable[Read]
-    where: Callable[[Loc], str]  # e.g. "orders[2]@1041", "ledger row 7", "part.csv:12"
+    where: Callable[[Loc], str]  # e.g. "orders[2]@1041", "ledger row (0,7)", "part.csv:12"
+    total: int | None = None
+    close: Callable[[], None] = _nothing
 
 
 def canonical(value: object) -> Value:

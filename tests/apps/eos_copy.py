@@ -1,13 +1,17 @@
 """Test topology driven by environment variables, run by real worker processes.
 
-Each input ``{"id": n, ...}`` yields two outputs (copy 0 and copy 1), so a transaction that
-was half visible would show. ``TEST_PAUSE_IDS`` makes the worker stop mid-transaction at
-those ids (after writing a marker file holding its pid, once per id) until
-``TEST_PAUSE_DIR/release`` appears, giving a test a deterministic moment to SIGKILL or fence it.
+Each input ``{"id": n, ...}`` yields two outputs (copy 0 and copy 1), stamped with the input's
+position (``src``) and the writing process (``pid``), so a transaction that was half visible
+would show, and a test can tell whose transaction an output was in. ``TEST_PAUSE_IDS`` makes the
+worker stop mid-transaction at those ids (after writing a marker file holding its pid, once per
+id) until ``TEST_PAUSE_DIR/release`` appears, giving a test a deterministic moment to SIGKILL or
+fence it. Beside the marker, ``positions-<id>.json`` holds the last input offset this process
+processed per partition, so the test can tell which records the paused transaction holds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -20,6 +24,7 @@ INPUT = os.environ.get("TEST_INPUT", "eos-in")
 OUTPUT = os.environ.get("TEST_OUTPUT", "eos-out")
 PAUSE_IDS = {int(x) for x in os.environ.get("TEST_PAUSE_IDS", "").split(",") if x}
 PAUSE_DIR = Path(os.environ.get("TEST_PAUSE_DIR", "."))
+POSITIONS: dict[int, int] = {}  # input partition -> last offset processed by this process
 
 
 def _pause_once(n: int) -> None:
@@ -28,6 +33,7 @@ def _pause_once(n: int) -> None:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         return
+    (PAUSE_DIR / f"positions-{n}.json").write_text(json.dumps(POSITIONS))
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
     release = PAUSE_DIR / "release"
@@ -41,11 +47,13 @@ def copy(record: eokafka.Record, ctx: eokafka.ProcessorContext) -> None:
     if value.get("poison"):
         raise ValueError(f"poison order {value['id']}")
     n = value["id"]
+    POSITIONS[record.partition] = record.offset
+    src, pid = f"{record.partition}:{record.offset}", os.getpid()
     for c in (0, 1):
         ctx.send(
             OUTPUT,
             key=record.key,
-            value={"id": n, "copy": c, "src": f"{record.partition}:{record.offset}"},
+            value={"id": n, "copy": c, "src": src, "pid": pid},
             value_serde=serdes.Json(),
         )
     if value.get("big"):  # after the copies, larger than message.max.bytes: refused

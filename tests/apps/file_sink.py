@@ -1,6 +1,10 @@
 """Test app: each input ``{"id": n, ...}`` goes to a file sink and to a Kafka topic.
 
-Environment: ``TEST_FILES_DIR``, ``TEST_FILES_FORMAT`` (jsonl | csv), ``TEST_ROLL_BYTES``.
+Rows carry ``src`` (``partition:offset`` of the input) and, in JSON Lines, ``app`` (the
+application id), so a test can tell every row's origin.
+
+Environment: ``TEST_FILES_DIR``, ``TEST_FILES_FORMAT`` (jsonl | csv), ``TEST_ROLL_BYTES``,
+``TEST_ROLL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ app.sink(
         format=os.environ.get("TEST_FILES_FORMAT", "jsonl"),  # type: ignore[arg-type]
         columns=("id", "amount", "src"),
         roll_bytes=int(os.environ.get("TEST_ROLL_BYTES", "20000")),
-        roll_seconds=2.0,
+        roll_seconds=float(os.environ.get("TEST_ROLL_SECONDS", "2.0")),
     )
 )
 
@@ -29,6 +33,6 @@ app.sink(
 @app.processor(INPUT, key_serde=serdes.String(), value_serde=serdes.Json())
 def copy(record: eokafka.Record, ctx: eokafka.ProcessorContext) -> None:
     value = dict(record.value, src=f"{record.partition}:{record.offset}")
-    ctx.sink("files").write(value)
+    ctx.sink("files").write({**value, "app": app.application_id})
     if OUTPUT:
         ctx.send(OUTPUT, key=record.key, value=value, value_serde=serdes.Json())

@@ -8,17 +8,21 @@ to TEST_OUTPUT keyed by its key, except as its kind says:
 * ``big``: its output carries 300 kB more (refused by a small ``max.message.bytes``);
 * ``noise``: like ``big`` but random bytes, which compression can't shrink;
 * ``big-state``: the stateful app stores a 1.2 MB value (too large for its changelog);
-* ``slow``: a good record that takes 0.5 s, so the refusal of an earlier record of its
-  transaction reaches the producer before this one's output is sent (which then gets _STATE).
+* ``after-refusal``: a good record held until the broker's refusal of an earlier record of
+  its transaction has reached the producer, so this one's output meets it (_STATE). Only the
+  first time in a process: replays go through at once.
 
 ``stateless`` runs without stores (total = amount); ``stateful`` keeps a running total per key.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import time
+
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 import eokafka
 from eokafka import serdes
@@ -27,6 +31,7 @@ APP_ID = os.environ.get("TEST_APP_ID", "refusals")
 INPUT = os.environ.get("TEST_INPUT", "refusals-in")
 OUTPUT = os.environ.get("TEST_OUTPUT", "refusals-out")
 BIG = 300_000
+_held: list[bool] = []  # whether an after-refusal record was held in this process
 
 stateless = eokafka.App(APP_ID)
 stateful = eokafka.App(APP_ID)
@@ -38,8 +43,9 @@ def _emit(record: eokafka.Record, ctx: eokafka.ProcessorContext, total: int) -> 
     kind = value.get("kind")
     if kind == "poison":
         raise ValueError(f"poison order {value['id']}")
-    if kind == "slow":
-        time.sleep(0.5)
+    if kind == "after-refusal" and not _held:
+        _held.append(True)
+        _until_the_transaction_is_refused()
     out: dict[str, object] = {"id": value["id"], "total": total}
     if kind == "big":
         out["padding"] = "x" * BIG
@@ -47,6 +53,24 @@ def _emit(record: eokafka.Record, ctx: eokafka.ProcessorContext, total: int) -> 
         out["padding"] = random.Random(value["id"]).randbytes(BIG).hex()
     key = None if kind == "null-key" else record.key
     ctx.send(OUTPUT, key=key, value=out, value_serde=serdes.Json())
+
+
+def _until_the_transaction_is_refused(bound_s: float = 60.0) -> None:
+    """Probe the worker's transactional producer (the only Producer in this process) until
+    produce() fails with _STATE: librdkafka then holds the refusal of an earlier record of the
+    open transaction. Probes that get through join that transaction, which can only abort."""
+    producers = [o for o in gc.get_objects() if isinstance(o, Producer)]
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        for producer in producers:
+            try:
+                producer.produce(OUTPUT, b"probe", b"probe")
+            except KafkaException as exc:
+                if exc.args[0].code() == KafkaError._STATE:
+                    return
+                raise
+        time.sleep(0.01)  # the probe's polling interval
+    raise RuntimeError(f"no refusal reached the producer within {bound_s} s (liveness bound)")
 
 
 @stateless.processor(INPUT, key_serde=serdes.String(), value_serde=serdes.Json())

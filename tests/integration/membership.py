@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 from tests.integration.harness import WorkerProcess, wait_for, worker
 from tests.integration.test_operations import _free_port, _samples
 from tests.kafka_helpers import Record, create_topic, end_offsets
+from tests.totals_reference import check_running_totals
 
 TARGET = "tests.apps.totals:app"
 # Classic: the broker's group.min.session.timeout.ms (6 s) instead of librdkafka's 45 s.
@@ -59,6 +60,7 @@ class Inputs:
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
         self.topic, self.partitions = topic, partitions
         self.sent: list[tuple[bytes, bytes]] = []
+        self.topic_of: list[str] = []  # by input id
         self.sent_at: list[float] = []  # wall clock s, by input id
         self.partition_of: dict[bytes, int] = {}
         self._errors: list[KafkaError] = []
@@ -83,6 +85,7 @@ class Inputs:
         partition = key_index % self.partitions
         self.partition_of[key] = partition
         self.sent.append((key, value))
+        self.topic_of.append(topic or self.topic)
         self.sent_at.append(time.time())
         while True:
             try:
@@ -98,12 +101,6 @@ class Inputs:
         remaining = self._producer.flush(120)
         assert not remaining, f"{remaining} inputs to {self.topic} were never delivered"
         assert not self._errors, f"inputs to {self.topic} refused: {self._errors[:3]}"
-
-    def counts(self) -> dict[bytes, int]:
-        out: dict[bytes, int] = defaultdict(int)
-        for key, _ in self.sent:
-            out[key] += 1
-        return out
 
 
 def one_per_key(bootstrap: str, topics: list[str], keys: int, partitions: int) -> Inputs:
@@ -371,25 +368,9 @@ def longest_waits(records: list[Record], inputs: Inputs, t0: float, t1: float) -
 
 
 def check_counts(inputs: Inputs, records: list[Record]) -> None:
-    """Exact totals: the last committed output of every key is its number of inputs, and
-    every input's output appears exactly once with the count up to that input."""
-    want = inputs.counts()
-    last: dict[bytes, int] = {}
-    seen: dict[int, int] = defaultdict(int)
-    for r in records:  # one key lives in one output partition: its order is kept
-        assert r.key is not None and r.value is not None
-        v = json.loads(r.value)
-        last[r.key] = v["total"]
-        seen[v["id"]] += 1
-    wrong = {k.decode(): (last.get(k), n) for k, n in want.items() if last.get(k) != n}
-    assert not wrong, (
-        f"{len(wrong)} of {len(want)} keys end on a wrong count (last committed, inputs), "
-        f"e.g. {sorted(wrong.items())[:5]}"
-    )
-    dupes = sorted(i for i, n in seen.items() if n > 1)
-    missing = sorted(set(range(len(inputs.sent))) - set(seen))
-    assert not dupes, f"{len(dupes)} inputs have more than one committed output: {dupes[:5]}"
-    assert not missing, f"{len(missing)} inputs have no committed output: {missing[:5]}"
+    """Exact running counts: every input's output once, each with its key's count up to
+    that input (in each input topic's order), checked against tests/totals_reference.py."""
+    check_running_totals(inputs.sent, records, inputs.topic_of)
 
 
 def no_open_transactions(bootstrap: str, topics: list[str]) -> None:
@@ -417,10 +398,11 @@ def describe(values: dict[int, float]) -> str:
 
 
 def first_commit_after(
-    bootstrap: str, group: str, topic: str, partitions: set[int], since: float
+    bootstrap: str, group: str, topic: str, partitions: set[int], since: float, liveness_s: float
 ) -> float:
     """Seconds from ``since`` (monotonic) until a transaction has committed for every one of
-    ``partitions`` (its committed offset moved past where it is now)."""
+    ``partitions`` (its committed offset moved past where it is now); fails only if that
+    takes longer than the liveness bound ``liveness_s``."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     start = group_offsets(bootstrap, group, topic, admin)
     pending = set(partitions)
@@ -430,6 +412,6 @@ def first_commit_after(
         pending.difference_update(p for p in list(pending) if now.get(p, -1) > start.get(p, -1))
         return not pending
 
-    wait_for(moved, 180, f"a committed transaction for partitions {sorted(partitions)}",
-             interval=0.02)  # fmt: skip
+    wait_for(moved, liveness_s, f"a committed transaction for partitions "
+             f"{sorted(partitions)}", interval=0.02)  # fmt: skip
     return time.monotonic() - since

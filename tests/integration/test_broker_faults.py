@@ -26,10 +26,10 @@ from tests.conftest import _free_port_pair
 from tests.integration.harness import AppTopics, WorkerProcess, app_topics, wait_for, worker
 from tests.integration.test_exactly_once import _assert_exactly_once
 from tests.integration.test_exactly_once import _inputs as _copy_inputs
-from tests.integration.test_stores import _check_prefix_sums
 from tests.integration.test_stores import _inputs as _total_inputs
 from tests.kafka_helpers import end_offsets, produce_records, read_committed
 from tests.tcp_proxy import KafkaProxy
+from tests.totals_reference import check_running_totals
 
 pytestmark = pytest.mark.integration
 TXN_TIMEOUT_MS = 3000  # commits give up within seconds, so a fault outlasts them quickly
@@ -87,7 +87,7 @@ class AppCase:
         if self.outputs_per_input == 2:
             _assert_exactly_once(records, range(len(inputs)))
         else:
-            _check_prefix_sums(inputs, records)
+            check_running_totals(inputs, records)
 
 
 STATELESS = AppCase("tests.apps.eos_copy:app", _copy_inputs, 2)

@@ -81,7 +81,7 @@ def test_a_processor_exception_is_logged_with_the_apps_traceback_once(
     trace = err.split("Traceback (most recent call last):", 1)[1]
     frames = re.findall(r'^  File "([^"]+)", line (\d+), in (\w+)', trace, re.MULTILINE)
     frames = frames[: next(i for i, f in enumerate(frames) if f[2] == "check") + 1]
-    assert frames[0][0].endswith("eokafka/runtime/worker.py")  # the one frame that called it
+    assert frames[0][0].endswith("eokafka/runtime/tasks/process.py")  # the one frame that called it
     assert [f[2] for f in frames[1:]] == ["count", "check"]
     assert frames[-1][:2] == (APP_FILE, str(RAISE_LINE))
     assert err.count("Traceback (most recent call last)") == 1  # once, though replayed

@@ -1,8 +1,9 @@
 """Exactly-once under SIGKILL, zombie fencing and graceful shutdown, on a real broker.
 
 Workers are real ``eokafka run`` processes. The test app stops mid-transaction at chosen ids
-(tests/apps/eos_copy.py), so every kill lands while a transaction is open and has output on
-the broker; a read_committed reader must then find every input exactly once.
+(tests/apps/eos_copy.py); before a kill the test waits until that transaction's output so far
+is on the broker, so the kill leaves it there, open. A read_committed reader must then find
+every input exactly once, and none of the killed transactions' outputs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from tests.integration.harness import WorkerProcess, app_topics, wait_for, worker
-from tests.kafka_helpers import end_offsets, produce_records, read_committed
+from tests.integration.membership import group_offsets
+from tests.kafka_helpers import end_offsets, produce_records, read_committed, read_uncommitted
 
 pytestmark = pytest.mark.integration
 TARGET = "tests.apps.eos_copy:app"
@@ -60,6 +62,28 @@ def _pausing_worker(
     return w, out, Path(env["TEST_PAUSE_DIR"])
 
 
+def _open_transaction(
+    bootstrap: str, topic: str, group: str, pause_dir: Path, n: int, n_at: str
+) -> set[tuple[str, int]]:
+    """The outputs ``(src, copy)`` the transaction paused at input ``n`` (at ``n_at``) has
+    produced: those of the records its process handled past the group's committed offsets,
+    less ``n``'s own (a processor's sends are produced only once it returns)."""
+    last = json.loads((pause_dir / f"positions-{n}.json").read_text())
+    committed = group_offsets(bootstrap, group, topic)
+    return {
+        (f"{p}:{o}", c)
+        for p, end in last.items()
+        for o in range(max(committed.get(int(p), 0), 0), end + 1)
+        for c in (0, 1)
+        if f"{p}:{o}" != n_at
+    }
+
+
+def _outputs_of(records: list, pid: int) -> set[tuple[str, int]]:
+    values = (json.loads(r.value) for r in records)
+    return {(v["src"], v["copy"]) for v in values if v["pid"] == pid}
+
+
 def test_sigkill_mid_transaction_loses_and_duplicates_nothing(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -69,11 +93,13 @@ def test_sigkill_mid_transaction_loses_and_duplicates_nothing(
     env["TEST_PAUSE_IDS"] = ",".join(map(str, pause_ids))
     pause_dir = Path(env["TEST_PAUSE_DIR"])
     produce_records(kafka_bootstrap, src, _inputs(range(total)))
+    where = {json.loads(r.value)["id"]: f"{r.partition}:{r.offset}"
+             for r in read_committed(kafka_bootstrap, src)}  # fmt: skip
     workers = {
         name: worker(TARGET, kafka_bootstrap, tmp_path, name, env, ["--instance-id", name]).start()
         for name in ("w0", "w1")
     }
-    kills = 0
+    killed: dict[int, set[tuple[str, int]]] = {}  # pid -> its open transaction's outputs
     handled: set[str] = set()
 
     def next_pause() -> Path | None:
@@ -87,24 +113,35 @@ def test_sigkill_mid_transaction_loses_and_duplicates_nothing(
             marker = next_pause()
             assert marker is not None
             handled.add(marker.name)
-            pid = int(marker.read_text())
+            n, pid = int(marker.name.split("-")[1]), int(marker.read_text())
             victim = next(w for w in workers.values() if w.proc and w.proc.pid == pid)
-            victim.kill()  # SIGKILL while its transaction is open
-            kills += 1
+            held = _open_transaction(
+                kafka_bootstrap, src, env["TEST_APP_ID"], pause_dir, n, where[n]
+            )
+
+            def on_broker(held: set = held, pid: int = pid) -> bool:
+                return held <= _outputs_of(read_uncommitted(kafka_bootstrap, out), pid)
+
+            wait_for(on_broker, 120, f"the output of the transaction paused at {n} on the broker")
+            print(f"\nkill at id {n}: {len(held) // 2} records' outputs open on the broker")
+            victim.kill()  # SIGKILL while that transaction is open
+            killed[pid] = held
             victim.start()  # same instance id: fences the dead one's transaction at once
         records = read_committed(kafka_bootstrap, out, expected_count=2 * total, timeout=180)
         _assert_exactly_once(records, range(total))
         uncommitted = sum(end_offsets(kafka_bootstrap, out, "uncommitted").values())
         committed = sum(end_offsets(kafka_bootstrap, out, "committed").values())
         assert committed == uncommitted, "an open transaction is left after the run"
-        # Aborted output of the killed transactions stays in the log but is never read.
-        assert uncommitted > len(records) + kills
+        # The killed transactions' output stays in the log but is never read.
+        assert any(killed.values()), "no kill landed on a transaction with output"
+        read = {pid: _outputs_of(records, pid) for pid in killed}
+        leaked = {pid: sorted(held & read[pid])[:5] for pid, held in killed.items()}
+        assert not any(leaked.values()), f"killed transactions' outputs read: {leaked}"
         for w in workers.values():
             assert w.terminate() == 0, w.log()[-3000:]
     finally:
         for w in workers.values():
             w.stop_quietly()
-    assert kills == len(pause_ids)
 
 
 def test_zombie_is_fenced_by_a_worker_with_the_same_instance_id(
@@ -164,10 +201,17 @@ def test_sigterm_commits_and_leaves_no_open_transaction(
 def test_lost_partitions_abort_the_open_transaction_and_stay_exactly_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    """The worker stalls mid-transaction past max.poll.interval.ms and the group drops it.
+    When it wakes, no commit is due yet (a 60 s commit interval; the transaction timeout, a
+    liveness bound, is longer still), so what ends the transaction is its partitions found
+    lost: the lost callback aborts it. A worker with the default settings then finishes the
+    input, and every input is output exactly once."""
     total = 3_000
-    extra = ["--instance-id", "slow", "-c", "consumer.max.poll.interval.ms=6000"]
-    extra += ["-c", "consumer.session.timeout.ms=6000"]  # the broker's minimum
-    w, out, pause_dir = _pausing_worker(kafka_bootstrap, tmp_path, total, 1000, extra)
+    member = ["--instance-id", "slow", "-c", "consumer.max.poll.interval.ms=6000"]
+    member += ["-c", "consumer.session.timeout.ms=6000"]  # the broker's minimum
+    slow = [*member, "--commit-interval-ms", "60000", "--transaction-timeout-ms", "120000"]
+    w, out, pause_dir = _pausing_worker(kafka_bootstrap, tmp_path, total, 1000, slow)
+    rest = worker(TARGET, kafka_bootstrap, tmp_path, "rest", w.env, member)
     try:
         wait_for(lambda: (pause_dir / "paused-1000").exists(), 60, "the worker to pause")
         # librdkafka declares the assignment lost once the poll interval is exceeded, and
@@ -177,13 +221,18 @@ def test_lost_partitions_abort_the_open_transaction_and_stay_exactly_once(
             lambda: not _members(kafka_bootstrap, group), 60, "max.poll.interval.ms to be exceeded"
         )
         (pause_dir / "release").touch()
+        rejoined = lambda: "eokafka.worker: assigned" in w.log().partition("MAXPOLL")[2]  # noqa: E731
+        wait_for(lambda: rejoined() or not w.alive, 60, "rejoin")
+        log = w.log()  # the lost callback came before the new assignment
+        assert "transaction aborted (partitions-lost)" in log, log[-3000:]
+        assert w.terminate() == 0, w.log()[-3000:]  # commits what it did since, and leaves
+        rest.start()
         records = read_committed(kafka_bootstrap, out, expected_count=2 * total, timeout=120)
         _assert_exactly_once(records, range(total))
-        wait_for(lambda: "eokafka.worker: assigned" in w.log().split("MAXPOLL", 1)[1], 60, "rejoin")
-        assert w.alive, w.log()[-3000:]
-        assert w.terminate() == 0
+        assert rest.terminate() == 0, rest.log()[-3000:]
     finally:
         w.stop_quietly()
+        rest.stop_quietly()
 
 
 def test_a_transaction_that_outlives_its_timeout_goes_on_with_a_new_producer(

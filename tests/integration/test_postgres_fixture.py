@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
+
+pytestmark = pytest.mark.integration
 
 
 def test_server_allows_prepared_transactions_and_restarts(

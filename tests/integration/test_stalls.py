@@ -187,19 +187,23 @@ def test_refusal_found_only_by_the_broker_is_narrowed_down_to_its_record(
 ) -> None:
     """With compression the size the broker sees is unknown before producing: the broker
     refuses the batch, and the worker narrows the aborting transaction down to record 37.
-    Record 38 is slow, so its send meets the refusal (_STATE): not its fault."""
+    Record 38 is held until the refusal has reached the producer, so its send meets it
+    (_STATE), which aborts the transaction without blaming 38."""
     bad = {37: "noise"}
     names = AppTopics(unique_name("narrow"), unique_name("narrow-in"), unique_name("narrow-out"))
     create_topic(kafka_bootstrap, names.src, 1)
     create_topic(kafka_bootstrap, names.out, 1, config={"max.message.bytes": "100000"})
-    produce_records(kafka_bootstrap, names.src, _inputs({**bad, 38: "slow"}))
+    produce_records(kafka_bootstrap, names.src, _inputs({**bad, 38: "after-refusal"}))
     extra = ("--config", "producer.compression.type=gzip")
     w, port = _start(target, kafka_bootstrap, tmp_path, names, policy, *extra)
+    state_refusal = "aborting transaction: Unable to produce message: Local: Erroneous state"
     try:
         if policy == "fail":
-            _fails_naming(w, f"{names.src}[0]@37 (produce)", "MSG_SIZE_TOO_LARGE")
+            log = _fails_naming(w, f"{names.src}[0]@37 (produce)", "MSG_SIZE_TOO_LARGE")
+            assert state_refusal in log, "record 38's send never met the refusal (_STATE)"
             return
         dead = _check_outcome(kafka_bootstrap, names, w, port, bad, policy, target == STATEFUL)
+        assert state_refusal in w.log(), "record 38's send never met the refusal (_STATE)"
         assert b"MSG_SIZE_TOO_LARGE" in dict(dead[0].headers)["eokafka.error.message"]
         assert b"holding only this record" in dict(dead[0].headers)["eokafka.error.message"]
         # Halving from one transaction of 60 records: about log2(60) aborts, each of which
@@ -353,7 +357,13 @@ def test_narrowing_over_several_partitions_finds_the_record(
         headers = dict(dead.headers)
         where = headers["eokafka.source.partition"], headers["eokafka.source.offset"]
         assert where == (b"1", b"25")
-        assert _metric(port, "eokafka_aborts_without_progress_total") <= 20
+        # A liveness bound, not a figure: a blind retry aborts for ever. Narrowing 120
+        # records takes about log2(120) = 7 refused transactions down and as many on the
+        # way back up, after the first unexplained aborts, and librdkafka may fail the
+        # transaction after each refused one on the sequence gap it left (transient):
+        # 20 was seen exceeded (21, 22) on a loaded machine, before and after the runtime's
+        # restructuring.
+        assert _metric(port, "eokafka_aborts_without_progress_total") <= 40
         assert w.terminate() == 0
     finally:
         w.stop_quietly()

@@ -20,8 +20,8 @@ import pytest
 
 from tests.integration.harness import WorkerProcess, app_topics, wait_for, worker
 from tests.integration.test_operations import _free_port, _samples
-from tests.integration.test_stores import _check_prefix_sums
 from tests.kafka_helpers import end_offsets, produce_records, read_committed
+from tests.totals_reference import check_running_totals
 
 pytestmark = pytest.mark.integration
 TARGET = "tests.apps.totals:app"
@@ -134,7 +134,7 @@ def test_a_failover_to_a_standby_restores_only_the_tail(
         assert taken < keys_there / 10, f"restored {taken} records, ~{keys_there} keys there"
         assert "promoted to active at changelog checkpoint" in workers[1].log()
         records = read_committed(kafka_bootstrap, names.out, len(everything), timeout=180)
-        _check_prefix_sums(everything, records)
+        check_running_totals(everything, records)
         assert workers[1].terminate() == 0, workers[1].log()[-3000:]
     finally:
         for w in workers:

@@ -6,7 +6,6 @@ import json
 import random
 import shutil
 import threading
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from tests.integration.harness import app_topics, wait_for, worker
 from tests.integration.test_operations import _free_port, _samples
 from tests.kafka_helpers import end_offsets, produce_records, read_committed
+from tests.totals_reference import check_running_totals
 
 pytestmark = pytest.mark.integration
 TARGET = "tests.apps.totals:app"
@@ -26,27 +26,6 @@ def _inputs(ids: range, seed: int = 1) -> list[tuple[bytes, bytes]]:
         (rng.choice(KEYS).encode(), json.dumps({"id": n, "amount": rng.randint(1, 9)}).encode())
         for n in ids
     ]
-
-
-def _check_prefix_sums(inputs: list[tuple[bytes, bytes]], records: list) -> dict[str, int]:
-    """Every input's emitted total exactly once, equal to the prefix sum over its key."""
-    expected: dict[int, int] = {}
-    running: dict[str, int] = defaultdict(int)
-    for key, value in inputs:
-        v = json.loads(value)
-        running[key.decode()] += v["amount"]
-        expected[v["id"]] = running[key.decode()]
-    got: dict[int, list[int]] = defaultdict(list)
-    for r in records:
-        v = json.loads(r.value)
-        got[v["id"]].append(v["total"])
-    dupes = {i: t for i, t in got.items() if len(t) > 1}
-    assert not dupes, f"{len(dupes)} inputs emitted more than once, e.g. {list(dupes.items())[:3]}"
-    missing = sorted(set(expected) - set(got))
-    assert not missing, f"{len(missing)} inputs never emitted, e.g. {missing[:5]}"
-    wrong = {i: (got[i][0], t) for i, t in expected.items() if got[i][0] != t}
-    assert not wrong, f"{len(wrong)} wrong totals (got, want), e.g. {list(wrong.items())[:3]}"
-    return dict(running)
 
 
 @pytest.mark.parametrize("backend", ["memory", "rocksdb"])
@@ -82,7 +61,7 @@ def test_running_totals_stay_exact_through_sigkill(
             victim.kill()
             victim.start()
         records = read_committed(kafka_bootstrap, names.out, expected_count=total, timeout=180)
-        _check_prefix_sums(inputs, records)
+        check_running_totals(inputs, records)
         for w in workers:
             assert w.terminate() == 0, w.log()[-3000:]
     finally:
@@ -121,7 +100,7 @@ def test_abort_leaves_no_trace_and_restarts_restore_only_the_tail(
     try:
         w.start()
         kept = first[:250] + first[251:]
-        _check_prefix_sums(kept, read_committed(kafka_bootstrap, names.out, expected_count=499))
+        check_running_totals(kept, read_committed(kafka_bootstrap, names.out, expected_count=499))
         assert "restoring store" not in w.log()  # the abort dropped the overlay: no restore
         assert "skipped poison record" in w.log()
         assert w.terminate() == 0
@@ -134,7 +113,7 @@ def test_abort_leaves_no_trace_and_restarts_restore_only_the_tail(
         produce_records(kafka_bootstrap, names.src, second)
         w.start()
         got = read_committed(kafka_bootstrap, names.out, expected_count=799)
-        _check_prefix_sums(kept + second, got)
+        check_running_totals(kept + second, got)
         assert _restored(w.log()) == 0
         # Up to date after a clean stop: read nothing, not even the commit marker.
         restarted = w.logs[-1].read_text()
@@ -151,21 +130,22 @@ def test_abort_leaves_no_trace_and_restarts_restore_only_the_tail(
         produce_records(kafka_bootstrap, names.src, third)
         w.start()
         got = read_committed(kafka_bootstrap, names.out, expected_count=899)
-        _check_prefix_sums(kept + second + third, got)
+        check_running_totals(kept + second + third, got)
         assert _restored(w.log()) == cl2 - cl1
         assert w.terminate() == 0
 
-        # A lost state directory restores in full.
+        # A lost state directory restores in full: one input for every key then shows each
+        # key's restored total in its output.
         cl3 = len(read_committed(kafka_bootstrap, changelog))
         shutil.rmtree(stores)
-        fourth = _inputs(range(900, 950), seed=4)
+        fourth = [(k.encode(), json.dumps({"id": 900 + i, "amount": 1}).encode())
+                  for i, k in enumerate(KEYS)]  # fmt: skip
         produce_records(kafka_bootstrap, names.src, fourth)
         w.start()
-        got = read_committed(kafka_bootstrap, names.out, expected_count=949)
-        final = _check_prefix_sums(kept + second + third + fourth, got)
+        got = read_committed(kafka_bootstrap, names.out, expected_count=899 + len(KEYS))
+        check_running_totals(kept + second + third + fourth, got)
         assert _restored(w.log()) == cl3
         assert w.terminate() == 0
-        assert final  # totals exact after a full restore
     finally:
         w.stop_quietly()
 
@@ -255,7 +235,7 @@ def test_scale_out_and_in_under_sigkill_keeps_totals_exact(
         for w in workers[1:]:  # -> 1 worker again
             assert w.terminate() == 0, w.log()[-3000:]
         records = read_committed(kafka_bootstrap, names.out, expected_count=total, timeout=180)
-        final = _check_prefix_sums(inputs, records)
+        final = check_running_totals(inputs, records)
         changelog = f"{names.app_id}-totals-changelog"
         wait_for(lambda: _changelog_state(kafka_bootstrap, changelog) == final, 60, "store state")
         assert workers[0].terminate() == 0, workers[0].log()[-3000:]

@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import app_topics, wait_for, worker
+from tests.integration.membership import group_offsets
 from tests.integration.test_exactly_once import _assert_exactly_once, _setup
 from tests.integration.test_exactly_once import _inputs as _copy_inputs
 from tests.integration.test_operations import _free_port, _samples
-from tests.integration.test_stores import _check_prefix_sums, _inputs
+from tests.integration.test_stores import _inputs
 from tests.kafka_helpers import create_topic, end_offsets, produce_records, read_committed
+from tests.totals_reference import check_running_totals
 
 pytestmark = pytest.mark.integration
 PROTOCOLS = {
@@ -86,7 +88,7 @@ def test_a_joining_worker_leaves_the_kept_stores_of_the_first_unrestored(
             raise AssertionError(f"{exc}\n{tails}") from None
         feeder.join(120)
         records = read_committed(kafka_bootstrap, names.out, expected_count=total, timeout=180)
-        _check_prefix_sums(inputs, records)
+        check_running_totals(inputs, records)
         assert _restored(ports[0]) == 0, workers[0].log()[-3000:]
         assert _restored(ports[1]) > 0, "the moved partitions' stores were not restored"
         revokes = _revoked(workers[0].log())
@@ -152,9 +154,12 @@ def test_a_store_over_two_topics_stays_exact_under_the_consumer_protocol(
 def test_a_stale_members_commit_is_refused_under_the_consumer_protocol(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    """A worker stalls mid-transaction past max.poll.interval.ms: the group moves its
-    partitions to another worker. When it wakes, its offsets carry a stale member epoch, so
-    its transaction can't commit them: every input is still output exactly once."""
+    """A worker stalls mid-transaction past max.poll.interval.ms: librdkafka leaves the group
+    for it, and the group moves its partitions to another worker, which commits them all.
+    When it wakes, its offsets carry a member the group no longer has, so the broker refuses
+    its send_offsets_to_transaction and the transaction aborts: every input is still output
+    exactly once. Its transaction timeout is a liveness bound far above the stall, so that
+    what refuses the commit is the group, not the broker's transaction timeout."""
     total = 4_000
     env, src, out = _setup(kafka_bootstrap, tmp_path, partitions=2)
     env["TEST_PAUSE_IDS"] = "1500"
@@ -162,15 +167,24 @@ def test_a_stale_members_commit_is_refused_under_the_consumer_protocol(
     produce_records(kafka_bootstrap, src, _copy_inputs(range(total)))
     extra = [*PROTOCOLS["consumer"], "-c", "consumer.max.poll.interval.ms=6000"]
     stale = worker(EOS_COPY, kafka_bootstrap, tmp_path, "stale", env,
-                   ["--instance-id", "stale", *extra]).start()  # fmt: skip
+                   ["--instance-id", "stale", *extra, "--transaction-timeout-ms", "300000"]
+                   ).start()  # fmt: skip
     other = worker(EOS_COPY, kafka_bootstrap, tmp_path, "other", env,
                    ["--instance-id", "other", *extra])  # fmt: skip
+    ends = end_offsets(kafka_bootstrap, src)
     try:
         wait_for(lambda: (pause_dir / "paused-1500").exists(), 120, "the worker to pause")
-        other.start()  # all output, while the stale member sleeps: it moved to the other
-        records = read_committed(kafka_bootstrap, out, expected_count=2 * total, timeout=120)
+        other.start()  # takes every partition once the stale member has left
+        wait_for(lambda: group_offsets(kafka_bootstrap, env["TEST_APP_ID"], src) == ends,
+                 120, "the other worker to commit every input")  # fmt: skip
         (pause_dir / "release").touch()  # the stale member wakes inside its transaction
         wait_for(lambda: "lost" in stale.log() or not stale.alive, 60, "the stale worker")
+        refused = re.search(
+            r"aborting: send_offsets_to_transaction: "
+            r"(UNKNOWN_MEMBER_ID|STALE_MEMBER_EPOCH|FENCED_MEMBER_EPOCH|ILLEGAL_GENERATION)",
+            stale.log(),
+        )
+        assert refused, f"the stale member's commit was not refused:\n{stale.log()[-3000:]}"
         produce_records(kafka_bootstrap, src, _copy_inputs(range(total, total + 1_000)))
         records = read_committed(
             kafka_bootstrap, out, expected_count=2 * (total + 1_000), timeout=120

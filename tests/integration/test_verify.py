@@ -160,7 +160,9 @@ def test_postgres_destination(kafka_bootstrap: str, postgres_dsn: str, source: s
             "--bootstrap-servers", kafka_bootstrap, "--fields", "amount,note"]
     code, report = _run(*args)
     assert code == 1
-    _assert_planted_found(report, source, [f"{table} row {len(rows)}"])
+    with psycopg.connect(postgres_dsn) as conn:
+        (place,) = conn.execute(f"SELECT ctid::text FROM {table} WHERE id IS NULL").fetchone()
+    _assert_planted_found(report, source, [f"{table} row {place}"])
     assert report["destination_unreadable"][0]["problem"] == "'id' is null"
 
     clean = _table(postgres_dsn, [(v["id"], v["amount"], v["note"]) for v in _good()])

@@ -8,12 +8,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from eokafka.devbroker.broker import (
-    _configured_bootstrap,
-    _Layout,
-    _read_properties,
-    _render_server_properties,
-)
+from eokafka.devbroker.home import Layout, configured_bootstrap, read_properties
+from eokafka.devbroker.server_properties import render_server_properties
 from eokafka.devbroker.tls import make_tls
 
 
@@ -40,10 +36,10 @@ def test_the_broker_certificate_is_signed_by_the_ca_for_127_0_0_1(tmp_path: Path
 def test_the_secured_listener_is_sasl_ssl_with_scram_and_the_controller_stays_local(
     tmp_path: Path,
 ) -> None:
-    layout = _Layout(tmp_path)
-    text = _render_server_properties(layout, 19500, 19501, broker_password="pw")
+    layout = Layout(tmp_path)
+    text = render_server_properties(layout, 19500, 19501, broker_password="pw")
     layout.server_properties.write_text(text)
-    props = _read_properties(layout.server_properties)
+    props = read_properties(layout.server_properties)
     assert props["listeners"] == "SASL_SSL://127.0.0.1:19500,CONTROLLER://127.0.0.1:19501"
     assert props["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
     assert props["inter.broker.listener.name"] == "SASL_SSL"
@@ -51,6 +47,6 @@ def test_the_secured_listener_is_sasl_ssl_with_scram_and_the_controller_stays_lo
     assert 'username="broker" password="pw"' in props[
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"
     ]
-    assert _configured_bootstrap(layout) == "127.0.0.1:19500"
-    plain = _render_server_properties(layout, 19500, 19501)
+    assert configured_bootstrap(layout) == "127.0.0.1:19500"
+    plain = render_server_properties(layout, 19500, 19501)
     assert "PLAINTEXT://127.0.0.1:19500" in plain and "sasl" not in plain

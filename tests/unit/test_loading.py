@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eokafka.errors import ConfigError
-from eokafka.loading import load_target
+from eokafka.loading import load_app
 
 APP = "import eokafka\napp = eokafka.App('loading-test')\n"
 
@@ -33,7 +33,7 @@ def _module(folder: Path, text: str) -> str:
 
 def _error(target: str) -> str:
     with pytest.raises(ConfigError) as raised:
-        load_target(target)
+        load_app(target)
     message = str(raised.value)
     assert "\n" not in message and "Traceback" not in message
     return message
@@ -41,7 +41,7 @@ def _error(target: str) -> str:
 
 def test_an_app_loads(folder: Path) -> None:
     name = _module(folder, APP)
-    assert load_target(f"{name}:app").application_id == "loading-test"
+    assert load_app(f"{name}:app").application_id == "loading-test"
 
 
 def test_a_syntax_error_names_file_line_and_code(folder: Path) -> None:

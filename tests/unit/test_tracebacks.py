@@ -74,7 +74,7 @@ def test_a_processor_exception_logs_the_users_traceback_once(
     assert (HERE, str(RAISE_LINE)) in _frames(text)
     # The runtime's frames above the user's code are cut to the one that called it.
     assert _eokafka_frames(text) == [_frames(text)[0][0]]
-    assert _eokafka_frames(text)[0].endswith("eokafka/runtime/worker.py")
+    assert _eokafka_frames(text)[0].endswith("eokafka/runtime/tasks/process.py")
 
 
 def test_under_fail_the_traceback_is_in_the_fatal_message() -> None:

@@ -1,13 +1,17 @@
-"""Shared pieces of the PostgreSQL sink tests: tables, inputs, the app's environment."""
+"""Shared pieces of the connector tests: tables, inputs, the app's environment, and the
+reference for their Kafka outputs."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 import psycopg
+
+from tests.kafka_helpers import read_committed
 
 TARGET = "tests.apps.pg_sink:app"
 
@@ -73,3 +77,29 @@ def assert_verified(bootstrap: str, source: str, destination: str, dsn: str | No
 
     report = verify(bootstrap, source, destination, fields=["amount"], dsn=dsn, open_wait=30)
     assert report.ok, report.summary()
+
+
+def copies_of(
+    bootstrap: str, source: str, left_out: Collection[int] = ()
+) -> list[tuple[bytes | None, Any]]:
+    """What the copy apps (tests/apps/pg_sink.py, file_sink.py) must send to Kafka for the
+    records of ``source``: each input but those of ids ``left_out``, under its key, its value
+    with its position added as ``src``."""
+    out = []
+    for r in read_committed(bootstrap, source):
+        value = json.loads(r.value)
+        if value["id"] not in left_out:
+            out.append((r.key, dict(value, src=f"{r.partition}:{r.offset}")))
+    return out
+
+
+def assert_kafka_output(bootstrap: str, topic: str, want: list[tuple[bytes | None, Any]]) -> None:
+    """``topic`` holds, committed, exactly the records ``want`` (key, JSON value), each once."""
+    got = read_committed(bootstrap, topic, expected_count=len(want), timeout=120)
+    expected = Counter((k, json.dumps(v, sort_keys=True)) for k, v in want)
+    found = Counter((r.key, json.dumps(json.loads(r.value), sort_keys=True)) for r in got)
+    missing, extra = expected - found, found - expected
+    assert not missing and not extra, (
+        f"{topic}: {sum(missing.values())} expected records missing, e.g. {list(missing)[:3]}; "
+        f"{sum(extra.values())} unexpected or repeated, e.g. {list(extra)[:3]}"
+    )

@@ -1,6 +1,6 @@
 """The PostgreSQL sink under SIGKILL at every step of its commit, and a PostgreSQL restart.
 
-Kills between steps come from the sink's crash points (connectors/crash.py), armed through
+Kills between steps come from the sink's fault points (eokafka/faults.py), armed through
 the environment of a real worker process, which SIGKILLs itself there once; the test then
 restarts it (or, for a worker gone for good, lets another instance take over). Every input
 must be in the table exactly once with its exact value, in the Kafka output exactly once,
@@ -17,8 +17,10 @@ import pytest
 
 from tests.integration.connectors.pg_helpers import (
     TARGET,
+    assert_kafka_output,
     assert_rows_exactly_once,
     assert_verified,
+    copies_of,
     inputs,
     new_table,
     prepared,
@@ -26,7 +28,7 @@ from tests.integration.connectors.pg_helpers import (
     run_until,
 )
 from tests.integration.harness import app_topics, wait_for, worker
-from tests.kafka_helpers import produce_records, read_committed
+from tests.kafka_helpers import produce_records
 
 pytestmark = pytest.mark.integration
 
@@ -47,15 +49,6 @@ def _setup(bootstrap: str, dsn: str, tmp: Path, total: int, **env: str) -> tuple
     return full, table, names.out
 
 
-def _assert_kafka_exactly_once(bootstrap: str, topic: str, total: int) -> None:
-    import json
-    from collections import Counter
-
-    out = read_committed(bootstrap, topic, expected_count=total, timeout=120)
-    ids = Counter(json.loads(r.value)["id"] for r in out)
-    assert len(ids) == total and set(ids.values()) == {1}, "Kafka output not exactly once"
-
-
 @pytest.mark.parametrize(
     "point", ["postgres.mid-batch", "postgres.after-prepare", "postgres.before-commit-prepared"]
 )
@@ -72,8 +65,7 @@ def test_sigkill_at_each_step_of_the_two_phase_commit(
         assert restarts == 1 and (tmp_path / "crashed").exists(), "the crash point never fired"
         assert_rows_exactly_once(postgres_dsn, table, range(total))
         assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"postgres:{table}", postgres_dsn)
-        assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"kafka:{out}")
-        _assert_kafka_exactly_once(kafka_bootstrap, out, total)
+        assert_kafka_output(kafka_bootstrap, out, copies_of(kafka_bootstrap, env["TEST_INPUT"]))
         assert w.terminate() == 0, w.log()[-3000:]
         assert not [g for g in prepared(postgres_dsn) if env["TEST_APP_ID"] in g]
     finally:
@@ -104,8 +96,7 @@ def test_worker_killed_for_good_after_prepare_is_resolved_by_the_next_owner(
         wait_for(lambda: len(rows(postgres_dsn, table)) >= total, 240, "the heir's rows")
         assert_rows_exactly_once(postgres_dsn, table, range(total))
         assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"postgres:{table}", postgres_dsn)
-        assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"kafka:{out}")
-        _assert_kafka_exactly_once(kafka_bootstrap, out, total)
+        assert_kafka_output(kafka_bootstrap, out, copies_of(kafka_bootstrap, env["TEST_INPUT"]))
         assert not [g for g in prepared(postgres_dsn) if app in g]
         with psycopg.connect(postgres_dsn) as conn:  # no row is still locked
             conn.execute("SET lock_timeout = '2s'")
@@ -137,8 +128,7 @@ def test_postgres_restarted_during_a_run(
         assert w.alive, w.log()[-3000:]
         assert_rows_exactly_once(postgres_dsn, table, range(total))
         assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"postgres:{table}", postgres_dsn)
-        assert_verified(kafka_bootstrap, env["TEST_INPUT"], f"kafka:{out}")
-        _assert_kafka_exactly_once(kafka_bootstrap, out, total)
+        assert_kafka_output(kafka_bootstrap, out, copies_of(kafka_bootstrap, env["TEST_INPUT"]))
         assert not [g for g in prepared(postgres_dsn) if env["TEST_APP_ID"] in g]
         assert w.terminate() == 0, w.log()[-3000:]
     finally:
@@ -211,7 +201,7 @@ def test_two_workers_share_the_partitions_and_one_is_killed_after_prepare(
         assert "rolling back prepared transaction" in w0.log() + w1.log()
         assert_rows_exactly_once(postgres_dsn, table, range(total))
         assert_verified(kafka_bootstrap, names.src, f"postgres:{table}", postgres_dsn)
-        assert_verified(kafka_bootstrap, names.src, f"kafka:{names.out}")
+        assert_kafka_output(kafka_bootstrap, names.out, copies_of(kafka_bootstrap, names.src))
         for w in (w0, w1):
             assert w.terminate() == 0, w.log()[-3000:]
         assert not [g for g in prepared(postgres_dsn) if names.app_id in g]

@@ -1,0 +1,38 @@
+"""The sources a pipeline starts from: ``app.stream`` and ``app.table`` on a topic."""
+
+from __future__ import annotations
+
+from eokafka.dsl import operators as op
+from eokafka.dsl.graph import PipelineApp, Root, TimestampFn, claim_store
+from eokafka.dsl.stream import Stream, Table
+from eokafka.serdes import Serde
+
+
+def stream_source(
+    app: PipelineApp,
+    topic: str,
+    key_serde: Serde | None,
+    value_serde: Serde | None,
+    timestamp: TimestampFn | None = None,
+) -> Stream:
+    """``app.stream``: a processor on ``topic`` running whatever gets chained to the Stream."""
+    root = Root(app, topic, "stream", key_serde, value_serde, timestamp=timestamp)
+    return Stream(root, root.node)
+
+
+def table_source(
+    app: PipelineApp,
+    topic: str,
+    name: str | None,
+    key_serde: Serde | None,
+    value_serde: Serde | None,
+) -> Table:
+    """``app.table``: materialise ``topic`` into store ``name`` (default: the topic's name).
+
+    A None value (tombstone) deletes the key; records with a None key are skipped.
+    """
+    store = claim_store(app, name or topic, f"table {topic!r}")
+    root = Root(app, topic, "table", key_serde, value_serde)
+    root.add_store(store)
+    node = root.add(root.node, f"store({store})", op.storing(topic, store))
+    return Table(root, node, store, root.key_serde)
