@@ -24,6 +24,10 @@ _DIGITS = re.compile(r"\d+")
 # Facilities of connection failures that librdkafka retries by itself: a warning, since a
 # lasting failure surfaces as eokafka's own error naming the setting to check.
 _RETRIED = frozenset({"FAIL", "ERROR"})
+# A line librdkafka ends with "retrying" says it handles the condition itself (a transaction
+# coordinator still loading on a new broker): DEBUG, since a lasting failure surfaces as
+# eokafka's own error or timeout.
+_SELF_RETRYING = ": retrying"
 
 
 def setup_logging(name: str = "eokafka", level: str | None = None) -> None:
@@ -102,6 +106,10 @@ class RateLimit(logging.Filter):
         text = str(args[-1]) if args else record.getMessage()
         if facility in _RETRIED and record.levelno == logging.ERROR:
             record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if text.endswith(_SELF_RETRYING):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+                return False
         held = self.throttle.admit((facility, _DIGITS.sub("#", text)))
         if held is None:
             return False
