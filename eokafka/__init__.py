@@ -19,6 +19,7 @@ from eokafka.errors import (
     StalledError,
     TopologyError,
 )
+from eokafka.on_error import DeadLetter, ErrorHandlerError
 from eokafka.record import Record
 from eokafka.state import StoreRecordTooLargeError
 from eokafka.windows import Windowed
@@ -27,7 +28,9 @@ __all__ = [
     "App",
     "BrokerUnreachableError",
     "ConfigError",
+    "DeadLetter",
     "EokafkaError",
+    "ErrorHandlerError",
     "FencedError",
     "GroupedStream",
     "MissingTopicError",

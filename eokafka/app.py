@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from eokafka import config
 from eokafka.config import Settings
 from eokafka.dsl import Stream, Table, stream_source, table_source
+from eokafka.on_error import OnError, check_on_error
 from eokafka.record import Record
 from eokafka.serdes import Bytes, Json, Serde, String
 from eokafka.sink import Sink
@@ -25,12 +26,19 @@ class App:
     The application id is the consumer group id, the transactional.id prefix and the
     prefix of internal topics (``<application id>-dlq``). Keyword arguments are settings
     (see ``eokafka.config.Settings``); environment variables and CLI options override them.
+    ``on_error`` is a word (a setting like the others) or a handler (see ``eokafka.on_error``),
+    which is code: it stays with the topology, and a word given by the environment or the
+    command line does not replace it.
     """
 
     def __init__(self, application_id: str, **settings: Any) -> None:
         self.application_id = application_id
-        self._settings = dict(settings)
         self.topology = Topology()
+        on_error = settings.get("on_error")
+        if on_error is not None and not isinstance(on_error, str):
+            check_on_error(on_error, f"App({application_id!r})")
+            self.topology.on_error = settings.pop("on_error")
+        self._settings = dict(settings)
         config.resolve(application_id, self._settings, env={})  # fail early on bad kwargs
 
     def processor(
@@ -42,6 +50,7 @@ class App:
         name: str | None = None,
         stores: list[str] | tuple[str, ...] = (),
         outputs: list[str] | tuple[str, ...] = (),
+        on_error: OnError | None = None,
     ) -> Callable[[Processor], Processor]:
         """Register ``fn(record, ctx)`` for every record of the given topics.
 
@@ -50,7 +59,11 @@ class App:
         ``outputs`` names the topics it sends to, for ``eokafka describe`` (optional: a
         processor may send anywhere). A topic has one source: a second processor, stream or
         table on it raises TopologyError, so that a record's outputs are all-or-nothing.
+        ``on_error`` (a word or a handler, see ``eokafka.on_error``) replaces the app's for
+        this processor's records.
         """
+        if on_error is not None:
+            check_on_error(on_error, f"processor on {topic!r}")
 
         def register(fn: Processor) -> Processor:
             for t in (topic, *more_topics):
@@ -63,6 +76,7 @@ class App:
                         value_serde=value_serde or Bytes(),
                         stores=tuple(stores),
                         outputs=tuple(outputs),
+                        on_error=on_error,
                     )
                 )
             return fn
@@ -117,13 +131,17 @@ class App:
         key_serde: Serde | None = None,
         value_serde: Serde | None = None,
         timestamp: Callable[[Record], int] | None = None,
+        on_error: OnError | None = None,
     ) -> Stream:
         """A fluent stream over ``topic``, compiled onto processors (see ``eokafka.dsl``).
 
         ``timestamp(record)`` gives each record's event time in epoch ms (default: the record
         timestamp); windows use it, and records sent on (``to``, repartitions) carry it.
+        ``on_error`` replaces the app's for this stream's records (see ``eokafka.on_error``).
         """
-        return stream_source(self, topic, key_serde, value_serde, timestamp)
+        if on_error is not None:
+            check_on_error(on_error, f"stream on {topic!r}")
+        return stream_source(self, topic, key_serde, value_serde, timestamp, on_error)
 
     def table(
         self,

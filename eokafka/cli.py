@@ -207,7 +207,7 @@ def describe(
     try:
         app = load_app(target)
         settings = app.settings()
-        dlq = settings.dlq_topic if settings.on_error == "dead-letter" else None
+        dlq = settings.dlq_topic if app.topology.may_dead_letter(settings.on_error) else None
         graph = topology_graph(app.topology, app.application_id, dlq)
         if output is not None:
             write_picture(graph, output, None if format == "text" else format)

@@ -16,6 +16,7 @@ from typing import Any
 
 from eokafka.describe import Graph, ProcessorNode, StoreNode, render
 from eokafka.errors import TopologyError
+from eokafka.on_error import ErrorHandler, OnError
 from eokafka.serdes import Bytes, Serde
 from eokafka.sink import Sink
 from eokafka.source import Feed
@@ -46,6 +47,7 @@ class Source:
     value_serde: Serde
     stores: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()  # topics it sends to, where known (describe only)
+    on_error: OnError | None = None  # its records' errors (None: the app's on_error)
 
 
 class Topology:
@@ -64,6 +66,8 @@ class Topology:
         self.declared_at: dict[str, str] = {}
         # whether processors send to the app's dead-letter topic themselves (late records)
         self.dead_letters = False
+        # the app's on_error handler (a word is a setting: Settings.on_error)
+        self.on_error: ErrorHandler | None = None
 
     def add_feed(self, feed: Feed) -> None:
         if feed.connector.name in self.feeds:
@@ -83,6 +87,18 @@ class Topology:
         """A processor sends to the app's dead-letter topic (``<application id>-dlq``)
         whatever ``on_error`` says: the runtime creates it as it does for ``on_error``."""
         self.dead_letters = True
+
+    def error_policies(self, word: str) -> dict[str, OnError]:
+        """Each input topic's ``on_error``: its processor's, else the app's handler, else
+        ``word`` (the app's setting)."""
+        default: OnError = self.on_error if self.on_error is not None else word  # type: ignore[assignment]
+        return {s.topic: s.on_error if s.on_error is not None else default for s in self.sources}
+
+    def may_dead_letter(self, word: str) -> bool:
+        """Whether the dead-letter topic may be written: a policy or handler that can send there,
+        or processors that do themselves."""
+        policies = [word, self.on_error, *self.error_policies(word).values()]
+        return self.dead_letters or any(p == "dead-letter" or callable(p) for p in policies)
 
     def add_window_store(self, name: str, retention_ms: int) -> None:
         """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so, and

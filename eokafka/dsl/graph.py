@@ -13,6 +13,7 @@ from typing import Any, Final, Protocol
 
 from eokafka.dsl.late import LateRecords
 from eokafka.errors import TopologyError
+from eokafka.on_error import OnError
 from eokafka.serdes import Bytes, Serde
 from eokafka.topology import Source, Topology
 
@@ -112,6 +113,7 @@ class Root:
         self.outputs: list[str] = []
         self._emit: Emit | None = None
         self.late = LateRecords()  # windowed aggregations note a late record here
+        self.on_error: OnError | None = None
         self._source = Source(
             name=self.node.describe(),
             topic=topic,
@@ -146,6 +148,11 @@ class Root:
             self.stores.append(name)
             self._changed()
 
+    def set_on_error(self, on_error: OnError) -> None:
+        """This processor's own ``on_error`` (see ``eokafka.on_error``)."""
+        self.on_error = on_error
+        self._changed()
+
     def add_output(self, topic: str) -> None:
         """A topic this processor sends to, for ``describe``."""
         if topic not in self.outputs:
@@ -161,6 +168,7 @@ class Root:
             name=self.node.describe(),
             stores=tuple(self.stores),
             outputs=tuple(self.outputs),
+            on_error=self.on_error,
         )
         sources[at] = self._source
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from eokafka.dsl import operators as op
 from eokafka.dsl.graph import PipelineApp, Root, TimestampFn, claim_store
 from eokafka.dsl.stream import Stream, Table
+from eokafka.on_error import OnError
 from eokafka.serdes import Serde
 
 
@@ -14,9 +15,12 @@ def stream_source(
     key_serde: Serde | None,
     value_serde: Serde | None,
     timestamp: TimestampFn | None = None,
+    on_error: OnError | None = None,
 ) -> Stream:
     """``app.stream``: a processor on ``topic`` running whatever gets chained to the Stream."""
     root = Root(app, topic, "stream", key_serde, value_serde, timestamp=timestamp)
+    if on_error is not None:
+        root.set_on_error(on_error)
     return Stream(root, root.node)
 
 

@@ -129,7 +129,7 @@ class RecordCollector:
                 pending.clear()  # nothing of this record was produced yet
                 poison.refused(msg, source.name, bool(source.stores), KafkaException(err))
                 return
-            if self.settings.on_error == "fail":
+            if poison.fails(msg.topic()):
                 raise poison.error(msg, "produce", exc) from exc
             poison.replay_without(msg, source.name, "produce", KafkaException(err))
         finally:

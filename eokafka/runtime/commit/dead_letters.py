@@ -10,12 +10,19 @@ from eokafka.runtime.commit.limits import TopicLimit, headers_size, record_size
 
 
 def dead_letter_record(
-    msg: Message, processor: str, stage: str, exc: BaseException, dlq: str, limit: TopicLimit
+    msg: Message,
+    processor: str,
+    stage: str,
+    exc: BaseException,
+    dlq: str,
+    limit: TopicLimit,
+    extra: list[tuple[str, bytes]] | None = None,
 ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
-    """Key, value and headers of the dead-letter record, fitted to the dead-letter topic."""
+    """Key, value and headers of the dead-letter record, fitted to the dead-letter topic;
+    ``extra`` headers (an on_error handler's) follow eokafka's."""
     key = msg.key()
     require_key(key, limit, dlq, f"{msg.topic()}[{msg.partition()}]@{msg.offset()}")
-    headers = dead_letter_headers(msg, processor, stage, exc)
+    headers = dead_letter_headers(msg, processor, stage, exc) + (extra or [])
     return fit_dead_letter(key, msg.value(), headers, limit.max_bytes)
 
 

@@ -128,6 +128,7 @@ def build(
     poison = PoisonPolicy(
         settings, owner.tally, limits, abort_loop, collector.dead_letter, tasks.marks_of,
         tasks.position_map, tasks.committed_offsets, routes_of, lambda: owner.records,
+        topology.error_policies(settings.on_error),
     )  # fmt: skip
     sinks = SinkSet(
         topology.sinks, app_id, instance_id,
@@ -151,7 +152,7 @@ def build(
 
     processing = Processing(
         topology, ctx, owner, collector, poison, sinks, abort_loop, metrics,
-        lambda msg: consumer_error(msg, app_id, instance_id), settings.on_error,
+        lambda msg: consumer_error(msg, app_id, instance_id),
     )  # fmt: skip
 
     def replan() -> None:

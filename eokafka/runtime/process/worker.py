@@ -83,7 +83,7 @@ class Worker:
             topics.ensure(topic, "input")
         if parts.loader is not None:
             ensure_changelogs(topics, topology, parts.loader.changelogs)
-        if settings.on_error == "dead-letter" or topology.dead_letters:
+        if topology.may_dead_letter(settings.on_error):
             topics.ensure(settings.dlq_topic, "dead-letter", internal=True)
             parts.ctx.known(settings.dlq_topic)
         consumer = self.consumer

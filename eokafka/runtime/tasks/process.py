@@ -66,7 +66,6 @@ class Processing:
         abort_loop: AbortLoop,
         metrics: WorkerMetrics,
         consumer_error: Callable[[Message], None],
-        on_error: str,
     ) -> None:
         self.routes = compile_routes(topology)
         self.ctx = ctx
@@ -77,7 +76,8 @@ class Processing:
         self.abort_loop = abort_loop
         self.metrics = metrics
         self.consumer_error = consumer_error
-        self.replays = on_error != "fail"  # a failed record's store writes: replay without it
+        # a failed record's store writes: replay without it, unless its error stops the worker
+        self.replays = {topic: not poison.fails(topic) for topic in self.routes}
 
     def batch(self, runs: list[Run]) -> None:
         """Process a consumed batch, cut into its tasks' runs."""
@@ -123,7 +123,7 @@ class Processing:
         marks = task.marks
         stateful = bool(task.stores)
         staged = self.sinks.staged
-        replays = self.replays
+        replays = self.replays[topic]
         ctx.bind(task.index, task.stores)
         new_record = object.__new__
         sources = self.routes[topic]
