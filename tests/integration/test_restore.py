@@ -30,6 +30,7 @@ from eokafka.config import admin_config, restore_consumer_config
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.tasks.changelog_reader import ChangelogReader, Restore
 from eokafka.runtime.tasks.changelog_topics import ensure_changelogs
+from eokafka.runtime.tasks.commits import TaskCommits
 from eokafka.runtime.tasks.manager import TaskManager
 from eokafka.runtime.tasks.store_loader import StoreLoader
 from eokafka.runtime.tasks.task import Report
@@ -40,6 +41,7 @@ from tests.kafka_helpers import create_topic, produce_records, unique_name
 
 pytestmark = pytest.mark.integration
 PER_PARTITION = 60_000  # several restore batches of 10,000
+_PATIENCE_S = 30.0  # how long a re-sync would wait for offsets (no re-sync here)
 
 
 def _changelog(seed: int) -> tuple[list[tuple[bytes, bytes]], dict[str, int]]:
@@ -67,8 +69,11 @@ class StoreTasks:
         return [TopicPartition(self.src, partition, 0) for _, partition in keys]
 
     def open(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
-        """Assign the inputs of these stores; those that restore (their inputs paused)."""
-        return [("totals", tp.partition) for tp in self.manager.assigned(self._tps(keys), {})]
+        """Assign the inputs of these stores, their committed offsets known at once; those
+        that restore (their inputs paused)."""
+        tps = self._tps(keys)
+        self.manager.assigned(tps)
+        return [("totals", tp.partition) for tp in self.manager.offsets_known(tps, {})]
 
     def close_stores(self, keys: list[tuple[str, int]]) -> None:
         self.manager.revoked(self._tps(keys))
@@ -99,11 +104,10 @@ class StoreTasks:
                 producer.produce(topic, v, k, partition, report if i == len(items) - 1 else None)
             return len(items)
 
-        self.manager.send_changelog = send
-        self.manager.prepare([])
+        TaskCommits(self.manager, self.metrics, send, _PATIENCE_S).prepare([])
 
     def committed(self) -> None:
-        self.manager.committed([])
+        TaskCommits(self.manager, self.metrics, None, _PATIENCE_S).committed([])
 
     def close(self) -> None:
         self.manager.close()
