@@ -304,14 +304,27 @@ def verify(
     destination: Annotated[
         str, typer.Argument(help="kafka:<topic>, postgres:<table> or files:<folder>")
     ],
-    bootstrap_servers: Annotated[str, typer.Option(help="host:port[,...]")] = "127.0.0.1:9092",
+    bootstrap_servers: Annotated[
+        str,
+        typer.Option(
+            help="the cluster, host:port[,...]", envvar="EOKAFKA_BOOTSTRAP_SERVERS",
+            show_envvar=False,
+        ),
+    ] = "127.0.0.1:9092",
     id_field: Annotated[
         str, typer.Option("--id", help="the field that identifies a record")
     ] = "id",
     fields: Annotated[
-        str, typer.Option(help="value fields to compare too, comma separated")
+        str,
+        typer.Option(
+            help="value fields to compare too, comma separated [default: the id only]",
+            show_default=False,
+        ),
     ] = "",
-    dsn: Annotated[str | None, typer.Option(help="PostgreSQL connection string")] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL connection string [default: none; postgres: needs it]"),
+    ] = None,
     ranges: Annotated[int, typer.Option(help="key ranges with a count and checksum")] = 16,
     open_wait: Annotated[
         float, typer.Option(help="seconds an open transaction may take to end")
@@ -326,11 +339,17 @@ def verify(
     ] = False,
     group: Annotated[
         str | None,
-        typer.Option(help="the sink's consumer group: check below the offsets it committed"),
+        typer.Option(
+            help="the sink's consumer group: check below the offsets it committed "
+            "[default: every record]"
+        ),
     ] = None,
     app: Annotated[
         str | None,
-        typer.Option(help="module:app writing the destination: its group and sink formats"),
+        typer.Option(
+            help="module:app writing the destination: its group and sink formats "
+            "[default: none]"
+        ),
     ] = None,
     prepared_wait: Annotated[
         float, typer.Option(help="seconds to wait for the sink's prepared transactions")
@@ -353,14 +372,19 @@ def verify(
         float, typer.Option(min=0.1, help="--follow: seconds between checks")
     ] = 10.0,
     metrics_port: Annotated[
-        int | None, typer.Option(help="--follow: serve Prometheus /metrics on this port")
+        int | None,
+        typer.Option(help="--follow: serve Prometheus /metrics on this port [default: off]"),
     ] = None,
     fail_after: Annotated[
         int, typer.Option(min=0, help="--follow: exit 1 after this many failing checks in a row")
     ] = 0,
     progress: Annotated[
         bool | None,
-        typer.Option("--progress/--no-progress", help="a progress bar (default: on a terminal)"),
+        typer.Option(
+            "--progress/--no-progress",
+            help="a progress bar [default: on a terminal]",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Check that every source record is at the destination exactly once, unchanged.
