@@ -202,6 +202,7 @@ def describe(
     """
     from eokafka.describe import render, write_picture
     from eokafka.loading import load_app
+    from eokafka.on_error import shown
     from eokafka.topology import topology_graph
 
     try:
@@ -216,6 +217,10 @@ def describe(
         typer.echo(render(graph, format))
         if format == "text":
             typer.echo(f"settings: {settings}")
+            policies = app.topology.error_policies(settings.on_error)
+            if any(p != settings.on_error for p in policies.values()):
+                each = ", ".join(f"{topic}: {shown(p)}" for topic, p in policies.items())
+                typer.echo(f"on_error: {each}")
     except EokafkaError as exc:
         _fail(exc)
 

@@ -17,8 +17,9 @@ from typing import Any
 from eokafka import redact
 from eokafka.errors import ConfigError
 from eokafka.logs import librdkafka_logger
+from eokafka.on_error import ACTIONS
 
-ON_ERROR_POLICIES = ("fail", "skip", "dead-letter")
+ON_ERROR_POLICIES = ACTIONS  # the words; a handler is code, kept by the topology
 
 # librdkafka settings eokafka owns: overriding any of them would break exactly-once.
 PROTECTED_KEYS = frozenset(

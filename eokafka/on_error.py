@@ -68,6 +68,11 @@ def handler_name(handler: ErrorHandler) -> str:
     return f"{module}.{name}" if module else name
 
 
+def shown(on_error: OnError) -> str:
+    """``on_error`` as ``eokafka describe`` shows it: the word, or the handler's name."""
+    return on_error if isinstance(on_error, str) else f"handler {handler_name(on_error)}"
+
+
 def decide(
     handler: ErrorHandler, record: Record, error: BaseException, stage: str
 ) -> tuple[Action, list[tuple[str, bytes]]]:

@@ -147,3 +147,15 @@ def test_an_apps_handler_stays_with_the_topology_not_the_settings() -> None:
     assert app.settings().on_error == "fail"  # the word for what no handler covers
     assert app.topology.on_error is not None
     assert app.topology.may_dead_letter("fail")
+
+
+def test_describe_names_each_topics_handler() -> None:
+    from typer.testing import CliRunner
+
+    from eokafka.cli import cli
+
+    done = CliRunner().invoke(cli, ["describe", "tests.apps.handler_apps:app"])
+    assert done.exit_code == 0, done.output
+    assert "handlers-counts-in: handler tests.apps.handler_apps.on_counts" in done.output
+    assert "handlers-skip-in: skip" in done.output
+    assert "handlers-dlq" in done.output  # a handler may dead-letter: the topic is shown
