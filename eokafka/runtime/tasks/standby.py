@@ -110,10 +110,11 @@ class StandbyReplicas:
             self._update_lag()
 
     def replan(self, owned: set[int]) -> None:
-        """After an assignment change: ``owned`` partition indexes are active here now."""
+        """After an assignment change: ``owned`` partition indexes are active here now.
+
+        A standby of a partition now owned keeps tailing until its task opens its stores
+        (once the committed offsets are known) and ``take`` hands it over."""
         self.owned = set(owned)
-        for key in [k for k in self.standbys if k[1] in self.owned]:
-            self._stop(key, "this worker owns the partition now")
         self._changed()
 
     def take(self, store_name: str, partition: int) -> Store | None:
@@ -189,7 +190,8 @@ class StandbyReplicas:
             return False
         wanted = {(n, p) for n in self.specs for p in here - self.owned}
         for key in set(self.standbys) - wanted:
-            self._stop(key, "the placement puts it elsewhere")
+            if key[1] not in self.owned:  # an owned one waits for ``take``
+                self._stop(key, "the placement puts it elsewhere")
         for key in sorted(wanted - set(self.standbys)):
             self._start(key, None)
         return True
