@@ -21,6 +21,7 @@ from eokafka.serdes import Bytes, Serde
 from eokafka.sink import Sink
 from eokafka.source import Feed
 from eokafka.state import BackendKind, StoreSpec, changelog_topic, stream_time_store
+from eokafka.timers import ProcessorTimers
 
 Processor = Callable[[Any, Any], None]
 
@@ -51,6 +52,7 @@ class Source:
     value_serde: Serde
     stores: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()  # topics it sends to, where known (describe only)
+    timers: ProcessorTimers | None = None  # its timers (eokafka.timers), if it has any
 
 
 class Topology:
@@ -69,6 +71,14 @@ class Topology:
         self.declared_at: dict[str, str] = {}
         # whether processors send to the app's dead-letter topic themselves (late records)
         self.dead_letters = False
+        # timer store -> the timers of the processor it belongs to (eokafka.timers)
+        self.timers: dict[str, ProcessorTimers] = {}
+
+    def add_timers(self, timers: ProcessorTimers) -> None:
+        """A processor with timers: ``validate`` declares its timer store."""
+        if timers.store_name in self.timers:
+            raise TopologyError(f"processor {timers.processor!r} is declared twice with timers")
+        self.timers[timers.store_name] = timers
 
     def add_feed(self, feed: Feed) -> None:
         if feed.connector.name in self.feeds:
@@ -155,6 +165,13 @@ class Topology:
             spec = self.stores.get(name) or StoreSpec(name, "memory")
             self.stores[name] = replace(spec, window_retention_ms=retention)
             self._add_stream_time_store(name, spec.backend)
+        for name, timers in self.timers.items():
+            spec = self.stores.get(name) or StoreSpec(name, "memory")
+            if spec.timers_of not in (None, timers.processor):
+                raise TopologyError(f"store {name!r} keeps the timers of two processors")
+            self.stores[name] = StoreSpec(
+                name, spec.backend, Bytes(), Bytes(), timers_of=timers.processor
+            )
         for s in self.sources:
             for name in s.stores:
                 if name not in self.stores:

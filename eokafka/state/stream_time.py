@@ -16,7 +16,6 @@ and the last emitted window close go into the committed offsets' metadata.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from typing import Any, Final
 
 from eokafka.serdes import Bytes, Serde
@@ -73,24 +72,5 @@ class StreamTimeStore(Store):
         self._time = _UNKNOWN
         super().delete(key)
 
-    def abort(self) -> None:
-        super().abort()
-        self._time = _UNKNOWN
-
-    def restore_batch(
-        self,
-        records: Iterable[tuple[bytes, bytes | None]],
-        next_offset: int,
-        *,
-        flush: bool = True,
-    ) -> None:
-        super().restore_batch(records, next_offset, flush=flush)
-        self._time = _UNKNOWN
-
-    def close(self) -> None:
-        super().close()
-        self._time = _UNKNOWN
-
-    def destroy(self) -> None:
-        super().destroy()
+    def _derived_reset(self) -> None:
         self._time = _UNKNOWN

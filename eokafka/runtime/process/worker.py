@@ -176,6 +176,12 @@ class Worker:
             except (RecordFailed, TransactionAborted) as failed:
                 owner.abandon(failed)
                 return
+        if self.parts.wall_timers is not None:
+            try:
+                self.parts.wall_timers.step()
+            except (RecordFailed, TransactionAborted) as failed:
+                owner.abandon(failed)
+                return
         every = self.settings.commit_every if cap is None else min(cap, self.settings.commit_every)
         if owner.open and (owner.records >= every or clock() >= owner.deadline):
             owner.commit()
