@@ -13,6 +13,7 @@ from eokafka import serdes
 from eokafka.errors import TopologyError
 from eokafka.testing import TestDriver
 from eokafka.timers import Timer
+from tests.timers_reference import fired
 
 S, J = serdes.String(), serdes.Json()
 TIMEOUT = 1_000
@@ -44,38 +45,6 @@ def _alerts_app() -> eokafka.App:
     return app
 
 
-def _reference(events: list[tuple[str, str, int]]) -> tuple[list[tuple[str, int]], list[int]]:
-    """Alerts (key, due time) and ticks in firing order, by plain Python over the events
-    (kind, key, timestamp) of one partition."""
-    timers: dict[str, int] = {}
-    alerts: list[tuple[str, int]] = []
-    ticks: list[int] = []
-    stream: int | None = None
-    at_fired = False
-    for kind, key, ts in events:
-        if kind == "order":
-            timers[key] = ts + TIMEOUT
-        else:
-            timers.pop(key, None)
-        before = stream
-        if stream is None or ts > stream:
-            stream = ts
-        due: list[tuple[int, int, str]] = []
-        if before is not None and stream // 500 > before // 500:
-            due.append((stream - stream % 500, 0, ""))
-        if not at_fired and stream >= 2_000:
-            at_fired = True
-            due.append((2_000, 1, ""))
-        due += [(t, 2, k) for k, t in timers.items() if t <= stream]
-        for t, order, k in sorted(due, key=lambda d: (d[0], d[1], d[2].encode())):
-            if order == 2:
-                del timers[k]
-                alerts.append((k, t))
-            else:
-                ticks.append(t)
-    return alerts, ticks
-
-
 def _events(seed: int, n: int = 120) -> list[tuple[str, str, int]]:
     rnd = random.Random(seed)
     out = []
@@ -91,7 +60,9 @@ def test_stream_time_timers_match_the_reference_across_aborts_and_crashes(
     tmp_path: Path, seed: int
 ) -> None:
     events = _events(seed)
-    want_alerts, want_ticks = _reference(events)
+    want = fired(events, TIMEOUT, every=500, at=2_000)
+    want_alerts = [(key, t) for what, key, t in want if what == "key"]
+    want_ticks = [t for what, _, t in want if what != "key"]
     rnd = random.Random(seed)
     with TestDriver(_alerts_app(), state_dir=str(tmp_path)) as driver:
         for kind, key, ts in events:
