@@ -44,6 +44,11 @@ def _produce(bootstrap: str, topic: str, p: int, events: list[Event]) -> None:
     )  # fmt: skip
 
 
+def _written(bootstrap: str, topic: str) -> int:
+    """Records written to ``topic`` so far, open and aborted transactions' included."""
+    return sum(end_offsets(bootstrap, topic, "uncommitted").values())
+
+
 def test_timers_fire_exactly_once_in_event_time_order_through_sigkills(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -65,13 +70,12 @@ def test_timers_fire_exactly_once_in_event_time_order_through_sigkills(
         produced = 0
         for _ in range(4):  # SIGKILL a worker whenever outputs have moved on, and restart it
             wait_for(
-                lambda: sum(end_offsets(kafka_bootstrap, names.out, "uncommitted").values())
-                > produced + 40,
+                lambda at_least=produced + 40: _written(kafka_bootstrap, names.out) > at_least,
                 120,
                 "outputs after a restart",
                 interval=0.2,
             )
-            produced = sum(end_offsets(kafka_bootstrap, names.out, "uncommitted").values())
+            produced = _written(kafka_bootstrap, names.out)
             victim = rng.choice(workers)
             victim.kill()
             victim.start()
