@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from eokafka.describe import Graph, ProcessorNode, StoreNode, render
 from eokafka.errors import TopologyError
@@ -24,6 +24,14 @@ from eokafka.state import BackendKind, StoreSpec, changelog_topic, stream_time_s
 from eokafka.timers import ProcessorTimers
 
 Processor = Callable[[Any, Any], None]
+
+
+class IdleCloser(Protocol):
+    """A windowed aggregation that closes windows on idle (``window(close_on_idle_ms=)``)."""
+
+    close_on_idle_ms: int | None
+
+    def close_idle(self, ctx: Any, active_ms: int, now_ms: int) -> int | None: ...
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -73,6 +81,12 @@ class Topology:
         self.dead_letters = False
         # timer store -> the timers of the processor it belongs to (eokafka.timers)
         self.timers: dict[str, ProcessorTimers] = {}
+        # window store -> its aggregation, where windows close on idle partitions
+        self.idle_windows: dict[str, IdleCloser] = {}
+
+    def add_idle_window(self, store: str, closer: IdleCloser) -> None:
+        """A windowed aggregation whose windows close when its partition goes idle."""
+        self.idle_windows[store] = closer
 
     def add_timers(self, timers: ProcessorTimers) -> None:
         """A processor with timers: ``validate`` declares its timer store."""

@@ -122,11 +122,17 @@ class Root:
     def process(self, record: Any, ctx: Any) -> None:
         emit = self._emit
         if emit is None:
-            emit = self._emit = self.node.compile()
+            emit = self.compiled()
         self.record = record
         if self.timestamp is not None:
             self.ts = check_timestamp(self.timestamp(record), "the stream's timestamp=")
         emit(record.key, record.value, ctx)
+
+    def compiled(self) -> Emit:
+        """The operator tree, compiled at first use (operators keep what they compiled)."""
+        if self._emit is None:
+            self._emit = self.node.compile()
+        return self._emit
 
     def add(self, parent: Node, label: str, wrap: Wrap) -> Node:
         node = Node(label, wrap)

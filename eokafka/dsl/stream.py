@@ -14,7 +14,14 @@ from typing import Any
 from eokafka import windows as w
 from eokafka.dsl import operators as op
 from eokafka.dsl.graph import MISSING, Node, Root, TimestampFn, Wrap, claim_store, sink
-from eokafka.dsl.windowed import EmitMode, Late, WindowOperator, check_emit, window_retention
+from eokafka.dsl.windowed import (
+    EmitMode,
+    Late,
+    WindowOperator,
+    check_emit,
+    check_idle,
+    window_retention,
+)
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
 from eokafka.state import stream_time_store
@@ -187,6 +194,7 @@ class GroupedStream:
         timestamp: TimestampFn | None = None,
         late: Late = "drop",
         retention_ms: int | None = None,
+        close_on_idle_ms: int | None = None,
     ) -> WindowedStream:
         """Aggregate per key and event-time window (see ``eokafka.windows``).
 
@@ -195,8 +203,11 @@ class GroupedStream:
         ``late`` says what happens to records whose window has closed: ``"drop"`` (counted
         and logged) or ``"dead-letter"`` (to ``<application id>-dlq`` with headers).
         ``retention_ms`` is the window store changelog's (default: the windows' reach + 1 day).
+        ``close_on_idle_ms``: when a partition had no record for that long (wall clock), its
+        stream time moves on with the wall clock and due windows close and emit; this trades
+        replay determinism for latency (README "Windows that close without new data").
         """
-        return WindowedStream(self, windows, timestamp, late, retention_ms)
+        return WindowedStream(self, windows, timestamp, late, retention_ms, close_on_idle_ms)
 
     def count(self, *, name: str) -> Table:
         """Records per key, kept in store ``name``."""
@@ -281,8 +292,11 @@ class WindowedStream:
         timestamp: TimestampFn | None,
         late: Late,
         retention_ms: int | None,
+        close_on_idle_ms: int | None = None,
     ) -> None:
         self._retention_ms = window_retention(windows, late, retention_ms)
+        check_idle(close_on_idle_ms)
+        self._close_on_idle_ms = close_on_idle_ms
         self._grouped = grouped
         self._windows = windows
         self._timestamp = timestamp
@@ -360,8 +374,11 @@ class WindowedStream:
         if self._late == "dead-letter":
             app.topology.add_dead_letters()
         operator = WindowOperator(
-            root, name, self._windows, agg, emit == "final", self._late, self._timestamp
-        )
+            root, name, self._windows, agg, emit == "final", self._late, self._timestamp,
+            self._close_on_idle_ms,
+        )  # fmt: skip
+        if self._close_on_idle_ms is not None:
+            app.topology.add_idle_window(name, operator)
         node = root.add(stream._node, f"window {label}({name}, {emit})", operator.wrap)
         return WindowedTable(root, node, name, WindowedSerde(root.key_serde))
 

@@ -38,7 +38,7 @@ class StreamTimeStore(Store):
     """One int64 (big-endian) under one key; the value is cached as an int until an abort,
     a restore or a raw write could have changed it."""
 
-    __slots__ = ("_time",)
+    __slots__ = ("_time", "idle_base")
 
     def __init__(
         self,
@@ -50,6 +50,9 @@ class StreamTimeStore(Store):
     ) -> None:
         super().__init__(name, backend, Bytes(), Bytes(), **kwargs)
         self._time: Any = _UNKNOWN
+        # A windowed aggregation closing on idle (eokafka.dsl.windowed): (wall-clock ms of the
+        # partition's last record, the stream time then), in memory.
+        self.idle_base: tuple[int, int] | None = None
 
     def stream_time(self) -> int | None:
         """The stream time, this transaction's advance included; None before any record."""

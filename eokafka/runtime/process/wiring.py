@@ -49,7 +49,7 @@ from eokafka.runtime.tasks.manager import TaskManager
 from eokafka.runtime.tasks.process import Processing, processors_of
 from eokafka.runtime.tasks.standby import StandbyReplicas
 from eokafka.runtime.tasks.store_loader import StoreLoader
-from eokafka.runtime.tasks.timers import WallClockTimers
+from eokafka.runtime.tasks.wall_clock import WallClock
 from eokafka.runtime.topics import TopicGuard
 from eokafka.state import changelog_topic
 from eokafka.topology import Topology
@@ -72,7 +72,7 @@ class Parts:
     processing: Processing
     rebalance: Rebalance
     bound: BoundedRun | None
-    wall_timers: WallClockTimers | None = None  # processors' wall-clock timers, if any
+    wall_clock: WallClock | None = None  # wall-clock timers and idle windows, if any
 
 
 def build(
@@ -165,10 +165,10 @@ def build(
         rebalance_protocol(settings), settings.auto_offset_reset, owner, tasks, sinks, poison,
         metrics, replan, consumer, app_id, patience,
     )  # fmt: skip
-    wall_timers = None
-    if topology.timers:
-        wall_timers = WallClockTimers(topology, tasks, ctx, owner, collector, clients.wall_ms)
+    wall_clock = None
+    if topology.timers or topology.idle_windows:
+        wall_clock = WallClock(topology, tasks, ctx, owner, collector, clients.wall_ms)
     return Parts(
         topics, owner, ctx, consumer, tasks, loader, standby, abort_loop, poison, sinks,
-        processing, rebalance, bound, wall_timers,
+        processing, rebalance, bound, wall_clock,
     )  # fmt: skip

@@ -169,16 +169,20 @@ class Worker:
         msgs = consumer.consume(size, timeout)
         if self.bound is not None:
             msgs = self.bound.admit(msgs)
+        wall_clock = self.parts.wall_clock
         if msgs:
             owner.begin()
+            runs = list(tasks.runs(msgs))
             try:
-                self.parts.processing.batch(list(tasks.runs(msgs)))
+                self.parts.processing.batch(runs)
             except (RecordFailed, TransactionAborted) as failed:
                 owner.abandon(failed)
                 return
-        if self.parts.wall_timers is not None:
+            if wall_clock is not None:
+                wall_clock.active(runs)
+        if wall_clock is not None:
             try:
-                self.parts.wall_timers.step()
+                wall_clock.step()
             except (RecordFailed, TransactionAborted) as failed:
                 owner.abandon(failed)
                 return
