@@ -108,9 +108,11 @@ class TimerScope:
         self._add(registered, _Schedule(name or _name(fn, call), fn, kind, at=at_ms))
 
     def _add(self, registered: Registered, schedule: _Schedule) -> None:
-        if any(s.name == schedule.name for s in registered.schedules):
+        """A one-shot's name marks it fired in the store: two of one name would be one."""
+        once = schedule.interval == 0
+        if once and any(s.name == schedule.name and not s.interval for s in registered.schedules):
             raise TopologyError(
-                f"processor {self._timers.processor!r}: a schedule named {schedule.name!r} is "
+                f"processor {self._timers.processor!r}: a one-shot named {schedule.name!r} is "
                 "registered twice; give schedule_at(..., name=...) distinct names"
             )
         registered.schedules.append(schedule)
@@ -177,8 +179,14 @@ class ProcessorTimers:
         self.key_serde = key_serde
 
     def describe(self) -> str:
-        parts = ["init" if self.init else "", "per-key on_timer" if self.on_timer else ""]
-        return f"timers ({', '.join(p for p in parts if p)}) in store {self.store_name}"
+        """For ``eokafka describe``: which callbacks, and the store that keeps the timers."""
+        parts = [
+            f"init={getattr(self.init, '__name__', self.init)}" if self.init else "",
+            f"on_timer={getattr(self.on_timer, '__name__', self.on_timer)}"
+            if self.on_timer
+            else "",
+        ]
+        return f"timers ({', '.join(p for p in parts if p)}) kept in store {self.store_name}"
 
     def store(self, ctx: ProcessorContext) -> TimerStore:
         store = ctx.store(self.store_name)

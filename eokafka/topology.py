@@ -255,6 +255,7 @@ def topology_graph(
                 s.stores,
                 s.outputs,
                 dead_letter_topic or (late_dlq if windowed else None),
+                None if s.timers is None else s.timers.describe(),
             )
         )
     for store in graph.stores.values():

@@ -379,7 +379,9 @@ class WindowedStream:
         )  # fmt: skip
         if self._close_on_idle_ms is not None:
             app.topology.add_idle_window(name, operator)
-        node = root.add(stream._node, f"window {label}({name}, {emit})", operator.wrap)
+        idle = self._close_on_idle_ms
+        closing = "" if idle is None else f", close on idle {idle} ms"
+        node = root.add(stream._node, f"window {label}({name}, {emit}{closing})", operator.wrap)
         return WindowedTable(root, node, name, WindowedSerde(root.key_serde))
 
 

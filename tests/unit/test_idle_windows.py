@@ -92,3 +92,9 @@ def test_without_the_option_windows_wait_for_data(tmp_path: Path) -> None:
 def test_a_bad_close_on_idle_ms_is_refused(bad: object) -> None:
     with pytest.raises(TopologyError, match="close_on_idle_ms must be a positive int"):
         _app(bad)  # type: ignore[arg-type]
+
+
+def test_describe_shows_the_idle_close() -> None:
+    text = _app(5_000).topology.describe("idle-windows")
+    assert "window count(c, final, close on idle 5000 ms)" in text
+    assert "close on idle" not in _app(None).topology.describe("idle-windows")

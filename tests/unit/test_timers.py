@@ -161,5 +161,26 @@ def test_misuse_is_a_clear_error(tmp_path: Path) -> None:
 def test_describe_shows_the_timer_store() -> None:
     app = _alerts_app()
     text = app.topology.describe("timer-alerts")
-    assert "orders-timers" in text
-    assert "timer-alerts-orders-timers-changelog" in text
+    assert "     timers (init=setup, on_timer=expired) kept in store orders-timers" in text
+    assert "store orders-timers (memory), changelog timer-alerts-orders-timers-changelog" in text
+
+
+def test_the_readme_example_runs(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("### Timers") :]
+    code = section[section.index("```python\n") + 10 : section.index("```\n", 10)]
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md#timers", "exec"), namespace)
+    app = namespace["app"]
+    assert isinstance(app, eokafka.App)
+    with TestDriver(app, start_time_ms=1_000, state_dir=str(tmp_path)) as driver:
+        driver.pipe("orders", "o1", {"type": "order"}, timestamp=1_000)
+        driver.pipe("orders", "o2", {"type": "order"}, timestamp=2_000)
+        driver.pipe("orders", "o2", {"type": "payment"}, timestamp=3_000)
+        driver.pipe("orders", "x", {"type": "other"}, timestamp=961_000)
+        driver.advance_time(11_000)
+        driver.commit()
+        alerts = driver.output("alerts", key_serde=S, value_serde=J)
+        ticks = driver.output("ticks", key_serde=S, value_serde=S)
+    assert [(r.key, r.value) for r in alerts] == [("o1", {"unpaid-since": 1_000})]
+    assert [(r.value, r.timestamp) for r in ticks] == [("960000", 960_000), ("11000", 11_000)]
