@@ -62,6 +62,13 @@ class Registered:
     schedules: list[_Schedule] = field(default_factory=list)
 
 
+def _registered(store: TimerStore) -> Registered:
+    """What init registered on the task of ``store`` (set before init runs)."""
+    registered = store.registered
+    assert isinstance(registered, Registered), "init has not run on this timer store"
+    return registered
+
+
 def _check_kind(what: str, kind: object) -> None:
     if kind not in KINDS:
         raise TopologyError(f"{what}: kind must be one of {KINDS}, not {kind!r}")
@@ -88,8 +95,7 @@ class TimerScope:
                 f"function: @app.processor(..., init=setup) with setup(ctx) calling {call} "
                 f"(processor {self._timers.processor!r}); per key, use ctx.timers.set(key, at)"
             )
-        registered: Registered = self._store.registered
-        return registered
+        return _registered(self._store)
 
     def schedule(self, interval_ms: int, fn: TimerFn, kind: str = "stream-time") -> None:
         call = "ctx.schedule(...)"
@@ -194,8 +200,12 @@ class ProcessorTimers:
         if store.registered is None:
             store.registered = Registered()
             if self.init is not None:
-                with ctx.timer_scope(TimerScope(self, store, in_init=True)):
-                    self.init(ctx)
+                try:
+                    with ctx.timer_scope(TimerScope(self, store, in_init=True)):
+                        self.init(ctx)
+                except BaseException:
+                    store.registered = None  # runs again, whole, next time
+                    raise
         return store
 
     def wrap(self, fn: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
@@ -218,10 +228,9 @@ class ProcessorTimers:
 
     def wall_due(self, store: TimerStore, now_ms: int) -> bool:
         """Whether a wall-clock check at ``now_ms`` has anything to do (cheap)."""
-        registered: Registered | None = store.registered
-        if registered is None:
+        if store.registered is None:
             return True  # init has not run on this task yet
-        for s in registered.schedules:
+        for s in _registered(store).schedules:
             if s.kind != "wall-clock":
                 continue
             if s.interval:
@@ -234,10 +243,13 @@ class ProcessorTimers:
 
     def fire_wall_clock(self, ctx: ProcessorContext, now_ms: int) -> int:
         """Fire the wall-clock timers due at ``now_ms`` (ctx bound to the task); how many."""
-        store = self.store(ctx)
-        due = self._due(store, "wall-clock", None, now_ms)
         try:
+            store = self.store(ctx)
+            due = self._due(store, "wall-clock", None, now_ms)
             self._fire(ctx, store, due)
+        except EokafkaError:
+            ctx.pending.clear()
+            raise
         except Exception as exc:
             ctx.pending.clear()
             raise TimerError(
@@ -248,9 +260,8 @@ class ProcessorTimers:
 
     def _due(self, store: TimerStore, kind: str, before: int | None, now: int) -> list[Due]:
         """What fires as ``kind`` time moves from ``before`` to ``now``, in firing order."""
-        registered: Registered = store.registered
         due: list[Due] = []
-        for s in registered.schedules:
+        for s in _registered(store).schedules:
             if s.kind != kind:
                 continue
             if s.interval == 0:

@@ -57,7 +57,7 @@ class TimerStore(Store):
     ) -> None:
         super().__init__(name, backend, Bytes(), Bytes(), **kwargs)
         # What init registered on this instance (eokafka.timers.Registered); None: not run.
-        self.registered: Any = None
+        self.registered: object | None = None
         self._heaps: dict[bytes, list[Item]] | None = None
 
     def _raw(self, key: bytes) -> bytes | None:

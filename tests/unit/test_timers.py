@@ -12,7 +12,7 @@ import eokafka
 from eokafka import serdes
 from eokafka.errors import TopologyError
 from eokafka.testing import TestDriver
-from eokafka.timers import Timer
+from eokafka.timers import Timer, TimerError
 from tests.timers_reference import fired
 
 S, J = serdes.String(), serdes.Json()
@@ -184,3 +184,22 @@ def test_the_readme_example_runs(tmp_path: Path) -> None:
         ticks = driver.output("ticks", key_serde=S, value_serde=S)
     assert [(r.key, r.value) for r in alerts] == [("o1", {"unpaid-since": 1_000})]
     assert [(r.value, r.timestamp) for r in ticks] == [("960000", 960_000), ("11000", 11_000)]
+
+
+def test_a_raising_wall_clock_callback_stops_the_worker_naming_it(tmp_path: Path) -> None:
+    app = eokafka.App("timer-raises")
+
+    def boom(timer: Timer, ctx: eokafka.ProcessorContext) -> None:
+        raise KeyError("missing")
+
+    def setup(ctx: eokafka.ProcessorContext) -> None:
+        ctx.schedule(1_000, boom, kind="wall-clock")
+
+    @app.processor("in", key_serde=S, value_serde=S, init=setup)
+    def proc(record: eokafka.Record, ctx: eokafka.ProcessorContext) -> None:
+        pass
+
+    with TestDriver(app, state_dir=str(tmp_path)) as driver:
+        with pytest.raises(TimerError, match=r"processor 'proc', partition 0: a wall-clock "
+                           r"timer callback raised KeyError: 'missing'"):  # fmt: skip
+            driver.advance_time(1_000)
