@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.apps.timer_apps import AT_MS, EVERY_MS, TIMEOUT_MS
-from tests.integration.harness import app_topics, wait_for, worker
+from tests.integration.harness import AppTopics, wait_for, worker
 from tests.integration.test_dsl import _table_loaded
-from tests.kafka_helpers import end_offsets, produce_records, read_committed
+from tests.kafka_helpers import (
+    create_topic,
+    end_offsets,
+    produce_records,
+    read_committed,
+    unique_name,
+)
 from tests.timers_reference import Event, fired
 
 pytestmark = pytest.mark.integration
@@ -54,7 +60,9 @@ def test_timers_fire_exactly_once_in_event_time_order_through_sigkills(
 ) -> None:
     rng = random.Random(20)
     data = {p: _input(rng, p, 400) for p in range(PARTITIONS)}
-    names = app_topics(kafka_bootstrap, "timers", PARTITIONS)
+    names = AppTopics(unique_name("timers"), unique_name("timers-in"), unique_name("timers-out"))
+    for topic in (names.src, names.out):  # event times near 1970: no time retention
+        create_topic(kafka_bootstrap, topic, PARTITIONS, config={"retention.ms": "-1"})
     workers = [
         worker(TARGET, kafka_bootstrap, tmp_path, f"w{i}", names.env, ["--instance-id", f"w{i}"])
         for i in range(2)
