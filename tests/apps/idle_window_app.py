@@ -13,7 +13,7 @@ import eokafka
 from eokafka import serdes, windows
 from tests.apps.eos_copy import INPUT, OUTPUT
 
-SIZE_MS, GRACE_MS = 1_000, 2_000
+SIZE_MS, GRACE_MS = 1_000, 4_000
 IDLE_MS = int(os.environ.get("TEST_IDLE_MS") or 0) or None
 
 app = eokafka.App(os.environ.get("TEST_APP_ID", "idle-windows"))

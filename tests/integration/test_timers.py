@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from pathlib import Path
 
 import pytest
@@ -67,27 +66,23 @@ def test_timers_fire_exactly_once_in_event_time_order_through_sigkills(
         worker(TARGET, kafka_bootstrap, tmp_path, f"w{i}", names.env, ["--instance-id", f"w{i}"])
         for i in range(2)
     ]
-    chunks = [(p, events[i : i + 50]) for i in range(0, 400, 50) for p, events in data.items()]
-    feeder = threading.Thread(
-        target=lambda: [_produce(kafka_bootstrap, names.src, p, c) for p, c in chunks]
-    )
     try:
         for w in workers:
             w.start()
-        feeder.start()
-        produced = 0
-        for _ in range(4):  # SIGKILL a worker whenever outputs have moved on, and restart it
-            wait_for(
-                lambda at_least=produced + 40: _written(kafka_bootstrap, names.out) > at_least,
-                120,
-                "outputs after a restart",
-                interval=0.2,
-            )
-            produced = _written(kafka_bootstrap, names.out)
-            victim = rng.choice(workers)
-            victim.kill()
-            victim.start()
-        feeder.join()
+        for i in range(0, 400, 50):  # a chunk per partition, then a SIGKILL once it is at work
+            mark = _written(kafka_bootstrap, names.out)
+            for p, events in data.items():
+                _produce(kafka_bootstrap, names.src, p, events[i : i + 50])
+            if i // 50 % 2 == 0:
+                wait_for(
+                    lambda at=mark: _written(kafka_bootstrap, names.out) > at,
+                    120,
+                    "outputs of the chunk (a liveness bound)",
+                    interval=0.1,
+                )
+                victim = rng.choice(workers)
+                victim.kill()
+                victim.start()
         wait_for(
             lambda: _table_loaded(kafka_bootstrap, names.app_id, names.src), 120, "the input"
         )
@@ -107,7 +102,6 @@ def test_timers_fire_exactly_once_in_event_time_order_through_sigkills(
             assert w.terminate() == 0, w.log()[-3000:]
         got = outputs()
     finally:
-        feeder.join()
         for w in workers:
             w.stop_quietly()
 
