@@ -14,14 +14,7 @@ from typing import Any
 from eokafka import windows as w
 from eokafka.dsl import operators as op
 from eokafka.dsl.graph import MISSING, Node, Root, TimestampFn, Wrap, claim_store, sink
-from eokafka.dsl.windowed import (
-    EmitMode,
-    Late,
-    WindowOperator,
-    check_emit,
-    check_idle,
-    window_retention,
-)
+from eokafka.dsl.windowed import EmitMode, Late, WindowOperator, check_emit, window_retention
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
 from eokafka.state import stream_time_store
@@ -295,7 +288,6 @@ class WindowedStream:
         close_on_idle_ms: int | None = None,
     ) -> None:
         self._retention_ms = window_retention(windows, late, retention_ms)
-        check_idle(close_on_idle_ms)
         self._close_on_idle_ms = close_on_idle_ms
         self._grouped = grouped
         self._windows = windows
@@ -373,14 +365,14 @@ class WindowedStream:
         app.topology.add_window_store(name, self._retention_ms)
         if self._late == "dead-letter":
             app.topology.add_dead_letters()
-        operator = WindowOperator(
-            root, name, self._windows, agg, emit == "final", self._late, self._timestamp,
-            self._close_on_idle_ms,
-        )  # fmt: skip
-        if self._close_on_idle_ms is not None:
-            app.topology.add_idle_window(name, operator)
         idle = self._close_on_idle_ms
-        closing = "" if idle is None else f", close on idle {idle} ms"
+        operator = WindowOperator(
+            root, name, self._windows, agg, emit == "final", self._late, self._timestamp, idle
+        )
+        closing = ""
+        if idle is not None:
+            app.topology.add_idle_window(name, operator)
+            closing = f", close on idle {idle} ms"
         node = root.add(stream._node, f"window {label}({name}, {emit}{closing})", operator.wrap)
         return WindowedTable(root, node, name, WindowedSerde(root.key_serde))
 

@@ -88,6 +88,7 @@ class WindowOperator:
         timestamp: TimestampFn | None,
         close_on_idle_ms: int | None = None,
     ) -> None:
+        check_idle(close_on_idle_ms)
         self.root = root
         self.close_on_idle_ms = close_on_idle_ms
         self._close_idle: Callable[[Any, int], None] = _not_compiled
