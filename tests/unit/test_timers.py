@@ -19,11 +19,12 @@ S, J = serdes.String(), serdes.Json()
 TIMEOUT = 1_000
 
 
-def _alerts_app() -> eokafka.App:
+def _alerts_app(backend: str = "memory") -> eokafka.App:
     """An order (value "order") not paid (value "payment", same key) within TIMEOUT ms of
     stream time raises an alert; a tick goes out
     every 500 ms of stream time, and once when stream time reaches 2000."""
     app = eokafka.App("timer-alerts")
+    app.store("orders-timers", backend=backend)  # type: ignore[arg-type]
 
     def tick(timer: Timer, ctx: eokafka.ProcessorContext) -> None:
         ctx.send("ticks", timer.name, str(timer.time))
@@ -55,16 +56,16 @@ def _events(seed: int, n: int = 120) -> list[tuple[str, str, int]]:
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed, backend", [(1, "memory"), (2, "memory"), (3, "rocksdb")])
 def test_stream_time_timers_match_the_reference_across_aborts_and_crashes(
-    tmp_path: Path, seed: int
+    tmp_path: Path, seed: int, backend: str
 ) -> None:
     events = _events(seed)
     want = fired(events, TIMEOUT, every=500, at=2_000)
     want_alerts = [(key, t) for what, key, t in want if what == "key"]
     want_ticks = [t for what, _, t in want if what != "key"]
     rnd = random.Random(seed)
-    with TestDriver(_alerts_app(), state_dir=str(tmp_path)) as driver:
+    with TestDriver(_alerts_app(backend), state_dir=str(tmp_path)) as driver:
         for kind, key, ts in events:
             driver.pipe("orders", key, kind, timestamp=ts, commit=False)
             fate = rnd.random()
