@@ -14,7 +14,8 @@ from eokafka.record import Record
 from eokafka.serdes import Bytes, Json, Serde, String
 from eokafka.sink import Sink
 from eokafka.source import Feed, SourceConnector
-from eokafka.state import BackendKind, StoreSpec
+from eokafka.state import BackendKind, StoreSpec, timer_store
+from eokafka.timers import InitFn, ProcessorTimers, TimerFn
 from eokafka.topology import Processor, Source, Topology
 
 S = TypeVar("S", bound=Sink)
@@ -51,6 +52,8 @@ class App:
         stores: list[str] | tuple[str, ...] = (),
         outputs: list[str] | tuple[str, ...] = (),
         on_error: OnError | None = None,
+        init: InitFn | None = None,
+        on_timer: TimerFn | None = None,
     ) -> Callable[[Processor], Processor]:
         """Register ``fn(record, ctx)`` for every record of the given topics.
 
@@ -61,22 +64,37 @@ class App:
         table on it raises TopologyError, so that a record's outputs are all-or-nothing.
         ``on_error`` (a word or a handler, see ``eokafka.on_error``) replaces the app's for
         this processor's records.
+
+        Timers (``eokafka.timers``): ``init(ctx)`` runs once per task and may register
+        ``ctx.schedule(...)`` / ``ctx.schedule_at(...)``; with ``on_timer(timer, ctx)`` the
+        processor keeps per-key timers (``ctx.timers.set(key, at_ms)``). Either gives the
+        processor the store ``<name>-timers``.
         """
         if on_error is not None:
             check_on_error(on_error, f"processor on {topic!r}")
 
         def register(fn: Processor) -> Processor:
+            proc = name or getattr(fn, "__name__", "processor")
+            timers = None
+            run, uses = fn, tuple(stores)
+            if init is not None or on_timer is not None:
+                timers = ProcessorTimers(
+                    proc, timer_store(proc), init, on_timer, key_serde or Bytes()
+                )
+                run, uses = timers.wrap(fn), (*uses, timers.store_name)
+                self.topology.add_timers(timers)
             for t in (topic, *more_topics):
                 self.topology.add_source(
                     Source(
-                        name=name or getattr(fn, "__name__", "processor"),
+                        name=proc,
                         topic=t,
-                        fn=fn,
+                        fn=run,
                         key_serde=key_serde or Bytes(),
                         value_serde=value_serde or Bytes(),
-                        stores=tuple(stores),
+                        stores=uses,
                         outputs=tuple(outputs),
                         on_error=on_error,
+                        timers=timers,
                     )
                 )
             return fn

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
@@ -29,6 +31,36 @@ def _as_bytes(obj: Any, what: str, topic: str) -> bytes | None:
     )
 
 
+@dataclass(frozen=True)
+class Timer:
+    """What a timer callback gets (eokafka.timers): ``key`` (None for a schedule), the time
+    it was due at (ms; stream time or epoch wall clock, by ``kind``), the schedule's ``name``."""
+
+    key: Any
+    time: int
+    kind: str
+    name: str | None = None
+
+
+TimerFn = Callable[[Timer, "ProcessorContext"], None]
+
+
+class TimerScope(Protocol):
+    """What ``ctx.timers`` and ``ctx.schedule`` reach while a processor with timers runs."""
+
+    def schedule(self, interval_ms: int, fn: TimerFn, kind: str = ...) -> None: ...
+
+    def schedule_at(
+        self, at_ms: int, fn: TimerFn, kind: str = ..., name: str | None = ...
+    ) -> None: ...
+
+    def set(self, key: Any, at_ms: int, kind: str = ...) -> None: ...
+
+    def cancel(self, key: Any) -> None: ...
+
+    def get(self, key: Any) -> Timer | None: ...
+
+
 class ProcessorContext:
     """Collects a record's sends; the worker produces them only if the processor returns.
 
@@ -38,7 +70,7 @@ class ProcessorContext:
 
     __slots__ = (
         "pending", "partition", "dropped", "late", "_known_topics", "_check_topic", "_stores",
-        "_sinks", "_writers",
+        "_sinks", "_writers", "_timers",
     )
 
     def __init__(
@@ -57,6 +89,7 @@ class ProcessorContext:
         self._stores: Mapping[str, Store] = {}
         self._sinks: Callable[[str], SinkWriter | None] = lambda _name: None
         self._writers: dict[str, SinkWriter] = {}
+        self._timers: TimerScope | None = None
 
     def bind(self, partition: int, stores: Mapping[str, Store]) -> None:
         """The runtime runs a task's records: its partition index and its open stores."""
@@ -145,3 +178,40 @@ class ProcessorContext:
         self.pending.append(
             (topic, value, key, -1 if partition is None else partition, timestamp, headers)
         )
+
+    # -- timers (eokafka.timers) -------------------------------------------------------------
+
+    @contextmanager
+    def timer_scope(self, scope: TimerScope) -> Iterator[None]:
+        """The runtime of a processor with timers: what ``timers`` and ``schedule`` reach."""
+        outer, self._timers = self._timers, scope
+        try:
+            yield
+        finally:
+            self._timers = outer
+
+    def _timer_scope(self, call: str) -> TimerScope:
+        if self._timers is None:
+            raise TopologyError(
+                f"{call}: timers are for processors declared with them: "
+                "@app.processor(topic, init=setup, on_timer=fn), and only while one runs"
+            )
+        return self._timers
+
+    @property
+    def timers(self) -> TimerScope:
+        """The processor's per-key timers: ``set(key, at_ms, kind=...)``, ``cancel(key)``,
+        ``get(key)``; each fires the processor's ``on_timer(timer, ctx)`` once."""
+        return self._timer_scope("ctx.timers")
+
+    def schedule(self, interval_ms: int, fn: TimerFn, kind: str = "stream-time") -> None:
+        """Call ``fn(timer, ctx)`` every ``interval_ms`` of ``kind`` time ("stream-time" or
+        "wall-clock"), on every task of the processor; only from its ``init`` function."""
+        self._timer_scope("ctx.schedule(...)").schedule(interval_ms, fn, kind)
+
+    def schedule_at(
+        self, at_ms: int, fn: TimerFn, kind: str = "stream-time", name: str | None = None
+    ) -> None:
+        """Call ``fn(timer, ctx)`` once per task when ``kind`` time reaches ``at_ms``; only
+        from the processor's ``init`` function. Fired once, kept in the timer store."""
+        self._timer_scope("ctx.schedule_at(...)").schedule_at(at_ms, fn, kind, name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from eokafka.describe import Graph, ProcessorNode, StoreNode, render
 from eokafka.errors import TopologyError
@@ -21,9 +21,18 @@ from eokafka.serdes import Bytes, Serde
 from eokafka.sink import Sink
 from eokafka.source import Feed
 from eokafka.state import BackendKind, StoreSpec, changelog_topic, stream_time_store
+from eokafka.timers import ProcessorTimers
 from eokafka.tracebacks import is_framework, shown_path
 
 Processor = Callable[[Any, Any], None]
+
+
+class IdleCloser(Protocol):
+    """A windowed aggregation that closes windows on idle (``window(close_on_idle_ms=)``)."""
+
+    close_on_idle_ms: int | None
+
+    def close_idle(self, ctx: Any, active_ms: int, now_ms: int) -> int | None: ...
 
 
 def _declared_at() -> str:
@@ -48,6 +57,7 @@ class Source:
     stores: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()  # topics it sends to, where known (describe only)
     on_error: OnError | None = None  # its records' errors (None: the app's on_error)
+    timers: ProcessorTimers | None = None  # its timers (eokafka.timers), if it has any
 
 
 class Topology:
@@ -68,6 +78,20 @@ class Topology:
         self.dead_letters = False
         # the app's on_error handler (a word is a setting: Settings.on_error)
         self.on_error: ErrorHandler | None = None
+        # timer store -> the timers of the processor it belongs to (eokafka.timers)
+        self.timers: dict[str, ProcessorTimers] = {}
+        # window store -> its aggregation, where windows close on idle partitions
+        self.idle_windows: dict[str, IdleCloser] = {}
+
+    def add_idle_window(self, store: str, closer: IdleCloser) -> None:
+        """A windowed aggregation whose windows close when its partition goes idle."""
+        self.idle_windows[store] = closer
+
+    def add_timers(self, timers: ProcessorTimers) -> None:
+        """A processor with timers: ``validate`` declares its timer store."""
+        if timers.store_name in self.timers:
+            raise TopologyError(f"processor {timers.processor!r} is declared twice with timers")
+        self.timers[timers.store_name] = timers
 
     def add_feed(self, feed: Feed) -> None:
         if feed.connector.name in self.feeds:
@@ -166,6 +190,13 @@ class Topology:
             spec = self.stores.get(name) or StoreSpec(name, "memory")
             self.stores[name] = replace(spec, window_retention_ms=retention)
             self._add_stream_time_store(name, spec.backend)
+        for name, timers in self.timers.items():
+            spec = self.stores.get(name) or StoreSpec(name, "memory")
+            if spec.timers_of not in (None, timers.processor):
+                raise TopologyError(f"store {name!r} keeps the timers of two processors")
+            self.stores[name] = StoreSpec(
+                name, spec.backend, Bytes(), Bytes(), timers_of=timers.processor
+            )
         for s in self.sources:
             for name in s.stores:
                 if name not in self.stores:
@@ -235,6 +266,7 @@ def topology_graph(
                 s.stores,
                 s.outputs,
                 dead_letter_topic or (late_dlq if windowed else None),
+                None if s.timers is None else s.timers.describe(),
             )
         )
     for store in graph.stores.values():

@@ -126,7 +126,7 @@ class Root:
     def process(self, record: Any, ctx: Any) -> None:
         emit = self._emit
         if emit is None:
-            emit = self._emit = self.node.compile()
+            emit = self.compiled()
         self.record = record
         late = self.late
         if late.notes:  # left by a record that raised half-way
@@ -136,6 +136,12 @@ class Root:
         emit(record.key, record.value, ctx)
         if late.notes:
             late.flush(f"{record.topic}[{record.partition}]@{record.offset}")
+
+    def compiled(self) -> Emit:
+        """The operator tree, compiled at first use (operators keep what they compiled)."""
+        if self._emit is None:
+            self._emit = self.node.compile()
+        return self._emit
 
     def add(self, parent: Node, label: str, wrap: Wrap) -> Node:
         node = Node(label, wrap)

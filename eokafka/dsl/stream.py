@@ -187,6 +187,7 @@ class GroupedStream:
         timestamp: TimestampFn | None = None,
         late: Late = "drop",
         retention_ms: int | None = None,
+        close_on_idle_ms: int | None = None,
     ) -> WindowedStream:
         """Aggregate per key and event-time window (see ``eokafka.windows``).
 
@@ -195,8 +196,11 @@ class GroupedStream:
         ``late`` says what happens to records whose window has closed: ``"drop"`` (counted
         and logged) or ``"dead-letter"`` (to ``<application id>-dlq`` with headers).
         ``retention_ms`` is the window store changelog's (default: the windows' reach + 1 day).
+        ``close_on_idle_ms``: when a partition had no record for that long (wall clock), its
+        stream time moves on with the wall clock and due windows close and emit; this trades
+        replay determinism for latency (README "Windows that close without new data").
         """
-        return WindowedStream(self, windows, timestamp, late, retention_ms)
+        return WindowedStream(self, windows, timestamp, late, retention_ms, close_on_idle_ms)
 
     def count(self, *, name: str) -> Table:
         """Records per key, kept in store ``name``."""
@@ -281,8 +285,10 @@ class WindowedStream:
         timestamp: TimestampFn | None,
         late: Late,
         retention_ms: int | None,
+        close_on_idle_ms: int | None = None,
     ) -> None:
         self._retention_ms = window_retention(windows, late, retention_ms)
+        self._close_on_idle_ms = close_on_idle_ms
         self._grouped = grouped
         self._windows = windows
         self._timestamp = timestamp
@@ -359,10 +365,15 @@ class WindowedStream:
         app.topology.add_window_store(name, self._retention_ms)
         if self._late == "dead-letter":
             app.topology.add_dead_letters()
+        idle = self._close_on_idle_ms
         operator = WindowOperator(
-            root, name, self._windows, agg, emit == "final", self._late, self._timestamp
+            root, name, self._windows, agg, emit == "final", self._late, self._timestamp, idle
         )
-        node = root.add(stream._node, f"window {label}({name}, {emit})", operator.wrap)
+        closing = ""
+        if idle is not None:
+            app.topology.add_idle_window(name, operator)
+            closing = f", close on idle {idle} ms"
+        node = root.add(stream._node, f"window {label}({name}, {emit}{closing})", operator.wrap)
         return WindowedTable(root, node, name, WindowedSerde(root.key_serde))
 
 

@@ -14,6 +14,7 @@ window again, once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 from eokafka import windows as w
@@ -54,6 +55,20 @@ def check_emit(label: str, name: str, emit: EmitMode) -> None:
         raise TopologyError(f"{label}({name!r}): emit must be 'update' or 'final', not {emit!r}")
 
 
+def check_idle(close_on_idle_ms: int | None) -> None:
+    """``close_on_idle_ms`` is None (windows close with data only) or a positive int."""
+    if close_on_idle_ms is not None and (
+        type(close_on_idle_ms) is not int or close_on_idle_ms <= 0
+    ):
+        raise TopologyError(
+            f"close_on_idle_ms must be a positive int (ms) or None, not {close_on_idle_ms!r}"
+        )
+
+
+def _not_compiled(ctx: Any, stream_time: int) -> None:
+    raise RuntimeError("a window operator closed windows before its tree was compiled")
+
+
 class LateRecordError(EokafkaError):
     """Why a late record went to the dead-letter topic (its ``eokafka.error.*`` headers)."""
 
@@ -70,8 +85,12 @@ class WindowOperator:
         final: bool,
         late: Late,
         timestamp: TimestampFn | None,
+        close_on_idle_ms: int | None = None,
     ) -> None:
+        check_idle(close_on_idle_ms)
         self.root = root
+        self.close_on_idle_ms = close_on_idle_ms
+        self._close_idle: Callable[[Any, int], None] = _not_compiled
         self.name = name
         self.windows = windows
         self.agg = agg
@@ -133,7 +152,7 @@ class WindowOperator:
             serde = store.aggregate_serde
             if serde is not codec[0]:  # every instance of a store shares its spec's serde
                 codec[:] = serde, serde.serialize, serde.deserialize
-            serialize, deserialize = codec[1], codec[2]
+            serialize = codec[1]
             kb = serialize_key(key)
             if kb is None:
                 raise ValueError("a windowed aggregation's key serialized to None")
@@ -152,6 +171,11 @@ class WindowOperator:
                 nxt(windowed(Windowed, (key, start, end)), out, ctx)
             if now == before:
                 return
+            close_due(store, now, key, kb, ctx)
+
+        def close_due(store: WindowStore, now: int, key: Any, kb: bytes | None, ctx: Any) -> None:
+            """Close every window stream time ``now`` passed: final results, tombstones."""
+            serialize, deserialize = codec[1], codec[2]
             for kb2, _, payload in store.due(now):
                 state = decode_state(payload, deserialize)
                 key2 = key if kb2 == kb else deserialize_key(kb2)
@@ -167,7 +191,46 @@ class WindowOperator:
                     for start, end, aggregate in closed:
                         nxt(Windowed(key2, start, end), result(aggregate), ctx)
 
+        def close_idle(ctx: Any, stream_time: int) -> None:
+            store: WindowStore = ctx.store(name)
+            serde = store.aggregate_serde
+            if serde is not codec[0]:
+                codec[:] = serde, serde.serialize, serde.deserialize
+            close_due(store, stream_time, None, None, ctx)
+
+        self._close_idle = close_idle
         return emit
+
+    def close_idle(self, ctx: Any, active_ms: int, now_ms: int) -> int | None:
+        """The partition had no record since wall-clock ``active_ms``, and ``now_ms`` is past
+        ``close_on_idle_ms`` after it: stream time moves on by the wall-clock time since then
+        and the windows it passes close. Returns the new stream time (None: nothing moved).
+
+        Stream time moves from what it was when the partition went idle, so an aborted
+        advance is made again, whole, at the next check."""
+        idle = self.close_on_idle_ms
+        if idle is None or now_ms - active_ms < idle:
+            return None
+        clock: StreamTimeStore = ctx.store(self.time_store)
+        base = clock.idle_base
+        if base is None or base[0] != active_ms:
+            current = clock.stream_time()
+            if current is None:
+                return None  # no record yet: no window to close
+            base = clock.idle_base = (active_ms, current)
+        target = base[1] + (now_ms - active_ms)
+        current = clock.stream_time()
+        if current is not None and target <= current:
+            return None
+        self.root.compiled()
+        clock.set_stream_time(target)
+        root = self.root
+        root.record, root.ts = None, target  # outputs carry the new stream time
+        try:
+            self._close_idle(ctx, target)
+        finally:
+            root.ts = None
+        return target
 
     def on_late(self, ctx: Any, ts: int, stream_time: int) -> None:
         """Count it, note it for the log (one line per record: dsl/late.py), and drop it or

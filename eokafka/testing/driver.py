@@ -93,6 +93,7 @@ class TestDriver:
             leave=no_leave,
             release_predecessor=no_leave,
             clock=self.cluster.clock,
+            wall_ms=lambda: self.cluster.now_ms,
         )
         # One set of metrics for every worker the driver starts: counters add up over
         # crashes and restarts, and count committed transactions only.
@@ -214,7 +215,9 @@ class TestDriver:
         return self.cluster.now_ms
 
     def advance_time(self, ms: int) -> None:
-        """Move the wall clock on: the worker commits if its commit interval has passed."""
+        """Move the wall clock on: wall-clock timers that come due fire (in the open
+        transaction), and the worker commits if its commit interval has passed. Stream time
+        moves with the timestamps of the records piped."""
         if ms < 0:
             raise ValueError("time only moves forward")
         self.cluster.now_ms += ms

@@ -49,6 +49,7 @@ from eokafka.runtime.tasks.manager import TaskManager
 from eokafka.runtime.tasks.process import Processing, processors_of
 from eokafka.runtime.tasks.standby import StandbyReplicas
 from eokafka.runtime.tasks.store_loader import StoreLoader
+from eokafka.runtime.tasks.wall_clock import WallClock
 from eokafka.runtime.topics import TopicGuard
 from eokafka.state import changelog_topic
 from eokafka.topology import Topology
@@ -71,6 +72,7 @@ class Parts:
     processing: Processing
     rebalance: Rebalance
     bound: BoundedRun | None
+    wall_clock: WallClock | None = None  # wall-clock timers and idle windows, if any
 
 
 def build(
@@ -164,7 +166,10 @@ def build(
         rebalance_protocol(settings), settings.auto_offset_reset, owner, tasks, sinks, poison,
         metrics, replan, consumer, app_id, patience,
     )  # fmt: skip
+    wall_clock = None
+    if topology.timers or topology.idle_windows:
+        wall_clock = WallClock(topology, tasks, ctx, owner, collector, clients.wall_ms)
     return Parts(
         topics, owner, ctx, consumer, tasks, loader, standby, abort_loop, poison, sinks,
-        processing, rebalance, bound,
+        processing, rebalance, bound, wall_clock,
     )  # fmt: skip

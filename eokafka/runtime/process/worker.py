@@ -1,7 +1,8 @@
 """The worker loop: poll a batch, hand each task its records, commit when due.
 
 One consumer and one transactional producer per worker process (KIP-447). Everything else
-is a part built in wiring.py: the tasks process the records (tasks/process.py), the record
+is a part built in wiring.py: the tasks process the records (tasks/process.py), the wall
+clock fires wall-clock timers and closes idle windows (tasks/wall_clock.py), the record
 collector produces their outputs (commit/collector.py), and the transaction owner commits,
 aborts and re-syncs with its participants (commit/owner.py). The loop only drives them:
 ``start`` joins the group, ``step`` is one pass, ``loop`` steps until asked to stop, then
@@ -147,7 +148,8 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------
 
     def step(self) -> None:
-        """One pass: restores and standbys, one batch through the tasks, commit when due."""
+        """One pass: restores and standbys, one batch through the tasks, the wall clock's
+        work, commit when due."""
         owner, tasks, consumer = self.owner, self.tasks, self.consumer
         clock = self.clients.clock
         if tasks.awaiting:  # assigned inputs whose committed offsets are not known yet
@@ -174,10 +176,20 @@ class Worker:
         msgs = consumer.consume(size, timeout)
         if self.bound is not None:
             msgs = self.bound.admit(msgs)
+        wall_clock = self.parts.wall_clock
         if msgs:
             owner.begin()
+            runs = list(tasks.runs(msgs))
             try:
-                self.parts.processing.batch(list(tasks.runs(msgs)))
+                self.parts.processing.batch(runs)
+            except (RecordFailed, TransactionAborted) as failed:
+                owner.abandon(failed)
+                return
+            if wall_clock is not None:
+                wall_clock.active(runs)
+        if wall_clock is not None:
+            try:
+                wall_clock.step()
             except (RecordFailed, TransactionAborted) as failed:
                 owner.abandon(failed)
                 return

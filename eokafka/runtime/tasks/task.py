@@ -84,6 +84,7 @@ class Task:
     checkpoints: dict[str, int] = field(default_factory=dict)  # delivered in the open txn
     marks: dict[Position, Mark] = field(default_factory=dict)
     suspended_at: float = 0.0
+    active_ms: int | None = None  # wall clock (epoch ms) of its last record, for idle windows
 
     @property
     def name(self) -> str:
@@ -101,6 +102,8 @@ class Task:
                 f"task {self.name}: no transition from {self.state.value} to {state.value}"
             )
         self.state = state
+        if state is TaskState.RUNNING:
+            self.active_ms = None  # idle from now on, until its first record
 
     # -- inputs --------------------------------------------------------------------------
 
