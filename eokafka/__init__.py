@@ -21,7 +21,7 @@ from eokafka.errors import (
 )
 from eokafka.record import Record
 from eokafka.state import StoreRecordTooLargeError
-from eokafka.windows import Windowed
+from eokafka.windows import JoinWindows, Windowed
 
 __all__ = [
     "App",
@@ -30,6 +30,7 @@ __all__ = [
     "EokafkaError",
     "FencedError",
     "GroupedStream",
+    "JoinWindows",
     "MissingTopicError",
     "OutputRefusedError",
     "PoisonRecordError",

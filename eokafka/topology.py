@@ -61,6 +61,8 @@ class Topology:
         self.internal_topics: dict[str, str] = {}
         # window store -> its changelog's retention.ms (windowed aggregations)
         self.window_stores: dict[str, int] = {}
+        # window stores whose stream time another one keeps (a stream join's right buffer)
+        self.clockless: set[str] = set()
         # sinks outside Kafka (databases, files), written through ctx.sink(name)
         self.sinks: dict[str, Sink] = {}
         # sources outside Kafka (files, database tables) feeding topics, by connector name
@@ -89,10 +91,13 @@ class Topology:
         whatever ``on_error`` says: the runtime creates it as it does for ``on_error``."""
         self.dead_letters = True
 
-    def add_window_store(self, name: str, retention_ms: int) -> None:
+    def add_window_store(self, name: str, retention_ms: int, clock: bool = True) -> None:
         """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so, and
-        declares the store of its stream time (``eokafka.state.stream_time``)."""
+        declares the store of its stream time (``eokafka.state.stream_time``) unless
+        ``clock`` is False (the store shares another window store's)."""
         self.window_stores[name] = retention_ms
+        if not clock:
+            self.clockless.add(name)
 
     def add_store(self, spec: StoreSpec) -> None:
         if spec.name in self.stores and self.stores[spec.name] != spec:
@@ -154,7 +159,8 @@ class Topology:
         for name, retention in self.window_stores.items():
             spec = self.stores.get(name) or StoreSpec(name, "memory")
             self.stores[name] = replace(spec, window_retention_ms=retention)
-            self._add_stream_time_store(name, spec.backend)
+            if name not in self.clockless:
+                self._add_stream_time_store(name, spec.backend)
         for s in self.sources:
             for name in s.stores:
                 if name not in self.stores:

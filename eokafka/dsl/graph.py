@@ -181,15 +181,16 @@ def sink(
 ) -> Wrap:
     """An operator that ends a branch by sending into the transaction (``to``, repartition).
 
-    Under a source with a timestamp extractor, outputs carry the extracted event time (so a
-    window after a repartition sees it); otherwise the input record's timestamp.
+    Outputs carry the event time ``root.ts`` where there is one (the extracted event time
+    under a source with a timestamp extractor, a join result's time), so a window after a
+    repartition sees it; otherwise the input record's timestamp.
     """
 
     if root is not None:
         root.add_output(topic)
 
     def wrap(_nxt: Emit) -> Emit:
-        if root is not None and root.timestamp is not None:
+        if root is not None:
 
             def emit_timed(key: Any, value: Any, ctx: Any) -> None:
                 ctx.send(

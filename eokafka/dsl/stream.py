@@ -14,11 +14,19 @@ from typing import Any
 from eokafka import windows as w
 from eokafka.dsl import operators as op
 from eokafka.dsl.graph import MISSING, Node, Root, TimestampFn, Wrap, claim_store, sink
-from eokafka.dsl.windowed import EmitMode, Late, WindowOperator, check_emit, window_retention
+from eokafka.dsl.stream_join import JoinKind, StreamJoin
+from eokafka.dsl.windowed import (
+    DEFAULT_RETENTION_MARGIN_MS,
+    EmitMode,
+    Late,
+    WindowOperator,
+    check_emit,
+    window_retention,
+)
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
 from eokafka.state import stream_time_store
-from eokafka.windows import Aggregator, WindowedSerde, Windows
+from eokafka.windows import Aggregator, JoinWindows, WindowedSerde, Windows
 
 
 class Stream:
@@ -28,14 +36,30 @@ class Stream:
     record, in the order the branches were declared.
     """
 
-    def __init__(self, root: Root, node: Node, rekeyed: bool = False) -> None:
+    def __init__(
+        self,
+        root: Root,
+        node: Node,
+        rekeyed: bool = False,
+        more: tuple[tuple[Root, Node], ...] = (),
+    ) -> None:
         self._root = root
         self._node = node
         self._rekeyed = rekeyed  # the key may differ from the one the topic is partitioned by
+        # The other (processor, operator) ends of a stream fed by several processors (a
+        # windowed join's two sides, a merge): every operator chained on is hung under each.
+        self._more = more
+
+    def _tips(self) -> list[tuple[Root, Node]]:
+        return [(self._root, self._node), *self._more]
 
     def _then(self, label: str, wrap: Wrap, rekeys: bool = False) -> Stream:
-        node = self._root.add(self._node, label, wrap)
-        return Stream(self._root, node, self._rekeyed or rekeys)
+        return self._then_each(label, lambda _root: wrap, rekeys)
+
+    def _then_each(self, label: str, make: Callable[[Root], Wrap], rekeys: bool = False) -> Stream:
+        """Hang an operator under every end, ``make(root)`` giving each processor's own."""
+        tips = [(root, root.add(node, label, make(root))) for root, node in self._tips()]
+        return Stream(tips[0][0], tips[0][1], self._rekeyed or rekeys, tuple(tips[1:]))
 
     # -- stateless operators (fused into the source's processor) -------------------------
 
@@ -63,7 +87,7 @@ class Stream:
         self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
     ) -> None:
         """Send every record to ``topic`` inside the transaction."""
-        self._then(f"to({topic})", sink(topic, key_serde, value_serde, self._root))
+        self._then_each(f"to({topic})", lambda root: sink(topic, key_serde, value_serde, root))
 
     def to_sink(self, name: str, row: Callable[[Any, Any], Any] | None = None) -> None:
         """Write every record to the sink ``name`` (``app.sink(...)``) inside the transaction.
@@ -86,7 +110,9 @@ class Stream:
     def _repartition(
         self, name: str, key_serde: Serde | None, value_serde: Serde | None, drop_null_keys: bool
     ) -> Stream:
-        root = op.repartition(self._root, self._node, name, key_serde, value_serde, drop_null_keys)
+        root = op.repartition(
+            self._root, self._node, name, key_serde, value_serde, drop_null_keys, self._more
+        )
         return Stream(root, root.node)
 
     def group_by_key(
@@ -117,24 +143,77 @@ class Stream:
         return GroupedStream(rekeyed, name, key_serde, value_serde)
 
     def join(
-        self, table: Table, joiner: Callable[[Any, Any], Any], *, name: str | None = None
+        self,
+        other: Table | Stream,
+        joiner: Callable[[Any, Any], Any],
+        *,
+        window: JoinWindows | None = None,
+        name: str | None = None,
     ) -> Stream:
-        """Inner join with a co-partitioned table by key: ``joiner(value, table_value)``.
+        """Inner join by key: ``joiner(value, other_value)``.
 
-        Records whose key is absent from the table are dropped. After a key change the stream
-        is repartitioned first (``name`` required), with the table's key serde.
+        With a co-partitioned **table**: each record joins the table's value for its key;
+        records whose key is absent are dropped. After a key change the stream is
+        repartitioned first (``name`` required), with the table's key serde.
+
+        With another **stream**: a windowed join (``window=JoinWindows(before_ms, after_ms,
+        grace_ms)``, see ``eokafka.windows.join``), its records buffered in the stores
+        ``<name>-left`` and ``<name>-right``; each pair of records of a key within the window
+        gives one result, at the later of their two timestamps. A stream whose key changed
+        is repartitioned first (``<name>-left``/``<name>-right`` repartition topics).
         """
-        return self._join(table, joiner, name, left=False)
+        return self._join(other, joiner, window, name, "inner")
 
     def left_join(
-        self, table: Table, joiner: Callable[[Any, Any], Any], *, name: str | None = None
+        self,
+        other: Table | Stream,
+        joiner: Callable[[Any, Any], Any],
+        *,
+        window: JoinWindows | None = None,
+        name: str | None = None,
     ) -> Stream:
-        """Like :meth:`join`, but a key absent from the table gives ``joiner(value, None)``."""
-        return self._join(table, joiner, name, left=True)
+        """Like :meth:`join`, but a record that joins nothing gives ``joiner(value, None)``:
+        at once for a table; for a stream, once its window has closed (never earlier)."""
+        return self._join(other, joiner, window, name, "left")
+
+    def outer_join(
+        self,
+        other: Stream,
+        joiner: Callable[[Any, Any], Any],
+        *,
+        window: JoinWindows | None = None,
+        name: str | None = None,
+    ) -> Stream:
+        """A windowed join of two streams (see :meth:`join`) where a record of either side
+        that joined nothing gives ``joiner(value, None)`` or ``joiner(None, value)`` once its
+        window has closed."""
+        if not isinstance(other, Stream):
+            raise TopologyError(
+                f"outer_join({_what(other)}): an outer join is of two streams; join a table "
+                "with stream.left_join(table, ...)"
+            )
+        return self._join(other, joiner, window, name, "outer")
 
     def _join(
-        self, table: Table, joiner: Callable[[Any, Any], Any], name: str | None, left: bool
+        self,
+        other: Table | Stream,
+        joiner: Callable[[Any, Any], Any],
+        window: JoinWindows | None,
+        name: str | None,
+        kind: JoinKind,
     ) -> Stream:
+        if isinstance(other, Stream):
+            return self._join_stream(other, joiner, window, name, kind)
+        if not isinstance(other, Table):
+            raise TopologyError(
+                f"join({_what(other)}): a stream joins a Table (app.table) or another Stream"
+            )
+        table, left = other, kind == "left"
+        if window is not None:
+            raise TopologyError(
+                f"join with table {table.name!r} takes no window=: a stream joins a table by "
+                "key; JoinWindows are for joins of two streams"
+            )
         if not table.joinable:
             raise TopologyError(
                 f"table {table.name!r} is windowed: a stream joins tables keyed like itself"
@@ -148,10 +227,58 @@ class Stream:
                 )
             stream = self._repartition(name, table.key_serde, None, drop_null_keys=not left)
         store = table.name
-        stream._root.add_store(store)  # opens the table's instance for this partition
+        for root, _ in stream._tips():
+            root.add_store(store)  # opens the table's instance for this partition
         return stream._then(
             f"{'left_join' if left else 'join'}({store})", op.joining(store, joiner, left)
         )
+
+    def _join_stream(
+        self,
+        other: Stream,
+        joiner: Callable[[Any, Any], Any],
+        window: JoinWindows | None,
+        name: str | None,
+        kind: JoinKind,
+    ) -> Stream:
+        method = {"inner": "join", "left": "left_join", "outer": "outer_join"}[kind]
+        if not isinstance(window, JoinWindows):
+            raise TopologyError(
+                f"{method} of two streams needs window=JoinWindows(before_ms=, after_ms=, "
+                f"grace_ms=): how far apart two records of a key may be to join, and how long "
+                f"late records may still come (got window={window!r})"
+            )
+        if name is None:
+            raise TopologyError(
+                f"{method} of two streams needs name=: it names the join's stores "
+                "(<name>-left, <name>-right) and their changelog topics"
+            )
+        app = self._root.app
+        join = StreamJoin(name, window, joiner, kind, self._root.key_serde)
+        for store in join.all_stores:
+            claim_store(app, store, f"{method}({name!r})")
+        left, right = self, other
+        if left._rekeyed:
+            serde = None if right._rekeyed else right._root.key_serde
+            left = left._repartition(f"{name}-left", serde, None, drop_null_keys=True)
+        if right._rekeyed:
+            right = right._repartition(f"{name}-right", left._root.key_serde, None, True)
+        join.key_serde = left._root.key_serde
+        for root, _ in (*left._tips(), *right._tips()):
+            for store in join.all_stores:
+                root.add_store(store)
+        retention = window.expire_after_ms + DEFAULT_RETENTION_MARGIN_MS
+        app.topology.add_window_store(join.stores[0], retention)
+        app.topology.add_window_store(join.stores[1], retention, clock=False)
+        ends = left._then_each(f"{method}({name}, left)", lambda root: join.side(root, True))
+        rights = right._then_each(f"{method}({name}, right)", lambda root: join.side(root, False))
+        return Stream(ends._root, ends._node, False, (*ends._more, *rights._tips()))
+
+
+def _what(obj: object) -> str:
+    if isinstance(obj, Table):
+        return f"table {obj.name!r}"
+    return type(obj).__name__
 
 
 class GroupedStream:
@@ -173,7 +300,7 @@ class GroupedStream:
     def _source(self, aggregation: str) -> Stream:
         if self._grouped is None:
             stream = self._stream
-            if stream._rekeyed:
+            if stream._rekeyed or stream._more:  # several processors feed it: one hop
                 stream = stream._repartition(
                     self._name or aggregation, self._key_serde, self._value_serde, True
                 )
