@@ -149,7 +149,13 @@ class StreamJoin:
             log.warning(
                 "dropped record %s[%s]@%s: late for join %r: time %d is past its window's "
                 "close at stream time %d (%r)",
-                record.topic, record.partition, record.offset, name, ts, stream_time, window,
+                record.topic,
+                record.partition,
+                record.offset,
+                name,
+                ts,
+                stream_time,
+                window,
             )
 
         return wrap
