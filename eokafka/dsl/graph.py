@@ -44,7 +44,8 @@ def _drop(key: Any, value: Any, ctx: Any) -> None:
     """The downstream of an operator nothing is chained to."""
 
 
-def _identity(nxt: Emit) -> Emit:
+def identity(nxt: Emit) -> Emit:
+    """An operator that passes every record on (a source, a merge)."""
     return nxt
 
 
@@ -106,7 +107,7 @@ class Root:
         self.topic = topic
         self.key_serde: Serde = key_serde or Bytes()
         self.like = like or topic  # an external topic with this topic's partition count
-        self.node = Node(kind, _identity)
+        self.node = Node(kind, identity)
         self.stores: list[str] = []
         self.outputs: list[str] = []
         self._emit: Emit | None = None

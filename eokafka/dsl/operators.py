@@ -81,6 +81,38 @@ def keying(fn: Callable[[Any, Any], Any]) -> Wrap:
     return wrap
 
 
+def splitting(predicates: Sequence[Callable[[Any, Any], Any]], default: bool) -> list[Wrap]:
+    """``split``: the operator that picks a record's branch, then one per branch.
+
+    The first wrap calls the predicates in order until one holds and notes that branch (the
+    default's, or none) for the branch operators below it, which each pass on the records
+    of their own branch: every predicate runs at most once per record.
+    """
+    chosen = [-1]  # one record runs through the branches before the next one is chosen
+    fallback = len(predicates) if default else -1
+
+    def choose(nxt: Emit) -> Emit:
+        def emit(key: Any, value: Any, ctx: Any) -> None:
+            chosen[0] = next(
+                (i for i, predicate in enumerate(predicates) if predicate(key, value)), fallback
+            )
+            nxt(key, value, ctx)
+
+        return emit
+
+    def branch(index: int) -> Wrap:
+        def wrap(nxt: Emit) -> Emit:
+            def emit(key: Any, value: Any, ctx: Any) -> None:
+                if chosen[0] == index:
+                    nxt(key, value, ctx)
+
+            return emit
+
+        return wrap
+
+    return [choose, *(branch(i) for i in range(len(predicates) + default))]
+
+
 def writing_sink(name: str, row: Callable[[Any, Any], Any] | None) -> Wrap:
     """``to_sink``: stage ``row(key, value)`` (default: the value) in the sink ``name``."""
 

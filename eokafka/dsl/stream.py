@@ -13,16 +13,18 @@ from typing import Any
 
 from eokafka import windows as w
 from eokafka.dsl import operators as op
-from eokafka.dsl.graph import MISSING, Node, Root, TimestampFn, Wrap, claim_store, sink
-from eokafka.dsl.stream_join import JoinKind, StreamJoin
-from eokafka.dsl.windowed import (
-    DEFAULT_RETENTION_MARGIN_MS,
-    EmitMode,
-    Late,
-    WindowOperator,
-    check_emit,
-    window_retention,
+from eokafka.dsl.graph import (
+    MISSING,
+    Node,
+    Root,
+    TimestampFn,
+    Wrap,
+    claim_store,
+    identity,
+    sink,
 )
+from eokafka.dsl.stream_join import JoinKind, StreamJoin
+from eokafka.dsl.windowed import EmitMode, Late, WindowOperator, check_emit, window_retention
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
 from eokafka.state import stream_time_store
@@ -82,6 +84,54 @@ class Stream:
     def peek(self, fn: Callable[[Any, Any], Any]) -> Stream:
         """Call ``fn(key, value)`` for its side effect; it runs again if a batch is replayed."""
         return self._then("peek", op.peeking(fn))
+
+    def merge(self, *others: Stream) -> Stream:
+        """One stream of the records of this one and of ``others``, each as it comes.
+
+        Nothing is copied through Kafka: the operators chained on run in the processor of
+        each input, so a record's outputs stay all-or-nothing. An aggregation of a merged
+        stream repartitions first (as after a key change), so each key has one task.
+        """
+        tips = self._tips()
+        for other in others:
+            if not isinstance(other, Stream):
+                raise TopologyError(
+                    f"merge({_what(other)}): merge takes streams; a table's updates are "
+                    "table.to_stream()"
+                )
+            if other._root.app is not self._root.app:
+                raise TopologyError("merge(): the stream is declared in another app")
+            tips += other._tips()
+        merged = Stream(tips[0][0], tips[0][1], any(s._rekeyed for s in (self, *others)))
+        merged._more = tuple(tips[1:])
+        return merged._then("merge", identity)
+
+    def split(
+        self, branches: dict[str, Callable[[Any, Any], Any]], *, default: str | None = None
+    ) -> dict[str, Stream]:
+        """Named branches: each record goes to the first branch whose ``predicate(key,
+        value)`` holds, else to ``default`` (if named; otherwise nowhere).
+
+        Returns the branch streams by name, ``default`` last. The branches run in this
+        stream's processor, so a record's outputs in all of them are all-or-nothing.
+        """
+        if not branches:
+            raise TopologyError("split() needs at least one branch: {name: predicate(key, value)}")
+        for name, predicate in branches.items():
+            if not isinstance(name, str) or not callable(predicate):
+                raise TopologyError(
+                    f"split(): branch {name!r} must map a str name to a callable "
+                    f"predicate(key, value), not {predicate!r}"
+                )
+        if default is not None and default in branches:
+            raise TopologyError(f"split(): the default branch {default!r} is also a named branch")
+        names = [*branches, *([default] if default is not None else [])]
+        choose, *each = op.splitting(list(branches.values()), default is not None)
+        chosen = self._then(f"split({', '.join(names)})", choose)
+        return {
+            name: chosen._then(f"branch({name})", wrap)
+            for name, wrap in zip(names, each, strict=True)
+        }
 
     def to(
         self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
@@ -241,37 +291,17 @@ class Stream:
         name: str | None,
         kind: JoinKind,
     ) -> Stream:
-        method = {"inner": "join", "left": "left_join", "outer": "outer_join"}[kind]
-        if not isinstance(window, JoinWindows):
-            raise TopologyError(
-                f"{method} of two streams needs window=JoinWindows(before_ms=, after_ms=, "
-                f"grace_ms=): how far apart two records of a key may be to join, and how long "
-                f"late records may still come (got window={window!r})"
-            )
-        if name is None:
-            raise TopologyError(
-                f"{method} of two streams needs name=: it names the join's stores "
-                "(<name>-left, <name>-right) and their changelog topics"
-            )
-        app = self._root.app
-        join = StreamJoin(name, window, joiner, kind, self._root.key_serde)
-        for store in join.all_stores:
-            claim_store(app, store, f"{method}({name!r})")
+        join = StreamJoin.declare(self._root.app, name, window, joiner, kind)
         left, right = self, other
         if left._rekeyed:
             serde = None if right._rekeyed else right._root.key_serde
-            left = left._repartition(f"{name}-left", serde, None, drop_null_keys=True)
+            left = left._repartition(f"{join.name}-left", serde, None, drop_null_keys=True)
         if right._rekeyed:
-            right = right._repartition(f"{name}-right", left._root.key_serde, None, True)
+            right = right._repartition(f"{join.name}-right", left._root.key_serde, None, True)
         join.key_serde = left._root.key_serde
-        for root, _ in (*left._tips(), *right._tips()):
-            for store in join.all_stores:
-                root.add_store(store)
-        retention = window.expire_after_ms + DEFAULT_RETENTION_MARGIN_MS
-        app.topology.add_window_store(join.stores[0], retention)
-        app.topology.add_window_store(join.stores[1], retention, clock=False)
-        ends = left._then_each(f"{method}({name}, left)", lambda root: join.side(root, True))
-        rights = right._then_each(f"{method}({name}, right)", lambda root: join.side(root, False))
+        join.add_stores([root for root, _ in (*left._tips(), *right._tips())])
+        ends = left._then_each(join.label("left"), lambda root: join.side(root, True))
+        rights = right._then_each(join.label("right"), lambda root: join.side(root, False))
         return Stream(ends._root, ends._node, False, (*ends._more, *rights._tips()))
 
 
@@ -507,4 +537,3 @@ class WindowedTable(Table):
         self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
     ) -> None:
         super().to(topic, key_serde=key_serde or self.key_serde, value_serde=value_serde)
-

@@ -20,29 +20,73 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
-from eokafka.dsl.graph import Emit, Root, check_timestamp
-from eokafka.serdes import Serde
+from eokafka.dsl.graph import Emit, PipelineApp, Root, check_timestamp, claim_store
+from eokafka.dsl.windowed import DEFAULT_RETENTION_MARGIN_MS
+from eokafka.errors import TopologyError
+from eokafka.serdes import Bytes, Serde
 from eokafka.state import StreamTimeStore, WindowStore, stream_time_store
 from eokafka.windows import JoinWindows, KeyState, decode_state, encode_state
 
 log = logging.getLogger("eokafka.joins")
 JoinKind = Literal["inner", "left", "outer"]
 Joiner = Callable[[Any, Any], Any]
+METHODS: dict[JoinKind, str] = {"inner": "join", "left": "left_join", "outer": "outer_join"}
 
 
 class StreamJoin:
     """One windowed join: its stores, window and joiner; :meth:`side` builds each side."""
 
-    def __init__(
-        self, name: str, window: JoinWindows, joiner: Joiner, kind: JoinKind, key_serde: Serde
-    ) -> None:
+    def __init__(self, name: str, window: JoinWindows, joiner: Joiner, kind: JoinKind) -> None:
         self.name = name
-        self.key_serde = key_serde  # the left side's: one key, one byte string in both buffers
+        self.key_serde: Serde = Bytes()  # the left side's: one key, one byte string in both
         self.window = window
         self.joiner = joiner
         self.kind = kind
+        self.method = METHODS[kind]
         self.stores = (f"{name}-left", f"{name}-right")
         self.time_store = stream_time_store(self.stores[0])
+
+    @classmethod
+    def declare(
+        cls,
+        app: PipelineApp,
+        name: str | None,
+        window: JoinWindows | None,
+        joiner: Joiner,
+        kind: JoinKind,
+    ) -> StreamJoin:
+        """Check what a join of two streams is declared with; claim its stores' names."""
+        method = METHODS[kind]
+        if not isinstance(window, JoinWindows):
+            raise TopologyError(
+                f"{method} of two streams needs window=JoinWindows(before_ms=, after_ms=, "
+                f"grace_ms=): how far apart two records of a key may be to join, and how long "
+                f"late records may still come (got window={window!r})"
+            )
+        if name is None:
+            raise TopologyError(
+                f"{method} of two streams needs name=: it names the join's stores "
+                "(<name>-left, <name>-right) and their changelog topics"
+            )
+        join = cls(name, window, joiner, kind)
+        for store in join.all_stores:
+            claim_store(app, store, f"{method}({name!r})")
+        return join
+
+    def add_stores(self, roots: list[Root]) -> None:
+        """Both sides' processors use the two buffers and the stream time (which also makes
+        their topics one co-partitioned group); the buffers are window stores."""
+        for root in roots:
+            for store in self.all_stores:
+                root.add_store(store)
+        topology = roots[0].app.topology
+        retention = self.window.expire_after_ms + DEFAULT_RETENTION_MARGIN_MS
+        topology.add_window_store(self.stores[0], retention)
+        topology.add_window_store(self.stores[1], retention, clock=False)
+
+    def label(self, side: str) -> str:
+        """The operator as ``describe`` shows it."""
+        return f"{self.method}({self.name}, {side})"
 
     @property
     def all_stores(self) -> tuple[str, str, str]:
