@@ -13,6 +13,7 @@ from typing import Any
 
 from eokafka import windows as w
 from eokafka.dsl import operators as op
+from eokafka.dsl.asof import AsOfJoin
 from eokafka.dsl.graph import (
     MISSING,
     Node,
@@ -24,7 +25,14 @@ from eokafka.dsl.graph import (
     sink,
 )
 from eokafka.dsl.stream_join import JoinKind, StreamJoin
-from eokafka.dsl.windowed import EmitMode, Late, WindowOperator, check_emit, window_retention
+from eokafka.dsl.windowed import (
+    DEFAULT_RETENTION_MARGIN_MS,
+    EmitMode,
+    Late,
+    WindowOperator,
+    check_emit,
+    window_retention,
+)
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
 from eokafka.state import stream_time_store
@@ -199,12 +207,16 @@ class Stream:
         *,
         window: JoinWindows | None = None,
         name: str | None = None,
+        max_wait_ms: int = 0,
     ) -> Stream:
         """Inner join by key: ``joiner(value, other_value)``.
 
         With a co-partitioned **table**: each record joins the table's value for its key;
         records whose key is absent are dropped. After a key change the stream is
-        repartitioned first (``name`` required), with the table's key serde.
+        repartitioned first (``name`` required), with the table's key serde. A versioned
+        table (``history_ms=``) joins as of each record's time, waiting up to
+        ``max_wait_ms`` of stream time for the table to catch up (``eokafka.dsl.asof``;
+        ``name`` names the store ``<name>-waiting`` then).
 
         With another **stream**: a windowed join (``window=JoinWindows(before_ms, after_ms,
         grace_ms)``, see ``eokafka.windows.join``), its records buffered in the stores
@@ -212,7 +224,7 @@ class Stream:
         gives one result, at the later of their two timestamps. A stream whose key changed
         is repartitioned first (``<name>-left``/``<name>-right`` repartition topics).
         """
-        return self._join(other, joiner, window, name, "inner")
+        return self._join(other, joiner, window, name, "inner", max_wait_ms)
 
     def left_join(
         self,
@@ -221,10 +233,11 @@ class Stream:
         *,
         window: JoinWindows | None = None,
         name: str | None = None,
+        max_wait_ms: int = 0,
     ) -> Stream:
         """Like :meth:`join`, but a record that joins nothing gives ``joiner(value, None)``:
         at once for a table; for a stream, once its window has closed (never earlier)."""
-        return self._join(other, joiner, window, name, "left")
+        return self._join(other, joiner, window, name, "left", max_wait_ms)
 
     def outer_join(
         self,
@@ -251,6 +264,7 @@ class Stream:
         window: JoinWindows | None,
         name: str | None,
         kind: JoinKind,
+        max_wait_ms: int = 0,
     ) -> Stream:
         if isinstance(other, Stream):
             return self._join_stream(other, joiner, window, name, kind)
@@ -268,6 +282,18 @@ class Stream:
             raise TopologyError(
                 f"table {table.name!r} is windowed: a stream joins tables keyed like itself"
             )
+        if type(max_wait_ms) is not int or max_wait_ms < 0:
+            raise TopologyError(f"max_wait_ms must be an int >= 0, not {max_wait_ms!r}")
+        if max_wait_ms and table.history_ms is None:
+            raise TopologyError(
+                f"max_wait_ms= waits for a versioned table; table {table.name!r} keeps no "
+                "history: declare it with app.table(..., history_ms=)"
+            )
+        if max_wait_ms and name is None:
+            raise TopologyError(
+                f"a join that waits for table {table.name!r} needs name=: it names the store "
+                "<name>-waiting of the records that wait"
+            )
         stream = self
         if self._rekeyed:
             if name is None:
@@ -276,12 +302,45 @@ class Stream:
                     "name= for the repartition topic that puts each key on its table partition"
                 )
             stream = self._repartition(name, table.key_serde, None, drop_null_keys=not left)
+        if table.history_ms is not None:
+            return stream._join_as_of(table, joiner, name, left, max_wait_ms)
         store = table.name
         for root, _ in stream._tips():
             root.add_store(store)  # opens the table's instance for this partition
         return stream._then(
             f"{'left_join' if left else 'join'}({store})", op.joining(store, joiner, left)
         )
+
+    def _join_as_of(
+        self,
+        table: Table,
+        joiner: Callable[[Any, Any], Any],
+        name: str | None,
+        left: bool,
+        max_wait_ms: int,
+    ) -> Stream:
+        assert table.history_ms is not None
+        join = AsOfJoin(
+            name, table.name, table.history_ms, joiner, left, max_wait_ms, self._root.key_serde
+        )
+        if join.waiting is not None:
+            app = self._root.app
+            for store in join.stores[2:]:
+                claim_store(app, store, f"the join of {name!r} with table {table.name!r}")
+            retention = max_wait_ms + DEFAULT_RETENTION_MARGIN_MS
+            app.topology.add_window_store(join.waiting, retention)
+            for store in join.stores[2:]:
+                table._root.add_store(store)
+        for root, _ in self._tips():
+            for store in join.stores:
+                root.add_store(store)
+        ends = self._then_each(join.label, join.stream_side)
+        if join.waiting is None:
+            return ends
+        released = table._root.add(
+            table._node, f"{join.label} release", join.table_side(table._root)
+        )
+        return Stream(ends._root, ends._node, False, (*ends._more, (table._root, released)))
 
     def _join_stream(
         self,
@@ -402,11 +461,19 @@ class Table:
 
     joinable = True  # a stream can join it by key (windowed tables are keyed by window)
 
-    def __init__(self, root: Root, node: Node, store: str, key_serde: Serde) -> None:
+    def __init__(
+        self,
+        root: Root,
+        node: Node,
+        store: str,
+        key_serde: Serde,
+        history_ms: int | None = None,
+    ) -> None:
         self._root = root
         self._node = node
         self.name = store  # the store holding the table
         self.key_serde = key_serde  # how its topic's keys are written (for co-partitioning)
+        self.history_ms = history_ms  # a versioned table's (eokafka.dsl.asof), else None
 
     def to(
         self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
