@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from tests.apps.join_apps import WINDOW
-from tests.integration.harness import WorkerProcess, app_topics, wait_for, worker
+from tests.integration.harness import app_topics, wait_for
+from tests.integration.pausing import dead, kill_at_pause, pausing_workers
 from tests.integration.test_dsl import _table_loaded
 from tests.joins_reference import Arrival, JoinKind, expected_join
 from tests.kafka_helpers import (
@@ -99,29 +100,19 @@ def test_each_join_kind_matches_the_reference_through_sigkills(
     topics = {"L": names.src, "R": right}
     # One pause (and SIGKILL) mid-transaction in each of phases 1..3.
     pauses = [next(v for s, _, v, _ in phases[k] if s == "L") for k in (1, 2, 3)]
-    pause_dir = tmp_path / "pause"
-    pause_dir.mkdir()
-    env = {
-        **names.env,
-        "TEST_INPUT2": right,
-        "TEST_JOIN_PAUSES": ",".join(pauses),
-        "TEST_PAUSE_DIR": str(pause_dir),
-    }
-    workers = {
-        n: worker(TARGET, kafka_bootstrap, tmp_path, n, env, ["--instance-id", n]).start()
-        for n in ("w0", "w1")
-    }
+    env = {**names.env, "TEST_INPUT2": right}
+    workers, pause_dir = pausing_workers(TARGET, kafka_bootstrap, tmp_path, env, pauses)
     try:
         for k, records in enumerate(phases):
             _produce(kafka_bootstrap, topics, records)
             if 1 <= k <= 3:
-                _kill_at_pause(pause_dir, k - 1, workers)
+                kill_at_pause(pause_dir, k - 1, workers)
             wait_for(
-                lambda: _committed(kafka_bootstrap, names.app_id, topics) or _dead(workers),
+                lambda: _committed(kafka_bootstrap, names.app_id, topics) or dead(workers),
                 120,
                 f"phase {k}",
             )
-            assert not _dead(workers), _dead(workers)
+            assert not dead(workers), dead(workers)
         arrivals = [r for records in phases for r in records]
         for kind in KINDS:
             _check(kafka_bootstrap, f"{names.out}-{kind}", arrivals, kind)
@@ -147,26 +138,6 @@ def _check(bootstrap: str, topic: str, arrivals: list[Arrival], kind: JoinKind) 
     committed = sum(end_offsets(bootstrap, topic, "committed").values())
     uncommitted = sum(end_offsets(bootstrap, topic, "uncommitted").values())
     assert committed == uncommitted, f"{kind}: an open transaction is left after the run"
-
-
-def _dead(workers: dict[str, WorkerProcess]) -> str:
-    """The log tail of a worker that exited on its own, or ''."""
-    return next((w.log()[-3000:] for w in workers.values() if not w.alive), "")
-
-
-def _kill_at_pause(pause_dir: Path, n: int, workers: dict[str, WorkerProcess]) -> None:
-    """SIGKILL the worker that stopped mid-transaction at pause ``n``; start it again."""
-    marker = pause_dir / f"paused-{n}"
-    wait_for(
-        lambda: (marker.exists() and bool(marker.read_text())) or bool(_dead(workers)),
-        120,
-        f"pause {n}",
-    )
-    assert not _dead(workers), _dead(workers)
-    pid = int(marker.read_text())
-    victim = next(w for w in workers.values() if w.proc and w.proc.pid == pid)
-    victim.kill()
-    victim.start()  # same instance id: fences the dead one's transaction at once
 
 
 def _diff(got: list[Any], want: list[Any]) -> str:

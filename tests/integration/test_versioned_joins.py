@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import app_topics, wait_for, worker
+from tests.integration.harness import app_topics, wait_for
+from tests.integration.pausing import dead, kill_at_pause, pausing_workers
 from tests.integration.test_dsl import _table_loaded
-from tests.integration.test_stream_joins import _dead, _kill_at_pause
 from tests.kafka_helpers import (
     create_topic,
     end_offsets,
@@ -81,33 +81,23 @@ def test_the_same_results_whichever_topic_comes_first(
     # A SIGKILL mid-transaction in each phase: in the second, one that holds results.
     first, second = (table, stream) if table_first else (stream, table)
     pauses = [next(v for _, v, _ in half[len(half) // 2 :] if v) for half in (first, second)]
-    pause_dir = tmp_path / "pause"
-    pause_dir.mkdir()
-    env = {
-        **names.env,
-        "TEST_INPUT2": table_topic,
-        "TEST_JOIN_PAUSES": ",".join(pauses),
-        "TEST_PAUSE_DIR": str(pause_dir),
-    }
-    workers = {
-        n: worker(TARGET, kafka_bootstrap, tmp_path, n, env, ["--instance-id", n]).start()
-        for n in ("w0", "w1")
-    }
+    env = {**names.env, "TEST_INPUT2": table_topic}
+    workers, pause_dir = pausing_workers(TARGET, kafka_bootstrap, tmp_path, env, pauses)
     topics = [names.src, table_topic]
     try:
         phases = [(table_topic, table), (names.src, stream)]
         for n, (topic, records) in enumerate(phases if table_first else phases[::-1]):
             _produce(kafka_bootstrap, topic, records)
-            _kill_at_pause(pause_dir, n, workers)
+            kill_at_pause(pause_dir, n, workers)
             wait_for(
                 lambda: (
                     all(_table_loaded(kafka_bootstrap, names.app_id, t) for t in topics)
-                    or bool(_dead(workers))
+                    or bool(dead(workers))
                 ),
                 120,
                 f"phase {n}",
             )
-            assert not _dead(workers), _dead(workers)
+            assert not dead(workers), dead(workers)
             if n == 0 and not table_first:
                 assert read_committed(kafka_bootstrap, names.out) == []  # all wait
         got = [
