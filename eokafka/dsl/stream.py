@@ -13,6 +13,7 @@ from typing import Any
 
 from eokafka import windows as w
 from eokafka.dsl import operators as op
+from eokafka.dsl import table_ops
 from eokafka.dsl.asof import AsOfJoin
 from eokafka.dsl.graph import (
     MISSING,
@@ -24,7 +25,7 @@ from eokafka.dsl.graph import (
     identity,
     sink,
 )
-from eokafka.dsl.stream_join import JoinKind, StreamJoin
+from eokafka.dsl.stream_join import METHODS, JoinKind, StreamJoin
 from eokafka.dsl.windowed import (
     DEFAULT_RETENTION_MARGIN_MS,
     EmitMode,
@@ -62,6 +63,16 @@ class Stream:
 
     def _tips(self) -> list[tuple[Root, Node]]:
         return [(self._root, self._node), *self._more]
+
+    def _to_table(self, name: str | None) -> Table:
+        """This stream of updates as a table, kept in store ``name`` if given."""
+        stream = self
+        if name is not None:
+            claim_store(self._root.app, name, f"table {name!r}")
+            for root, _ in self._tips():
+                root.add_store(name)
+            stream = self._then(f"store({name})", op.storing(f"table {name}", name))
+        return Table(stream._root, stream._node, name, self._root.key_serde, None, stream._more)
 
     def _then(self, label: str, wrap: Wrap, rekeys: bool = False) -> Stream:
         return self._then_each(label, lambda _root: wrap, rekeys)
@@ -282,6 +293,7 @@ class Stream:
             raise TopologyError(
                 f"table {table.name!r} is windowed: a stream joins tables keyed like itself"
             )
+        table._check_stored(f"{'left_join' if left else 'join'} with a table")
         if type(max_wait_ms) is not int or max_wait_ms < 0:
             raise TopologyError(f"max_wait_ms must be an int >= 0, not {max_wait_ms!r}")
         if max_wait_ms and table.history_ms is None:
@@ -305,6 +317,7 @@ class Stream:
         if table.history_ms is not None:
             return stream._join_as_of(table, joiner, name, left, max_wait_ms)
         store = table.name
+        assert store is not None
         for root, _ in stream._tips():
             root.add_store(store)  # opens the table's instance for this partition
         return stream._then(
@@ -465,13 +478,15 @@ class Table:
         self,
         root: Root,
         node: Node,
-        store: str,
+        store: str | None,
         key_serde: Serde,
         history_ms: int | None = None,
+        more: tuple[tuple[Root, Node], ...] = (),
     ) -> None:
         self._root = root
         self._node = node
-        self.name = store  # the store holding the table
+        self._more = more  # the other processors' ends (a joined table), as for a Stream
+        self.name = store  # the store holding the table; None if not kept in one
         self.key_serde = key_serde  # how its topic's keys are written (for co-partitioning)
         self.history_ms = history_ms  # a versioned table's (eokafka.dsl.asof), else None
 
@@ -479,15 +494,76 @@ class Table:
         self, topic: str, *, key_serde: Serde | None = None, value_serde: Serde | None = None
     ) -> None:
         """Send every update to ``topic`` inside the transaction."""
-        self._root.add(self._node, f"to({topic})", sink(topic, key_serde, value_serde, self._root))
+        self.to_stream().to(topic, key_serde=key_serde, value_serde=value_serde)
+
+    def filter(self, predicate: Callable[[Any, Any], Any], *, name: str | None = None) -> Table:
+        """The rows for which ``predicate(key, value)`` holds; a row that stops passing is
+        deleted (a None update). ``name`` keeps the result in a store of that name, which a
+        join needs."""
+        return self._derive("filter", table_ops.filtering(predicate), name)
+
+    def map_values(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Table:
+        """``fn(value)`` per row (deletes stay deletes); ``name`` as for :meth:`filter`."""
+        return self._derive("map_values", table_ops.mapping_values(fn), name)
+
+    def join(self, other: Table, joiner: Callable[[Any, Any], Any], *, name: str) -> Table:
+        """Inner join with a co-partitioned table by key: ``joiner(value, other_value)`` for
+        keys in both, kept in store ``name`` and updated on every change of either."""
+        return self._join_table(other, joiner, name, "inner")
+
+    def left_join(self, other: Table, joiner: Callable[[Any, Any], Any], *, name: str) -> Table:
+        """Like :meth:`join`, for every key of this table (``other_value`` None if absent)."""
+        return self._join_table(other, joiner, name, "left")
+
+    def outer_join(self, other: Table, joiner: Callable[[Any, Any], Any], *, name: str) -> Table:
+        """Like :meth:`join`, for every key of either table (None for the absent side)."""
+        return self._join_table(other, joiner, name, "outer")
+
+    def _join_table(
+        self, other: Table, joiner: Callable[[Any, Any], Any], name: str | None, kind: JoinKind
+    ) -> Table:
+        method = METHODS[kind]
+        if not isinstance(other, Table) or not other.joinable or not self.joinable:
+            raise TopologyError(
+                f"table {method}({_what(other)}): a table joins a Table keyed like itself; "
+                "join a stream with stream.join(table, ...)"
+            )
+        if name is None:
+            raise TopologyError(f"table {method} needs name=: the store of the joined table")
+        for table in (self, other):
+            table._check_stored(f"table {method}")
+            if table.history_ms is not None:
+                raise TopologyError(
+                    f"versioned table {table.name!r} joins streams (as of their time) only"
+                )
+        assert self.name is not None and other.name is not None
+        wrap = table_ops.joining(self.name, other.name, joiner, kind)
+        ends = Stream(self._root, self._node, False, (*self._more, *other._tips()))
+        for root, _ in ends._tips():
+            root.add_store(self.name)
+            root.add_store(other.name)
+        return ends._then(f"{method}({self.name}, {other.name})", wrap)._to_table(name)
+
+    def _derive(self, label: str, wrap: Wrap, name: str | None) -> Table:
+        return self.to_stream()._then(f"{label}(table)", wrap)._to_table(name)
+
+    def _check_stored(self, what: str) -> None:
+        if self.name is None:
+            raise TopologyError(
+                f"{what}: the table made by filter/map_values is not kept in a store; give "
+                "it name= (table.filter(..., name=...)) to join it"
+            )
+
+    def _tips(self) -> list[tuple[Root, Node]]:
+        return [(self._root, self._node), *self._more]
 
     def to_sink(self, name: str, row: Callable[[Any, Any], Any] | None = None) -> None:
         """Write every update to the sink ``name`` (see ``Stream.to_sink``)."""
         self.to_stream().to_sink(name, row)
 
     def to_stream(self) -> Stream:
-        """The table's updates as a stream (same processor, no hop)."""
-        return Stream(self._root, self._node)
+        """The table's updates as a stream (same processor, no hop; deletes are None)."""
+        return Stream(self._root, self._node, False, self._more)
 
 
 class WindowedStream:
