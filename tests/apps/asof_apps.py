@@ -9,26 +9,18 @@ the results it released are sent, so a test can SIGKILL it there.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import eokafka
 from eokafka import serdes
-from tests.apps.eos_copy import INPUT, OUTPUT, _pause_once
+from tests.apps.eos_copy import INPUT, OUTPUT
+from tests.apps.join_pauses import pause
 
 S, J = serdes.String(), serdes.Json()
-PAUSE = {v: n for n, v in enumerate(os.environ.get("TEST_JOIN_PAUSES", "").split(",")) if v}
-
-
-def _pause(key: Any, value: Any) -> None:
-    if value in PAUSE:
-        _pause_once(PAUSE[value])
-
-
 app = eokafka.App(os.environ.get("TEST_APP_ID", "asof-join"))
 app.store("prices", backend="rocksdb")
 prices = app.table(os.environ.get("TEST_INPUT2", "asof-in2"), name="prices", key_serde=S,
                    value_serde=J, history_ms=3_600_000)  # fmt: skip
-clicks = app.stream(INPUT, key_serde=S, value_serde=J).peek(_pause)
+clicks = app.stream(INPUT, key_serde=S, value_serde=J).peek(pause)
 joined = clicks.left_join(prices, lambda c, p: [c, p], name="priced", max_wait_ms=3_600_000)
 joined.to(OUTPUT, key_serde=S, value_serde=J)
-prices.to_stream().peek(_pause)  # after the join's release: its results are sent by then
+prices.to_stream().peek(pause)  # after the join's release: its results are sent by then

@@ -12,25 +12,19 @@ tests/apps/eos_copy.py does, so a test can SIGKILL it there.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import eokafka
 from eokafka import JoinWindows, serdes
-from tests.apps.eos_copy import INPUT, OUTPUT, _pause_once
+from tests.apps.eos_copy import INPUT, OUTPUT
+from tests.apps.join_pauses import pause
 
 S, J = serdes.String(), serdes.Json()
 INPUT2 = os.environ.get("TEST_INPUT2", "join-in2")
-PAUSE = {v: n for n, v in enumerate(os.environ.get("TEST_JOIN_PAUSES", "").split(",")) if v}
 WINDOW = JoinWindows(before_ms=200, after_ms=300, grace_ms=1000)
 
 
-def _pause(key: Any, value: Any) -> None:
-    if value in PAUSE:
-        _pause_once(PAUSE[value])
-
-
 app = eokafka.App(os.environ.get("TEST_APP_ID", "stream-joins"))
-left = app.stream(INPUT, key_serde=S, value_serde=J).peek(_pause)
+left = app.stream(INPUT, key_serde=S, value_serde=J).peek(pause)
 right = app.stream(INPUT2, key_serde=S, value_serde=J)
 for kind, join in (("inner", left.join), ("left", left.left_join), ("outer", left.outer_join)):
     app.store(f"{kind}-left", backend="rocksdb")  # one side persistent, the other in memory

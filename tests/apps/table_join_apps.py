@@ -8,21 +8,13 @@ joins of that update are sent), as tests/apps/eos_copy.py does.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import eokafka
 from eokafka import serdes
-from tests.apps.eos_copy import INPUT, OUTPUT, _pause_once
+from tests.apps.eos_copy import INPUT, OUTPUT
+from tests.apps.join_pauses import pause
 
 S, J = serdes.String(), serdes.Json()
-PAUSE = {v: n for n, v in enumerate(os.environ.get("TEST_JOIN_PAUSES", "").split(",")) if v}
-
-
-def _pause(key: Any, value: Any) -> None:
-    if value in PAUSE:
-        _pause_once(PAUSE[value])
-
-
 app = eokafka.App(os.environ.get("TEST_APP_ID", "table-joins"))
 app.store("lt", backend="rocksdb")
 left = app.table(INPUT, name="lt", key_serde=S, value_serde=J)
@@ -31,4 +23,4 @@ for kind, join in (("inner", left.join), ("left", left.left_join), ("outer", lef
     join(right, lambda lv, rv: [lv, rv], name=f"joined-{kind}").to(
         f"{OUTPUT}-{kind}", key_serde=S, value_serde=J
     )
-left.to_stream().peek(_pause)
+left.to_stream().peek(pause)

@@ -16,9 +16,13 @@ def pausing_workers(
     pause_dir.mkdir()
     env = {**env, "TEST_JOIN_PAUSES": ",".join(pauses), "TEST_PAUSE_DIR": str(pause_dir)}
     workers = {
-        n: worker(target, bootstrap, tmp, n, env, ["--instance-id", n]).start()
-        for n in ("w0", "w1")
+        n: worker(target, bootstrap, tmp, n, env, ["--instance-id", n]) for n in ("w0", "w1")
     }
+    # w1 once w0 has created the internal topics: two workers creating a dozen topics at
+    # once on a loaded broker can time out waiting for their metadata (runtime/topics.py).
+    workers["w0"].start()
+    wait_for(lambda: " assigned " in workers["w0"].log() or bool(dead(workers)), 120, "w0")
+    workers["w1"].start()
     return workers, pause_dir
 
 
