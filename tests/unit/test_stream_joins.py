@@ -170,7 +170,9 @@ def test_a_stream_join_needs_a_window_and_a_name() -> None:
 
 
 def test_joined_streams_must_be_co_partitioned(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="partition counts"):
+    with pytest.raises(
+        TopologyError, match="store .op-(left|right). is used by topics with different"
+    ):
         TestDriver(_app("inner"), partitions={"orders": 2, "payments": 3}, state_dir=str(tmp_path))
 
 
