@@ -22,7 +22,7 @@ from eokafka.errors import (
 from eokafka.on_error import DeadLetter, ErrorHandlerError
 from eokafka.record import Record
 from eokafka.state import StoreRecordTooLargeError
-from eokafka.windows import Windowed
+from eokafka.windows import JoinWindows, Windowed
 
 __all__ = [
     "App",
@@ -33,6 +33,7 @@ __all__ = [
     "ErrorHandlerError",
     "FencedError",
     "GroupedStream",
+    "JoinWindows",
     "MissingTopicError",
     "OutputRefusedError",
     "PoisonRecordError",

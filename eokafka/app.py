@@ -168,9 +168,14 @@ class App:
         name: str | None = None,
         key_serde: Serde | None = None,
         value_serde: Serde | None = None,
+        history_ms: int | None = None,
     ) -> Table:
-        """Materialise ``topic`` into store ``name`` (default: the topic) for stream joins."""
-        return table_source(self, topic, name, key_serde, value_serde)
+        """Materialise ``topic`` into store ``name`` (default: the topic) for stream joins.
+
+        ``history_ms``: keep each key's versions of that long, so that a stream joins the
+        value valid at each record's time (see ``eokafka.dsl.asof``).
+        """
+        return table_source(self, topic, name, key_serde, value_serde, history_ms)
 
     def settings(self, cli: dict[str, Any] | None = None) -> Settings:
         """The settings in force: App kwargs < EOKAFKA_* environment < CLI options."""

@@ -68,6 +68,8 @@ class Topology:
         self.internal_topics: dict[str, str] = {}
         # window store -> its changelog's retention.ms (windowed aggregations)
         self.window_stores: dict[str, int] = {}
+        # window stores whose stream time another one keeps (a stream join's right buffer)
+        self.clockless: set[str] = set()
         # sinks outside Kafka (databases, files), written through ctx.sink(name)
         self.sinks: dict[str, Sink] = {}
         # sources outside Kafka (files, database tables) feeding topics, by connector name
@@ -124,10 +126,13 @@ class Topology:
         policies = [word, self.on_error, *self.error_policies(word).values()]
         return self.dead_letters or any(p == "dead-letter" or callable(p) for p in policies)
 
-    def add_window_store(self, name: str, retention_ms: int) -> None:
+    def add_window_store(self, name: str, retention_ms: int, clock: bool = True) -> None:
         """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so, and
-        declares the store of its stream time (``eokafka.state.stream_time``)."""
+        declares the store of its stream time (``eokafka.state.stream_time``) unless
+        ``clock`` is False (the store shares another window store's)."""
         self.window_stores[name] = retention_ms
+        if not clock:
+            self.clockless.add(name)
 
     def add_store(self, spec: StoreSpec) -> None:
         if spec.name in self.stores and self.stores[spec.name] != spec:
@@ -189,7 +194,8 @@ class Topology:
         for name, retention in self.window_stores.items():
             spec = self.stores.get(name) or StoreSpec(name, "memory")
             self.stores[name] = replace(spec, window_retention_ms=retention)
-            self._add_stream_time_store(name, spec.backend)
+            if name not in self.clockless:
+                self._add_stream_time_store(name, spec.backend)
         for name, timers in self.timers.items():
             spec = self.stores.get(name) or StoreSpec(name, "memory")
             if spec.timers_of not in (None, timers.processor):

@@ -46,7 +46,8 @@ def _drop(key: Any, value: Any, ctx: Any) -> None:
     """The downstream of an operator nothing is chained to."""
 
 
-def _identity(nxt: Emit) -> Emit:
+def identity(nxt: Emit) -> Emit:
+    """An operator that passes every record on (a source, a merge)."""
     return nxt
 
 
@@ -108,7 +109,7 @@ class Root:
         self.topic = topic
         self.key_serde: Serde = key_serde or Bytes()
         self.like = like or topic  # an external topic with this topic's partition count
-        self.node = Node(kind, _identity)
+        self.node = Node(kind, identity)
         self.stores: list[str] = []
         self.outputs: list[str] = []
         self._emit: Emit | None = None
@@ -202,15 +203,16 @@ def sink(
 ) -> Wrap:
     """An operator that ends a branch by sending into the transaction (``to``, repartition).
 
-    Under a source with a timestamp extractor, outputs carry the extracted event time (so a
-    window after a repartition sees it); otherwise the input record's timestamp.
+    Outputs carry the event time ``root.ts`` where there is one (the extracted event time
+    under a source with a timestamp extractor, a join result's time), so a window after a
+    repartition sees it; otherwise the input record's timestamp.
     """
 
     if root is not None:
         root.add_output(topic)
 
     def wrap(_nxt: Emit) -> Emit:
-        if root is not None and root.timestamp is not None:
+        if root is not None:
 
             def emit_timed(key: Any, value: Any, ctx: Any) -> None:
                 ctx.send(

@@ -22,8 +22,9 @@ def ensure_changelogs(topics: TopicGuard, topology: Topology, changelogs: dict[s
         }
         if len(set(counts.values())) > 1:
             raise TopologyError(
-                f"store {name!r} is used by topics with different partition counts {counts}; "
-                "co-partition them (same partition count) first"
+                f"store {name!r} is used by topics with different partition counts {counts} "
+                "(they are joined, or feed one store): partition p of each must hold the same "
+                "keys, so co-partition them (same partition count, same key partitioning) first"
             )
         wanted = next(iter(counts.values()), None) or 1
         have = topics.partitions(topic)
