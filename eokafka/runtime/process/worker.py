@@ -23,11 +23,13 @@ from eokafka.runtime.commit.errors import RecordFailed, TransactionAborted
 from eokafka.runtime.group.members import consumer_error, successor_exists
 from eokafka.runtime.process.bounded import Bounds
 from eokafka.runtime.process.wiring import build
+from eokafka.runtime.query.desk import QueryDesk
 from eokafka.runtime.tasks.changelog_topics import ensure_changelogs
 from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.worker")
 _IDLE_POLL = 0.5
+_IDLE_POLL_SERVING = 0.1  # a query waits for the loop's next step: keep idle steps short
 _OFFSETS_READ_S = 0.5  # a try at assigned inputs' committed offsets, once per step
 
 
@@ -40,13 +42,15 @@ class Worker:
         metrics: WorkerMetrics,
         bounds: Bounds | None = None,
         clients: Clients = KAFKA,
+        query_url: str | None = None,
     ) -> None:
+        """``query_url``: where this worker's query server is reached (given with one)."""
         topology.validate()
         self.topology = topology
         self.settings = settings
         self.instance_id = instance_id
         self.clients = clients
-        parts = build(topology, settings, instance_id, metrics, bounds, clients)
+        parts = build(topology, settings, instance_id, metrics, bounds, clients, query_url)
         self.parts = parts
         self.owner = parts.owner
         self.consumer = parts.consumer
@@ -54,6 +58,12 @@ class Worker:
         self.bound = parts.bound
         self.eager = parts.rebalance.protocol == "eager"
         self.stopping = False
+        owner = self.owner
+        # Queries are answered by this loop between batches (runtime/query/desk.py).
+        self.desk: QueryDesk | None = None
+        if query_url is not None:
+            self.desk = QueryDesk(self.tasks, lambda: owner.resyncing, lambda: owner.started)
+        self._idle_poll = _IDLE_POLL if query_url is None else _IDLE_POLL_SERVING
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -145,6 +155,8 @@ class Worker:
         """One pass: restores and standbys, one batch through the tasks, commit when due."""
         owner, tasks, consumer = self.owner, self.tasks, self.consumer
         clock = self.clients.clock
+        if self.desk is not None:
+            self.desk.serve()
         if tasks.awaiting:  # assigned inputs whose committed offsets are not known yet
             self.parts.rebalance.read_offsets(_OFFSETS_READ_S)
         if owner.resyncing and not owner.try_resync():
@@ -159,7 +171,7 @@ class Worker:
                 consumer.resume(ready)
         if tasks.unsettled and not self.eager and tasks.settle(clock()):  # eager: at assign
             self.parts.rebalance.replan()
-        timeout = max(0.0, owner.deadline - clock()) if owner.open else _IDLE_POLL
+        timeout = max(0.0, owner.deadline - clock()) if owner.open else self._idle_poll
         if tasks.restoring or (standby is not None and standby.catching_up):
             timeout = 0.0
         cap = self.parts.abort_loop.cap

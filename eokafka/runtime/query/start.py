@@ -1,0 +1,66 @@
+"""The query server of one worker slot: its address, its stores' routes, started."""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from confluent_kafka.admin import AdminClient
+
+from eokafka.config import Settings, admin_config
+from eokafka.runtime.query.desk import QueryDesk
+from eokafka.runtime.query.owners import Owners
+from eokafka.runtime.query.server import QueryServer, StoreRoute
+from eokafka.topology import Topology
+
+
+def query_url(settings: Settings, slot: int) -> str | None:
+    """How the other workers reach slot ``slot``'s server: ``advertised_url`` with its port
+    moved by the slot, else the bound host (this host's name when bound to every address)."""
+    if settings.http_port is None:
+        return None
+    port = settings.http_port + slot
+    if settings.advertised_url:
+        parts = urlsplit(settings.advertised_url.rstrip("/"))
+        if parts.port is not None and slot:
+            host = parts.hostname or ""
+            parts = parts._replace(netloc=f"{host}:{parts.port + slot}")
+        return urlunsplit(parts)
+    host = settings.http_host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def store_routes(topology: Topology) -> dict[str, StoreRoute]:
+    """Each key-value store by the input topic whose processor declares it: its key's
+    partition is the one that topic's key serde and Kafka's partitioner give it."""
+    routes: dict[str, StoreRoute] = {}
+    for source in topology.sources:
+        for name in source.stores:
+            spec = topology.stores[name]
+            if name in routes or spec.window_retention_ms is not None or spec.stream_time_of:
+                continue
+            routes[name] = StoreRoute(name, source.topic, source.key_serde, spec.backend)
+    return routes
+
+
+def start_query_server(
+    topology: Topology, settings: Settings, desk: QueryDesk, instance: str, slot: int
+) -> QueryServer:
+    """Bind the slot's server (``http_port`` + slot on ``http_host``) and serve."""
+    url = query_url(settings, slot)
+    assert url is not None and settings.http_port is not None
+    admin = AdminClient(admin_config(settings))
+    server = QueryServer(
+        desk, store_routes(topology), Owners(admin, settings.application_id), instance, url,
+        settings.http_token, settings.transaction_timeout_ms / 1000, time.monotonic,
+    )  # fmt: skip
+    server.start(settings.http_host, settings.http_port + slot)
+    return server
+
+
+__all__ = ["query_url", "start_query_server", "store_routes"]

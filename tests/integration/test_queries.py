@@ -1,0 +1,308 @@
+"""Interactive queries against real worker processes on a real broker (invariant 14).
+
+A running total per key (tests.apps.totals). Every answer is checked against an independent
+reference built from the input records as read back from the broker: the total of a key
+over its input partition's records below the input offset the answer says it reflects. An
+answer that showed the open transaction's writes, or a rolled-back one, would carry a total
+that no committed offset gives.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import requests
+
+from eokafka.runtime.query.owners import key_partition
+from tests.integration.harness import WorkerProcess, app_topics, wait_for, worker
+from tests.integration.test_operations import _free_port
+from tests.kafka_helpers import (
+    Record,
+    end_offsets,
+    produce_records,
+    read_committed,
+    read_uncommitted,
+)
+from tests.totals_reference import check_running_totals
+
+pytestmark = pytest.mark.integration
+TARGET = "tests.apps.totals:app"
+STORE = "totals"
+PARTITIONS = 6
+KEYS = 24
+SESSION = ["-c", "consumer.session.timeout.ms=6000"]
+# Liveness bounds, not performance figures: a loaded 2-core machine may be slow.
+SETTLE_S = 120
+HTTP_S = 20
+
+
+class Node:
+    """One worker process and its query server's address."""
+
+    def __init__(self, name: str, proc: WorkerProcess, port: int) -> None:
+        self.name, self.proc, self.port = name, proc, port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, token: str | None = None) -> requests.Response:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return requests.get(self.url + path, headers=headers, timeout=HTTP_S)
+
+    def key(self, key: str) -> requests.Response:
+        return self.get(f"/v1/stores/{STORE}/keys/{key}")
+
+
+def _nodes(
+    bootstrap: str, tmp: Path, env: dict[str, str], names: list[str], extra: list[str] = ()
+) -> list[Node]:
+    out = []
+    for name in names:
+        port = _free_port()
+        node_env = {**env, "EOKAFKA_HTTP_PORT": str(port)}
+        args = ["--instance-id", name, *SESSION, *extra]
+        out.append(Node(name, worker(TARGET, bootstrap, tmp, name, node_env, args), port))
+    return out
+
+
+def _inputs(n: int, seed: int, first_id: int = 0) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    return [
+        (f"k{rng.randrange(KEYS)}".encode(),
+         json.dumps({"id": first_id + i, "amount": rng.randint(1, 9)}).encode())
+        for i in range(n)
+    ]  # fmt: skip
+
+
+Reference = dict[tuple[bytes, int], list[tuple[int, int]]]
+
+
+def _reference(records: list[Record]) -> Reference:
+    """(key, input partition) -> [(offset after the record, total through it)], ascending."""
+    out: dict[tuple[bytes, int], list[tuple[int, int]]] = defaultdict(list)
+    running: dict[bytes, int] = defaultdict(int)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        assert r.key is not None and r.value is not None
+        running[r.key] += json.loads(r.value)["amount"]
+        out[(r.key, r.partition)].append((r.offset + 1, running[r.key]))
+    return out
+
+
+def _total_below(ref: list[tuple[int, int]], offset: int) -> int:
+    """The key's total over its partition's records below ``offset``."""
+    total = 0
+    for after, running in ref:
+        if after > offset:
+            break
+        total = running
+    return total
+
+
+def _check_answer(
+    answer: dict[str, object], key: str, src: str, ref: Reference) -> None:
+    partition = answer["partition"]
+    assert partition == key_partition(key.encode(), PARTITIONS), answer
+    offsets = answer["input_offsets"]
+    assert isinstance(offsets, dict) and isinstance(partition, int)
+    offset = offsets[f"{src}[{partition}]"]
+    want = _total_below(ref.get((key.encode(), partition), []), offset)
+    got = answer["value"] if answer["found"] else 0
+    assert got == want, (
+        f"{key}: answered {got} as of input offset {offset} of partition {partition}, but the "
+        f"committed inputs below that offset total {want}: {answer}"
+    )
+
+
+def _answers(node: Node, keys: list[str]) -> dict[str, dict[str, object]] | None:
+    """Every key's answer from ``node``, or None while any is refused (503)."""
+    out = {}
+    for key in keys:
+        got = node.key(key)
+        if got.status_code == 503:
+            assert got.headers.get("Retry-After"), got.text
+            return None
+        assert got.status_code == 200, f"{node.name} {key}: {got.status_code} {got.text}"
+        out[key] = got.json()
+    return out
+
+
+def _ready(nodes: list[Node]) -> bool:
+    try:
+        return all(n.get("/readyz").status_code == 200 for n in nodes)
+    except requests.ConnectionError:
+        return False
+
+
+def _stop_all(nodes: list[Node]) -> None:
+    for n in nodes:
+        n.proc.stop_quietly()
+
+
+def test_any_worker_answers_any_key_with_its_last_committed_total(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    names = app_topics(kafka_bootstrap, "query", PARTITIONS)
+    inputs = _inputs(400, seed=1)
+    produce_records(kafka_bootstrap, names.src, inputs)
+    nodes = _nodes(kafka_bootstrap, tmp_path, names.env, ["q0", "q1", "q2"])
+    try:
+        for n in nodes:
+            n.proc.start()
+        outputs = read_committed(kafka_bootstrap, names.out, len(inputs), timeout=SETTLE_S)
+        final = check_running_totals(inputs, outputs)
+        wait_for(lambda: _ready(nodes), SETTLE_S, "every worker ready")
+        ins = read_committed(kafka_bootstrap, names.src)
+        ref = _reference(ins)
+        in_end = end_offsets(kafka_bootstrap, names.src)
+        log_end = end_offsets(kafka_bootstrap, f"{names.app_id}-{STORE}-changelog")
+        keys = sorted(final)
+        forwarded = 0
+        for n in nodes:
+            answers: dict[str, dict[str, object]] = {}
+
+            def answered(n: Node = n, answers: dict[str, dict[str, object]] = answers) -> bool:
+                got = _answers(n, keys)
+                if got is not None:
+                    answers.update(got)
+                return got is not None
+
+            wait_for(answered, SETTLE_S, f"{n.name} answering every key")
+            for key, answer in answers.items():
+                p = key_partition(key.encode(), PARTITIONS)
+                assert answer["found"] and answer["value"] == final[key], (key, answer)
+                assert answer["partition"] == p
+                assert answer["input_offsets"] == {f"{names.src}[{p}]": in_end[p]}, answer
+                assert answer["changelog_offset"] == log_end[p], (answer, log_end)
+                _check_answer(answer, key, names.src, ref)
+                served = answer["served_by"]
+                assert isinstance(served, dict)
+                forwarded += served["instance"] != n.name
+        assert forwarded > 0, "no answer came from another worker than the one asked"
+        absent = nodes[0].key("no-such-key").json()
+        assert absent["found"] is False and absent["value"] is None
+    finally:
+        _stop_all(nodes)
+
+
+def test_answers_during_rebalances_and_kills_are_committed_states(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    names = app_topics(kafka_bootstrap, "query-storm", PARTITIONS)
+    produce_records(kafka_bootstrap, names.src, _inputs(200, seed=2))
+    nodes = _nodes(kafka_bootstrap, tmp_path, names.env, ["s0", "s1", "s2"])
+    answers: list[tuple[str, dict[str, object]]] = []
+    refusals = defaultdict(int)
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def feed() -> None:
+        batch = 0
+        try:
+            while not done.is_set():
+                batch += 1
+                chunk = _inputs(20, seed=100 + batch, first_id=10_000 * batch)
+                produce_records(kafka_bootstrap, names.src, chunk)
+                done.wait(0.05)  # pacing of a steady input rate
+        except BaseException as exc:  # surfaced in the test thread
+            failures.append(exc)
+
+    def ask() -> None:
+        rng = random.Random(3)
+        while not done.is_set():
+            node = rng.choice(nodes)
+            key = f"k{rng.randrange(KEYS)}"
+            try:
+                got = node.key(key)
+            except requests.RequestException:
+                refusals["unreachable"] += 1
+                continue
+            if got.status_code == 200:
+                answers.append((key, got.json()))
+            else:
+                assert got.status_code == 503 and got.headers.get("Retry-After"), got.text
+                refusals["503"] += 1
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    asker = threading.Thread(target=ask, daemon=True)
+    try:
+        nodes[0].proc.start()
+        nodes[1].proc.start()
+        wait_for(lambda: _ready(nodes[:2]), SETTLE_S, "two workers ready")
+        feeder.start()
+        asker.start()
+        nodes[2].proc.start()  # a rebalance: a third worker joins
+        wait_for(lambda: _ready(nodes), SETTLE_S, "three workers ready")
+        nodes[1].proc.kill()  # SIGKILL mid-transaction: its open transaction aborts
+        wait_for(lambda: _ready([nodes[0], nodes[2]]), SETTLE_S, "the survivors ready")
+        nodes[1].proc.start()  # back with the same instance id
+        nodes[0].proc.kill()
+        nodes[0].proc.start()
+        wait_for(lambda: _ready(nodes), SETTLE_S, "all three ready again")
+        count = len(answers)
+        wait_for(lambda: len(answers) > count + 20, SETTLE_S, "answers after the storm")
+        done.set()
+        feeder.join(60)
+        asker.join(60)
+        assert not failures, failures
+        ins = read_committed(kafka_bootstrap, names.src)
+        outputs = read_committed(kafka_bootstrap, names.out, len(ins), timeout=SETTLE_S)
+        ref = _reference(ins)
+        check_running_totals([(r.key, r.value) for r in ins], outputs)  # type: ignore[misc]
+        assert answers, f"no answer at all ({dict(refusals)})"
+        for key, answer in answers:
+            _check_answer(answer, key, names.src, ref)
+        aborted = len(read_uncommitted(kafka_bootstrap, names.out)) > len(outputs)
+        print(f"{len(answers)} answers, refusals {dict(refusals)}, aborted output: {aborted}")
+    finally:
+        done.set()
+        _stop_all(nodes)
+
+
+def test_readyz_waits_for_a_restoring_task_and_healthz_for_a_blocked_loop(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A store whose files another process holds keeps its task restoring: not ready until
+    it is let go. A processor that blocks the loop makes the worker unhealthy."""
+    from eokafka.state import RocksBackend, store_dir
+
+    names = app_topics(kafka_bootstrap, "query-ready", 2)
+    produce_records(kafka_bootstrap, names.src, _inputs(40, seed=4), partition=0)
+    produce_records(kafka_bootstrap, names.src, _inputs(10, seed=5, first_id=100), partition=1)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {
+        **names.env, "TEST_BACKEND": "rocksdb", "TEST_PAUSE_IDS": "200",
+        "TEST_PAUSE_DIR": str(pause), "EOKAFKA_TRANSACTION_TIMEOUT_MS": "3000",
+    }  # fmt: skip
+    (node,) = _nodes(kafka_bootstrap, tmp_path, env, ["r0"])
+    holder = RocksBackend(store_dir(tmp_path / "state", names.app_id, STORE, 0) / "rocksdb")
+    holder.checkpoint()  # opens the files: the worker can't until the holder lets go
+    try:
+        node.proc.start()
+
+        def restoring() -> bool:
+            try:
+                got = node.get("/readyz")
+            except requests.ConnectionError:
+                return False
+            states = {t["partition"]: t["state"] for t in got.json()["tasks"]}
+            return got.status_code == 503 and states.get(0) == "restoring"
+
+        wait_for(restoring, SETTLE_S, "readyz: not ready, task 0 restoring")
+        assert node.get("/healthz").status_code == 200
+        assert node.key("k1").status_code in (200, 503)
+        holder.close()
+        wait_for(lambda: node.get("/readyz").status_code == 200, SETTLE_S, "readyz: ready")
+        read_committed(kafka_bootstrap, names.out, 50, timeout=SETTLE_S)
+
+        produce_records(kafka_bootstrap, names.src, [(b"k1", b'{"id": 200, "amount": 1}')])
+        wait_for((pause / "paused-200").exists, SETTLE_S, "the processor blocking the loop")
+        wait_for(lambda: node.get("/healthz").status_code == 503, SETTLE_S, "healthz: unhealthy")
+        (pause / "release").touch()
+        wait_for(lambda: node.get("/healthz").status_code == 200, SETTLE_S, "healthz: healthy")
+    finally:
+        holder.close()
+        node.proc.stop_quietly()
