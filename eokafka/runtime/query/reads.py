@@ -50,12 +50,17 @@ class ScanQuery:
 
 
 def where(task: Task) -> dict[str, Any]:
-    """What an answer reflects: the task, and its committed input offsets."""
-    return {
-        "task": task.name,
-        "partition": task.index,
-        "input_offsets": {f"{t}[{p}]": o for (t, p), o in sorted(task.committed.items())},
-    }
+    """What an answer reflects: the task, and its committed input offsets. An input the
+    group never committed shows where the offset reset put it, or None for its beginning:
+    the state then reflects none of its records."""
+    offsets: dict[str, int | None] = {}
+    for tp, offset in sorted(task.committed.items()):
+        if offset < 0:
+            reset = task.reset_positions.get(tp, -1)
+            offsets[f"{tp[0]}[{tp[1]}]"] = reset if reset >= 0 else None
+        else:
+            offsets[f"{tp[0]}[{tp[1]}]"] = offset
+    return {"task": task.name, "partition": task.index, "input_offsets": offsets}
 
 
 def committed_store(task: Task, name: str) -> Store:
