@@ -18,6 +18,9 @@ from eokafka.logs import setup_logging
 cli = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False
 )
+from eokafka.query_cli import query  # noqa: E402  (the query command lives in its own module)
+
+cli.command()(query)
 broker_cli = typer.Typer(no_args_is_help=True, help="The local development Kafka broker.")
 cli.add_typer(broker_cli, name="broker")
 
@@ -37,6 +40,9 @@ def run(
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="serve /metrics on this port (+i for worker i)")
+    ] = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="serve queries and health on this port (+i for worker i)")
     ] = None,
     state_dir: Annotated[str | None, typer.Option(help="where instance ids are kept")] = None,
     on_error: Annotated[str | None, typer.Option(help="fail | skip | dead-letter")] = None,
@@ -85,6 +91,7 @@ def run(
         "processes": processes,
         "instance_id": instance_id,
         "metrics_port": metrics_port,
+        "http_port": http_port,
         "state_dir": state_dir,
         "on_error": on_error,
         "create_topics": create_topics,

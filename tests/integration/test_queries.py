@@ -10,7 +10,10 @@ that no committed offset gives.
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -324,4 +327,52 @@ def test_readyz_waits_for_a_restoring_task_and_healthz_for_a_blocked_loop(
         wait_for(lambda: node.get("/healthz").status_code == 200, SETTLE_S, "healthz: healthy")
     finally:
         holder.close()
+        node.proc.stop_quietly()
+
+
+def test_the_cli_and_the_client_find_a_worker_in_the_group_and_carry_the_token(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from eokafka.config import Settings
+    from eokafka.query import QueryClient
+
+    names = app_topics(kafka_bootstrap, "query-cli", 2)
+    inputs = _inputs(60, seed=6)
+    produce_records(kafka_bootstrap, names.src, inputs)
+    token = "t0ken-" + names.app_id
+    env = {**names.env, "EOKAFKA_HTTP_TOKEN": token}
+    (node,) = _nodes(kafka_bootstrap, tmp_path, env, ["c0"])
+    try:
+        node.proc.start()
+        outputs = read_committed(kafka_bootstrap, names.out, len(inputs), timeout=SETTLE_S)
+        final = check_running_totals(inputs, outputs)
+        wait_for(lambda: _ready([node]), SETTLE_S, "the worker ready")
+        assert node.key("k1").status_code == 401
+        assert node.get("/healthz").status_code == 200  # probes need no token
+
+        cli_env = {**os.environ, **env}
+        cli_env.pop("EOKAFKA_TEST_BOOTSTRAP", None)
+        base = [sys.executable, "-m", "eokafka", "query", TARGET, STORE]
+        one = subprocess.run(
+            [*base, "k1", "--bootstrap-servers", kafka_bootstrap],
+            env=cli_env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert one.returncode == 0, one.stderr
+        assert json.loads(one.stdout)["value"] == final["k1"]
+        listed = subprocess.run(
+            [*base, "--prefix", "k1", "--bootstrap-servers", kafka_bootstrap],
+            env=cli_env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        items = [json.loads(line) for line in listed.stdout.splitlines()]
+        want = {k: v for k, v in final.items() if k.startswith("k1")}
+        assert {i["key"]: i["value"] for i in items} == want
+
+        settings = Settings(names.app_id, bootstrap_servers=kafka_bootstrap, http_token=token)
+        client = QueryClient.for_app(settings)
+        assert client.urls == [node.url]  # found in the group's description
+        assert client.get(STORE, "k2")["value"] == final["k2"]
+        assert {i["key"]: i["value"] for i in client.items(STORE)} == final
+        assert token not in node.proc.log()
+    finally:
         node.proc.stop_quietly()
