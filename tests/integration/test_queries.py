@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 import threading
@@ -376,3 +377,40 @@ def test_the_cli_and_the_client_find_a_worker_in_the_group_and_carry_the_token(
         assert token not in node.proc.log()
     finally:
         node.proc.stop_quietly()
+
+
+def test_a_keys_open_windows_match_the_windowed_output(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Tumbling windows of 1 s (grace 300 ms), counted, every update emitted: each key's open
+    window answers the count of its last committed update; closed windows left the store."""
+    names = app_topics(kafka_bootstrap, "query-win", 2)
+    keys = [f"k{i}" for i in range(4)]
+    inputs = [
+        (keys[i % 4].encode(), json.dumps({"ts": i * 10, "v": 1}).encode()) for i in range(300)
+    ]  # event time ascending: the last window [2000, 3000) stays open, earlier ones close
+    produce_records(kafka_bootstrap, names.src, inputs)
+    env = {**names.env, "TEST_WINDOW": "tumbling", "TEST_AGG": "count", "TEST_EMIT": "update",
+           "TEST_TS_FIELD": "1", "EOKAFKA_HTTP_PORT": str(_free_port())}  # fmt: skip
+    proc = worker("tests.apps.window_apps:app", kafka_bootstrap, tmp_path, "w0", env)
+    node = Node("w0", proc, int(env["EOKAFKA_HTTP_PORT"]))
+    try:
+        proc.start()
+        outputs = read_committed(kafka_bootstrap, names.out, len(inputs), timeout=SETTLE_S)
+        last: dict[tuple[bytes, int, int], int] = {}
+        for r in outputs:  # windowed key: key bytes, then start and end as int64
+            assert r.key is not None and r.value is not None
+            k, start, end = r.key[:-16], *struct.unpack(">qq", r.key[-16:])
+            last[(k, start, end)] = json.loads(r.value)
+        wait_for(lambda: _ready([node]), SETTLE_S, "the worker ready")
+        for key in keys:
+            got = node.get(f"/v1/stores/agg/windows/{key}?from=0")
+            assert got.status_code == 200, got.text
+            answer = got.json()
+            want = sum(1 for k, v in inputs if k == key.encode() and json.loads(v)["ts"] >= 2000)
+            assert answer["windows"] == [{"start": 2000, "end": 3000, "value": want}], answer
+            assert last[(key.encode(), 2000, 3000)] == want
+            early = node.get(f"/v1/stores/agg/windows/{key}?from=0&to=2000").json()
+            assert early["windows"] == []
+    finally:
+        proc.stop_quietly()

@@ -16,11 +16,19 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from eokafka.runtime.query.reads import KeyQuery, QueryError, ScanQuery, lookup, scan
+from eokafka.runtime.query.reads import (
+    KeyQuery,
+    QueryError,
+    ScanQuery,
+    WindowQuery,
+    lookup,
+    scan,
+    windows,
+)
 from eokafka.runtime.tasks.manager import TaskManager
 from eokafka.runtime.tasks.task import Task, TaskState
 
-Query = KeyQuery | ScanQuery
+Query = KeyQuery | ScanQuery | WindowQuery
 RETRY_AFTER_S = 1.0
 
 
@@ -127,6 +135,8 @@ class QueryDesk:
             )  # fmt: skip
         if isinstance(query, KeyQuery):
             return lookup(task, query)
+        if isinstance(query, WindowQuery):
+            return windows(task, query)
         return scan(task, query)
 
     def _task(self, store: str, partition: int) -> Task:

@@ -14,6 +14,8 @@ from typing import Any
 
 from eokafka.runtime.tasks.task import Task
 from eokafka.state import RocksBackend, Store, WindowStore
+from eokafka.state.window import CLOSE_AT_BYTES, WINDOW_ENTRY
+from eokafka.windows.state import decode_state
 
 MAX_PAGE = 1000
 
@@ -33,6 +35,18 @@ class KeyQuery:
     store: str
     key: str
     partition: int
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    """A key's open windows in a window store that overlap [``start``, ``end``) (ms)."""
+
+    store: str
+    key: str
+    partition: int
+    key_bytes: bytes  # by the key serde of the windowed stream
+    start: int | None = None
+    end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,13 +77,38 @@ def where(task: Task) -> dict[str, Any]:
     return {"task": task.name, "partition": task.index, "input_offsets": offsets}
 
 
-def committed_store(task: Task, name: str) -> Store:
+def committed_store(task: Task, name: str, windows: bool = False) -> Store:
     store = task.stores.get(name)
     if store is None or name in task.restores:
         raise QueryError(503, f"store {name!r} of task {task.name} is not open yet", 1.0)
-    if isinstance(store, WindowStore):
-        raise QueryError(400, f"store {name!r} is a window store: not readable by key here")
+    if isinstance(store, WindowStore) != windows:
+        kind = "a window store: ask for its windows" if not windows else "not a window store"
+        raise QueryError(400, f"store {name!r} is {kind}")
     return store
+
+
+def windows(task: Task, query: WindowQuery) -> dict[str, Any]:
+    """The key's open windows (closed ones were emitted and left the store) with their
+    aggregates as the store keeps them; for sliding windows, the key's records instead."""
+    store = committed_store(task, query.store, windows=True)
+    assert isinstance(store, WindowStore)
+    data = store.backend.get(WINDOW_ENTRY + query.key_bytes)
+    found: list[dict[str, Any]] = []
+    if data is not None:
+        state = decode_state(data[CLOSE_AT_BYTES:], store.aggregate_serde.deserialize)
+        for start, end, aggregate in state.entries:
+            if query.end is not None and start >= query.end:
+                continue
+            if query.start is not None and end <= query.start:
+                continue
+            found.append({"start": start, "end": end, "value": aggregate})
+    return {
+        "store": query.store,
+        "key": query.key,
+        "windows": found,
+        "changelog_offset": store.backend.checkpoint(),
+        **where(task),
+    }
 
 
 def lookup(task: Task, query: KeyQuery) -> dict[str, Any]:

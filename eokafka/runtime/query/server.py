@@ -7,6 +7,8 @@ Routes (docs/queries.md):
 - ``GET /v1/stores``: the app's stores, their input topic and partition count.
 - ``GET /v1/stores/{store}/keys/{key}``: a key's committed value, its partition and the
   offsets it reflects; asked of any worker, forwarded to the owner of the key's partition.
+- ``GET /v1/stores/{store}/windows/{key}?from=&to=``: a key's open windows overlapping
+  [from, to) (epoch ms) in a window store.
 - ``GET /v1/stores/{store}/partitions/{p}/keys``: a page of one partition's keys
   (``limit``, ``after``), or a ``prefix`` or a range [``start``, ``end``).
 
@@ -32,7 +34,7 @@ from aiohttp import web
 from eokafka.errors import ConfigError
 from eokafka.runtime.query.desk import NotHere, Query, QueryDesk, Status
 from eokafka.runtime.query.owners import Owners, key_partition
-from eokafka.runtime.query.reads import KeyQuery, QueryError, ScanQuery
+from eokafka.runtime.query.reads import KeyQuery, QueryError, ScanQuery, WindowQuery
 from eokafka.serdes import Serde
 
 log = logging.getLogger("eokafka.query")
@@ -50,6 +52,7 @@ class StoreRoute:
     topic: str
     key_serde: Serde
     backend: str
+    windowed: bool = False
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -128,6 +131,7 @@ class QueryServer:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/v1/stores", self.list_stores)
         app.router.add_get("/v1/stores/{store}/keys/{key}", self.get_key)
+        app.router.add_get("/v1/stores/{store}/windows/{key}", self.get_windows)
         app.router.add_get("/v1/stores/{store}/partitions/{partition}/keys", self.scan)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -211,18 +215,32 @@ class QueryServer:
         for route in self.stores.values():
             partitions = await asyncio.to_thread(self.owners.partitions, route.topic)
             out.append({"store": route.name, "topic": route.topic, "partitions": partitions,
-                        "backend": route.backend})  # fmt: skip
+                        "backend": route.backend, "windowed": route.windowed})  # fmt: skip
         return _json({"stores": out, "instance": self.instance, "url": self.url})
 
-    async def get_key(self, request: web.Request) -> web.Response:
-        route = self._route(request)
+    async def _key(self, request: web.Request, route: StoreRoute) -> tuple[str, bytes, int]:
+        """The key of the path, its bytes and its partition."""
         key = request.match_info["key"]
         data = route.key_serde.serialize(key)
         if data is None:
             raise QueryError(400, f"store {route.name!r}: key {key!r} serializes to nothing")
         partitions = await asyncio.to_thread(self.owners.partitions, route.topic)
-        partition = key_partition(data, partitions)
+        return key, data, key_partition(data, partitions)
+
+    async def get_key(self, request: web.Request) -> web.Response:
+        route = self._route(request)
+        key, _, partition = await self._key(request, route)
         return await self._ask(request, route, KeyQuery(route.name, key, partition))
+
+    async def get_windows(self, request: web.Request) -> web.Response:
+        route = self._route(request)
+        key, data, partition = await self._key(request, route)
+        try:
+            bounds = [int(request.query[b]) if b in request.query else None for b in ("from", "to")]
+        except ValueError as exc:
+            raise QueryError(400, f"from and to are epoch milliseconds: {exc}") from None
+        query = WindowQuery(route.name, key, partition, data, bounds[0], bounds[1])
+        return await self._ask(request, route, query)
 
     async def scan(self, request: web.Request) -> web.Response:
         route = self._route(request)

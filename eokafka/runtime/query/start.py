@@ -36,15 +36,19 @@ def query_url(settings: Settings, slot: int) -> str | None:
 
 
 def store_routes(topology: Topology) -> dict[str, StoreRoute]:
-    """Each key-value store by the input topic whose processor declares it: its key's
-    partition is the one that topic's key serde and Kafka's partitioner give it."""
+    """Each store by the input topic whose processor declares it: its key's partition is
+    the one that topic's key serde and Kafka's partitioner give it. A window store's keys
+    are the windowed stream's, written by the same serde. Stream time stores are internal."""
     routes: dict[str, StoreRoute] = {}
     for source in topology.sources:
         for name in source.stores:
-            spec = topology.stores[name]
-            if name in routes or spec.window_retention_ms is not None or spec.stream_time_of:
+            spec = topology.stores.get(name)
+            if spec is None or name in routes or spec.stream_time_of:
                 continue
-            routes[name] = StoreRoute(name, source.topic, source.key_serde, spec.backend)
+            windowed = spec.window_retention_ms is not None or name in topology.window_stores
+            routes[name] = StoreRoute(
+                name, source.topic, source.key_serde, spec.backend, windowed
+            )
     return routes
 
 
