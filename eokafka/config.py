@@ -91,17 +91,21 @@ class Settings:
         redact.remember(self.config)
         redact.remember({"http_token": self.http_token or ""})
 
-    def __repr__(self) -> str:
-        """Secret librdkafka values (passwords, keys, tokens) show as ``[redacted]``."""
-        parts = []
+    def shown(self) -> dict[str, Any]:
+        """Every setting, secret values (passwords, keys, tokens) as ``[redacted]``."""
+        out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "config":
                 value = redact.redact_config(value)
             elif f.name == "http_token" and value is not None:
                 value = redact.REDACTED
-            parts.append(f"{f.name}={value!r}")
-        return f"Settings({', '.join(parts)})"
+            out[f.name] = value
+        return out
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.shown().items())
+        return f"Settings({shown})"
 
     @property
     def dlq_topic(self) -> str:

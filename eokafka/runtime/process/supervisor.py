@@ -66,7 +66,9 @@ def run_worker(
             url = query_url(settings, slot)
             worker = Worker(topology, settings, instance.value, metrics, bounds, query_url=url)
             if worker.desk is not None:
-                server = start_query_server(topology, settings, worker.desk, instance.value, slot)
+                server = start_query_server(
+                    topology, settings, worker.desk, metrics, instance.value, slot
+                )
                 log.info("queries at %s (bound to %s)", url, settings.http_host)
         signal.signal(signal.SIGTERM, worker.stop)
         signal.signal(signal.SIGINT, worker.stop)

@@ -42,6 +42,7 @@ FORWARDED = "X-Eokafka-Forwarded"
 _LOOP_WAIT_S = 10.0  # a query the loop has not answered by then: 503, ask again
 _FORWARD_TIMEOUT_S = 15.0
 RETRY_AFTER_S = 1
+_OPEN = frozenset({"/healthz", "/readyz", "/"})  # no data: probes and the page's own HTML
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class QueryServer:
         token: str | None,
         liveness_s: float,
         clock: Callable[[], float],
+        routes: Callable[[web.Application], None] | None = None,
     ) -> None:
+        """``routes`` adds more routes (the live page's, page.py) under the same guard."""
         self.desk = desk
         self.stores = stores
         self.owners = owners
@@ -92,6 +95,7 @@ class QueryServer:
         self.token = token
         self.liveness_s = liveness_s
         self.clock = clock
+        self._more_routes = routes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -133,6 +137,8 @@ class QueryServer:
         app.router.add_get("/v1/stores/{store}/keys/{key}", self.get_key)
         app.router.add_get("/v1/stores/{store}/windows/{key}", self.get_windows)
         app.router.add_get("/v1/stores/{store}/partitions/{partition}/keys", self.scan)
+        if self._more_routes is not None:
+            self._more_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -156,7 +162,7 @@ class QueryServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.token is not None and request.path not in ("/healthz", "/readyz"):
+        if self.token is not None and request.path not in _OPEN:
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 return _json(

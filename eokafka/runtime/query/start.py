@@ -9,8 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 from confluent_kafka.admin import AdminClient
 
 from eokafka.config import Settings, admin_config
+from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.query.desk import QueryDesk
 from eokafka.runtime.query.owners import Owners
+from eokafka.runtime.query.page import Overview, topology_picture
 from eokafka.runtime.query.server import QueryServer, StoreRoute
 from eokafka.topology import Topology
 
@@ -53,15 +55,23 @@ def store_routes(topology: Topology) -> dict[str, StoreRoute]:
 
 
 def start_query_server(
-    topology: Topology, settings: Settings, desk: QueryDesk, instance: str, slot: int
+    topology: Topology,
+    settings: Settings,
+    desk: QueryDesk,
+    metrics: WorkerMetrics,
+    instance: str,
+    slot: int,
 ) -> QueryServer:
-    """Bind the slot's server (``http_port`` + slot on ``http_host``) and serve."""
+    """Bind the slot's server (``http_port`` + slot on ``http_host``) and serve, with the
+    live page at ``/``."""
     url = query_url(settings, slot)
     assert url is not None and settings.http_port is not None
-    admin = AdminClient(admin_config(settings))
+    owners = Owners(AdminClient(admin_config(settings)), settings.application_id)
+    picture = topology_picture(topology, settings.application_id)
+    overview = Overview(desk, metrics, settings, owners, picture, instance, url)
     server = QueryServer(
-        desk, store_routes(topology), Owners(admin, settings.application_id), instance, url,
-        settings.http_token, settings.transaction_timeout_ms / 1000, time.monotonic,
+        desk, store_routes(topology), owners, instance, url, settings.http_token,
+        settings.transaction_timeout_ms / 1000, time.monotonic, overview.add_routes,
     )  # fmt: skip
     server.start(settings.http_host, settings.http_port + slot)
     return server
