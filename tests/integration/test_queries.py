@@ -61,13 +61,19 @@ class Node:
 
 
 def _nodes(
-    bootstrap: str, tmp: Path, env: dict[str, str], names: list[str], extra: list[str] = ()
+    bootstrap: str,
+    tmp: Path,
+    env: dict[str, str],
+    names: list[str],
+    extra: list[str] | None = None,
+    protocol: str = "classic",
 ) -> list[Node]:
     out = []
     for name in names:
         port = _free_port()
         node_env = {**env, "EOKAFKA_HTTP_PORT": str(port)}
-        args = ["--instance-id", name, *SESSION, *extra]
+        session = SESSION if protocol == "classic" else []  # KIP-848: the broker's timeout
+        args = ["--instance-id", name, *session, *(extra or [])]
         out.append(Node(name, worker(TARGET, bootstrap, tmp, name, node_env, args), port))
     return out
 
@@ -145,13 +151,17 @@ def _stop_all(nodes: list[Node]) -> None:
         n.proc.stop_quietly()
 
 
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_any_worker_answers_any_key_with_its_last_committed_total(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, protocol: str
 ) -> None:
+    """Under both group protocols: the owner of a partition is read from the group's
+    description either way (KIP-848 groups describe their members' assignments too)."""
     names = app_topics(kafka_bootstrap, "query", PARTITIONS)
     inputs = _inputs(400, seed=1)
     produce_records(kafka_bootstrap, names.src, inputs)
-    nodes = _nodes(kafka_bootstrap, tmp_path, names.env, ["q0", "q1", "q2"])
+    extra = [] if protocol == "classic" else ["-c", "group.protocol=consumer"]
+    nodes = _nodes(kafka_bootstrap, tmp_path, names.env, ["q0", "q1", "q2"], extra, protocol)
     try:
         for n in nodes:
             n.proc.start()
