@@ -29,7 +29,9 @@ from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.worker")
 _IDLE_POLL = 0.5
-_IDLE_POLL_SERVING = 0.1  # a query waits for the loop's next step: keep idle steps short
+# With a query server, a query waits for the loop's next step, and librdkafka's consume has
+# no wake-up: the loop waits for records at most this long (benchmarks/queries.py).
+_QUERY_WAIT_S = 0.01
 _OFFSETS_READ_S = 0.5  # a try at assigned inputs' committed offsets, once per step
 
 
@@ -63,7 +65,7 @@ class Worker:
         self.desk: QueryDesk | None = None
         if query_url is not None:
             self.desk = QueryDesk(self.tasks, lambda: owner.resyncing, lambda: owner.started)
-        self._idle_poll = _IDLE_POLL if query_url is None else _IDLE_POLL_SERVING
+        self._max_wait = None if query_url is None else _QUERY_WAIT_S
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -171,7 +173,9 @@ class Worker:
                 consumer.resume(ready)
         if tasks.unsettled and not self.eager and tasks.settle(clock()):  # eager: at assign
             self.parts.rebalance.replan()
-        timeout = max(0.0, owner.deadline - clock()) if owner.open else self._idle_poll
+        timeout = max(0.0, owner.deadline - clock()) if owner.open else _IDLE_POLL
+        if self._max_wait is not None:
+            timeout = min(timeout, self._max_wait)
         if tasks.restoring or (standby is not None and standby.catching_up):
             timeout = 0.0
         cap = self.parts.abort_loop.cap
