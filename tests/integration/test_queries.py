@@ -424,3 +424,48 @@ def test_a_keys_open_windows_match_the_windowed_output(
             assert early["windows"] == []
     finally:
         proc.stop_quietly()
+
+
+def test_a_standby_answers_a_stale_read_with_its_lag(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Two workers, one standby replica per partition: asked with ?stale=1 for a key of the
+    other worker's partition, a worker answers from its warm copy, saying so and its lag; the
+    copy catches up with the committed total. Without it, the owner answers."""
+    names = app_topics(kafka_bootstrap, "query-stale", 2)
+    inputs = _inputs(100, seed=8)
+    produce_records(kafka_bootstrap, names.src, inputs)
+    env = {**names.env, "TEST_STANDBYS": "1"}
+    nodes = _nodes(kafka_bootstrap, tmp_path, env, ["t0", "t1"])
+    try:
+        for n in nodes:
+            n.proc.start()
+        outputs = read_committed(kafka_bootstrap, names.out, len(inputs), timeout=SETTLE_S)
+        final = check_running_totals(inputs, outputs)
+        wait_for(lambda: _ready(nodes), SETTLE_S, "both workers ready")
+        asked = nodes[0]
+        fresh: dict[str, dict[str, object]] = {}
+
+        def owner_elsewhere() -> bool:
+            for key in sorted(final):
+                got = asked.key(key)
+                if got.status_code == 200 and got.json()["served_by"]["instance"] != asked.name:
+                    fresh[key] = got.json()
+                    return True
+            return False
+
+        wait_for(owner_elsewhere, SETTLE_S, "a key the other worker owns")
+        (key, owned), = fresh.items()
+        assert owned["value"] == final[key] and "standby" not in owned
+        stale: dict[str, object] = {}
+
+        def caught_up() -> bool:
+            got = asked.get(f"/v1/stores/{STORE}/keys/{key}?stale=1")
+            assert got.status_code == 200, got.text
+            stale.update(got.json())
+            return stale["lag"] == 0 and stale["value"] == final[key]
+
+        wait_for(caught_up, SETTLE_S, f"the standby of {key} caught up: {stale}")
+        assert stale["standby"] is True and stale["partition"] == owned["partition"]
+        served = stale["served_by"]
+        assert isinstance(served, dict) and served["instance"] == asked.name
+    finally:
+        _stop_all(nodes)

@@ -64,7 +64,10 @@ class Worker:
         # Queries are answered by this loop between batches (runtime/query/desk.py).
         self.desk: QueryDesk | None = None
         if query_url is not None:
-            self.desk = QueryDesk(self.tasks, lambda: owner.resyncing, lambda: owner.started)
+            self.desk = QueryDesk(
+                self.tasks, lambda: owner.resyncing, lambda: owner.started,
+                standby=parts.standby,
+            )  # fmt: skip
         self._max_wait = None if query_url is None else _QUERY_WAIT_S
 
     # -- lifecycle -----------------------------------------------------------------------

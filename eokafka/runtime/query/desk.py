@@ -23,9 +23,11 @@ from eokafka.runtime.query.reads import (
     WindowQuery,
     lookup,
     scan,
+    standby_lookup,
     windows,
 )
 from eokafka.runtime.tasks.manager import TaskManager
+from eokafka.runtime.tasks.standby import StandbyReplicas
 from eokafka.runtime.tasks.task import Task, TaskState
 
 Query = KeyQuery | ScanQuery | WindowQuery
@@ -74,8 +76,10 @@ class QueryDesk:
         resyncing: Callable[[], bool],
         producer_ready: Callable[[], bool],
         clock: Callable[[], float] = time.monotonic,
+        standby: StandbyReplicas | None = None,
     ) -> None:
         self._tasks = tasks
+        self._standby = standby
         self._resyncing = resyncing
         self._producer_ready = producer_ready
         self._clock = clock
@@ -122,7 +126,16 @@ class QueryDesk:
                 future.set_exception(QueryError(500, f"{type(exc).__name__}: {exc}"))
 
     def _answer(self, query: Query, resyncing: bool) -> dict[str, Any]:
-        task = self._task(query.store, query.partition)
+        try:
+            task = self._task(query.store, query.partition)
+        except NotHere:
+            standby = self._standby
+            key = (query.store, query.partition)
+            if isinstance(query, KeyQuery) and query.stale and standby is not None:
+                replica = standby.standbys.get(key)
+                if replica is not None:
+                    return standby_lookup(replica, query, standby.lag(key))
+            raise
         if resyncing:
             raise QueryError(
                 503, "the worker re-syncs its stores with Kafka after a producer re-creation",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from eokafka.runtime.tasks.changelog_reader import Restore
 from eokafka.runtime.tasks.task import Task
 from eokafka.state import RocksBackend, Store, WindowStore
 from eokafka.state.window import CLOSE_AT_BYTES, WINDOW_ENTRY
@@ -35,6 +36,7 @@ class KeyQuery:
     store: str
     key: str
     partition: int
+    stale: bool = False  # a standby replica here may answer, with its lag
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,17 @@ def windows(task: Task, query: WindowQuery) -> dict[str, Any]:
 
 
 def lookup(task: Task, query: KeyQuery) -> dict[str, Any]:
-    store = committed_store(task, query.store)
+    return _lookup(committed_store(task, query.store), query, where(task))
+
+
+def standby_lookup(replica: Restore, query: KeyQuery, lag: int | None) -> dict[str, Any]:
+    """A key as a standby replica has it: committed (its changelog is read read_committed)
+    but maybe behind, by ``lag`` changelog records; it knows no input offsets."""
+    shown = {"partition": replica.partition, "standby": True, "lag": lag}
+    return _lookup(replica.store, query, shown)
+
+
+def _lookup(store: Store, query: KeyQuery, shown: dict[str, Any]) -> dict[str, Any]:
     raw = store.backend.get(_key_bytes(store, query.key))
     return {
         "store": query.store,
@@ -120,7 +132,7 @@ def lookup(task: Task, query: KeyQuery) -> dict[str, Any]:
         "found": raw is not None,
         "value": None if raw is None else _value(store, raw),
         "changelog_offset": store.backend.checkpoint(),
-        **where(task),
+        **shown,
     }
 
 

@@ -6,7 +6,8 @@ Routes (docs/queries.md):
   made; 503 otherwise. ``GET /readyz``: 200 when every assigned task runs, none restores.
 - ``GET /v1/stores``: the app's stores, their input topic and partition count.
 - ``GET /v1/stores/{store}/keys/{key}``: a key's committed value, its partition and the
-  offsets it reflects; asked of any worker, forwarded to the owner of the key's partition.
+  offsets it reflects; asked of any worker, forwarded to the owner of the key's partition
+  (``?stale=1``: a standby replica on the worker asked answers, with its lag).
 - ``GET /v1/stores/{store}/windows/{key}?from=&to=``: a key's open windows overlapping
   [from, to) (epoch ms) in a window store.
 - ``GET /v1/stores/{store}/partitions/{p}/keys``: a page of one partition's keys
@@ -236,7 +237,8 @@ class QueryServer:
     async def get_key(self, request: web.Request) -> web.Response:
         route = self._route(request)
         key, _, partition = await self._key(request, route)
-        return await self._ask(request, route, KeyQuery(route.name, key, partition))
+        stale = request.query.get("stale", "").lower() in ("1", "true", "yes")
+        return await self._ask(request, route, KeyQuery(route.name, key, partition, stale))
 
     async def get_windows(self, request: web.Request) -> web.Response:
         route = self._route(request)
