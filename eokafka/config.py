@@ -340,11 +340,21 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+_URL_MARK = " @"  # in a consumer's client.id, before the query url it advertises
+
+
 def consumer_client_id(s: Settings, instance_id: str, url: str | None = None) -> str:
     """The group consumer's client.id: it names the instance and, with a query server, ends
     with `` @<url>``, the address the other workers read from the group's description."""
     base = f"{s.application_id}-{instance_id}-consumer"
-    return base if url is None else f"{base} @{url}"
+    return base if url is None else f"{base}{_URL_MARK}{url}"
+
+
+
+def client_id_parts(client_id: str) -> tuple[str, str | None]:
+    """A group member's client.id (``consumer_client_id``) and the query url it advertises."""
+    base, mark, url = client_id.partition(_URL_MARK)
+    return base, (url or None) if mark else None
 
 
 def consumer_config(

@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from eokafka.config import Settings, admin_config
+from eokafka.config import Settings, admin_config, client_id_parts
 from eokafka.errors import EokafkaError
 
 _TIMEOUT_S = 20.0
@@ -47,7 +47,7 @@ def advertised_urls(settings: Settings, timeout: float = 10.0) -> list[str]:
         members = described.result(timeout=timeout * 2).members
     except (KafkaException, TimeoutError):
         return []
-    urls = (m.client_id.partition(" @")[2] for m in members)
+    urls = (client_id_parts(m.client_id)[1] for m in members)
     return sorted({u for u in urls if u})
 
 

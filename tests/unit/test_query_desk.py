@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from eokafka.config import Settings
+from eokafka.config import Settings, client_id_parts, consumer_client_id
 from eokafka.errors import ConfigError
 from eokafka.runtime.query.desk import NotHere, QueryDesk
 from eokafka.runtime.query.reads import KeyQuery, QueryError, ScanQuery
@@ -114,3 +114,10 @@ def test_a_server_beyond_loopback_needs_a_token_and_the_token_is_redacted() -> N
     settings = Settings("app", http_port=8080, http_host="0.0.0.0", http_token="s3cret-t0ken")
     assert "s3cret-t0ken" not in repr(settings)
     Settings("app", http_port=8080)  # loopback by default: no token needed
+
+
+def test_the_query_url_rides_in_the_consumers_client_id() -> None:
+    settings = Settings("app")
+    with_url = consumer_client_id(settings, "w1", "http://10.0.0.7:9500")
+    assert client_id_parts(with_url) == ("app-w1-consumer", "http://10.0.0.7:9500")
+    assert client_id_parts(consumer_client_id(settings, "w1")) == ("app-w1-consumer", None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from eokafka.config import client_id_parts
 from eokafka.runtime.query.reads import QueryError
 from eokafka.testing.partitioners import murmur2
 
@@ -28,12 +29,6 @@ def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as the Java client and eokafka's
     producers) gives a key."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def url_of(client_id: str) -> str | None:
-    """The query url a member advertises after `` @`` in its client.id, if any."""
-    _, sep, url = client_id.partition(" @")
-    return url if sep else None
 
 
 @dataclass(frozen=True)
@@ -101,12 +96,9 @@ class Owners:
             raise QueryError(
                 503, f"group {group!r} could not be described: {exc}", RETRY_AFTER_S
             ) from None
-        members = tuple(
-            Member(
-                m.group_instance_id or m.client_id.partition(" @")[0],
-                url_of(m.client_id),
-                tuple(m.assignment.topic_partitions if m.assignment is not None else ()),
-            )
-            for m in described.members
-        )
-        return GroupView(described.state.name == "STABLE", members)
+        members = []
+        for m in described.members:
+            named, url = client_id_parts(m.client_id)
+            assigned = m.assignment.topic_partitions if m.assignment is not None else ()
+            members.append(Member(m.group_instance_id or named, url, tuple(assigned)))
+        return GroupView(described.state.name == "STABLE", tuple(members))
