@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import struct
 import subprocess
 import sys
@@ -43,6 +44,7 @@ SESSION = ["-c", "consumer.session.timeout.ms=6000"]
 SETTLE_S = 120
 HTTP_S = 20
 PAUSE_ID = 999_999
+STOPPED_PROBE_S = 2  # a probe's timeout; a SIGSTOPped worker never answers within any
 
 
 class Node:
@@ -298,7 +300,8 @@ def test_readyz_waits_for_a_restoring_task_and_healthz_for_a_blocked_loop(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """A store whose files another process holds keeps its task restoring: not ready until
-    it is let go. A processor that blocks the loop makes the worker unhealthy."""
+    it is let go. A processor that blocks the loop makes the worker unhealthy; a worker
+    SIGSTOPped from outside answers nothing."""
     from eokafka.state import RocksBackend, store_dir
 
     names = app_topics(kafka_bootstrap, "query-ready", 2)
@@ -336,6 +339,16 @@ def test_readyz_waits_for_a_restoring_task_and_healthz_for_a_blocked_loop(
         wait_for(lambda: node.get("/healthz").status_code == 503, SETTLE_S, "healthz: unhealthy")
         (pause / "release").touch()
         wait_for(lambda: node.get("/healthz").status_code == 200, SETTLE_S, "healthz: healthy")
+
+        assert node.proc.proc is not None
+        pid = node.proc.proc.pid
+        os.kill(pid, signal.SIGSTOP)  # a stopped process answers nothing: a probe times out
+        try:
+            with pytest.raises(requests.Timeout):
+                requests.get(node.url + "/healthz", timeout=STOPPED_PROBE_S)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: node.get("/healthz").status_code == 200, SETTLE_S, "healthz after it")
     finally:
         holder.close()
         node.proc.stop_quietly()
