@@ -36,6 +36,9 @@ cli = typer.Typer(
 broker_cli = typer.Typer(
     no_args_is_help=True, help="The local development Kafka broker.", **TYPER_STYLE
 )
+from eokafka.query_cli import query  # noqa: E402  (the query command lives in its own module)
+
+cli.command()(query)
 cli.add_typer(broker_cli, name="broker")
 
 
@@ -82,6 +85,10 @@ def run(
     ] = None,
     on_error: Annotated[
         str | None, _setting("a record that can't be processed: fail | skip | dead-letter", "fail")
+    ] = None,
+    http_port: Annotated[
+        int | None,
+        _setting("serve queries, /healthz and /readyz on this port (+i for worker i)", "off"),
     ] = None,
     create_topics: Annotated[
         bool | None,
@@ -150,6 +157,7 @@ def run(
         "processes": processes,
         "instance_id": instance_id,
         "metrics_port": metrics_port,
+        "http_port": http_port,
         "state_dir": state_dir,
         "on_error": on_error,
         "create_topics": create_topics,

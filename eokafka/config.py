@@ -8,6 +8,7 @@ override what the code says, as twelve-factor deployments expect.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -60,6 +61,12 @@ class Settings:
     instance_id: str | None = None
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
+    # The query server (eokafka/runtime/query): its own port, +i for worker i, on loopback
+    # unless told otherwise; a token is required when bound elsewhere.
+    http_port: int | None = None
+    http_host: str = "127.0.0.1"
+    advertised_url: str | None = None  # how other workers reach this one (+i per worker)
+    http_token: str | None = None
     state_dir: str = field(default_factory=default_state_dir)
     commit_interval_ms: int = 100
     commit_every: int = 10_000
@@ -77,22 +84,30 @@ class Settings:
 
     def __post_init__(self) -> None:
         redact.remember(self.config)
+        redact.remember({"http_token": self.http_token or ""})
         validate(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickled in a worker process (--processes N): remember its secrets there too."""
         self.__dict__.update(state)
         redact.remember(self.config)
+        redact.remember({"http_token": self.http_token or ""})
 
-    def __repr__(self) -> str:
-        """Secret librdkafka values (passwords, keys, tokens) show as ``[redacted]``."""
-        parts = []
+    def shown(self) -> dict[str, Any]:
+        """Every setting, secret values (passwords, keys, tokens) as ``[redacted]``."""
+        out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "config":
                 value = redact.redact_config(value)
-            parts.append(f"{f.name}={value!r}")
-        return f"Settings({', '.join(parts)})"
+            elif f.name == "http_token" and value is not None:
+                value = redact.REDACTED
+            out[f.name] = value
+        return out
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.shown().items())
+        return f"Settings({shown})"
 
     @property
     def dlq_topic(self) -> str:
@@ -126,6 +141,11 @@ def validate(s: Settings) -> None:
         raise ConfigError(
             f"num_standby_replicas must be an integer of at least 0, got {s.num_standby_replicas!r}"
         )
+    if s.http_port is not None and not s.http_token and not is_loopback(s.http_host):
+        raise ConfigError(
+            f"http_host={s.http_host!r} serves queries beyond this machine: set http_token "
+            "(EOKAFKA_HTTP_TOKEN) so that requests must carry it as a bearer token"
+        )
     if s.auto_offset_reset not in ("earliest", "latest"):
         raise ConfigError(f"auto_offset_reset={s.auto_offset_reset!r}: earliest or latest")
     for key in s.config:
@@ -156,6 +176,7 @@ _INT_SETTINGS = frozenset(
     {
         "processes",
         "metrics_port",
+        "http_port",
         "commit_interval_ms",
         "commit_every",
         "transaction_timeout_ms",
@@ -316,12 +337,40 @@ def _group_settings(s: Settings, copartitioned: bool) -> dict[str, Any]:
     }
 
 
-def consumer_config(s: Settings, instance_id: str, copartitioned: bool = False) -> dict[str, Any]:
-    """The group consumer's settings; ``copartitioned``: some store spans input topics."""
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+_URL_MARK = " @"  # in a consumer's client.id, before the query url it advertises
+
+
+def consumer_client_id(s: Settings, instance_id: str, url: str | None = None) -> str:
+    """The group consumer's client.id: it names the instance and, with a query server, ends
+    with `` @<url>``, the address the other workers read from the group's description."""
+    base = f"{s.application_id}-{instance_id}-consumer"
+    return base if url is None else f"{base}{_URL_MARK}{url}"
+
+
+
+def client_id_parts(client_id: str) -> tuple[str, str | None]:
+    """A group member's client.id (``consumer_client_id``) and the query url it advertises."""
+    base, mark, url = client_id.partition(_URL_MARK)
+    return base, (url or None) if mark else None
+
+
+def consumer_config(
+    s: Settings, instance_id: str, copartitioned: bool = False, url: str | None = None
+) -> dict[str, Any]:
+    """The group consumer's settings; ``copartitioned``: some store spans input topics;
+    ``url``: this worker's query server, advertised in its client.id."""
     conf: dict[str, Any] = {
         "bootstrap.servers": s.bootstrap_servers,
         "logger": librdkafka_logger(),
-        "client.id": f"{s.application_id}-{instance_id}-consumer",
+        "client.id": consumer_client_id(s, instance_id, url),
         "auto.offset.reset": s.auto_offset_reset,
         "enable.partition.eof": False,
         "allow.auto.create.topics": False,

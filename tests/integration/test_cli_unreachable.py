@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[list[str], int]] = {
     "run": (["run", APP], 1),
     "run --until-end": (["run", APP, "--until-end"], 1),
     "verify": (["verify", "t", "kafka:u"], 2),
+    "query": (["query", APP, "counts", "k"], 1),
 }
 
 

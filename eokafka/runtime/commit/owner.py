@@ -104,6 +104,11 @@ class TransactionOwner:
     # -- what the rest may read ----------------------------------------------------------
 
     @property
+    def started(self) -> bool:
+        """Whether the transactional producer is made (``start``) and not closed."""
+        return self._txn is not None
+
+    @property
     def txn(self) -> TransactionalProducer:
         assert self._txn is not None, "the transaction owner was not started"
         return self._txn

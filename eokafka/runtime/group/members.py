@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from eokafka.config import Settings
+from eokafka.config import Settings, client_id_parts
 from eokafka.errors import EokafkaError, FencedError, MissingTopicError
 
 log = logging.getLogger("eokafka.worker")
@@ -32,7 +32,8 @@ def successor_exists(consumer: Any, admin: Any, settings: Settings, instance_id:
         log.warning("could not read group %r to see who fenced the producer: %s", group, exc)
         return True
     for member in members:
-        ours = member.group_instance_id == instance_id or member.client_id == client_id
+        named = client_id_parts(member.client_id)[0]  # a query server's url may follow
+        ours = member.group_instance_id == instance_id or named == client_id
         if ours and member.member_id != mine:
             return True
     return False

@@ -43,6 +43,7 @@ def run_worker(
     from eokafka.runtime.process.preflight import check_connection
     from eokafka.runtime.process.sources import SourceWorker
     from eokafka.runtime.process.worker import Worker
+    from eokafka.runtime.query.start import query_url, start_query_server
 
     check_connection(settings)  # a refused login is an error, not an endless retry
     instance = resolve_instance_id(settings, slot)
@@ -53,6 +54,7 @@ def run_worker(
             metrics.serve(port, settings.metrics_host)
             log.info("metrics at http://%s:%d/metrics", settings.metrics_host, port)
         worker: Worker | SourceWorker
+        server = None
         if topology.feeds:
             if bounds is not None:
                 raise ConfigError(
@@ -61,10 +63,20 @@ def run_worker(
                 )
             worker = SourceWorker(topology, settings, instance.value, metrics)
         else:
-            worker = Worker(topology, settings, instance.value, metrics, bounds)
+            url = query_url(settings, slot)
+            worker = Worker(topology, settings, instance.value, metrics, bounds, query_url=url)
+            if worker.desk is not None:
+                server = start_query_server(
+                    topology, settings, worker.desk, metrics, instance.value, slot
+                )
+                log.info("queries at %s (bound to %s)", url, settings.http_host)
         signal.signal(signal.SIGTERM, worker.stop)
         signal.signal(signal.SIGINT, worker.stop)
-        worker.run()
+        try:
+            worker.run()
+        finally:
+            if server is not None:
+                server.close()
         bound = worker.bound if isinstance(worker, Worker) else None
         return bound.summary() if bound is not None else None
     finally:

@@ -82,8 +82,10 @@ def build(
     metrics: WorkerMetrics,
     bounds: Bounds | None,
     clients: Clients,
+    query_url: str | None = None,
 ) -> Parts:
-    """Every part of a worker, wired; nothing talks to the broker yet (``Worker.start``)."""
+    """Every part of a worker, wired; nothing talks to the broker yet (``Worker.start``).
+    ``query_url``: this worker's query server, advertised to the group in the client.id."""
     check_sinks(topology)
     app_id = settings.application_id
     admin = clients.admin(admin_config(settings))
@@ -98,7 +100,7 @@ def build(
 
     ctx = ProcessorContext(check_topic, owner.tally.dropped, owner.tally.late)
     collector = RecordCollector(settings, owner, limits, ctx.pending)
-    conf = consumer_config(settings, instance_id, spans_topics(topology))
+    conf = consumer_config(settings, instance_id, spans_topics(topology), query_url)
     if bounds is not None and bounds.until_end:
         conf["enable.partition.eof"] = True  # a bounded run's position passes end markers
     with config_errors():

@@ -25,6 +25,7 @@ from eokafka.runtime.commit.errors import RecordFailed, TransactionAborted
 from eokafka.runtime.group.members import consumer_error, successor_exists
 from eokafka.runtime.process.bounded import Bounds
 from eokafka.runtime.process.wiring import build
+from eokafka.runtime.query.desk import QueryDesk
 from eokafka.runtime.tasks.changelog_topics import ensure_changelogs
 from eokafka.topology import Topology
 
@@ -32,6 +33,9 @@ log = logging.getLogger("eokafka.worker")
 # A rebalance callback runs inside consume(), which then waits out its whole timeout before
 # the loop steps a restore: short, so a small store restores in tens of ms.
 _IDLE_POLL = 0.1
+# With a query server, a query waits for the loop's next step, and librdkafka's consume has
+# no wake-up: the loop waits for records at most this long (benchmarks/queries.py).
+_QUERY_WAIT_S = 0.01
 _OFFSETS_READ_S = 0.5  # a try at assigned inputs' committed offsets, once per step
 
 
@@ -44,13 +48,15 @@ class Worker:
         metrics: WorkerMetrics,
         bounds: Bounds | None = None,
         clients: Clients = KAFKA,
+        query_url: str | None = None,
     ) -> None:
+        """``query_url``: where this worker's query server is reached (given with one)."""
         topology.validate()
         self.topology = topology
         self.settings = settings
         self.instance_id = instance_id
         self.clients = clients
-        parts = build(topology, settings, instance_id, metrics, bounds, clients)
+        parts = build(topology, settings, instance_id, metrics, bounds, clients, query_url)
         self.parts = parts
         self.owner = parts.owner
         self.consumer = parts.consumer
@@ -58,6 +64,15 @@ class Worker:
         self.bound = parts.bound
         self.eager = parts.rebalance.protocol == "eager"
         self.stopping = False
+        owner = self.owner
+        # Queries are answered by this loop between batches (runtime/query/desk.py).
+        self.desk: QueryDesk | None = None
+        if query_url is not None:
+            self.desk = QueryDesk(
+                self.tasks, lambda: owner.resyncing, lambda: owner.started,
+                standby=parts.standby,
+            )  # fmt: skip
+        self._max_wait = None if query_url is None else _QUERY_WAIT_S
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -152,6 +167,8 @@ class Worker:
         work, commit when due."""
         owner, tasks, consumer = self.owner, self.tasks, self.consumer
         clock = self.clients.clock
+        if self.desk is not None:
+            self.desk.serve()
         if tasks.awaiting:  # assigned inputs whose committed offsets are not known yet
             self.parts.rebalance.read_offsets(_OFFSETS_READ_S)
         if owner.resyncing and not owner.try_resync():
@@ -167,6 +184,8 @@ class Worker:
         if tasks.unsettled and not self.eager and tasks.settle(clock()):  # eager: at assign
             self.parts.rebalance.replan()
         timeout = max(0.0, owner.deadline - clock()) if owner.open else _IDLE_POLL
+        if self._max_wait is not None:
+            timeout = min(timeout, self._max_wait)
         if tasks.restoring or (standby is not None and standby.catching_up):
             timeout = 0.0
         cap = self.parts.abort_loop.cap

@@ -246,12 +246,18 @@ class StandbyReplicas:
         tail.store.close()
         self._start(key, None)
 
+    def lag(self, key: StoreKey) -> int | None:
+        """Changelog records a standby is behind (its client's cached high watermark minus
+        its position); None when there is no such standby or the watermark is not known."""
+        tail = self.standbys.get(key)
+        if tail is None:
+            return None
+        tp = TopicPartition(self.changelogs[key[0]], key[1])
+        _, high = self.reader.consumer().get_watermark_offsets(tp, cached=True) or (None, None)
+        return None if high is None or high < 0 else max(0, high - tail.position)
+
     def _update_lag(self) -> None:
-        consumer = self.reader.consumer()
-        for key, tail in self.standbys.items():
-            tp = TopicPartition(self.changelogs[key[0]], key[1])
-            _, high = consumer.get_watermark_offsets(tp, cached=True) or (None, None)
-            if high is not None and high >= 0:
-                self.metrics.standby_lag.labels(key[0], str(key[1])).set(
-                    max(0, high - tail.position)
-                )
+        for key in self.standbys:
+            lag = self.lag(key)
+            if lag is not None:
+                self.metrics.standby_lag.labels(key[0], str(key[1])).set(lag)
