@@ -13,7 +13,7 @@ while it is read. Files are followed through rotation by identity (connectors/fi
   copy, which must not match ``pattern`` (it would be read as a new file).
 
 The position is, per file identity, the bytes and lines consumed and a digest of the first
-bytes, committed to Kafka with the records (see ``eokafka.runtime.source_worker``); files
+bytes, committed to Kafka with the records (see ``eokafka.runtime.process.sources``); files
 that are gone leave it. A line that is not UTF-8, not JSON (or CSV), or longer than
 ``max_line_bytes`` is returned as ``Unreadable`` with a :class:`BadSourceLine`, for the app's
 ``on_error`` policy.
@@ -29,7 +29,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from connectors import crash
 from connectors.file_tail import (
     HEAD,
     Ident,
@@ -41,6 +40,7 @@ from connectors.file_tail import (
     read_lines,
     scan,
 )
+from eokafka import faults
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.source import Origin, Read, SourceItem, Unreadable
 
@@ -97,7 +97,7 @@ class FileSource:
             self._tails, self._by_name = {}, dict(files)
 
     def poll(self, max_records: int) -> tuple[list[SourceItem], Any]:
-        crash.reached("file-source.poll")
+        faults.reached("file-source.poll")
         found = scan(self.directory, self.pattern)
         if self._by_name is not None:
             self._adopt_names(found)

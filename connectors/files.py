@@ -23,7 +23,7 @@ took over can only write into a file no reader can reach; its Kafka commit then 
 Recovery finds parts from the folder itself (any part of an assigned partition, and this
 instance's parts of earlier runs), never from bookkeeping a zombie could delete.
 
-Test points (connectors/crash.py): ``files.before-append``, ``files.after-fsync``,
+Test points (eokafka/faults.py): ``files.before-append``, ``files.after-fsync``,
 ``files.after-prepare``, ``files.before-done``, ``files.before-rename``, ``files.mid-rename``.
 """
 
@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from connectors import crash
 from connectors.file_parts import (
     INPROGRESS,
     Mark,
@@ -54,6 +53,7 @@ from connectors.file_parts import (
     read_marks,
     write_all,
 )
+from eokafka import faults
 from eokafka.errors import ConfigError
 from eokafka.sink import TP, Where
 
@@ -205,20 +205,20 @@ class FileSink:
             part = self._writable(tp)
             data = b"".join(rows)
             rows.clear()
-            crash.reached("files.before-append")
+            faults.reached("files.before-append")
             write_all(part.fd, data)
             os.fsync(part.fd)
             part.size += len(data)
-            crash.reached("files.after-fsync")
+            faults.reached("files.after-fsync")
             mark = {"txn": txn_id, "first": part.first, "end": offsets[tp], "length": part.size}
             self._mark(part, mark)
             self._prepared.append((tp, txn_id))
-            crash.reached("files.after-prepare")
+            faults.reached("files.after-prepare")
 
     def finish(self) -> None:
         """Kafka committed: mark each part's transaction done; roll the parts due."""
         for tp, txn_id in self._prepared:
-            crash.reached("files.before-done")
+            faults.reached("files.before-done")
             part = self._parts.get(tp)
             if part is not None:
                 self._mark(part, {"done": txn_id})
@@ -248,13 +248,13 @@ class FileSink:
             os.fsync(part.fd)
         self._drop(tp)
         if committed:
-            crash.reached("files.before-rename")
+            faults.reached("files.before-rename")
             try:
                 os.rename(part.path, self.directory / part.name.finished(committed, self.format))
             except FileNotFoundError:
                 log.info("sink %s: part %s was finished by another worker", self.name, part.path)
             else:
-                crash.reached("files.mid-rename")
+                faults.reached("files.mid-rename")
                 fsync_dir(self.directory)
         else:
             part.path.unlink(missing_ok=True)

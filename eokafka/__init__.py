@@ -19,17 +19,21 @@ from eokafka.errors import (
     StalledError,
     TopologyError,
 )
+from eokafka.on_error import DeadLetter, ErrorHandlerError
 from eokafka.record import Record
 from eokafka.state import StoreRecordTooLargeError
-from eokafka.windows import Windowed
+from eokafka.windows import JoinWindows, Windowed
 
 __all__ = [
     "App",
     "BrokerUnreachableError",
     "ConfigError",
+    "DeadLetter",
     "EokafkaError",
+    "ErrorHandlerError",
     "FencedError",
     "GroupedStream",
+    "JoinWindows",
     "MissingTopicError",
     "OutputRefusedError",
     "PoisonRecordError",

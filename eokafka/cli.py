@@ -1,7 +1,12 @@
-"""The ``eokafka`` command: run an app, describe it, verify a sync, manage the dev broker."""
+"""Run exactly-once stream processing apps on Kafka; their topics, records and the dev broker.
+
+``eokafka topics``, ``produce`` and ``consume`` live in cli_topics.py and cli_records.py;
+exit codes in cli_common.py.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -10,51 +15,114 @@ from typing import Annotated, Any
 import typer
 
 from eokafka import redact
+from eokafka.cli_common import TYPER_STYLE, BootstrapOption, ConfigOption, command_errors
+from eokafka.cli_common import fail as _fail
+from eokafka.cli_records import consume, produce
+from eokafka.cli_topics import topics_cli
 from eokafka.config import parse_config_pairs
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.logs import setup_logging
 
-# Locals in tracebacks could print credentials from the librdkafka config.
 cli = typer.Typer(
-    add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False
+    add_completion=False,
+    no_args_is_help=True,
+    help="Run exactly-once stream processing apps on Kafka; manage their topics, records "
+    "and the local dev broker.",
+    epilog="Exit codes: 0 done, 1 an error (one line 'error: ...' on stderr), 2 a command "
+    "line it does not understand; run: 3 a bounded run stopped by a signal; verify: 1 a "
+    "difference, 2 could not check; broker status: 3 no broker runs.",
+    **TYPER_STYLE,
 )
-broker_cli = typer.Typer(no_args_is_help=True, help="The local development Kafka broker.")
+broker_cli = typer.Typer(
+    no_args_is_help=True, help="The local development Kafka broker.", **TYPER_STYLE
+)
+from eokafka.query_cli import query  # noqa: E402  (the query command lives in its own module)
+
+cli.command()(query)
 cli.add_typer(broker_cli, name="broker")
 
 
-def _fail(exc: BaseException, code: int = 1) -> None:
-    typer.secho(redact.scrub(f"error: {exc}"), fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
+def _reach(bootstrap_servers: str) -> None:
+    """Fail within seconds, in one line, when nothing answers at ``bootstrap_servers``."""
+    from eokafka import toolclients
+    from eokafka.config import Settings
+
+    toolclients.reach(Settings("eokafka-cli", bootstrap_servers=bootstrap_servers))
+
+
+_HOME = "$EOKAFKA_BROKER_HOME, else ~/.cache/eokafka/broker"
+
+
+def _setting(help: str, default: str, *names: str, **limits: float) -> Any:
+    """An option for a setting that the App, the environment or the command line may give;
+    its default is said in words, as None stands for "not given here"."""
+    return typer.Option(*names, help=f"{help} [default: {default}]", show_default=False, **limits)
 
 
 @cli.command()
 def run(
-    target: Annotated[str, typer.Argument(help="module:app, e.g. mymodule:app")],
-    bootstrap_servers: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
-    processes: Annotated[int | None, typer.Option(help="worker processes to start")] = None,
+    target: Annotated[
+        str, typer.Argument(help="module:app, e.g. mymodule:app", show_default=False)
+    ],
+    bootstrap_servers: BootstrapOption = None,
+    processes: Annotated[
+        int | None, _setting("worker processes to start on this machine", "1")
+    ] = None,
     instance_id: Annotated[
-        str | None, typer.Option(help="stable id (default: derived, kept in the state dir)")
+        str | None,
+        _setting("this worker's stable id", "derived from the host, kept in the state dir"),
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="serve /metrics on this port (+i for worker i)")
+        int | None,
+        _setting("serve Prometheus /metrics on this port (+i for worker i)", "off"),
     ] = None,
-    state_dir: Annotated[str | None, typer.Option(help="where instance ids are kept")] = None,
-    on_error: Annotated[str | None, typer.Option(help="fail | skip | dead-letter")] = None,
+    state_dir: Annotated[
+        str | None,
+        _setting(
+            "where the stores' files and the instance ids are kept",
+            "$XDG_STATE_HOME/eokafka or ~/.local/state/eokafka",
+        ),
+    ] = None,
+    on_error: Annotated[
+        str | None, _setting("a record that can't be processed: fail | skip | dead-letter", "fail")
+    ] = None,
+    http_port: Annotated[
+        int | None,
+        _setting("serve queries, /healthz and /readyz on this port (+i for worker i)", "off"),
+    ] = None,
     create_topics: Annotated[
         bool | None,
-        typer.Option("--create-topics/--no-create-topics", help="create missing topics"),
+        _setting(
+            "create missing input and output topics (see --partitions)",
+            "no",
+            "--create-topics/--no-create-topics",
+        ),
     ] = None,
-    commit_interval_ms: Annotated[int | None, typer.Option()] = None,
-    transaction_timeout_ms: Annotated[int | None, typer.Option()] = None,
-    num_standby_replicas: Annotated[
+    partitions: Annotated[
         int | None,
-        typer.Option(min=0, help="warm store copies per partition on other workers"),
+        _setting(
+            "partitions of the topics --create-topics creates",
+            "the count of the app's co-partitioned inputs that exist, else the broker's",
+        ),
     ] = None,
-    config: Annotated[
-        list[str] | None,
-        typer.Option("--config", "-c", help="librdkafka key=value (prefix consumer./producer.)"),
+    commit_interval_ms: Annotated[
+        int | None, _setting("commit the open transaction at least this often (ms)", "100")
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING")] = None,
+    transaction_timeout_ms: Annotated[
+        int | None,
+        _setting(
+            "the broker aborts a transaction open longer than this (ms); a crashed worker's "
+            "partitions are free again after it",
+            "10000",
+        ),
+    ] = None,
+    num_standby_replicas: Annotated[
+        int | None, _setting("warm copies of each in-memory store on other workers", "0", min=0)
+    ] = None,
+    config: ConfigOption = None,
+    log_level: Annotated[
+        str | None, _setting("DEBUG, INFO, WARNING or ERROR", "EOKAFKA_LOG_LEVEL, else INFO")
+    ] = None,
     until_end: Annotated[
         bool,
         typer.Option(
@@ -64,19 +132,24 @@ def run(
     ] = False,
     max_records: Annotated[
         int | None,
-        typer.Option(min=1, help="stop after this many input records (split over --processes)"),
+        _setting(
+            "stop after this many input records (split over --processes)", "no limit", min=1
+        ),
     ] = None,
     max_seconds: Annotated[
-        float | None, typer.Option(min=0.0, help="commit and stop after this many seconds")
+        float | None, _setting("commit and stop after this many seconds", "no limit", min=0.0)
     ] = None,
 ) -> None:
-    """Run an app's workers until SIGTERM or SIGINT, or as a bounded run that ends by itself.
+    """Run an app's workers, until stopped or as a bounded run.
 
-    A bounded run (--until-end, --max-records, --max-seconds) exits 0 with a summary when it
-    reached its bound, and 3 when a signal stopped it first.
+    The workers run until SIGTERM or SIGINT. A bounded run (--until-end, --max-records,
+    --max-seconds) ends by itself: it exits 0 with a summary when it reached its bound, and
+    3 when a signal stopped it first.
     """
-    from eokafka.runtime.bounded import capture
-    from eokafka.runtime.supervisor import load_app, run_app
+    from eokafka import toolclients
+    from eokafka.loading import load_app, load_topology
+    from eokafka.runtime.process.bounded import capture
+    from eokafka.runtime.process.supervisor import run_app
 
     setup_logging("eokafka", log_level)
     overrides: dict[str, Any] = {
@@ -84,9 +157,11 @@ def run(
         "processes": processes,
         "instance_id": instance_id,
         "metrics_port": metrics_port,
+        "http_port": http_port,
         "state_dir": state_dir,
         "on_error": on_error,
         "create_topics": create_topics,
+        "partitions": partitions,
         "commit_interval_ms": commit_interval_ms,
         "transaction_timeout_ms": transaction_timeout_ms,
         "num_standby_replicas": num_standby_replicas,
@@ -98,8 +173,11 @@ def run(
         settings = app.settings(overrides)
         bounds = None
         if until_end or max_records is not None or max_seconds is not None:
+            toolclients.reach(settings)  # capture reads offsets: first a bounded first contact
             bounds = capture(settings, app.topology, until_end, max_records, max_seconds)
-        summary = run_app(app, settings, target=target, bounds=bounds)
+        summary = run_app(
+            app.topology, settings, target=target, load=load_topology, bounds=bounds
+        )
     except EokafkaError as exc:
         _fail(exc)
         return
@@ -112,26 +190,33 @@ def run(
 
 @cli.command()
 def describe(
-    target: Annotated[str, typer.Argument(help="module:app")],
+    target: Annotated[str, typer.Argument(help="module:app", show_default=False)],
     format: Annotated[
         str, typer.Option("--format", "-f", help="text | mermaid | dot")
     ] = "text",
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="write a file: .png/.svg/.pdf (needs Graphviz), .dot, .mmd"
+            "--output",
+            "-o",
+            help="write a file: .png/.svg/.pdf (needs Graphviz), .dot, .mmd [default: print]",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
-    """Show the app's topology (topics, processors, stores, changelogs) and its settings."""
+    """Show an app's topology and its settings.
+
+    The topics, processors, stores and changelogs, as text, Mermaid or Graphviz dot.
+    """
     from eokafka.describe import render, write_picture
-    from eokafka.runtime.supervisor import load_app
+    from eokafka.loading import load_app
+    from eokafka.on_error import shown
     from eokafka.topology import topology_graph
 
     try:
         app = load_app(target)
         settings = app.settings()
-        dlq = settings.dlq_topic if settings.on_error == "dead-letter" else None
+        dlq = settings.dlq_topic if app.topology.may_dead_letter(settings.on_error) else None
         graph = topology_graph(app.topology, app.application_id, dlq)
         if output is not None:
             write_picture(graph, output, None if format == "text" else format)
@@ -140,22 +225,41 @@ def describe(
         typer.echo(render(graph, format))
         if format == "text":
             typer.echo(f"settings: {settings}")
+            policies = app.topology.error_policies(settings.on_error)
+            if any(p != settings.on_error for p in policies.values()):
+                each = ", ".join(f"{topic}: {shown(p)}" for topic, p in policies.items())
+                typer.echo(f"on_error: {each}")
     except EokafkaError as exc:
         _fail(exc)
 
 
 @cli.command()
 def reset(
-    target: Annotated[str, typer.Argument(help="module:app")],
+    target: Annotated[str, typer.Argument(help="module:app", show_default=False)],
     to_earliest: Annotated[
-        bool, typer.Option("--to-earliest", help="offsets to the start (default)")
+        bool,
+        typer.Option(
+            "--to-earliest", help="input offsets to the start [default]", show_default=False
+        ),
     ] = False,
-    to_latest: Annotated[bool, typer.Option("--to-latest", help="offsets to the end")] = False,
+    to_latest: Annotated[
+        bool, typer.Option("--to-latest", help="input offsets to the end")
+    ] = False,
     to_datetime: Annotated[
-        str | None, typer.Option(help="first record at/after an ISO 8601 time (UTC if no zone)")
+        str | None,
+        typer.Option(
+            help="input offsets to the first record at/after an ISO 8601 time (UTC if no "
+            "zone) [default: --to-earliest]",
+            show_default=False,
+        ),
     ] = None,
     by_duration: Annotated[
-        str | None, typer.Option(help="that long before now: PT1H, P1DT2H or seconds")
+        str | None,
+        typer.Option(
+            help="input offsets that long before now: PT1H, P1DT2H or seconds [default: "
+            "--to-earliest]",
+            show_default=False,
+        ),
     ] = None,
     delete_dead_letters: Annotated[
         bool, typer.Option("--delete-dead-letters", help="also delete <app id>-dlq")
@@ -164,17 +268,22 @@ def reset(
     wait: Annotated[
         float, typer.Option(help="seconds to wait for the group's members to go")
     ] = 0.0,
-    bootstrap_servers: Annotated[str | None, typer.Option(help="host:port[,...]")] = None,
-    state_dir: Annotated[str | None, typer.Option(help="the workers' state dir")] = None,
-    config: Annotated[
-        list[str] | None, typer.Option("--config", "-c", help="librdkafka key=value")
+    bootstrap_servers: BootstrapOption = None,
+    state_dir: Annotated[
+        str | None,
+        _setting("the workers' state dir", "$XDG_STATE_HOME/eokafka or ~/.local/state/eokafka"),
     ] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Reprocess from scratch: move the input offsets, delete internal topics, wipe state.
+    """Reprocess from scratch: offsets, internal topics, local state.
 
-    Prints the plan and changes nothing unless --yes is given. Refuses while any worker
-    of the app is a member of its consumer group.
+    Moves the input offsets, deletes the app's internal topics and wipes its state. Prints
+    the plan and changes nothing unless --yes is given. Refuses while any worker of the app
+    is a member of its consumer group.
     """
+    from eokafka import toolclients
+    from eokafka.cli_common import command_settings
+    from eokafka.logs import setup_command_logging
     from eokafka.reset import (
         admin_client,
         choose_target,
@@ -182,17 +291,15 @@ def reset(
         plan_reset,
         wait_until_inactive,
     )
-    from eokafka.runtime.supervisor import load_app
 
-    overrides: dict[str, Any] = {"bootstrap_servers": bootstrap_servers, "state_dir": state_dir}
-    try:
+    setup_command_logging()
+    with command_errors(bootstrap_servers or ""):
         if to_earliest and (to_latest or to_datetime or by_duration):
             raise ConfigError("--to-earliest and another target: choose one")
-        if config:
-            overrides["config"] = parse_config_pairs(config, "--config")
-        app = load_app(target)
-        settings = app.settings(overrides)
+        settings, app = command_settings(target, bootstrap_servers, config, state_dir=state_dir)
+        assert app is not None
         goal = choose_target(to_latest, to_datetime, by_duration)
+        toolclients.reach(settings)
         admin = admin_client(settings)
         wait_until_inactive(admin, settings.application_id, wait)
         plan = plan_reset(app.topology, settings, goal, delete_dead_letters, admin)
@@ -202,8 +309,6 @@ def reset(
             return
         execute(plan, settings, admin)
         typer.echo("reset done: the next run reprocesses from the new offsets")
-    except EokafkaError as exc:
-        _fail(exc)
 
 
 @cli.command()
@@ -212,14 +317,27 @@ def verify(
     destination: Annotated[
         str, typer.Argument(help="kafka:<topic>, postgres:<table> or files:<folder>")
     ],
-    bootstrap_servers: Annotated[str, typer.Option(help="host:port[,...]")] = "127.0.0.1:9092",
+    bootstrap_servers: Annotated[
+        str,
+        typer.Option(
+            help="the cluster, host:port[,...]", envvar="EOKAFKA_BOOTSTRAP_SERVERS",
+            show_envvar=False,
+        ),
+    ] = "127.0.0.1:9092",
     id_field: Annotated[
         str, typer.Option("--id", help="the field that identifies a record")
     ] = "id",
     fields: Annotated[
-        str, typer.Option(help="value fields to compare too, comma separated")
+        str,
+        typer.Option(
+            help="value fields to compare too, comma separated [default: the id only]",
+            show_default=False,
+        ),
     ] = "",
-    dsn: Annotated[str | None, typer.Option(help="PostgreSQL connection string")] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL connection string [default: none; postgres: needs it]"),
+    ] = None,
     ranges: Annotated[int, typer.Option(help="key ranges with a count and checksum")] = 16,
     open_wait: Annotated[
         float, typer.Option(help="seconds an open transaction may take to end")
@@ -234,11 +352,17 @@ def verify(
     ] = False,
     group: Annotated[
         str | None,
-        typer.Option(help="the sink's consumer group: check below the offsets it committed"),
+        typer.Option(
+            help="the sink's consumer group: check below the offsets it committed "
+            "[default: every record]"
+        ),
     ] = None,
     app: Annotated[
         str | None,
-        typer.Option(help="module:app writing the destination: its group and sink formats"),
+        typer.Option(
+            help="module:app writing the destination: its group and sink formats "
+            "[default: none]"
+        ),
     ] = None,
     prepared_wait: Annotated[
         float, typer.Option(help="seconds to wait for the sink's prepared transactions")
@@ -261,14 +385,19 @@ def verify(
         float, typer.Option(min=0.1, help="--follow: seconds between checks")
     ] = 10.0,
     metrics_port: Annotated[
-        int | None, typer.Option(help="--follow: serve Prometheus /metrics on this port")
+        int | None,
+        typer.Option(help="--follow: serve Prometheus /metrics on this port [default: off]"),
     ] = None,
     fail_after: Annotated[
         int, typer.Option(min=0, help="--follow: exit 1 after this many failing checks in a row")
     ] = 0,
     progress: Annotated[
         bool | None,
-        typer.Option("--progress/--no-progress", help="a progress bar (default: on a terminal)"),
+        typer.Option(
+            "--progress/--no-progress",
+            help="a progress bar [default: on a terminal]",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Check that every source record is at the destination exactly once, unchanged.
@@ -299,6 +428,7 @@ def verify(
         progress,
     )
     try:
+        _reach(bootstrap_servers)
         code = run_verify(command, typer.echo)
     except EokafkaError as exc:
         _fail(exc, code=2)
@@ -309,9 +439,18 @@ def verify(
 
 @broker_cli.command("start")
 def broker_start(
-    port: Annotated[int, typer.Option(help="client port (controller uses port+1)")] = 9092,
-    home: Annotated[Path | None, typer.Option(help="broker data/log folder")] = None,
-    fresh: Annotated[bool, typer.Option(help="wipe the broker's data first")] = False,
+    port: Annotated[
+        int | None,
+        _setting(
+            "client port (the controller uses port+1)",
+            "the port of EOKAFKA_BOOTSTRAP_SERVERS when it names 127.0.0.1 or localhost, "
+            "else 9092",
+        ),
+    ] = None,
+    home: Annotated[Path | None, _setting("the broker's data and log folder", _HOME)] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="wipe the broker's data first")
+    ] = False,
     security: Annotated[
         str,
         typer.Option(help="plaintext, or sasl-ssl: SCRAM-SHA-512 users and TLS (own CA)"),
@@ -321,6 +460,7 @@ def broker_start(
     from eokafka.devbroker import BrokerError, start_broker
 
     try:
+        port = port if port is not None else _local_port()
         info = start_broker(port=port, home=home, fresh=fresh, security=security)
     except BrokerError as exc:
         _fail(exc)
@@ -330,6 +470,15 @@ def broker_start(
     typer.echo(f"log file:  {info.log_file}")
     if info.client_properties is not None:
         _echo_client_settings(info.client_config, info.client_properties)
+
+
+def _local_port() -> int:
+    """The port of ``EOKAFKA_BOOTSTRAP_SERVERS`` if it names this machine, else 9092: the
+    broker starts where the other commands will look for it."""
+    host, _, port = os.environ.get("EOKAFKA_BOOTSTRAP_SERVERS", "").split(",")[0].rpartition(":")
+    if host in ("127.0.0.1", "localhost") and port.isdigit():
+        return int(port)
+    return 9092
 
 
 def _echo_client_settings(config: Any, path: Path) -> None:
@@ -343,7 +492,9 @@ def _echo_client_settings(config: Any, path: Path) -> None:
 
 
 @broker_cli.command("stop")
-def broker_stop(home: Annotated[Path | None, typer.Option()] = None) -> None:
+def broker_stop(
+    home: Annotated[Path | None, _setting("the broker's data and log folder", _HOME)] = None,
+) -> None:
     """Stop the local broker."""
     from eokafka.devbroker import stop_broker
 
@@ -351,7 +502,9 @@ def broker_stop(home: Annotated[Path | None, typer.Option()] = None) -> None:
 
 
 @broker_cli.command("status")
-def broker_status(home: Annotated[Path | None, typer.Option()] = None) -> None:
+def broker_status(
+    home: Annotated[Path | None, _setting("the broker's data and log folder", _HOME)] = None,
+) -> None:
     """Say whether the local broker runs, and where."""
     from eokafka.devbroker import broker_status as status
 
@@ -362,10 +515,23 @@ def broker_status(home: Annotated[Path | None, typer.Option()] = None) -> None:
         raise typer.Exit(3)
 
 
+cli.add_typer(topics_cli, name="topics")
+cli.command()(produce)
+cli.command()(consume)
+
+
 def main() -> None:
-    """Run the command; a traceback, if any, is printed without secret values."""
+    """Run the command; a Kafka error no command caught is one line, a traceback (of a bug)
+    is printed without secret values."""
+    from confluent_kafka import KafkaException
+
+    from eokafka.toolclients import kafka_error
+
     try:
         code = cli()
+    except KafkaException as exc:
+        sys.stderr.write(redact.scrub(f"error: {kafka_error(exc, 'bootstrap_servers')}\n"))
+        sys.exit(1)
     except Exception as exc:
         sys.stderr.write(redact.scrub("".join(traceback.format_exception(exc))))
         sys.exit(1)

@@ -8,6 +8,7 @@ override what the code says, as twelve-factor deployments expect.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -17,8 +18,9 @@ from typing import Any
 from eokafka import redact
 from eokafka.errors import ConfigError
 from eokafka.logs import librdkafka_logger
+from eokafka.on_error import ACTIONS
 
-ON_ERROR_POLICIES = ("fail", "skip", "dead-letter")
+ON_ERROR_POLICIES = ACTIONS  # the words; a handler is code, kept by the topology
 
 # librdkafka settings eokafka owns: overriding any of them would break exactly-once.
 PROTECTED_KEYS = frozenset(
@@ -37,7 +39,7 @@ PROTECTED_KEYS = frozenset(
 ALIASED_KEYS = {"transaction.timeout.ms": "transaction_timeout_ms"}
 # Keyed records go where the Java client, Kafka Streams and Kafka Connect put them
 # (murmur2 of the key, as Kafka's Utils.murmur2), so that a join or a co-partitioned store
-# finds a key on the partition other clients wrote it to (DESIGN.md invariant 15).
+# finds a key on the partition other clients wrote it to (docs/architecture.md invariant 15).
 # librdkafka's own default, consistent_random, hashes keys with CRC32. Null keys get a random
 # partition (sticky for sticky.partitioning.linger.ms, as the Java client's sticky partitions);
 # an empty key is hashed like any other. A ``partitioner`` in ``config`` replaces it.
@@ -59,12 +61,19 @@ class Settings:
     instance_id: str | None = None
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
+    # The query server (eokafka/runtime/query): its own port, +i for worker i, on loopback
+    # unless told otherwise; a token is required when bound elsewhere.
+    http_port: int | None = None
+    http_host: str = "127.0.0.1"
+    advertised_url: str | None = None  # how other workers reach this one (+i per worker)
+    http_token: str | None = None
     state_dir: str = field(default_factory=default_state_dir)
     commit_interval_ms: int = 100
     commit_every: int = 10_000
     transaction_timeout_ms: int = 10_000
     on_error: str = "fail"
     create_topics: bool = False
+    partitions: int | None = None  # of the topics create_topics creates (None: see app_topics)
     static_membership: bool = True
     leave_group_on_stop: bool = True
     auto_offset_reset: str = "earliest"
@@ -75,22 +84,30 @@ class Settings:
 
     def __post_init__(self) -> None:
         redact.remember(self.config)
+        redact.remember({"http_token": self.http_token or ""})
         validate(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickled in a worker process (--processes N): remember its secrets there too."""
         self.__dict__.update(state)
         redact.remember(self.config)
+        redact.remember({"http_token": self.http_token or ""})
 
-    def __repr__(self) -> str:
-        """Secret librdkafka values (passwords, keys, tokens) show as ``[redacted]``."""
-        parts = []
+    def shown(self) -> dict[str, Any]:
+        """Every setting, secret values (passwords, keys, tokens) as ``[redacted]``."""
+        out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "config":
                 value = redact.redact_config(value)
-            parts.append(f"{f.name}={value!r}")
-        return f"Settings({', '.join(parts)})"
+            elif f.name == "http_token" and value is not None:
+                value = redact.REDACTED
+            out[f.name] = value
+        return out
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.shown().items())
+        return f"Settings({shown})"
 
     @property
     def dlq_topic(self) -> str:
@@ -118,9 +135,16 @@ def validate(s: Settings) -> None:
     for name in (*positive, "purge_interval_ms"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if s.partitions is not None and s.partitions < 1:
+        raise ConfigError(f"partitions must be at least 1, got {s.partitions}")
     if type(s.num_standby_replicas) is not int or s.num_standby_replicas < 0:
         raise ConfigError(
             f"num_standby_replicas must be an integer of at least 0, got {s.num_standby_replicas!r}"
+        )
+    if s.http_port is not None and not s.http_token and not is_loopback(s.http_host):
+        raise ConfigError(
+            f"http_host={s.http_host!r} serves queries beyond this machine: set http_token "
+            "(EOKAFKA_HTTP_TOKEN) so that requests must carry it as a bearer token"
         )
     if s.auto_offset_reset not in ("earliest", "latest"):
         raise ConfigError(f"auto_offset_reset={s.auto_offset_reset!r}: earliest or latest")
@@ -152,12 +176,14 @@ _INT_SETTINGS = frozenset(
     {
         "processes",
         "metrics_port",
+        "http_port",
         "commit_interval_ms",
         "commit_every",
         "transaction_timeout_ms",
         "batch_size",
         "purge_interval_ms",
         "num_standby_replicas",
+        "partitions",
     }
 )
 _BOOL_SETTINGS = frozenset({"create_topics", "static_membership", "leave_group_on_stop"})
@@ -311,12 +337,40 @@ def _group_settings(s: Settings, copartitioned: bool) -> dict[str, Any]:
     }
 
 
-def consumer_config(s: Settings, instance_id: str, copartitioned: bool = False) -> dict[str, Any]:
-    """The group consumer's settings; ``copartitioned``: some store spans input topics."""
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+_URL_MARK = " @"  # in a consumer's client.id, before the query url it advertises
+
+
+def consumer_client_id(s: Settings, instance_id: str, url: str | None = None) -> str:
+    """The group consumer's client.id: it names the instance and, with a query server, ends
+    with `` @<url>``, the address the other workers read from the group's description."""
+    base = f"{s.application_id}-{instance_id}-consumer"
+    return base if url is None else f"{base}{_URL_MARK}{url}"
+
+
+
+def client_id_parts(client_id: str) -> tuple[str, str | None]:
+    """A group member's client.id (``consumer_client_id``) and the query url it advertises."""
+    base, mark, url = client_id.partition(_URL_MARK)
+    return base, (url or None) if mark else None
+
+
+def consumer_config(
+    s: Settings, instance_id: str, copartitioned: bool = False, url: str | None = None
+) -> dict[str, Any]:
+    """The group consumer's settings; ``copartitioned``: some store spans input topics;
+    ``url``: this worker's query server, advertised in its client.id."""
     conf: dict[str, Any] = {
         "bootstrap.servers": s.bootstrap_servers,
         "logger": librdkafka_logger(),
-        "client.id": f"{s.application_id}-{instance_id}-consumer",
+        "client.id": consumer_client_id(s, instance_id, url),
         "auto.offset.reset": s.auto_offset_reset,
         "enable.partition.eof": False,
         "allow.auto.create.topics": False,
@@ -363,6 +417,12 @@ def producer_config(s: Settings, instance_id: str) -> dict[str, Any]:
     return conf
 
 
+def client_keys(s: Settings, client: str) -> dict[str, str]:
+    """The ``config`` keys for one client (``consumer`` or ``producer``): its prefixed keys
+    and the unprefixed ones (security settings and the like)."""
+    return _split_config(s.config, client)
+
+
 def partitioner(s: Settings) -> str:
     """The partitioner the app's producers use: ``DEFAULT_PARTITIONER`` unless configured."""
     return str(_split_config(s.config, "producer").get("partitioner", DEFAULT_PARTITIONER))
@@ -396,6 +456,10 @@ def restore_consumer_config(s: Settings) -> dict[str, Any]:
         "queued.min.messages": 1_000_000,
         "queued.max.messages.kbytes": 16_384,
         "fetch.queue.backoff.ms": 10,
+        # A restore ends at a partition EOF, which librdkafka reports only after a fetch that
+        # came back empty; the broker holds such a fetch for fetch.wait.max.ms (500 ms by
+        # default), the floor of every restore of a small store.
+        "fetch.wait.max.ms": 10,
     }
     conf.update(_split_config(s.config, "consumer"))
     conf.update(
@@ -416,4 +480,6 @@ def standby_consumer_config(s: Settings, instance_id: str) -> dict[str, Any]:
     conf = restore_consumer_config(s)
     conf["client.id"] = f"{s.application_id}-{instance_id}-standby"
     conf["group.id"] = f"{s.application_id}-standby"  # never joins: assign() only
+    # A standby tails: the broker may hold its empty fetches for librdkafka's default.
+    conf["fetch.wait.max.ms"] = _split_config(s.config, "consumer").get("fetch.wait.max.ms", 500)
     return conf

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
@@ -29,6 +31,36 @@ def _as_bytes(obj: Any, what: str, topic: str) -> bytes | None:
     )
 
 
+@dataclass(frozen=True)
+class Timer:
+    """What a timer callback gets (eokafka.timers): ``key`` (None for a schedule), the time
+    it was due at (ms; stream time or epoch wall clock, by ``kind``), the schedule's ``name``."""
+
+    key: Any
+    time: int
+    kind: str
+    name: str | None = None
+
+
+TimerFn = Callable[[Timer, "ProcessorContext"], None]
+
+
+class TimerScope(Protocol):
+    """What ``ctx.timers`` and ``ctx.schedule`` reach while a processor with timers runs."""
+
+    def schedule(self, interval_ms: int, fn: TimerFn, kind: str = ...) -> None: ...
+
+    def schedule_at(
+        self, at_ms: int, fn: TimerFn, kind: str = ..., name: str | None = ...
+    ) -> None: ...
+
+    def set(self, key: Any, at_ms: int, kind: str = ...) -> None: ...
+
+    def cancel(self, key: Any) -> None: ...
+
+    def get(self, key: Any) -> Timer | None: ...
+
+
 class ProcessorContext:
     """Collects a record's sends; the worker produces them only if the processor returns.
 
@@ -38,31 +70,35 @@ class ProcessorContext:
 
     __slots__ = (
         "pending", "partition", "dropped", "late", "_known_topics", "_check_topic", "_stores",
-        "_open_stores", "_sinks", "_writers",
+        "_sinks", "_writers", "_timers",
     )
 
     def __init__(
         self,
         check_topic: Callable[[str], None],
-        stores: Callable[[str, int], Store] | None = None,
         dropped: Counter[str] | None = None,
         late: Counter[tuple[str, str]] | None = None,
-        open_stores: Mapping[tuple[str, int], Store] | None = None,
     ) -> None:
-        """``stores(name, partition)`` finds a store or says why not; ``open_stores``, the
-        runtime's live map of (name, partition) to open store, is looked in first."""
+        """``check_topic(topic)`` runs at the first send to a topic (it exists, its limits)."""
         self.pending: list[PendingSend] = []
-        self.partition = -1  # the current record's partition, kept only for stateful apps
+        self.partition = -1  # the partition index of the task whose records run now
         self.dropped: Counter[str] = Counter() if dropped is None else dropped
         self.late: Counter[tuple[str, str]] = Counter() if late is None else late
         self._known_topics: set[str] = set()
         self._check_topic = check_topic
-        self._stores = stores
-        self._open_stores: Mapping[tuple[str, int], Store] = (
-            {} if open_stores is None else open_stores
-        )
+        self._stores: Mapping[str, Store] = {}
         self._sinks: Callable[[str], SinkWriter | None] = lambda _name: None
         self._writers: dict[str, SinkWriter] = {}
+        self._timers: TimerScope | None = None
+
+    def bind(self, partition: int, stores: Mapping[str, Store]) -> None:
+        """The runtime runs a task's records: its partition index and its open stores."""
+        self.partition = partition
+        self._stores = stores
+
+    def known(self, topic: str) -> None:
+        """A topic the runtime checked itself (the dead-letter topic): no check at send."""
+        self._known_topics.add(topic)
 
     def bind_sinks(self, writer: Callable[[str], SinkWriter | None]) -> None:
         """Where ``sink(name)`` finds the app's sinks (the runtime binds its sink set)."""
@@ -102,15 +138,14 @@ class ProcessorContext:
 
     def store(self, name: str) -> Store:
         """The named store of the current record's partition (declared with stores=[...])."""
-        found = self._open_stores.get((name, self.partition))
-        if found is not None:
-            return found
-        if self._stores is None:
+        found = self._stores.get(name)
+        if found is None:
             raise TopologyError(
-                f"ctx.store({name!r}): the app declares no stores; "
-                "add stores=[...] to the processor"
+                f"ctx.store({name!r}): store {name!r} is not available on partition "
+                f"{self.partition}: declare it on the processor (@app.processor(..., "
+                "stores=[...]))"
             )
-        return self._stores(name, self.partition)
+        return found
 
     def send(
         self,
@@ -143,3 +178,40 @@ class ProcessorContext:
         self.pending.append(
             (topic, value, key, -1 if partition is None else partition, timestamp, headers)
         )
+
+    # -- timers (eokafka.timers) -------------------------------------------------------------
+
+    @contextmanager
+    def timer_scope(self, scope: TimerScope) -> Iterator[None]:
+        """The runtime of a processor with timers: what ``timers`` and ``schedule`` reach."""
+        outer, self._timers = self._timers, scope
+        try:
+            yield
+        finally:
+            self._timers = outer
+
+    def _timer_scope(self, call: str) -> TimerScope:
+        if self._timers is None:
+            raise TopologyError(
+                f"{call}: timers are for processors declared with them: "
+                "@app.processor(topic, init=setup, on_timer=fn), and only while one runs"
+            )
+        return self._timers
+
+    @property
+    def timers(self) -> TimerScope:
+        """The processor's per-key timers: ``set(key, at_ms, kind=...)``, ``cancel(key)``,
+        ``get(key)``; each fires the processor's ``on_timer(timer, ctx)`` once."""
+        return self._timer_scope("ctx.timers")
+
+    def schedule(self, interval_ms: int, fn: TimerFn, kind: str = "stream-time") -> None:
+        """Call ``fn(timer, ctx)`` every ``interval_ms`` of ``kind`` time ("stream-time" or
+        "wall-clock"), on every task of the processor; only from its ``init`` function."""
+        self._timer_scope("ctx.schedule(...)").schedule(interval_ms, fn, kind)
+
+    def schedule_at(
+        self, at_ms: int, fn: TimerFn, kind: str = "stream-time", name: str | None = None
+    ) -> None:
+        """Call ``fn(timer, ctx)`` once per task when ``kind`` time reaches ``at_ms``; only
+        from the processor's ``init`` function. Fired once, kept in the timer store."""
+        self._timer_scope("ctx.schedule_at(...)").schedule_at(at_ms, fn, kind, name)

@@ -32,6 +32,7 @@ class ProcessorNode:
     stores: tuple[str, ...]
     outputs: tuple[str, ...]
     dead_letters: str | None = None  # the dead-letter topic its records may go to
+    timers: str | None = None  # what its timers are (eokafka.timers), if it has any
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ def _text(graph: Graph) -> str:
                 kind_note = ", window" if store.window else ""
                 changelog = f", changelog {store.changelog}" if store.changelog else ""
                 lines.append(f"     store {name} ({store.backend}{kind_note}){changelog}")
+            if p.timers:
+                lines.append(f"     {p.timers}")
             for out in p.outputs:
                 lines.append(f"     -> {graph.topics[out]} topic {out}")
             if p.dead_letters:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from eokafka.tracebacks import user_traceback
+
 
 class EokafkaError(Exception):
     """Base class of eokafka's own errors."""
@@ -20,7 +22,10 @@ class MissingTopicError(EokafkaError):
 
 
 class PoisonRecordError(EokafkaError):
-    """A record could not be deserialized or its processor raised, under the `fail` policy."""
+    """A record could not be deserialized or its processor raised, under the `fail` policy.
+
+    The message ends with the traceback of the user's code, when the error came from there.
+    """
 
     def __init__(self, topic: str, partition: int, offset: int, stage: str, cause: BaseException):
         self.topic = topic
@@ -28,9 +33,10 @@ class PoisonRecordError(EokafkaError):
         self.offset = offset
         self.stage = stage
         self.cause = cause
+        trace = user_traceback(cause)
         super().__init__(
             f"poison record at {topic}[{partition}]@{offset} ({stage}): "
-            f"{type(cause).__name__}: {cause}"
+            f"{type(cause).__name__}: {cause}" + (f"\n{trace}" if trace else "")
         )
 
 

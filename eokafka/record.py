@@ -76,6 +76,15 @@ class Record:
         )
 
 
+def fault_headers(stage: str, exc: BaseException) -> list[tuple[str, bytes]]:
+    """What went wrong, and at which stage: the headers every dead letter carries."""
+    return [
+        (f"{HEADER_PREFIX}error.stage", stage.encode()),
+        (f"{HEADER_PREFIX}error.class", type(exc).__name__.encode()),
+        (f"{HEADER_PREFIX}error.message", str(exc).encode(errors="replace")[:4096]),
+    ]
+
+
 def dead_letter_headers(
     msg: Message, processor: str, stage: str, exc: BaseException
 ) -> list[tuple[str, bytes]]:
@@ -83,9 +92,7 @@ def dead_letter_headers(
     own = [(k, v if v is not None else b"") for k, v in (msg.headers() or [])]
     return [
         *own,
-        (f"{HEADER_PREFIX}error.stage", stage.encode()),
-        (f"{HEADER_PREFIX}error.class", type(exc).__name__.encode()),
-        (f"{HEADER_PREFIX}error.message", str(exc).encode(errors="replace")[:4096]),
+        *fault_headers(stage, exc),
         (f"{HEADER_PREFIX}processor", processor.encode()),
         (f"{HEADER_PREFIX}source.topic", str(msg.topic()).encode()),
         (f"{HEADER_PREFIX}source.partition", str(msg.partition()).encode()),

@@ -78,13 +78,13 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def parse_datetime(text: str) -> int:
+def parse_datetime(text: str, option: str = "--to-datetime") -> int:
     """Epoch ms of an ISO 8601 date-time; one without a zone is taken as UTC."""
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ResetError(
-            f"--to-datetime {text!r}: give an ISO 8601 date-time such as 2026-05-01T12:00:00Z"
+            f"{option} {text!r}: give an ISO 8601 date-time such as 2026-05-01T12:00:00Z"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -1,6 +1,6 @@
 """The sink protocol connectors implement, and the writer processors use (no Kafka client here).
 
-The runtime side (``eokafka.runtime.sinks``) drives these methods around the Kafka commit;
+The runtime side (``eokafka.runtime.commit.sinks``) drives these methods around the Kafka commit;
 see its docstring for the protocol and why the Kafka commit is the decision.
 """
 

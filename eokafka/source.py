@@ -1,7 +1,7 @@
 """The source protocol connectors implement to feed Kafka from outside (no Kafka client here).
 
 A source reads records from elsewhere (files, a database table) and says where it stands
-after them; the runtime (``eokafka.runtime.source_worker``) produces the records and that
+after them; the runtime (``eokafka.runtime.process.sources``) produces the records and that
 position to ``<application id>-source-offsets`` in one Kafka transaction, so the position
 Kafka holds is always exactly the one after the last records it committed.
 

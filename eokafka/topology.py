@@ -1,43 +1,48 @@
 """The graph of an app: which processor reads which topic with which serdes.
 
 The topology knows nothing of Kafka clients; the runtime compiles it into a routing table,
-``eokafka.describe`` draws the graph ``topology_graph`` makes of it.
-One input topic has one source (DESIGN.md invariant 15): a record goes to one processor, so
-its outputs, store writes and dead letter are all-or-nothing, and a record the poison policy
-sets aside is set aside for that one processor. Fan-out happens inside that processor.
+``eokafka.describe`` draws the graph ``topology_graph`` makes of it. One input topic has one
+source (docs/architecture.md invariant 15): a record goes to one processor, so its outputs,
+store writes and dead letter are all-or-nothing, and a record the poison policy sets aside
+is set aside for that one processor. Fan-out happens inside that processor.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from eokafka.describe import Graph, ProcessorNode, StoreNode, render
 from eokafka.errors import TopologyError
+from eokafka.on_error import ErrorHandler, OnError
 from eokafka.serdes import Bytes, Serde
 from eokafka.sink import Sink
 from eokafka.source import Feed
 from eokafka.state import BackendKind, StoreSpec, changelog_topic, stream_time_store
+from eokafka.timers import ProcessorTimers
+from eokafka.tracebacks import is_framework, shown_path
 
 Processor = Callable[[Any, Any], None]
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+class IdleCloser(Protocol):
+    """A windowed aggregation that closes windows on idle (``window(close_on_idle_ms=)``)."""
+
+    close_on_idle_ms: int | None
+
+    def close_idle(self, ctx: Any, active_ms: int, now_ms: int) -> int | None: ...
 
 
 def _declared_at() -> str:
     """The line of the app's code that declared a source: the first caller outside eokafka."""
     frame = sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+    while frame is not None and is_framework(frame.f_code.co_filename):
         frame = frame.f_back
     if frame is None:
         return "an unknown place"
-    path = os.path.abspath(frame.f_code.co_filename)
-    relative = os.path.relpath(path)
-    return f"{path if relative.startswith('..') else relative}:{frame.f_lineno}"
+    return f"{shown_path(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class Source:
     value_serde: Serde
     stores: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()  # topics it sends to, where known (describe only)
+    on_error: OnError | None = None  # its records' errors (None: the app's on_error)
+    timers: ProcessorTimers | None = None  # its timers (eokafka.timers), if it has any
 
 
 class Topology:
@@ -61,6 +68,8 @@ class Topology:
         self.internal_topics: dict[str, str] = {}
         # window store -> its changelog's retention.ms (windowed aggregations)
         self.window_stores: dict[str, int] = {}
+        # window stores whose stream time another one keeps (a stream join's right buffer)
+        self.clockless: set[str] = set()
         # sinks outside Kafka (databases, files), written through ctx.sink(name)
         self.sinks: dict[str, Sink] = {}
         # sources outside Kafka (files, database tables) feeding topics, by connector name
@@ -69,6 +78,22 @@ class Topology:
         self.declared_at: dict[str, str] = {}
         # whether processors send to the app's dead-letter topic themselves (late records)
         self.dead_letters = False
+        # the app's on_error handler (a word is a setting: Settings.on_error)
+        self.on_error: ErrorHandler | None = None
+        # timer store -> the timers of the processor it belongs to (eokafka.timers)
+        self.timers: dict[str, ProcessorTimers] = {}
+        # window store -> its aggregation, where windows close on idle partitions
+        self.idle_windows: dict[str, IdleCloser] = {}
+
+    def add_idle_window(self, store: str, closer: IdleCloser) -> None:
+        """A windowed aggregation whose windows close when its partition goes idle."""
+        self.idle_windows[store] = closer
+
+    def add_timers(self, timers: ProcessorTimers) -> None:
+        """A processor with timers: ``validate`` declares its timer store."""
+        if timers.store_name in self.timers:
+            raise TopologyError(f"processor {timers.processor!r} is declared twice with timers")
+        self.timers[timers.store_name] = timers
 
     def add_feed(self, feed: Feed) -> None:
         if feed.connector.name in self.feeds:
@@ -89,10 +114,25 @@ class Topology:
         whatever ``on_error`` says: the runtime creates it as it does for ``on_error``."""
         self.dead_letters = True
 
-    def add_window_store(self, name: str, retention_ms: int) -> None:
+    def error_policies(self, word: str) -> dict[str, OnError]:
+        """Each input topic's ``on_error``: its processor's, else the app's handler, else
+        ``word`` (the app's setting)."""
+        default: OnError = self.on_error if self.on_error is not None else word  # type: ignore[assignment]
+        return {s.topic: s.on_error if s.on_error is not None else default for s in self.sources}
+
+    def may_dead_letter(self, word: str) -> bool:
+        """Whether the dead-letter topic may be written: a policy or handler that can send there,
+        or processors that do themselves."""
+        policies = [word, self.on_error, *self.error_policies(word).values()]
+        return self.dead_letters or any(p == "dead-letter" or callable(p) for p in policies)
+
+    def add_window_store(self, name: str, retention_ms: int, clock: bool = True) -> None:
         """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so, and
-        declares the store of its stream time (``eokafka.state.stream_time``)."""
+        declares the store of its stream time (``eokafka.state.stream_time``) unless
+        ``clock`` is False (the store shares another window store's)."""
         self.window_stores[name] = retention_ms
+        if not clock:
+            self.clockless.add(name)
 
     def add_store(self, spec: StoreSpec) -> None:
         if spec.name in self.stores and self.stores[spec.name] != spec:
@@ -154,7 +194,15 @@ class Topology:
         for name, retention in self.window_stores.items():
             spec = self.stores.get(name) or StoreSpec(name, "memory")
             self.stores[name] = replace(spec, window_retention_ms=retention)
-            self._add_stream_time_store(name, spec.backend)
+            if name not in self.clockless:
+                self._add_stream_time_store(name, spec.backend)
+        for name, timers in self.timers.items():
+            spec = self.stores.get(name) or StoreSpec(name, "memory")
+            if spec.timers_of not in (None, timers.processor):
+                raise TopologyError(f"store {name!r} keeps the timers of two processors")
+            self.stores[name] = StoreSpec(
+                name, spec.backend, Bytes(), Bytes(), timers_of=timers.processor
+            )
         for s in self.sources:
             for name in s.stores:
                 if name not in self.stores:
@@ -224,6 +272,7 @@ def topology_graph(
                 s.stores,
                 s.outputs,
                 dead_letter_topic or (late_dlq if windowed else None),
+                None if s.timers is None else s.timers.describe(),
             )
         )
     for store in graph.stores.values():

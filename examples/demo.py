@@ -16,10 +16,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-
+from eokafka import toolclients, topic_admin, topic_io
+from eokafka.config import Settings
 from eokafka.devbroker import BrokerError, default_home, start_broker, stop_broker
+from eokafka.logs import setup_command_logging
 
 TOPICS = {"orders": 4, "orders-enriched": 4, "orders-large": 4}
 REPO = Path(__file__).resolve().parents[1]
@@ -38,24 +38,16 @@ def sample_orders(n: int) -> list[tuple[str, dict[str, object]]]:
     return orders
 
 
-def read_committed(bootstrap: str, topic: str, want: int, timeout: float) -> list[dict]:
+def read_committed(settings: Settings, topic: str, want: int, timeout: float) -> list[dict]:
     """Read a topic from the start as read_committed until ``want`` records are seen."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "eokafka-demo-reader",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(TOPICS[topic])])
+    consumer = toolclients.consumer(settings)
+    start = dict.fromkeys(range(TOPICS[topic]), 0)
     out: list[dict] = []
-    deadline = time.monotonic() + timeout
     try:
-        while len(out) < want and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error() is None:
-                    out.append(json.loads(msg.value()))
+        for msg in topic_io.read(consumer, topic, start, deadline=time.monotonic() + timeout):
+            out.append(json.loads(msg.value()))
+            if len(out) >= want:
+                break
     finally:
         consumer.close()
     return out
@@ -78,6 +70,7 @@ def main() -> int:
     parser.add_argument("--metrics-port", type=int, default=9400)
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running")
     args = parser.parse_args()
+    setup_command_logging()  # librdkafka's lines stay out of the terminal
     home = default_home().parent / "demo-broker"
 
     print("[1/5] starting a local Kafka broker (first run downloads its jars with Maven)")
@@ -92,19 +85,18 @@ def main() -> int:
     worker: subprocess.Popen[bytes] | None = None
     try:
         print(f"[2/5] creating topics {', '.join(TOPICS)}")
-        admin = AdminClient({"bootstrap.servers": info.bootstrap})
-        futures = admin.create_topics([NewTopic(t, n, 1) for t, n in TOPICS.items()])
-        for future in futures.values():
-            future.result(30)
+        settings = Settings("eokafka-demo", bootstrap_servers=info.bootstrap)
+        topic_admin.create(toolclients.admin(settings), TOPICS)
 
         print(f"[3/5] feeding {args.orders} sample orders into 'orders'")
         # Keys partitioned as eokafka and the Java client partition them (murmur2).
-        producer = Producer({"bootstrap.servers": info.bootstrap, "enable.idempotence": True,
-                             "partitioner": "murmur2_random"})
+        producer = toolclients.producer(settings)
         orders = sample_orders(args.orders)
         for key, order in orders:
             producer.produce("orders", json.dumps(order).encode(), key.encode())
-        producer.flush(30)
+        if producer.flush(30):
+            raise SystemExit("error: the sample orders were not all written")
+        del producer  # closed: no client of the demo outlives the broker
 
         metrics_url = f"http://127.0.0.1:{args.metrics_port}/metrics"
         print(f"[4/5] running examples.orders:app; metrics at {metrics_url}")
@@ -118,11 +110,11 @@ def main() -> int:
         log_path = home / "worker.log"
         with open(log_path, "wb") as log:
             worker = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        enriched = read_committed(info.bootstrap, "orders-enriched", args.orders, 120)
+        enriched = read_committed(settings, "orders-enriched", args.orders, 120)
         large_expected = sum(
             1 for _, o in orders if sum(i["price"] * i["qty"] for i in o["items"]) >= 100
         )
-        large = read_committed(info.bootstrap, "orders-large", large_expected, 30)
+        large = read_committed(settings, "orders-large", large_expected, 30)
 
         print(f"[5/5] committed output (read_committed); worker log {log_path}")
         print(f"      orders-enriched: {len(enriched)} records (expected {args.orders})")

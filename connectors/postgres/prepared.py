@@ -3,7 +3,7 @@
 Recovery starts from PostgreSQL's own record of them, ``pg_prepared_xacts``, never from
 bookkeeping alone. A prepared transaction's id (gid) is ``eok:<txn id>:<sink>``, where the
 Kafka transaction id is ``<application id>:<instance id>:<start ms>:<n>`` (made by
-``eokafka.runtime.sinks``): the gid names the app, the instance, the sink and the Kafka
+``eokafka.runtime.commit.sinks``): the gid names the app, the instance, the sink and the Kafka
 transaction whose committed offsets decide it.
 
 The partitions it covers (whose committed offsets are read) can be too many for a gid's 200

@@ -32,7 +32,6 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from connectors import crash
 from connectors.postgres.connection import Reconnecting
 from connectors.postgres.prepared import DDL as _PREPARED_DDL
 from connectors.postgres.prepared import PREFIX as _GID_PREFIX
@@ -44,6 +43,7 @@ from connectors.postgres.table import (
     insert_sql,
     read_columns,
 )
+from eokafka import faults
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.sink import TP, RecordRefused, SinkUnavailable, Where
 
@@ -174,13 +174,13 @@ class PostgresSink:
         with conn.cursor() as cur:
             if self.key:
                 cur.executemany(self._insert, rows[:half])
-                crash.reached("postgres.mid-batch")
+                faults.reached("postgres.mid-batch")
                 cur.executemany(self._insert, rows[half:])
             else:
                 with cur.copy(self._copy) as copy:
                     for i, r in enumerate(rows):
                         if i == half:
-                            crash.reached("postgres.mid-batch")
+                            faults.reached("postgres.mid-batch")
                         copy.write_row(r)
 
     def _refused_row(self, conn: psycopg.Connection[Any]) -> RecordRefused | None:
@@ -251,7 +251,7 @@ class PostgresSink:
                 f"partitions or of this instance are in doubt ({', '.join(sorted(doubts))}): "
                 "aborting so that recovery resolves them first"
             )
-        crash.reached("postgres.after-control")
+        faults.reached("postgres.after-control")
         conn = self._data.conn
         if not self._record.lock(conn, gid, len(offsets)):
             conn.rollback()
@@ -262,9 +262,9 @@ class PostgresSink:
             )
         self._send_rows(conn)
         self._prepared_gid = gid
-        crash.reached("postgres.before-prepare")
+        faults.reached("postgres.before-prepare")
         conn.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(gid)))
-        crash.reached("postgres.after-prepare")
+        faults.reached("postgres.after-prepare")
 
     def _commit_with_offsets(self, offsets: Mapping[TP, int]) -> None:
         unseen = {tp for tp in offsets if tp not in self._seen}
@@ -294,13 +294,13 @@ class PostgresSink:
                         f"from {before} (another worker wrote it): replaying from the database"
                     )
         conn.commit()
-        crash.reached("postgres.after-commit")
+        faults.reached("postgres.after-commit")
         self._seen.update(offsets)
 
     def finish(self) -> None:
         gid, self._prepared_gid = self._prepared_gid, None
         if gid is not None:
-            crash.reached("postgres.before-commit-prepared")
+            faults.reached("postgres.before-commit-prepared")
             self._record.end(gid, commit=True)
 
     def abort(self) -> None:

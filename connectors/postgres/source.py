@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from connectors import crash
 from connectors.postgres.connection import Reconnecting
+from eokafka import faults
 from eokafka.errors import ConfigError
 from eokafka.source import Origin, Read, SourceItem
 
@@ -115,7 +115,7 @@ class PostgresSource:
         return pos
 
     def poll(self, max_records: int) -> tuple[list[SourceItem], Any]:
-        crash.reached("postgres-source.poll")
+        faults.reached("postgres-source.poll")
         return self._conn.retry(lambda conn: self._poll(conn, max_records))
 
     def _poll(self, conn: psycopg.Connection[Any], limit: int) -> tuple[list, Any]:

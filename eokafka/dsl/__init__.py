@@ -1,21 +1,22 @@
 """Stream / Table fluent API, compiled onto plain processors (no runtime machinery of its own).
 
 ``stream.py`` holds the fluent classes, ``sources.py`` the sources they start from
-(``app.stream``, ``app.table``), ``operators.py`` and ``windowed.py`` the per-record code
-of each operator, ``graph.py`` the operator tree and the processor that runs it. The DSL knows
-an App only as a :class:`~eokafka.dsl.graph.PipelineApp`: an id and a topology.
+(``app.stream``, ``app.table``), ``operators.py``, ``windowed.py``, ``stream_join.py`` and
+``asof.py`` the per-record code of each operator, ``graph.py`` the operator tree and the
+processor that runs it. The DSL knows an App only as a
+:class:`~eokafka.dsl.graph.PipelineApp`: an id and a topology.
 
 How a pipeline compiles:
 
 * Every source (``app.stream``, ``app.table``, each repartition topic) is ONE processor on its
   topic, and a topic has one source: a second ``app.stream``/``app.table``/``app.processor`` on
-  it is refused (DESIGN.md invariant 15). The operators chained after it form a tree of
+  it is refused (docs/architecture.md invariant 15). The operators chained after it form a tree of
   closures run inside that processor, so a chain of stateless operators costs function calls,
   not topic hops, and a record's outputs in all branches are all-or-nothing.
 * A change of key (``map``, ``flat_map``, ``group_by``) followed by an aggregation or a join
   sends (new key, value) to ``<application id>-<name>-repartition`` inside the transaction; a
   processor registered on that topic does the stateful part, so every key lives on exactly one
-  task (DESIGN.md invariant 9). ``group_by_key()`` on an unchanged key needs no hop.
+  task (docs/architecture.md invariant 9). ``group_by_key()`` on an unchanged key needs no hop.
 * Aggregations and tables keep their state in the store called ``name``, changelogged like any
   store; declare its backend with ``app.store(name, backend=...)`` (in memory otherwise).
 
@@ -35,15 +36,21 @@ Semantics worth knowing:
   None deletes the key and is emitted as a tombstone.
 * ``join`` is an inner join against the table *as it is when the stream record is processed*:
   a record whose key is absent from the table (not loaded yet, deleted, never there) produces
-  no output. ``left_join`` passes ``None`` instead. There is no time synchronisation between the
-  two topics, so load a table before streaming against it. The stream and the table topic must
+  no output. ``left_join`` passes ``None`` instead. A plain table has no time synchronisation
+  with the stream, so load it before streaming against it; a versioned table
+  (``app.table(..., history_ms=)``) joins as of each record's time and can wait for the
+  table (``asof.py``). The stream and the table topic must
   be co-partitioned (same partition count, keys written with the same serde and partitioner);
   the worker refuses to start on differing partition counts. Repartition records go to the
   partition the producer's partitioner picks: ``murmur2_random`` by default, which puts a key
   where the Java client, Kafka Streams and Connect put it, so a re-keyed stream finds the keys
   of a table they wrote (``config.DEFAULT_PARTITIONER``).
+* ``stream.join/left_join/outer_join(other_stream, fn, window=JoinWindows(...), name=)`` is a
+  windowed join of two streams (``stream_join.py``); its results come from the processors of
+  both inputs, as do a ``merge``'s: operators chained on run in each.
 * Output serdes default to ``ctx.send``'s rules: bytes, str or None pass, anything else needs
-  ``key_serde``/``value_serde``. Outputs keep the input record's timestamp.
+  ``key_serde``/``value_serde``. Outputs keep the input record's timestamp (the event time of
+  a timestamp extractor; a join's result time).
 """
 
 from eokafka.dsl.sources import stream_source, table_source

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final, Protocol
 
+from eokafka.dsl.late import LateRecords
 from eokafka.errors import TopologyError
+from eokafka.on_error import OnError
 from eokafka.serdes import Bytes, Serde
 from eokafka.topology import Source, Topology
 
@@ -44,7 +46,8 @@ def _drop(key: Any, value: Any, ctx: Any) -> None:
     """The downstream of an operator nothing is chained to."""
 
 
-def _identity(nxt: Emit) -> Emit:
+def identity(nxt: Emit) -> Emit:
+    """An operator that passes every record on (a source, a merge)."""
     return nxt
 
 
@@ -106,10 +109,12 @@ class Root:
         self.topic = topic
         self.key_serde: Serde = key_serde or Bytes()
         self.like = like or topic  # an external topic with this topic's partition count
-        self.node = Node(kind, _identity)
+        self.node = Node(kind, identity)
         self.stores: list[str] = []
         self.outputs: list[str] = []
         self._emit: Emit | None = None
+        self.late = LateRecords()  # windowed aggregations note a late record here
+        self.on_error: OnError | None = None
         self._source = Source(
             name=self.node.describe(),
             topic=topic,
@@ -122,11 +127,22 @@ class Root:
     def process(self, record: Any, ctx: Any) -> None:
         emit = self._emit
         if emit is None:
-            emit = self._emit = self.node.compile()
+            emit = self.compiled()
         self.record = record
+        late = self.late
+        if late.notes:  # left by a record that raised half-way
+            late.notes.clear()
         if self.timestamp is not None:
             self.ts = check_timestamp(self.timestamp(record), "the stream's timestamp=")
         emit(record.key, record.value, ctx)
+        if late.notes:
+            late.flush(f"{record.topic}[{record.partition}]@{record.offset}")
+
+    def compiled(self) -> Emit:
+        """The operator tree, compiled at first use (operators keep what they compiled)."""
+        if self._emit is None:
+            self._emit = self.node.compile()
+        return self._emit
 
     def add(self, parent: Node, label: str, wrap: Wrap) -> Node:
         node = Node(label, wrap)
@@ -138,6 +154,11 @@ class Root:
         if name not in self.stores:
             self.stores.append(name)
             self._changed()
+
+    def set_on_error(self, on_error: OnError) -> None:
+        """This processor's own ``on_error`` (see ``eokafka.on_error``)."""
+        self.on_error = on_error
+        self._changed()
 
     def add_output(self, topic: str) -> None:
         """A topic this processor sends to, for ``describe``."""
@@ -154,6 +175,7 @@ class Root:
             name=self.node.describe(),
             stores=tuple(self.stores),
             outputs=tuple(self.outputs),
+            on_error=self.on_error,
         )
         sources[at] = self._source
 
@@ -181,15 +203,16 @@ def sink(
 ) -> Wrap:
     """An operator that ends a branch by sending into the transaction (``to``, repartition).
 
-    Under a source with a timestamp extractor, outputs carry the extracted event time (so a
-    window after a repartition sees it); otherwise the input record's timestamp.
+    Outputs carry the event time ``root.ts`` where there is one (the extracted event time
+    under a source with a timestamp extractor, a join result's time), so a window after a
+    repartition sees it; otherwise the input record's timestamp.
     """
 
     if root is not None:
         root.add_output(topic)
 
     def wrap(_nxt: Emit) -> Emit:
-        if root is not None and root.timestamp is not None:
+        if root is not None:
 
             def emit_timed(key: Any, value: Any, ctx: Any) -> None:
                 ctx.send(

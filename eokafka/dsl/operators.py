@@ -7,7 +7,7 @@ source's processor; they run as plain closures, once per record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from eokafka.dsl.graph import MISSING, Emit, Node, Root, Wrap, check_name, sink
@@ -81,6 +81,38 @@ def keying(fn: Callable[[Any, Any], Any]) -> Wrap:
     return wrap
 
 
+def splitting(predicates: Sequence[Callable[[Any, Any], Any]], default: bool) -> list[Wrap]:
+    """``split``: the operator that picks a record's branch, then one per branch.
+
+    The first wrap calls the predicates in order until one holds and notes that branch (the
+    default's, or none) for the branch operators below it, which each pass on the records
+    of their own branch: every predicate runs at most once per record.
+    """
+    chosen = [-1]  # one record runs through the branches before the next one is chosen
+    fallback = len(predicates) if default else -1
+
+    def choose(nxt: Emit) -> Emit:
+        def emit(key: Any, value: Any, ctx: Any) -> None:
+            chosen[0] = next(
+                (i for i, predicate in enumerate(predicates) if predicate(key, value)), fallback
+            )
+            nxt(key, value, ctx)
+
+        return emit
+
+    def branch(index: int) -> Wrap:
+        def wrap(nxt: Emit) -> Emit:
+            def emit(key: Any, value: Any, ctx: Any) -> None:
+                if chosen[0] == index:
+                    nxt(key, value, ctx)
+
+            return emit
+
+        return wrap
+
+    return [choose, *(branch(i) for i in range(len(predicates) + default))]
+
+
 def writing_sink(name: str, row: Callable[[Any, Any], Any] | None) -> Wrap:
     """``to_sink``: stage ``row(key, value)`` (default: the value) in the sink ``name``."""
 
@@ -107,9 +139,11 @@ def repartition(
     key_serde: Serde | None,
     value_serde: Serde | None,
     drop_null_keys: bool,
+    more: Sequence[tuple[Root, Node]] = (),
 ) -> Root:
-    """Send what reaches ``node`` to ``<application id>-<name>-repartition``; the new source
-    on that topic, where the pipeline goes on."""
+    """Send what reaches ``node`` (and each node of ``more``: the other processors of a
+    joined or merged stream) to ``<application id>-<name>-repartition``; the new source on
+    that topic, where the pipeline goes on."""
     app = root.app
     topic = f"{app.application_id}-{check_name('repartition name', name)}-repartition"
     if topic in app.topology.internal_topics:
@@ -118,24 +152,28 @@ def repartition(
         )
     ks, vs = key_serde or Json(), value_serde or Json()
     app.topology.add_internal_topic(topic, partitions_like=root.like)
-    send = sink(topic, ks, vs, root)
-
     dropped = f"repartition({name}): None key"
 
-    def wrap(nxt: Emit) -> Emit:
-        emit = send(nxt)
-        if not drop_null_keys:
-            return emit
+    def sending(from_root: Root) -> Wrap:
+        send = sink(topic, ks, vs, from_root)
 
-        def emit_keyed(key: Any, value: Any, ctx: Any) -> None:
-            if key is None:  # an aggregation would drop it on the other side
-                ctx.drop(dropped)
-            else:
-                emit(key, value, ctx)
+        def wrap(nxt: Emit) -> Emit:
+            emit = send(nxt)
+            if not drop_null_keys:
+                return emit
 
-        return emit_keyed
+            def emit_keyed(key: Any, value: Any, ctx: Any) -> None:
+                if key is None:  # an aggregation would drop it on the other side
+                    ctx.drop(dropped)
+                else:
+                    emit(key, value, ctx)
 
-    root.add(node, f"repartition({name})", wrap)
+            return emit_keyed
+
+        return wrap
+
+    for from_root, from_node in ((root, node), *more):
+        from_root.add(from_node, f"repartition({name})", sending(from_root))
     return Root(app, topic, "repartition", ks, vs, like=root.like)
 
 

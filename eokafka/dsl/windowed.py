@@ -14,11 +14,12 @@ window again, once.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 from eokafka import windows as w
 from eokafka.dsl.graph import Emit, Root, TimestampFn, check_timestamp
+from eokafka.dsl.late import LateNote
 from eokafka.errors import EokafkaError, TopologyError
 from eokafka.record import Record, dead_letter_headers
 from eokafka.state import StreamTimeStore, WindowStore, stream_time_store
@@ -32,7 +33,6 @@ from eokafka.windows import (
     encode_state,
 )
 
-log = logging.getLogger("eokafka.windows")
 Late = Literal["drop", "dead-letter"]
 EmitMode = Literal["update", "final"]
 DEFAULT_RETENTION_MARGIN_MS = 24 * 3600 * 1000  # as Kafka Streams' changelog margin
@@ -55,6 +55,20 @@ def check_emit(label: str, name: str, emit: EmitMode) -> None:
         raise TopologyError(f"{label}({name!r}): emit must be 'update' or 'final', not {emit!r}")
 
 
+def check_idle(close_on_idle_ms: int | None) -> None:
+    """``close_on_idle_ms`` is None (windows close with data only) or a positive int."""
+    if close_on_idle_ms is not None and (
+        type(close_on_idle_ms) is not int or close_on_idle_ms <= 0
+    ):
+        raise TopologyError(
+            f"close_on_idle_ms must be a positive int (ms) or None, not {close_on_idle_ms!r}"
+        )
+
+
+def _not_compiled(ctx: Any, stream_time: int) -> None:
+    raise RuntimeError("a window operator closed windows before its tree was compiled")
+
+
 class LateRecordError(EokafkaError):
     """Why a late record went to the dead-letter topic (its ``eokafka.error.*`` headers)."""
 
@@ -71,8 +85,12 @@ class WindowOperator:
         final: bool,
         late: Late,
         timestamp: TimestampFn | None,
+        close_on_idle_ms: int | None = None,
     ) -> None:
+        check_idle(close_on_idle_ms)
         self.root = root
+        self.close_on_idle_ms = close_on_idle_ms
+        self._close_idle: Callable[[Any, int], None] = _not_compiled
         self.name = name
         self.windows = windows
         self.agg = agg
@@ -134,7 +152,7 @@ class WindowOperator:
             serde = store.aggregate_serde
             if serde is not codec[0]:  # every instance of a store shares its spec's serde
                 codec[:] = serde, serde.serialize, serde.deserialize
-            serialize, deserialize = codec[1], codec[2]
+            serialize = codec[1]
             kb = serialize_key(key)
             if kb is None:
                 raise ValueError("a windowed aggregation's key serialized to None")
@@ -153,6 +171,11 @@ class WindowOperator:
                 nxt(windowed(Windowed, (key, start, end)), out, ctx)
             if now == before:
                 return
+            close_due(store, now, key, kb, ctx)
+
+        def close_due(store: WindowStore, now: int, key: Any, kb: bytes | None, ctx: Any) -> None:
+            """Close every window stream time ``now`` passed: final results, tombstones."""
+            serialize, deserialize = codec[1], codec[2]
             for kb2, _, payload in store.due(now):
                 state = decode_state(payload, deserialize)
                 key2 = key if kb2 == kb else deserialize_key(kb2)
@@ -168,24 +191,66 @@ class WindowOperator:
                     for start, end, aggregate in closed:
                         nxt(Windowed(key2, start, end), result(aggregate), ctx)
 
+        def close_idle(ctx: Any, stream_time: int) -> None:
+            store: WindowStore = ctx.store(name)
+            serde = store.aggregate_serde
+            if serde is not codec[0]:
+                codec[:] = serde, serde.serialize, serde.deserialize
+            close_due(store, stream_time, None, None, ctx)
+
+        self._close_idle = close_idle
         return emit
 
+    def close_idle(self, ctx: Any, active_ms: int, now_ms: int) -> int | None:
+        """The partition had no record since wall-clock ``active_ms``, and ``now_ms`` is past
+        ``close_on_idle_ms`` after it: stream time moves on by the wall-clock time since then
+        and the windows it passes close. Returns the new stream time (None: nothing moved).
+
+        Stream time moves from what it was when the partition went idle, so an aborted
+        advance is made again, whole, at the next check."""
+        idle = self.close_on_idle_ms
+        if idle is None or now_ms - active_ms < idle:
+            return None
+        clock: StreamTimeStore = ctx.store(self.time_store)
+        base = clock.idle_base
+        if base is None or base[0] != active_ms:
+            current = clock.stream_time()
+            if current is None:
+                return None  # no record yet: no window to close
+            base = clock.idle_base = (active_ms, current)
+        target = base[1] + (now_ms - active_ms)
+        current = clock.stream_time()
+        if current is not None and target <= current:
+            return None
+        self.root.compiled()
+        clock.set_stream_time(target)
+        root = self.root
+        root.record, root.ts = None, target  # outputs carry the new stream time
+        try:
+            self._close_idle(ctx, target)
+        finally:
+            root.ts = None
+        return target
+
     def on_late(self, ctx: Any, ts: int, stream_time: int) -> None:
-        """Count it, log it, and drop it or send it to the dead-letter topic."""
+        """Count it, note it for the log (one line per record: dsl/late.py), and drop it or
+        send it to the dead-letter topic."""
         record: Record = self.root.record
-        where = f"{record.topic}[{record.partition}]@{record.offset}"
-        why = (
-            f"late for window store {self.name!r}: event time {ts} is past its window's close "
-            f"at stream time {stream_time} ({self.windows!r})"
-        )
+        windows = self.windows
+        count = len(windows.windows_for(ts)) if isinstance(windows, w.Hopping) else 1
         if self.late == "drop":
             ctx.late_record(self.name, "dropped")
-            log.warning("dropped record %s: %s", where, why)
+            self.root.late.note(LateNote(self.name, count, ts, stream_time, "dropped"))
             return
+        why = (
+            f"late for window store {self.name!r}: event time {ts} is past its window's close "
+            f"at stream time {stream_time} ({windows!r})"
+        )
         headers = dead_letter_headers(
             record.message, self.root._source.name, "window", LateRecordError(why)
         )
         ctx.send(self.dlq, key=record.raw_key, value=record.raw_value, headers=headers)
         ctx.late_record(self.name, "dead-lettered")
-        log.warning("dead-lettered record %s to %s: %s", where, self.dlq, why)
+        action = f"dead-lettered to {self.dlq}"
+        self.root.late.note(LateNote(self.name, count, ts, stream_time, action))
 

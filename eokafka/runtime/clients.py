@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from eokafka.config import Settings
 from eokafka.errors import ConfigError
-from eokafka.runtime.leave import leave_group, release_predecessor
+from eokafka.runtime.group.leave import leave_group, release_predecessor
 
 Config = dict[str, Any]
 
@@ -69,6 +69,11 @@ def kafka_admin(conf: Config) -> AdminClient:
         return AdminClient(conf)
 
 
+def epoch_ms() -> int:
+    """The wall clock, epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
 @dataclass(frozen=True)
 class Clients:
     consumer: Callable[[Config], Any] = kafka_consumer  # the group member that reads inputs
@@ -80,6 +85,7 @@ class Clients:
     # KIP-848: a restarted static member releases its crashed predecessor (settings, id, admin).
     release_predecessor: Callable[[Settings, str, Any], bool] = release_predecessor
     clock: Callable[[], float] = time.monotonic  # seconds; commit deadlines and run limits
+    wall_ms: Callable[[], int] = epoch_ms  # wall-clock timers and idle windows
 
     def replace(self, **changes: Any) -> Clients:
         return dataclasses.replace(self, **changes)

@@ -48,6 +48,7 @@ class TopicGuard:
     def __init__(self, admin: AdminClient, create: bool) -> None:
         self.admin = admin
         self._create = create
+        self.new_partitions = -1  # for a topic created without a count (-1: the broker's)
         self._configs: dict[str, dict[str, str]] = {}
 
     def partitions(self, topic: str) -> int | None:
@@ -76,8 +77,10 @@ class TopicGuard:
         partitions: int = -1,
         internal: bool = False,
         config: dict[str, str] | None = None,
+        why: str = "",
     ) -> bool:
-        """Raise MissingTopicError naming the topic and the fix, or create it when allowed.
+        """Raise MissingTopicError naming the topic and the fix, or create it when allowed,
+        with ``partitions`` (else ``new_partitions``); ``why`` says where the count came from.
 
         Returns whether the topic existed already.
         """
@@ -89,21 +92,18 @@ class TopicGuard:
                 "missing topics (--create-topics, EOKAFKA_CREATE_TOPICS=1, "
                 "App(..., create_topics=True))"
             )
+        count = partitions if partitions != -1 else self.new_partitions
         futures = self.admin.create_topics(
-            [
-                NewTopic(
-                    topic, num_partitions=partitions, replication_factor=-1, config=config or {}
-                )
-            ]
+            [NewTopic(topic, num_partitions=count, replication_factor=-1, config=config or {})]
         )
         try:
             futures[topic].result(timeout=_TIMEOUT)
-            log.info("created %s topic %s", role, topic)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
             return True
-        self._await_metadata(topic)
+        count = self._await_metadata(topic)
+        log.info("created %s topic %s with %d partition(s)%s", role, topic, count, why)
         return False
 
     def ensure_repartition(self, topic: str, partitions: int) -> None:
@@ -124,11 +124,12 @@ class TopicGuard:
                 retention,
             )
 
-    def _await_metadata(self, topic: str) -> None:
+    def _await_metadata(self, topic: str) -> int:
         """Topic creation is asynchronous on the broker; wait until metadata shows it."""
         for _ in range(100):
-            if self.partitions(topic):
-                return
+            count = self.partitions(topic)
+            if count:
+                return count
         raise MissingTopicError(f"topic {topic!r} was created but never showed in metadata")
 
     def partition_state(self, topic: str, partition: int) -> PartitionState:

@@ -26,6 +26,7 @@ from eokafka.state.rocks import RocksBackend
 from eokafka.state.sqlite import SqliteBackend
 from eokafka.state.store import Store, StoreRecordTooLargeError
 from eokafka.state.stream_time import StreamTimeStore, stream_time_store
+from eokafka.state.timers import TimerStore, timer_store
 from eokafka.state.window import WindowStore
 
 __all__ = [
@@ -41,11 +42,13 @@ __all__ = [
     "StoreRecordTooLargeError",
     "StoreSpec",
     "StreamTimeStore",
+    "TimerStore",
     "WindowStore",
     "changelog_topic",
     "open_store",
     "store_dir",
     "stream_time_store",
+    "timer_store",
     "wipe_store",
 ]
 
@@ -84,6 +87,8 @@ class StoreSpec:
     # Set for the store that keeps the stream time of the window store of this name: it
     # opens as a StreamTimeStore, its changelog compacted only (retention can't delete it).
     stream_time_of: str | None = None
+    # Set for the store of a processor's timers (eokafka.timers): it opens as a TimerStore.
+    timers_of: str | None = None
 
     def __post_init__(self) -> None:
         _check_name("store name", self.name)
@@ -145,6 +150,8 @@ def open_store(
         kind = WindowStore
     elif spec.stream_time_of is not None:
         kind = StreamTimeStore
+    elif spec.timers_of is not None:
+        kind = TimerStore
     return kind(spec.name, backend, spec.key_serde, spec.value_serde)
 
 

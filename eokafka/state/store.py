@@ -239,6 +239,11 @@ class Store:
     def abort(self) -> None:
         """Forget the open transaction's writes; the backend is never touched (invariant 4)."""
         self._overlay = {}
+        self._derived_reset()
+
+    def _derived_reset(self) -> None:
+        """A subclass drops what it derives from the entries (caches, indexes): called after
+        an abort, a restore batch, a close and a destroy, when the entries may have moved."""
 
     def restore_batch(
         self,
@@ -271,6 +276,7 @@ class Store:
                 f"checkpoint back from {current}; the changelog was probably recreated, "
                 "so wipe the store and restore it in full"
             )
+        self._derived_reset()
         batch = dict(records)  # last write per key, in C
         buffer = self._restore_buffer
         if not buffer and flush:
@@ -313,12 +319,14 @@ class Store:
         self._overlay = {}
         self._restore_buffer = {}
         self.backend.close()
+        self._derived_reset()
 
     def destroy(self) -> None:
         """Drop everything local, for a wipe-and-restore after corruption."""
         self._overlay = {}
         self._restore_buffer = {}
         self.backend.destroy()
+        self._derived_reset()
 
     def __repr__(self) -> str:
         return (

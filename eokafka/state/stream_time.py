@@ -16,7 +16,6 @@ and the last emitted window close go into the committed offsets' metadata.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from typing import Any, Final
 
 from eokafka.serdes import Bytes, Serde
@@ -39,7 +38,7 @@ class StreamTimeStore(Store):
     """One int64 (big-endian) under one key; the value is cached as an int until an abort,
     a restore or a raw write could have changed it."""
 
-    __slots__ = ("_time",)
+    __slots__ = ("_time", "idle_base")
 
     def __init__(
         self,
@@ -51,6 +50,9 @@ class StreamTimeStore(Store):
     ) -> None:
         super().__init__(name, backend, Bytes(), Bytes(), **kwargs)
         self._time: Any = _UNKNOWN
+        # A windowed aggregation closing on idle (eokafka.dsl.windowed): (wall-clock ms of the
+        # partition's last record, the stream time then), in memory.
+        self.idle_base: tuple[int, int] | None = None
 
     def stream_time(self) -> int | None:
         """The stream time, this transaction's advance included; None before any record."""
@@ -73,24 +75,5 @@ class StreamTimeStore(Store):
         self._time = _UNKNOWN
         super().delete(key)
 
-    def abort(self) -> None:
-        super().abort()
-        self._time = _UNKNOWN
-
-    def restore_batch(
-        self,
-        records: Iterable[tuple[bytes, bytes | None]],
-        next_offset: int,
-        *,
-        flush: bool = True,
-    ) -> None:
-        super().restore_batch(records, next_offset, flush=flush)
-        self._time = _UNKNOWN
-
-    def close(self) -> None:
-        super().close()
-        self._time = _UNKNOWN
-
-    def destroy(self) -> None:
-        super().destroy()
+    def _derived_reset(self) -> None:
         self._time = _UNKNOWN

@@ -33,6 +33,8 @@ __all__ = ["WindowStore"]
 
 _KEY: Final = b"\x01"
 _INT64 = struct.Struct(">q")
+WINDOW_ENTRY: Final = _KEY  # the prefix of a key's entry, for readers of committed bytes
+CLOSE_AT_BYTES: Final = _INT64.size  # the close time before an entry's payload
 _MISSING: Final[Any] = object()
 Item = tuple[int, bytes]  # (close time, key bytes)
 

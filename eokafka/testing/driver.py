@@ -20,7 +20,7 @@ from eokafka.app import App
 from eokafka.errors import TopologyError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import Clients
-from eokafka.runtime.worker import Worker
+from eokafka.runtime.process.worker import Worker
 from eokafka.serdes import Serde
 from eokafka.state import Store
 from eokafka.testing.clients import MemoryAdmin, MemoryConsumer, MemoryProducer, no_leave
@@ -93,6 +93,7 @@ class TestDriver:
             leave=no_leave,
             release_predecessor=no_leave,
             clock=self.cluster.clock,
+            wall_ms=lambda: self.cluster.now_ms,
         )
         # One set of metrics for every worker the driver starts: counters add up over
         # crashes and restarts, and count committed transactions only.
@@ -118,8 +119,7 @@ class TestDriver:
         return worker.consumer
 
     def _busy(self, worker: Worker) -> bool:
-        restoring = worker.state is not None and bool(worker.state.restoring)
-        return restoring or self._consumer(worker).has_records()
+        return worker.tasks.restoring or self._consumer(worker).has_records()
 
     def _run(self, worker: Worker | None = None) -> None:
         """Step the worker until it has nothing left to read (or to restore)."""
@@ -137,12 +137,12 @@ class TestDriver:
             raise RuntimeError("the worker stopped after an error; crash() starts a new one")
         try:
             if commit:
-                worker._commit()  # what the loop does when the commit interval is up
+                worker.commit()  # what the loop does when the commit interval is up
             else:
-                worker._step()
+                worker.step()
         except BaseException:
             self._failed = worker
-            worker._close(clean=False)  # aborts the open transaction, as the process exit
+            worker.close(clean=False)  # aborts the open transaction, as the process exit
             raise
 
     # -- input ---------------------------------------------------------------------------
@@ -215,7 +215,9 @@ class TestDriver:
         return self.cluster.now_ms
 
     def advance_time(self, ms: int) -> None:
-        """Move the wall clock on: the worker commits if its commit interval has passed."""
+        """Move the wall clock on: wall-clock timers that come due fire (in the open
+        transaction), and the worker commits if its commit interval has passed. Stream time
+        moves with the timestamps of the records piped."""
         if ms < 0:
             raise ValueError("time only moves forward")
         self.cluster.now_ms += ms
@@ -230,9 +232,7 @@ class TestDriver:
         stays where it is.
         """
         for _ in range(_MAX_STEPS):
-            txn = self.worker.txn
-            assert txn is not None
-            if txn.open:
+            if self.worker.owner.open:
                 self._step(self.worker, commit=True)
             elif not self._busy(self.worker):
                 return
@@ -245,16 +245,15 @@ class TestDriver:
         Outputs and store writes of the transaction vanish and the inputs are rewound to
         the last commit; the worker processes them again at the next pipe or commit.
         """
-        txn = self.worker.txn
-        assert txn is not None
-        if not txn.open:
+        owner = self.worker.owner
+        if not owner.open:
             return
-        producer = txn.producer
+        producer = owner.producer
         assert isinstance(producer, MemoryProducer)
         reason = "the test driver aborted this transaction"
         producer.fail_commit = KafkaError(KafkaError._OUTDATED, reason, txn_requires_abort=True)
         self._step(self.worker, commit=True)
-        if txn.open or producer.fail_commit is not None:
+        if owner.open or producer.fail_commit is not None:
             raise RuntimeError("the worker did not try to commit; nothing was aborted")
 
     def crash(self) -> None:
@@ -267,8 +266,8 @@ class TestDriver:
         or commit.
         """
         old = self.worker
-        if old.state is not None and old is not self._failed:
-            old.state.close()  # releases the files; a killed process's locks die with it
+        if old is not self._failed:
+            old.tasks.close()  # releases the files; a killed process's locks die with it
         self.worker = self._start(hold=True)
 
     def restart(self) -> None:
@@ -311,10 +310,8 @@ class TestDriver:
         """The worker's open instances of store ``name``, by partition."""
         if name not in self.app.topology.stores:
             raise TopologyError(f"the app declares no store {name!r}")
-        state = self.worker.state
-        if state is None:
-            return {}
-        return {p: store for (n, p), store in sorted(state.stores.items()) if n == name}
+        tasks = self.worker.tasks.tasks.values()
+        return dict(sorted((t.index, t.stores[name]) for t in tasks if name in t.stores))
 
     def store(self, name: str, *, committed: bool = False) -> dict[Any, Any]:
         """Store ``name`` over all partitions: as the open transaction sees it, or as

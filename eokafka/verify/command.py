@@ -45,7 +45,7 @@ class VerifyCommand:
 
 
 def _app(target: str) -> tuple[str, Mapping[str, Sink]]:
-    from eokafka.runtime.supervisor import load_app
+    from eokafka.loading import load_app
 
     app = load_app(target)
     return app.application_id, app.topology.sinks

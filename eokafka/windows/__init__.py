@@ -37,6 +37,7 @@ from eokafka.windows.aggregations import (
 )
 from eokafka.windows.definition import Change, Closed, Windows
 from eokafka.windows.hopping import Hopping, Tumbling
+from eokafka.windows.join import JoinWindows
 from eokafka.windows.markers import NO_AGGREGATE, REMOVED
 from eokafka.windows.session import Session
 from eokafka.windows.sliding import Sliding
@@ -50,6 +51,7 @@ __all__ = [
     "Change",
     "Closed",
     "Hopping",
+    "JoinWindows",
     "KeyState",
     "Session",
     "Sliding",

@@ -1,4 +1,4 @@
-"""Test apps for interop with other clients (DESIGN.md invariant 15), run by real workers.
+"""Test apps for interop with other clients (invariant 15), run by real workers.
 
 ``TEST_APP_ID``, ``TEST_INPUT``, ``TEST_OUTPUT``, ``TEST_OUTPUT2`` and ``TEST_TABLE`` as in
 dsl_apps.py.

@@ -1,4 +1,4 @@
-"""Interop with the rest of the Kafka world on a real broker (DESIGN.md invariant 15).
+"""Interop with the rest of the Kafka world on a real broker (docs/architecture.md invariant 15).
 
 Keys are partitioned as the Java client does, so a stream the app re-keys finds every key of
 a table written by a Java-style producer; the placement is checked against an independent

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer
 
 from eokafka.config import Settings, consumer_config, resolve
 from eokafka.devbroker import BrokerInfo
-from eokafka.runtime.leave import leave_group, release_predecessor
+from eokafka.runtime.group.leave import leave_group, release_predecessor
 from tests.integration.harness import (
     REPO,
     AppTopics,

@@ -2,8 +2,9 @@
 
 The worker's restore runs in its loop, one batch per step, so a revocation can land between
 two batches, and a changelog can be truncated or recreated under a store's checkpoint. These
-tests drive the runtime's StoreTasks directly to put it exactly there, and check the store's
-contents against a replay of what the changelog holds.
+tests drive the runtime's task manager directly, as the rebalance callbacks and the loop do,
+to put it exactly there, and check the store's contents against a replay of what the
+changelog holds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -25,15 +26,22 @@ from confluent_kafka.admin import (
 )
 
 import eokafka
-from eokafka.config import admin_config
+from eokafka.config import admin_config, restore_consumer_config
 from eokafka.metrics import WorkerMetrics
-from eokafka.runtime.stores import StoreTasks
+from eokafka.runtime.tasks.changelog_reader import ChangelogReader, Restore
+from eokafka.runtime.tasks.changelog_topics import ensure_changelogs
+from eokafka.runtime.tasks.commits import TaskCommits
+from eokafka.runtime.tasks.manager import TaskManager
+from eokafka.runtime.tasks.store_loader import StoreLoader
+from eokafka.runtime.tasks.task import Report
 from eokafka.runtime.topics import TopicGuard
+from eokafka.state import Store, changelog_topic
 from tests.integration.harness import wait_for
 from tests.kafka_helpers import create_topic, produce_records, unique_name
 
 pytestmark = pytest.mark.integration
 PER_PARTITION = 60_000  # several restore batches of 10,000
+_PATIENCE_S = 30.0  # how long a re-sync would wait for offsets (no re-sync here)
 
 
 def _changelog(seed: int) -> tuple[list[tuple[bytes, bytes]], dict[str, int]]:
@@ -46,6 +54,63 @@ def _changelog(seed: int) -> tuple[list[tuple[bytes, bytes]], dict[str, int]]:
         records.append((json.dumps(key).encode(), json.dumps(n).encode()))
         final[key] = n
     return records, final
+
+
+class StoreTasks:
+    """The task manager's "totals" stores of one input topic, moved as rebalances and the
+    worker loop move them: ``open`` assigns inputs, ``close_stores`` revokes them for good."""
+
+    def __init__(self, manager: TaskManager, src: str, metrics: WorkerMetrics) -> None:
+        self.manager = manager
+        self.src = src
+        self.metrics = metrics
+
+    def _tps(self, keys: list[tuple[str, int]]) -> list[TopicPartition]:
+        return [TopicPartition(self.src, partition, 0) for _, partition in keys]
+
+    def open(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Assign the inputs of these stores, their committed offsets known at once; those
+        that restore (their inputs paused)."""
+        tps = self._tps(keys)
+        self.manager.assigned(tps)
+        return [("totals", tp.partition) for tp in self.manager.offsets_known(tps, {})]
+
+    def close_stores(self, keys: list[tuple[str, int]]) -> None:
+        self.manager.revoked(self._tps(keys))
+        self.manager.settle()  # not given back: closed
+
+    def restore_step(self) -> list[tuple[str, int]]:
+        return [("totals", tp.partition) for tp in self.manager.restore_step()]
+
+    @property
+    def restoring(self) -> dict[tuple[str, int], Restore]:
+        tasks = self.manager.tasks.values()
+        return {("totals", t.index): r for t in tasks for r in t.restores.values()}
+
+    @property
+    def stores(self) -> dict[tuple[str, int], Store]:
+        tasks = self.manager.tasks.values()
+        return {("totals", t.index): s for t in tasks for s in t.stores.values()}
+
+    def store(self, name: str, partition: int) -> Store:
+        return self.stores[(name, partition)]
+
+    def produce_changelogs(self, producer: Producer) -> None:
+        """The commit's step 2 for the stores, through ``producer``'s own produce()."""
+
+        def send(topic: str, partition: int, records: dict, report: Report) -> int:
+            items = list(records.items())
+            for i, (k, v) in enumerate(items):
+                producer.produce(topic, v, k, partition, report if i == len(items) - 1 else None)
+            return len(items)
+
+        TaskCommits(self.manager, self.metrics, send, _PATIENCE_S).prepare([])
+
+    def committed(self) -> None:
+        TaskCommits(self.manager, self.metrics, None, _PATIENCE_S).committed([])
+
+    def close(self) -> None:
+        self.manager.close()
 
 
 def _tasks(
@@ -66,11 +131,18 @@ def _tasks(
         pass
 
     settings = app.settings()
+    topology = app.topology
+    topology.validate()
     guard = TopicGuard(AdminClient(admin_config(settings)), create=False)
     metrics = WorkerMetrics(settings.application_id, "test", "0")
-    tasks = StoreTasks(settings, app.topology, metrics, guard)
-    tasks.ensure_changelogs()
-    return tasks, src, f"{settings.application_id}-totals-changelog"
+    changelogs = {"totals": changelog_topic(settings.application_id, "totals")}
+    ensure_changelogs(guard, topology, changelogs)
+    loader = StoreLoader(settings, topology.stores, changelogs, metrics, guard)
+    reader = ChangelogReader(
+        lambda: Consumer(restore_consumer_config(settings)), changelogs, metrics, restoring=True
+    )
+    manager = TaskManager(topology, None, metrics, settings.application_id, loader, reader)
+    return StoreTasks(manager, src, metrics), src, changelogs["totals"]
 
 
 def _key(tp: TopicPartition) -> tuple[str, int]:
@@ -322,7 +394,7 @@ def _commit_through_the_store(tasks: StoreTasks, producer: Producer, values: dic
     for k, v in values.items():
         store.put(k, v)
     producer.begin_transaction()
-    tasks.produce_changelogs(producer.produce)
+    tasks.produce_changelogs(producer)
     producer.commit_transaction(30)
     producer.poll(0)  # delivery reports: the checkpoints
     tasks.committed()

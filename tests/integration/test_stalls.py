@@ -357,7 +357,13 @@ def test_narrowing_over_several_partitions_finds_the_record(
         headers = dict(dead.headers)
         where = headers["eokafka.source.partition"], headers["eokafka.source.offset"]
         assert where == (b"1", b"25")
-        assert _metric(port, "eokafka_aborts_without_progress_total") <= 20
+        # A liveness bound, not a figure: a blind retry aborts for ever. Narrowing 120
+        # records takes about log2(120) = 7 refused transactions down and as many on the
+        # way back up, after the first unexplained aborts, and librdkafka may fail the
+        # transaction after each refused one on the sequence gap it left (transient):
+        # 20 was seen exceeded (21, 22) on a loaded machine, before and after the runtime's
+        # restructuring.
+        assert _metric(port, "eokafka_aborts_without_progress_total") <= 40
         assert w.terminate() == 0
     finally:
         w.stop_quietly()

@@ -127,10 +127,16 @@ def test_a_store_over_two_topics_stays_exact_under_the_consumer_protocol(
     ]
     out_count = lambda: sum(end_offsets(kafka_bootstrap, names.out).values())  # noqa: E731
     try:
+        half = per_topic // 2
         workers[0].start()
-        feeders = [_feed(kafka_bootstrap, names.src, a), _feed(kafka_bootstrap, src2, b)]
+        feeders = [_feed(kafka_bootstrap, names.src, a[:half]),
+                   _feed(kafka_bootstrap, src2, b[:half])]
         wait_for(lambda: out_count() > 1_000, 120, "the first worker's output")
         workers[1].start()
+        # the second half is fed once the second worker has its share, so both count keys
+        wait_for(lambda: "assigned" in workers[1].log(), 120, "the second worker's partitions")
+        feeders += [_feed(kafka_bootstrap, names.src, a[half:]),
+                    _feed(kafka_bootstrap, src2, b[half:])]
         for f in feeders:
             f.join(120)
         records = read_committed(
@@ -143,7 +149,6 @@ def test_a_store_over_two_topics_stays_exact_under_the_consumer_protocol(
             counts[r.key.decode()].append(json.loads(r.value)["count"])
         for key, got in counts.items():  # counted once each, in one store per key
             assert sorted(got) == list(range(1, len(got) + 1)), (key, sorted(got)[:10])
-        assert "assigned" in workers[1].log(), "the second worker never got partitions"
         for w in workers:
             assert w.terminate() == 0, w.log()[-3000:]
     finally:

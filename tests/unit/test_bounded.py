@@ -12,9 +12,9 @@ import eokafka
 from eokafka import config, serdes
 from eokafka.config import Settings
 from eokafka.metrics import WorkerMetrics
-from eokafka.runtime.bounded import Bounds, RunSummary, capture, total
 from eokafka.runtime.clients import Clients
-from eokafka.runtime.worker import Worker
+from eokafka.runtime.process.bounded import Bounds, RunSummary, capture, total
+from eokafka.runtime.process.worker import Worker
 from eokafka.testing.clients import MemoryAdmin, MemoryConsumer, MemoryProducer, no_leave
 from eokafka.testing.cluster import MemoryCluster
 
@@ -83,7 +83,7 @@ def _run(
     assert worker.bound is not None
     worker.start()
     for _ in range(10_000):  # the worker loop, with a limit instead of a hang
-        worker._step()
+        worker.step()
         if worker.bound.finished():
             break
     else:

@@ -1,4 +1,4 @@
-"""ProcessorContext.store: the runtime's live map of open stores first, then its lookup."""
+"""ProcessorContext.store: the stores of the task the runtime bound; sends as bytes."""
 
 from __future__ import annotations
 
@@ -13,17 +13,16 @@ def _no_topic_check(topic: str) -> None:
     pass
 
 
-def test_store_reads_the_live_map_of_open_stores_then_falls_back() -> None:
-    def lookup(name: str, partition: int) -> Store:
-        raise TopologyError(f"store {name!r} is not available on partition {partition}")
-
-    live: dict[tuple[str, int], Store] = {}  # empty when the context is built, filled later
-    ctx = ProcessorContext(_no_topic_check, lookup, open_stores=live)
+def test_store_reads_the_stores_of_the_bound_task() -> None:
+    ctx = ProcessorContext(_no_topic_check)
+    with pytest.raises(TopologyError, match=r"'counts' is not available on partition -1"):
+        ctx.store("counts")
+    task_stores: dict[str, Store] = {}  # the task's map: filled as its stores open
+    ctx.bind(2, task_stores)
     store = Store("counts", InMemoryBackend())
-    live[("counts", 2)] = store
-    ctx.partition = 2
-    assert ctx.store("counts") is store
-    ctx.partition = 3
+    task_stores["counts"] = store
+    assert ctx.store("counts") is store and ctx.partition == 2
+    ctx.bind(3, {})
     with pytest.raises(TopologyError, match="partition 3"):
         ctx.store("counts")
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from eokafka.config import resolve
-from eokafka.runtime.instance import resolve_instance_id
+from eokafka.runtime.process.instance import resolve_instance_id
 
 
 def test_explicit_instance_id_is_used_as_is_or_suffixed_per_process(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_slot_lock_is_released_when_the_process_dies(tmp_path: Path) -> None:
     code = (
         "import os, sys\n"
         "from eokafka.config import resolve\n"
-        "from eokafka.runtime.instance import resolve_instance_id\n"
+        "from eokafka.runtime.process.instance import resolve_instance_id\n"
         f"i = resolve_instance_id(resolve('a', {{'state_dir': {str(tmp_path)!r}}}, env={{}}))\n"
         "print(i.value, flush=True)\n"
         "os._exit(0)\n"

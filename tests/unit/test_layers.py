@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("eokafka.dsl", "eokafka.topology", "eokafka.state", "eokafka.record", "eokafka.context")
 FORBIDDEN = ("eokafka.runtime", "confluent_kafka")
@@ -195,7 +193,6 @@ def test_no_import_cycles_outside_the_runtime() -> None:
     assert not found, "import cycles:\n" + "\n".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason="runtime restructuring (issue 18)")
 def test_no_import_cycles_at_all() -> None:
     found = cycles(GRAPH)
     assert not found, "import cycles:\n" + "\n".join(found)

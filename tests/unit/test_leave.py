@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from eokafka.config import Settings, resolve
-from eokafka.runtime import leave
-from eokafka.runtime.leave import leave_group, release_predecessor
-from eokafka.runtime.wire import (
+from eokafka.runtime.group import leave
+from eokafka.runtime.group.leave import leave_group, release_predecessor
+from eokafka.runtime.group.wire import (
     Reader,
     Scram,
     Security,

@@ -39,3 +39,20 @@ def test_retried_connection_failures_are_warnings() -> None:
     other = _record("TXNERR", "Current transaction failed")
     RateLimit().filter(other)
     assert other.levelno == logging.ERROR
+
+
+def test_a_condition_librdkafka_retries_itself_is_debug() -> None:
+    text = (
+        "[thrd:main]: Failed to acquire transactional PID from broker TxnCoordinator/1: "
+        "Broker: Coordinator load in progress: retrying"
+    )
+    logger = logging.getLogger("eokafka.librdkafka")
+    before = logger.level
+    try:
+        logger.setLevel(logging.INFO)
+        assert not RateLimit().filter(_record("GETPID", text, logging.WARNING))
+        logger.setLevel(logging.DEBUG)
+        shown = _record("GETPID", text, logging.WARNING)
+        assert RateLimit().filter(shown) and shown.levelno == logging.DEBUG
+    finally:
+        logger.setLevel(before)

@@ -1,4 +1,4 @@
-"""One input topic has one source (DESIGN.md invariant 15): a second is refused where it is
+"""One input topic has one source (invariant 15): a second is refused where it is
 declared, and the one source's record is all-or-nothing, however it fans out."""
 
 from __future__ import annotations

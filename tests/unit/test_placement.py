@@ -9,7 +9,7 @@ from confluent_kafka import TopicPartition
 
 from eokafka.config import resolve, standby_consumer_config
 from eokafka.errors import ConfigError
-from eokafka.runtime.placement import Member, members_of, standby_plan, standbys_of
+from eokafka.runtime.group.placement import Member, members_of, standby_plan, standbys_of
 
 
 def _group(owned: dict[str, set[int]]) -> list[Member]:

@@ -8,8 +8,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from eokafka.runtime import purge as purge_module
-from eokafka.runtime.purge import RepartitionPurge
+from eokafka.runtime.commit import purge as purge_module
+from eokafka.runtime.commit.purge import RepartitionPurge
 
 
 class _Admin:

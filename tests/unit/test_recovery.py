@@ -7,8 +7,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from eokafka.errors import EokafkaError
-from eokafka.runtime.recovery import PendingResync
-from eokafka.runtime.transactions import is_indefinite
+from eokafka.runtime.commit.errors import is_indefinite
+from eokafka.runtime.tasks.offsets import CommittedOffsets
 from tests.tcp_proxy import _is_commit
 
 
@@ -31,7 +31,7 @@ class _Coordinator:
 
 
 def test_committed_offsets_win_and_never_committed_partitions_take_the_reset_position() -> None:
-    pending = PendingResync("unknown-outcome", "app")
+    pending = CommittedOffsets("unknown-outcome", "app")
     coordinator = _Coordinator({("in", 0): 42})
     found = pending.read_offsets(
         coordinator,  # type: ignore[arg-type]
@@ -45,8 +45,8 @@ def test_committed_offsets_win_and_never_committed_partitions_take_the_reset_pos
 def test_an_unreachable_coordinator_is_retried_then_named() -> None:
     coordinator = _Coordinator({}, down=True)
     parts = [TopicPartition("in", 3)]
-    assert PendingResync("fatal", "app").read_offsets(coordinator, parts, {}) is None  # type: ignore[arg-type]
-    late = PendingResync("fatal", "app", patience=0)
+    assert CommittedOffsets("fatal", "app").read_offsets(coordinator, parts, {}) is None  # type: ignore[arg-type]
+    late = CommittedOffsets("fatal", "app", patience=0)
     with pytest.raises(EokafkaError, match=r"group 'app' for in\[3\]"):
         late.read_offsets(coordinator, parts, {})  # type: ignore[arg-type]
 

@@ -9,9 +9,9 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from eokafka.errors import OutputRefusedError, PoisonRecordError, StalledError
 from eokafka.metrics import WorkerMetrics
-from eokafka.runtime.abort_loop import AbortLoop, classify, marks_ahead
-from eokafka.runtime.limits import OutputLimits, record_size
-from eokafka.runtime.poison import fit_dead_letter
+from eokafka.runtime.commit.abort_loop import AbortLoop, classify, marks_ahead
+from eokafka.runtime.commit.dead_letters import fit_dead_letter
+from eokafka.runtime.commit.limits import OutputLimits, record_size
 from eokafka.state import InMemoryBackend, Store, StoreRecordTooLargeError
 
 MAX = 10_000

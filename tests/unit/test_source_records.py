@@ -11,8 +11,9 @@ from confluent_kafka import KafkaError
 from eokafka.config import Settings
 from eokafka.errors import SourceRecordError, StalledError
 from eokafka.metrics import TxnTally
-from eokafka.runtime.limits import OutputLimits
-from eokafka.runtime.source_records import SourceSender
+from eokafka.runtime.commit.limits import OutputLimits
+from eokafka.runtime.commit.participant import Abort
+from eokafka.runtime.commit.source_records import SourceSender
 from eokafka.serdes import Json, String
 from eokafka.source import Feed, Origin, Read, Unreadable
 
@@ -28,13 +29,14 @@ class _Producer:
 
     def __call__(
         self, topic: str, value: Any, key: Any, partition: int, timestamp: int = 0,
-        headers: Any = None, on_delivery: partial[None] | None = None,
+        headers: Any = None, report: partial[None] | None = None,
     ) -> None:  # fmt: skip
         self.sent.append((topic, key, value, headers))
-        if on_delivery is not None:
-            self.callbacks.append(on_delivery)
+        if report is not None:
+            self.callbacks.append(report)
 
 
+ABORT = Abort("test", True, 0, None)  # what the owner tells its participants of an abort
 FEED = Feed(_Connector(), "out", String(), Json())  # type: ignore[arg-type]
 
 
@@ -77,19 +79,19 @@ def test_a_refused_batch_is_narrowed_down_to_its_record() -> None:
         sender.send(FEED, Read("k", {"id": n}, _origin(n)))
     for callback in producer.callbacks:
         callback(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
-    sender.aborted()
+    sender.aborted(ABORT)
     assert not sender.marks and sender.narrowing
     producer.sent.clear()
     sender.send(FEED, Read("k", {"id": 0}, _origin(0)))
-    sender.committed()
+    sender.committed([])
     sender.send(FEED, Read("k", {"id": 1}, _origin(1)))
     producer.callbacks[-1](KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
-    sender.aborted()
+    sender.aborted(ABORT)
     assert list(sender.marks) == [_origin(1)]
     sender.send(FEED, Read("k", {"id": 1}, _origin(1)))  # the replay: to the policy
-    sender.committed()
+    sender.committed([])
     sender.send(FEED, Read("k", {"id": 2}, _origin(2)))
-    sender.committed()
+    sender.committed([])
     assert not sender.narrowing and not sender.marks and not sender.suspects
     assert [v for _, _, v, _ in producer.sent] == [b'{"id":0}', b'{"id":1}', b'{"id":2}']
     assert tally.skipped["out"] == 1
@@ -100,13 +102,13 @@ def test_transient_failures_blame_nobody_and_unknown_ones_stop() -> None:
     for _ in range(5):
         sender.send(FEED, Read("k", {"id": 1}, _origin(1)))
         producer.callbacks[-1](KafkaError(KafkaError._MSG_TIMED_OUT), None)
-        sender.aborted()
+        sender.aborted(ABORT)
     assert not sender.marks
     with pytest.raises(StalledError, match="line 1"):
         for _ in range(3):
             sender.send(FEED, Read("k", {"id": 1}, _origin(1)))
             producer.callbacks[-1](KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), None)
-            sender.aborted()
+            sender.aborted(ABORT)
 
 
 def test_fail_stops_on_a_refused_delivery() -> None:
@@ -114,4 +116,4 @@ def test_fail_stops_on_a_refused_delivery() -> None:
     sender.send(FEED, Read("k", {"id": 1}, _origin(7)))
     producer.callbacks[0](KafkaError(KafkaError.INVALID_RECORD), None)
     with pytest.raises(SourceRecordError, match="line 7"):
-        sender.aborted()
+        sender.aborted(ABORT)

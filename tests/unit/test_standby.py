@@ -13,7 +13,7 @@ import eokafka
 from eokafka.config import resolve
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import Clients
-from eokafka.runtime.standby import StandbyReplicas
+from eokafka.runtime.tasks.standby import StandbyReplicas
 from eokafka.testing.clients import MemoryConsumer
 from eokafka.testing.cluster import MemoryCluster
 

@@ -4,6 +4,7 @@ settings eokafka accepts or refuses (pure logic, no broker)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,8 +13,11 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 import eokafka
 from eokafka.config import consumer_config, rebalance_protocol, resolve
 from eokafka.errors import ConfigError, EokafkaError
-from eokafka.runtime.task import Task, TaskState, TaskStateError
-from eokafka.runtime.tasks import Tasks, copartitioned_groups, spans_topics
+from eokafka.metrics import WorkerMetrics
+from eokafka.runtime.tasks.commits import TaskCommits
+from eokafka.runtime.tasks.groups import copartitioned_groups, spans_topics
+from eokafka.runtime.tasks.manager import TaskManager
+from eokafka.runtime.tasks.task import Task, TaskState, TaskStateError
 from eokafka.state import StoreLockedError
 
 S = TaskState
@@ -57,47 +61,89 @@ def test_illegal_transitions_raise_naming_the_task(
 
 def test_an_input_of_another_task_is_refused() -> None:
     with pytest.raises(TaskStateError, match=r"b\[0\] is not one of its inputs"):
-        _task().add_input(("b", 0), 0, None)
+        _task().add_input(("b", 0))
     with pytest.raises(TaskStateError, match=r"a\[1\] is not one of its inputs"):
-        _task().add_input(("a", 1), 0, None)
+        _task().add_input(("a", 1))
+
+
+class _Store:
+    """An open store with nothing in its open transaction."""
+
+    def pending_changelog(self) -> dict[bytes, bytes | None]:
+        return {}
+
+    def abort(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
 
 
 class _Stores:
-    """What the manager asks of StoreTasks, with ``behind`` stores that must restore."""
+    """The manager's store loader and changelog reader in one; ``behind`` stores restore
+    until the test puts them in ``done``."""
+
+    changelogs = {"counts": "tasks-unit-counts-changelog", "seen": "tasks-unit-seen-changelog"}
 
     def __init__(self, behind: set[tuple[str, int]] | None = None) -> None:
         self.restoring: dict[tuple[str, int], Any] = {}
         self.open_keys: set[tuple[str, int]] = set()
         self.behind = behind or set()
+        self.done: list[tuple[str, int]] = []  # restores the next step finishes
         self.opened: list[tuple[str, int]] = []
         self.closed: list[tuple[str, int]] = []
         self.failures = 0  # the next opens that fail: the changelog's leader not known yet
         self.failure: Exception = KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
 
-    def open(self, keys: list[tuple[str, int]], only_open: bool = False) -> list[tuple[str, int]]:
+    # the loader
+    def open(self, name: str, partition: int) -> _Store:
         if self.failures:
             self.failures -= 1
             raise self.failure
-        for key in keys:
-            if key not in self.open_keys:
-                self.opened.append(key)
-                self.open_keys.add(key)
-            if key in self.behind:
-                self.restoring[key] = True
-        return [k for k in keys if k in self.restoring]
+        self.opened.append((name, partition))
+        self.open_keys.add((name, partition))
+        return _Store()
 
-    def suspend(self, keys: list[tuple[str, int]]) -> None:
-        for key in keys:
-            self.restoring.pop(key, None)
+    def plan(self, name: str, partition: int, store: _Store) -> tuple[_Store, Any]:
+        if (name, partition) in self.behind:
+            return store, SimpleNamespace(name=name, partition=partition)
+        return store, None
 
-    def close_stores(self, keys: list[tuple[str, int]]) -> None:
-        for key in keys:
-            self.restoring.pop(key, None)
-            self.open_keys.discard(key)
-            self.closed.append(key)
+    def close(self, name: str, partition: int, store: _Store | None = None) -> None:
+        self.restoring.pop((name, partition), None)
+        self.open_keys.discard((name, partition))
+        self.closed.append((name, partition))
 
-    def close(self) -> None:
+    # the reader
+    def start(self, restore: Any) -> None:
+        self.restoring[(restore.name, restore.partition)] = restore
+
+    def cancel(self, restore: Any) -> None:
+        self.restoring.pop((restore.name, restore.partition), None)
+
+    suspend = cancel
+
+    def assign(self) -> None:
         pass
+
+    def step(self, timeout: float) -> tuple[list[Any], list[Any]]:
+        finished = [self.restoring.pop(key) for key in self.done if key in self.restoring]
+        self.done.clear()
+        return finished, []
+
+
+def _assign(
+    tasks: TaskManager, partitions: list[TopicPartition], reset: dict[tuple[str, int], int]
+) -> list[TopicPartition]:
+    """As the assign callback and then the committed offsets do: the inputs to keep paused."""
+    tasks.assigned(partitions)
+    assert tasks.awaiting == [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+    return tasks.offsets_known(partitions, reset)
+
+
+def _tasks(stores: _Stores, **kw: Any) -> TaskManager:
+    metrics = WorkerMetrics("tasks-unit", "t", "0")
+    return TaskManager(_app().topology, None, metrics, "g", stores, stores, **kw)  # type: ignore[arg-type]
 
 
 def _app() -> eokafka.App:
@@ -134,11 +180,11 @@ def test_topics_sharing_a_store_form_one_group_the_others_their_own() -> None:
 
 def test_a_task_runs_only_with_all_its_co_partitioned_inputs() -> None:
     stores = _Stores()
-    tasks = Tasks(_app().topology, stores)  # type: ignore[arg-type]
-    paused = tasks.assigned(_tps("a0", "c0", "d0"), {})
+    tasks = _tasks(stores)
+    paused = _assign(tasks, _tps("a0", "c0", "d0"), {})
     assert paused == [TopicPartition("a", 0)]  # waits for b[0]
     assert stores.opened == [("seen", 0)]
-    assert tasks.assigned(_tps("b0"), {}) == []
+    assert _assign(tasks, _tps("b0"), {}) == []
     assert stores.opened == [("seen", 0), ("counts", 0)]
     task = tasks.tasks[(frozenset({"a", "b"}), 0)]
     assert task.state is S.RUNNING and task.inputs == {("a", 0), ("b", 0)}
@@ -149,10 +195,10 @@ def test_a_task_runs_only_with_all_its_co_partitioned_inputs() -> None:
 def test_suspended_tasks_keep_their_stores_and_only_those_not_given_back_close() -> None:
     clock = [0.0]
     stores = _Stores()
-    tasks = Tasks(_app().topology, stores, clock=lambda: clock[0], settle_s=5.0)  # type: ignore[arg-type]
-    tasks.assigned(_tps("c0", "c1"), {})
+    tasks = _tasks(stores, clock=lambda: clock[0], settle_s=5.0)
+    _assign(tasks, _tps("c0", "c1"), {})
     tasks.revoked(_tps("c0", "c1"))  # eager: everything
-    assert tasks.assigned(_tps("c1"), {}) == []  # c1 is back: not opened again
+    assert _assign(tasks, _tps("c1"), {}) == []  # c1 is back: not opened again
     assert stores.opened == [("seen", 0), ("seen", 1)]
     assert tasks.settle() and stores.closed == [("seen", 0)]
     assert tasks.tasks[(frozenset({"c"}), 1)].state is S.RUNNING
@@ -167,14 +213,14 @@ def test_suspended_tasks_keep_their_stores_and_only_those_not_given_back_close()
 
 def test_a_task_whose_store_is_behind_restores_before_it_runs() -> None:
     stores = _Stores(behind={("seen", 0)})
-    tasks = Tasks(_app().topology, stores)  # type: ignore[arg-type]
-    assert tasks.assigned(_tps("c0"), {("c", 0): 0}) == [TopicPartition("c", 0)]
+    tasks = _tasks(stores)
+    assert _assign(tasks, _tps("c0"), {("c", 0): 0}) == [TopicPartition("c", 0)]
     task = tasks.tasks[(frozenset({"c"}), 0)]
     assert task.state is S.RESTORING and tasks.restoring
     assert task.reset_positions == {("c", 0): 0}
-    assert tasks.restored() == []
-    stores.restoring.clear()
-    assert tasks.restored() == [TopicPartition("c", 0)] and task.state is S.RUNNING
+    assert tasks.restore_step() == []
+    stores.done.append(("seen", 0))
+    assert tasks.restore_step() == [TopicPartition("c", 0)] and task.state is S.RUNNING
     assert not tasks.restoring
 
 
@@ -194,15 +240,15 @@ def test_a_restore_that_cant_be_decided_in_the_callback_is_retried_by_the_loop(
     stores = _Stores()
     stores.failures = 2
     stores.failure = _PASSING[cause]
-    tasks = Tasks(_app().topology, stores, clock=lambda: clock[0])  # type: ignore[arg-type]
-    assert tasks.assigned(_tps("c0"), {}) == [TopicPartition("c", 0)]  # no exception
+    tasks = _tasks(stores, clock=lambda: clock[0])
+    assert _assign(tasks, _tps("c0"), {}) == [TopicPartition("c", 0)]  # no exception
     task = tasks.tasks[(frozenset({"c"}), 0)]
     assert task.state is S.RESTORING and tasks.restoring
-    assert tasks.restored() == []  # too soon to ask again
+    assert tasks.restore_step() == []  # too soon to ask again
     clock[0] = 1.0
-    assert tasks.restored() == []  # failed once more
+    assert tasks.restore_step() == []  # failed once more
     clock[0] = 2.0
-    assert tasks.restored() == [TopicPartition("c", 0)] and task.state is S.RUNNING
+    assert tasks.restore_step() == [TopicPartition("c", 0)] and task.state is S.RUNNING
 
 
 @pytest.mark.parametrize(
@@ -216,21 +262,50 @@ def test_a_restore_that_never_can_be_decided_stops_the_worker_naming_the_task(
     stores = _Stores()
     stores.failures = 1_000
     stores.failure = _PASSING[cause]
-    tasks = Tasks(_app().topology, stores, clock=lambda: clock[0])  # type: ignore[arg-type]
-    tasks.assigned(_tps("c0"), {})
+    tasks = _tasks(stores, clock=lambda: clock[0])
+    _assign(tasks, _tps("c0"), {})
     clock[0] = 61.0
     with pytest.raises(EokafkaError, match=rf"task c\[0\] \(stores seen\) could not .*{why}"):
-        tasks.restored()
+        tasks.restore_step()
 
 
 def test_committed_offsets_live_in_the_tasks_and_leave_with_their_inputs() -> None:
-    tasks = Tasks(_app().topology, _Stores())  # type: ignore[arg-type]
-    tasks.assigned(_tps("c0", "d0"), {})
-    tasks.note_committed([TopicPartition("c", 0, 7), TopicPartition("d", 0, 9)])
-    assert tasks.committed() == {("c", 0): 7, ("d", 0): 9}
+    tasks = _tasks(_Stores())
+    _assign(tasks, _tps("c0", "d0"), {})
+    commits = TaskCommits(tasks, WorkerMetrics("tasks-unit", "t", "0"), lambda *_: 0, 120.0)
+    commits.committed([TopicPartition("c", 0, 7), TopicPartition("d", 0, 9)])
+    assert tasks.committed_offsets() == {("c", 0): 7, ("d", 0): 9}
     tasks.revoked(_tps("d0"))
-    assert tasks.committed() == {("c", 0): 7}
+    assert tasks.committed_offsets() == {("c", 0): 7}
     assert [(tp.topic, tp.partition) for tp in tasks.assignment] == [("c", 0)]
+
+
+def test_assigned_inputs_await_their_committed_offsets_before_their_task_starts() -> None:
+    stores = _Stores()
+    tasks = _tasks(stores)
+    tasks.assigned(_tps("c0", "d0"))
+    assert tasks.awaiting == [TopicPartition("c", 0), TopicPartition("d", 0)]
+    assert tasks.assignment == [] and stores.opened == []  # nothing opened, nothing committed
+    tasks.settle()  # the assign callback's: a task awaiting its offsets is not closed
+    assert len(tasks.tasks) == 2
+    assert tasks.offsets_known([TopicPartition("d", 0, 5)], {}) == []
+    assert tasks.assignment == [TopicPartition("d", 0)]
+    assert tasks.awaiting == [TopicPartition("c", 0)]
+    tasks.revoked(_tps("c0"))  # left before its offset came
+    assert tasks.awaiting == [] and tasks.offsets_known([TopicPartition("c", 0, 3)], {}) == []
+    assert stores.opened == [] and tasks.committed_offsets() == {("d", 0): 5}
+
+
+def test_a_task_given_back_keeps_its_stores_while_its_offsets_are_read() -> None:
+    stores = _Stores()
+    tasks = _tasks(stores)
+    _assign(tasks, _tps("c0"), {})
+    tasks.revoked(_tps("c0"))  # eager: everything, then given back
+    tasks.assigned(_tps("c0"))
+    assert tasks.settle() == [] and stores.closed == []
+    assert tasks.offsets_known(_tps("c0"), {}) == []
+    assert tasks.tasks[(frozenset({"c"}), 0)].state is S.RUNNING
+    assert stores.opened == [("seen", 0)]  # opened once, kept across the rebalance
 
 
 # -- group protocol settings -------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The PostgreSQL sink under SIGKILL at every step of its commit, and a PostgreSQL restart.
 
-Kills between steps come from the sink's crash points (connectors/crash.py), armed through
+Kills between steps come from the sink's fault points (eokafka/faults.py), armed through
 the environment of a real worker process, which SIGKILLs itself there once; the test then
 restarts it (or, for a worker gone for good, lets another instance take over). Every input
 must be in the table exactly once with its exact value, in the Kafka output exactly once,

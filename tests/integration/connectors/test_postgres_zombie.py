@@ -1,6 +1,6 @@
 """A zombie PostgreSQL sink: a worker frozen between the steps of its two-phase commit.
 
-The worker stops itself (SIGSTOP, through the sink's crash points, connectors/crash.py) after
+The worker stops itself (SIGSTOP, through the sink's fault points, eokafka/faults.py) after
 it recorded the partitions of a transaction and before its ``PREPARE TRANSACTION``; a
 successor with the same instance id starts, fences it and takes its partitions; then the
 zombie is continued (SIGCONT), as after a long GC or VM pause. Whatever the zombie does then,

@@ -1,0 +1,168 @@
+"""Ask a running app for its committed state: a small client of the workers' query servers.
+
+Any worker answers any key (it forwards to the key's owner), so the client needs one worker
+that is up. ``QueryClient.for_app`` finds them as the workers find each other: in the
+consumer group's description, where each worker's client.id carries its query address;
+failing that, from the app's own settings (``advertised_url`` or ``http_host:http_port``,
+one per process). A 503 (a task restoring or moving) is asked again after its Retry-After,
+within ``patience`` seconds.
+
+    client = QueryClient.for_app(load_app("shop:app"))
+    client.get("totals", "customer-7")["value"]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+from eokafka.config import Settings, admin_config, client_id_parts
+from eokafka.errors import EokafkaError
+
+_TIMEOUT_S = 20.0
+
+
+class QueryFailed(EokafkaError):
+    """No worker gave an answer: ``status`` is the last HTTP status (0: none reachable)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def advertised_urls(settings: Settings, timeout: float = 10.0) -> list[str]:
+    """The query addresses the group's members advertise in their client.id, if any."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    group = settings.application_id
+    admin = AdminClient(admin_config(settings))
+    try:
+        described = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
+        members = described.result(timeout=timeout * 2).members
+    except (KafkaException, TimeoutError):
+        return []
+    urls = (client_id_parts(m.client_id)[1] for m in members)
+    return sorted({u for u in urls if u})
+
+
+def configured_urls(settings: Settings) -> list[str]:
+    """The query addresses the settings give the app's processes (worker i: port + i)."""
+    from eokafka.runtime.query.start import query_url
+
+    urls = (query_url(settings, slot) for slot in range(settings.processes))
+    return [u for u in urls if u is not None]
+
+
+class QueryClient:
+    def __init__(
+        self, urls: list[str], token: str | None = None, patience: float = 30.0
+    ) -> None:
+        if not urls:
+            raise QueryFailed(
+                "no query server to ask: give a url, or run the workers with --http-port "
+                "(EOKAFKA_HTTP_PORT)"
+            )
+        self.urls = [u.rstrip("/") for u in urls]
+        self.token = token
+        self.patience = patience
+
+    @classmethod
+    def for_app(cls, settings: Settings, patience: float = 30.0) -> QueryClient:
+        """The workers of an app, from its group or else its settings; its http_token."""
+        urls = advertised_urls(settings) or configured_urls(settings)
+        return cls(urls, settings.http_token, patience)
+
+    # -- what programs ask ---------------------------------------------------------------
+
+    def get(self, store: str, key: str) -> dict[str, Any]:
+        """A key's committed value (``found``, ``value``), its partition and the offsets."""
+        return self._ask(f"/v1/stores/{_quote(store)}/keys/{_quote(key)}")
+
+    def stores(self) -> list[dict[str, Any]]:
+        stores: list[dict[str, Any]] = self._ask("/v1/stores")["stores"]
+        return stores
+
+    def items(
+        self,
+        store: str,
+        prefix: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        page: int = 100,
+    ) -> Iterator[dict[str, Any]]:
+        """Every committed key of ``store`` (or of a prefix or range), partition by
+        partition, page by page; each item names its partition."""
+        info = next((s for s in self.stores() if s["store"] == store), None)
+        if info is None:
+            raise QueryFailed(f"no store {store!r}", 404)
+        for partition in range(info["partitions"]):
+            after: str | None = None
+            while True:
+                params = {"limit": page, "after": after, "prefix": prefix, "start": start,
+                          "end": end}  # fmt: skip
+                query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+                answer = self._ask(
+                    f"/v1/stores/{_quote(store)}/partitions/{partition}/keys?{query}"
+                )
+                for item in answer["items"]:
+                    yield {**item, "partition": partition}
+                after = answer["next"]
+                if after is None:
+                    break
+
+    def ready(self) -> dict[str, bool]:
+        """Each worker's /readyz: url -> ready."""
+        out = {}
+        for url in self.urls:
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=_TIMEOUT_S):
+                    out[url] = True
+            except (urllib.error.URLError, OSError):
+                out[url] = False
+        return out
+
+    # -- the requests --------------------------------------------------------------------
+
+    def _ask(self, path: str) -> dict[str, Any]:
+        """GET ``path`` of the first worker that answers; 503s are asked again after their
+        Retry-After until ``patience`` runs out."""
+        deadline = time.monotonic() + self.patience
+        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        last = "no worker answered"
+        status = 0
+        while True:
+            wait = 1.0
+            for url in self.urls:
+                request = urllib.request.Request(url + path, headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as got:
+                        answer: dict[str, Any] = json.loads(got.read())
+                        return answer
+                except urllib.error.HTTPError as exc:
+                    status, last = exc.code, _error_text(exc)
+                    if exc.code != 503:
+                        raise QueryFailed(f"{url}{path}: {exc.code} {last}", exc.code) from None
+                    wait = float(exc.headers.get("Retry-After") or 1)
+                    break  # the worker asked knows best: the key's task restores or moves
+                except (urllib.error.URLError, OSError) as exc:
+                    last = f"{url}: {getattr(exc, 'reason', exc)}"
+            if time.monotonic() + wait > deadline:
+                raise QueryFailed(f"{path}: {last} (asked for {self.patience:.0f} s)", status)
+            time.sleep(wait)  # Retry-After, as the server asked
+
+
+def _quote(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(exc.read()).get("error", exc.reason))
+    except (ValueError, AttributeError):
+        return str(exc.reason)

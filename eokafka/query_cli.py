@@ -1,0 +1,62 @@
+"""``eokafka query module:app STORE [KEY]``: a running app's committed state, as JSON.
+
+With a KEY: that key's value, partition and offsets. Without: every key of the store (or
+those under ``--prefix`` or in [``--start``, ``--end``)), one JSON object a line.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from eokafka.cli_common import BootstrapOption, command_errors
+
+
+def _words(help: str, default: str) -> object:
+    return typer.Option(help=f"{help} [default: {default}]", show_default=False)
+
+
+def query(
+    target: Annotated[
+        str, typer.Argument(help="module:app, e.g. mymodule:app", show_default=False)
+    ],
+    store: Annotated[str, typer.Argument(help="the store to read", show_default=False)],
+    key: Annotated[
+        str | None, typer.Argument(help="a key [default: none: list the keys]", show_default=False)
+    ] = None,
+    prefix: Annotated[str | None, _words("list the keys that start with this", "all keys")] = None,
+    start: Annotated[str | None, _words("list the keys from this one on", "the first")] = None,
+    end: Annotated[str | None, _words("list the keys below this one", "the last")] = None,
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--url",
+            help="a worker's query URL, repeatable [default: found from the group]",
+            show_default=False,
+        ),
+    ] = None,
+    bootstrap_servers: BootstrapOption = None,
+    patience: Annotated[
+        float, typer.Option(help="seconds to keep asking while a task restores or moves")
+    ] = 30.0,
+) -> None:
+    """Read committed store state from the app's running workers (any worker, any key)."""
+    from eokafka.loading import load_app
+    from eokafka.query import QueryClient
+
+    with command_errors(bootstrap_servers or ""):
+        settings = load_app(target).settings({"bootstrap_servers": bootstrap_servers})
+        if url:
+            client = QueryClient(url, settings.http_token, patience)
+        else:  # the workers are found from the group: the cluster must answer
+            from eokafka.toolclients import reach
+
+            reach(settings)
+            client = QueryClient.for_app(settings, patience)
+        if key is not None:
+            typer.echo(json.dumps(client.get(store, key)))
+            return
+        for item in client.items(store, prefix, start, end):
+            typer.echo(json.dumps(item))

@@ -1,0 +1,104 @@
+"""Which worker owns a key's partition, as Kafka says: the group's description.
+
+Kafka is the coordinator: each member's assignment comes from the consumer group, and each
+worker's query address rides in its consumer's client.id (config.consumer_client_id), which
+the group description carries. No registry of our own. A description read while the group
+rebalances is not trusted: the answer is then "ask again".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from eokafka.config import client_id_parts
+from eokafka.runtime.query.reads import QueryError
+from eokafka.testing.partitioners import murmur2
+
+_OWNERS_TTL_S = 1.0
+_TIMEOUT_S = 5.0
+RETRY_AFTER_S = 1.0
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the Java client and eokafka's
+    producers) gives a key."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True)
+class Member:
+    instance: str
+    url: str | None
+    partitions: tuple[TopicPartition, ...]
+
+
+@dataclass(frozen=True)
+class GroupView:
+    stable: bool
+    members: tuple[Member, ...]
+
+    def owner(self, topic: str, partition: int) -> Member | None:
+        for member in self.members:
+            if any(tp.topic == topic and tp.partition == partition for tp in member.partitions):
+                return member
+        return None
+
+
+class Owners:
+    """The group's view, read at most once a second; partition counts, read once."""
+
+    def __init__(self, admin: AdminClient, group: str, clock: Callable[[], float] = time.monotonic):
+        self._admin = admin
+        self._group = group
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._view: tuple[float, GroupView] | None = None
+        self._partitions: dict[str, int] = {}
+
+    def partitions(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            try:
+                meta = self._admin.list_topics(topic, timeout=_TIMEOUT_S).topics[topic]
+            except KafkaException as exc:
+                raise QueryError(503, f"topic {topic!r}: {exc}", RETRY_AFTER_S) from None
+            if meta.error is not None or not meta.partitions:
+                raise QueryError(503, f"topic {topic!r}: no partitions known", RETRY_AFTER_S)
+            count = self._partitions[topic] = len(meta.partitions)
+        return count
+
+    def view(self) -> GroupView:
+        with self._lock:
+            now = self._clock()
+            if self._view is not None and now - self._view[0] < _OWNERS_TTL_S:
+                return self._view[1]
+            view = self._read()
+            self._view = (now, view)
+            return view
+
+    def forget(self) -> None:
+        """A forward failed: read the group again next time."""
+        with self._lock:
+            self._view = None
+
+    def _read(self) -> GroupView:
+        group = self._group
+        try:
+            futures = self._admin.describe_consumer_groups([group], request_timeout=_TIMEOUT_S)
+            described = futures[group].result(timeout=_TIMEOUT_S * 2)
+        except (KafkaException, TimeoutError) as exc:
+            raise QueryError(
+                503, f"group {group!r} could not be described: {exc}", RETRY_AFTER_S
+            ) from None
+        members = []
+        for m in described.members:
+            named, url = client_id_parts(m.client_id)
+            assigned = m.assignment.topic_partitions if m.assignment is not None else ()
+            members.append(Member(m.group_instance_id or named, url, tuple(assigned)))
+        return GroupView(described.state.name == "STABLE", tuple(members))

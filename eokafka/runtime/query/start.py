@@ -1,0 +1,80 @@
+"""The query server of one worker slot: its address, its stores' routes, started."""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from confluent_kafka.admin import AdminClient
+
+from eokafka.config import Settings, admin_config
+from eokafka.metrics import WorkerMetrics
+from eokafka.runtime.query.desk import QueryDesk
+from eokafka.runtime.query.owners import Owners
+from eokafka.runtime.query.page import Overview, topology_picture
+from eokafka.runtime.query.server import QueryServer, StoreRoute
+from eokafka.topology import Topology
+
+
+def query_url(settings: Settings, slot: int) -> str | None:
+    """How the other workers reach slot ``slot``'s server: ``advertised_url`` with its port
+    moved by the slot, else the bound host (this host's name when bound to every address)."""
+    if settings.http_port is None:
+        return None
+    port = settings.http_port + slot
+    if settings.advertised_url:
+        parts = urlsplit(settings.advertised_url.rstrip("/"))
+        if parts.port is not None and slot:
+            host = parts.hostname or ""
+            parts = parts._replace(netloc=f"{host}:{parts.port + slot}")
+        return urlunsplit(parts)
+    host = settings.http_host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def store_routes(topology: Topology) -> dict[str, StoreRoute]:
+    """Each store by the input topic whose processor declares it: its key's partition is
+    the one that topic's key serde and Kafka's partitioner give it. A window store's keys
+    are the windowed stream's, written by the same serde. Stream time stores are internal."""
+    routes: dict[str, StoreRoute] = {}
+    for source in topology.sources:
+        for name in source.stores:
+            spec = topology.stores.get(name)
+            if spec is None or name in routes or spec.stream_time_of:
+                continue
+            windowed = spec.window_retention_ms is not None or name in topology.window_stores
+            routes[name] = StoreRoute(
+                name, source.topic, source.key_serde, spec.backend, windowed
+            )
+    return routes
+
+
+def start_query_server(
+    topology: Topology,
+    settings: Settings,
+    desk: QueryDesk,
+    metrics: WorkerMetrics,
+    instance: str,
+    slot: int,
+) -> QueryServer:
+    """Bind the slot's server (``http_port`` + slot on ``http_host``) and serve, with the
+    live page at ``/``."""
+    url = query_url(settings, slot)
+    assert url is not None and settings.http_port is not None
+    owners = Owners(AdminClient(admin_config(settings)), settings.application_id)
+    picture = topology_picture(topology, settings.application_id)
+    overview = Overview(desk, metrics, settings, owners, picture, instance, url)
+    server = QueryServer(
+        desk, store_routes(topology), owners, instance, url, settings.http_token,
+        settings.transaction_timeout_ms / 1000, time.monotonic, overview.add_routes,
+    )  # fmt: skip
+    server.start(settings.http_host, settings.http_port + slot)
+    return server
+
+
+__all__ = ["query_url", "start_query_server", "store_routes"]
