@@ -286,7 +286,14 @@ def exactly_once_report(counts: dict[int, int], expected: range) -> tuple[bool, 
 class WorkerProcess:
     """One benchmark process, its log file, and the numbers /proc knows about it."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        cwd: Path = REPO_ROOT,
+    ) -> None:
         self.name = name
         self.cmd = cmd
         self.log_path = log_dir / f"{name}.log"
@@ -296,7 +303,7 @@ class WorkerProcess:
         # A session of its own: Ctrl-C reaches only the benchmark, whose finally stops us.
         self.proc = subprocess.Popen(
             cmd,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -405,6 +412,44 @@ def child_env(**extra: str) -> dict[str, str]:
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+BASELINE = "-baseline"  # the suffix of an eokafka contender run from the --baseline tree
+
+
+def add_baseline_option(p: argparse.ArgumentParser) -> None:
+    """--baseline TREE: every eokafka contender runs twice, from this tree and from TREE."""
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="TREE",
+        help="a checkout of another eokafka commit (git worktree add /tmp/base <commit>): "
+        f"every eokafka contender X also runs from it as X{BASELINE}, right after X in each "
+        "round, for an A/B of two commits side by side",
+    )
+
+
+def with_baselines(names: list[str], baseline: Path | None, is_eokafka: Callable[[str], bool]
+                   ) -> list[str]:  # fmt: skip
+    """The contenders, each eokafka one followed by its baseline twin (with --baseline)."""
+    if baseline is None:
+        return names
+    return [n for name in names for n in ((name, name + BASELINE) if is_eokafka(name) else
+                                          (name,))]  # fmt: skip
+
+
+def from_tree(name: str, baseline: Path | None) -> tuple[str, Path]:
+    """A contender's name without its baseline suffix, and the tree it runs from."""
+    if not name.endswith(BASELINE):
+        return name, REPO_ROOT
+    assert baseline is not None
+    return name[: -len(BASELINE)], baseline.resolve()
+
+
+def in_tree(env: dict[str, str], tree: Path) -> dict[str, str]:
+    """``env`` for a process run from ``tree`` (its cwd): that tree first on PYTHONPATH, so
+    that ``-m eokafka`` and the benchmark apps are imported from it."""
+    return env if tree == REPO_ROOT else {**env, "PYTHONPATH": str(tree)}
 
 
 def add_profile_option(p: argparse.ArgumentParser) -> None:

@@ -42,6 +42,7 @@ from benchmarks.common import (
     BulkWriter,
     CommittedReader,
     WorkerProcess,
+    add_baseline_option,
     add_profile_option,
     admin,
     broker,
@@ -50,11 +51,14 @@ from benchmarks.common import (
     delete_topics,
     exactly_once_report,
     exit_on_sigterm,
+    from_tree,
+    in_tree,
     keep_logs_if_failed,
     python_cmd,
     read_all,
     unique,
     watch,
+    with_baselines,
 )
 from benchmarks.passthrough import (
     Result,
@@ -166,6 +170,7 @@ def run_contender(
     n, parts = args.records, args.partitions
     want = outputs or n
     group = unique(f"bench-cbk-{name}")
+    base, tree = from_tree(name, args.baseline)
     out = f"{group}-out"
     topics.append(out)
     create_topics(bootstrap, [out], parts)
@@ -180,9 +185,9 @@ def run_contender(
         EOKAFKA_BATCH_SIZE=str(args.batch_size),
         EOKAFKA_COMMIT_EVERY=str(args.commit_every),
     )
-    if name in KSTREAMS_MODES:
+    if base in KSTREAMS_MODES:
         cmd = kstreams.command(
-            mode=KSTREAMS_MODES[name],
+            mode=KSTREAMS_MODES[base],
             values=args.values,
             bootstrap=bootstrap,
             input=src,
@@ -197,7 +202,7 @@ def run_contender(
             "-m",
             "eokafka",
             "run",
-            target or CONTENDERS[name],
+            target or CONTENDERS[base],
             *_flags(
                 bootstrap_servers=bootstrap,
                 state_dir=str(work / f"state-{group}"),
@@ -208,7 +213,7 @@ def run_contender(
     reader = CommittedReader(bootstrap, out, parts, target=want)
     reader.start()
     print(f"{name}: running (log {work / (group + '.log')}) ...", flush=True)
-    proc = WorkerProcess(group, cmd, env, work)
+    proc = WorkerProcess(group, cmd, in_tree(env, tree), work, tree)
     cpu = rss = steady_cpu_us = None
     cpu_mark: tuple[float, int] | None = None
     try:
@@ -226,7 +231,7 @@ def run_contender(
     assert reader.first_at is not None and reader.done_at is not None
     if check is not None:
         ok, verdict = check(out)
-    elif name in ("count", "kstreams-count"):
+    elif base in ("count", "kstreams-count"):
         ok, verdict = check_counts(bootstrap, out, expected, parts)
     else:
         ok, verdict = check_passthrough(bootstrap, out, n, parts)
@@ -335,6 +340,7 @@ def parse_args(
     p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
     add_profile_option(p)
+    add_baseline_option(p)
     add_options(p, chart)
     more(p)
     args = p.parse_args()
@@ -345,7 +351,7 @@ def parse_args(
         p.error(f"--contenders: choose from {', '.join(contenders)}")
     if args.records < 1 or args.keys < 1:
         p.error("--records and --keys must be positive")
-    return args, names
+    return args, with_baselines(names, args.baseline, lambda n: not n.startswith("kstreams"))
 
 
 Runner = Callable[[str, str, str, Path, list[str]], Result]  # name, bootstrap, src, work, topics

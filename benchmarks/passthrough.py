@@ -13,6 +13,7 @@ The table goes to the screen and, with the chart, to ``--chart`` (a PNG and a .t
     python -m benchmarks.passthrough                  # 1,000,000 records, own broker
     python -m benchmarks.passthrough --records 50000 --bootstrap 127.0.0.1:39092
     python -m benchmarks.passthrough --rounds 3       # interleaved repeats, medians
+    python -m benchmarks.passthrough --contenders eokafka --baseline /tmp/base --rounds 5
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from benchmarks.common import (
     BulkWriter,
     CommittedReader,
     WorkerProcess,
+    add_baseline_option,
     add_profile_option,
     broker,
     child_env,
@@ -43,10 +45,13 @@ from benchmarks.common import (
     delete_topics,
     exactly_once_report,
     exit_on_sigterm,
+    from_tree,
+    in_tree,
     keep_logs_if_failed,
     python_cmd,
     unique,
     watch,
+    with_baselines,
 )
 
 CONTENDERS = ("hand", "eokafka", "quix", "kstreams")
@@ -253,11 +258,12 @@ def run_contender(
 ) -> Result:
     n, parts = args.records, args.partitions
     group = unique(f"bench-pt-{name}")
-    cmd, env = contender_cmd(name, bootstrap, src, out, group, work, args)
+    base, tree = from_tree(name, args.baseline)
+    cmd, env = contender_cmd(base, bootstrap, src, out, group, work, args)
     reader = CommittedReader(bootstrap, out, parts, target=n)
     reader.start()
     print(f"{name}: running (log {work / (name + '.log')}) ...", flush=True)
-    proc = WorkerProcess(name, cmd, env, work)
+    proc = WorkerProcess(name, cmd, in_tree(env, tree), work, tree)
     cpu = rss = steady_cpu_us = None
     cpu_mark: tuple[float, int] | None = None
     try:
@@ -413,6 +419,7 @@ def main() -> None:
         "then summed over the worker processes",
     )
     add_profile_option(p)
+    add_baseline_option(p)
     add_options(p, CHART)
     args = p.parse_args()
     if args.profile is not None:
@@ -427,6 +434,7 @@ def main() -> None:
     if not processes or min(processes) < 1:
         p.error("--processes: comma-separated positive ints, e.g. 1,2")
     names = expand_processes(names, processes)
+    names = with_baselines(names, args.baseline, lambda n: n.startswith("eokafka"))
 
     exit_on_sigterm()
     check_settings_match()

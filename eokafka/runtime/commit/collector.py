@@ -178,9 +178,9 @@ class RecordCollector:
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        partition: int,
-        timestamp: int,
-        headers: Any,
+        partition: int = -1,
+        timestamp: int = 0,
+        headers: Any = None,
         report: Report | None = None,
     ) -> None:
         """Produce, waiting while librdkafka's local queue is full (a source's records, with
