@@ -69,50 +69,86 @@ class Rebalance:
         self._offsets: CommittedOffsets | None = None  # a read under way
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Tasks given (back): their inputs wait, paused, for their committed offsets; kept
-        stores resume from their checkpoints; tasks not given back are closed once the
-        rebalance settled (manager.py)."""
+        """Tasks given (back): their inputs start at their committed offsets, read here when
+        the coordinator answers at once (assigned with them: fetching starts right away),
+        else assigned paused until the loop has read them; kept stores resume from their
+        checkpoints; tasks not given back are closed once the rebalance settled
+        (manager.py)."""
         self.metrics.rebalances.labels("assign").inc()
-        if self.incremental:
-            consumer.incremental_assign(partitions)
-        else:
-            consumer.assign(partitions)
-        if partitions:
-            consumer.pause(partitions)  # until their committed offsets are known
         self.tasks.assigned(partitions)
         self.tasks.settle()
         self.replan()
         log.info("assigned %s", _names(partitions))
-        self.read_offsets(_FIRST_READ_S)
+        found = self._read(_FIRST_READ_S)
+        given = {(tp.topic, tp.partition) for tp in partitions}
+        if found is None:
+            # Paused until their committed offsets are known, then sought there. Assigned at
+            # an explicit offset, so that librdkafka starts them at once instead of waiting
+            # on its own fetch of the committed offsets (a seek is refused meanwhile).
+            at = [TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in partitions]
+            self._assign(consumer, at)
+            if partitions:
+                consumer.pause(partitions)
+            return
+        reset = self._starts(found)
+        start = {(tp.topic, tp.partition): tp.offset for tp in found}  # every input given
+        at = [TopicPartition(t.topic, t.partition, start[(t.topic, t.partition)])
+              for t in partitions]  # fmt: skip
+        self._assign(consumer, at)
+        self._known(found, reset, given)
 
     def read_offsets(self, attempt_s: float) -> None:
-        """One try at the committed offsets of the inputs that await them: on an answer,
-        seek there, start their tasks, resume those that can run, resolve prepared sink
-        writes; an error if the coordinator has not answered within ``patience``."""
+        """One try (from the loop) at the committed offsets of the inputs that await them:
+        on an answer, seek there and go on as an assignment that read them at once."""
+        found = self._read(attempt_s)
+        if found is not None:
+            self._known(found, self._starts(found), set())
+
+    def _read(self, attempt_s: float) -> list[TopicPartition] | None:
+        """The awaiting inputs' committed offsets, or None while the coordinator has not
+        answered; an error if it has not within ``patience``."""
         awaiting = self.tasks.awaiting
         if not awaiting:
             self._offsets = None
-            return
+            return None
         if self._offsets is None:
             self._offsets = CommittedOffsets("assigned", self.group, self.patience)
         found = self._offsets.read_offsets(self.consumer, awaiting, {}, attempt_s)
-        if found is None:
-            return
-        self._offsets = None
-        consumer = self.consumer
+        if found is not None:
+            self._offsets = None
+        return found
+
+    def _starts(self, found: list[TopicPartition]) -> dict[TP, int]:
+        """Where inputs the group never committed start (the auto offset reset), set in
+        ``found``; returned by input."""
         reset: dict[TP, int] = {}
         for tp in found:
             if tp.offset < 0:
                 if self.auto_offset_reset == "earliest":
                     tp.offset = OFFSET_BEGINNING
                 else:
-                    tp.offset = consumer.get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)[1]
+                    tp.offset = self.consumer.get_watermark_offsets(tp, timeout=_RPC_TIMEOUT)[1]
                 reset[(tp.topic, tp.partition)] = tp.offset
-            consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset))
+        return reset
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.incremental:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+
+    def _known(self, found: list[TopicPartition], reset: dict[TP, int], given: set[TP]) -> None:
+        """Offsets known: inputs assigned earlier (paused) seek there, ``given`` ones were
+        assigned with them; their tasks start, those that can run resume, those that restore
+        or wait for a co-partitioned input stay paused; prepared sink writes are resolved."""
+        consumer = self.consumer
+        for tp in found:
+            if (tp.topic, tp.partition) not in given:
+                consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset))
         to_pause = self.tasks.offsets_known(found, reset)
         paused = {(tp.topic, tp.partition) for tp in to_pause}
         ready = [TopicPartition(tp.topic, tp.partition) for tp in found
-                 if (tp.topic, tp.partition) not in paused]  # fmt: skip
+                 if (tp.topic, tp.partition) not in paused | given]  # fmt: skip
         if ready:
             consumer.resume(ready)
         if to_pause:

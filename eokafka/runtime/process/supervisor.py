@@ -43,7 +43,6 @@ def run_worker(
     from eokafka.runtime.process.preflight import check_connection
     from eokafka.runtime.process.sources import SourceWorker
     from eokafka.runtime.process.worker import Worker
-    from eokafka.runtime.query.start import query_url, start_query_server
 
     check_connection(settings)  # a refused login is an error, not an endless retry
     instance = resolve_instance_id(settings, slot)
@@ -63,7 +62,11 @@ def run_worker(
                 )
             worker = SourceWorker(topology, settings, instance.value, metrics)
         else:
-            url = query_url(settings, slot)
+            url = None
+            if settings.http_port is not None:  # the web server's imports cost a worker's start
+                from eokafka.runtime.query.start import query_url, start_query_server
+
+                url = query_url(settings, slot)
             worker = Worker(topology, settings, instance.value, metrics, bounds, query_url=url)
             if worker.desk is not None:
                 server = start_query_server(
