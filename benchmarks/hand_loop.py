@@ -4,7 +4,7 @@ It does what eokafka's worker does for a passthrough and nothing more: consume a
 produce every record into the open transaction, and at the commit deadline (or after
 ``--commit-every`` records) send the consumer positions with the group metadata and commit.
 The librdkafka settings are eokafka's own (``passthrough.py`` checks that they still match
-``eokafka.config``), so the gap between the two is the framework's per-record overhead.
+``eokafka.client_configs``), so the gap between the two is the framework's per-record overhead.
 
     python -m benchmarks.hand_loop --bootstrap 127.0.0.1:39092 --input IN --output OUT \\
         --group G --transactional-id T
@@ -27,7 +27,7 @@ TXN_TIMEOUT_MS = 10_000
 
 
 def consumer_conf(bootstrap: str, group: str, instance_id: str) -> dict[str, Any]:
-    """eokafka.config.consumer_config for the default settings, spelt out."""
+    """eokafka.client_configs.consumer_config for the default settings, spelt out."""
     return {
         "bootstrap.servers": bootstrap,
         "logger": librdkafka_logger(),
@@ -47,7 +47,7 @@ def consumer_conf(bootstrap: str, group: str, instance_id: str) -> dict[str, Any
 
 
 def producer_conf(bootstrap: str, group: str, instance_id: str) -> dict[str, Any]:
-    """eokafka.config.producer_config for the default settings, spelt out."""
+    """eokafka.client_configs.producer_config for the default settings, spelt out."""
     return {
         "bootstrap.servers": bootstrap,
         "logger": librdkafka_logger(),

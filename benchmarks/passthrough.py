@@ -92,7 +92,8 @@ class Result:
 
 def check_settings_match() -> None:
     """The hand loop is only a fair floor if it runs with eokafka's librdkafka settings."""
-    from eokafka.config import Settings, consumer_config, producer_config
+    from eokafka.client_configs import consumer_config, producer_config
+    from eokafka.config import Settings
 
     s = Settings(application_id="g", bootstrap_servers="b")
     pairs = (

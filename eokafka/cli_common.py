@@ -49,6 +49,12 @@ ConfigOption = Annotated[
 ]
 
 
+def worded_option(help: str, default: str, *names: str, **limits: float) -> object:
+    """An option whose default is said in words: for a setting that the App, the environment
+    or the command line may give, None stands for "not given here"."""
+    return typer.Option(*names, help=f"{help} [default: {default}]", show_default=False, **limits)
+
+
 def fail(exc: BaseException | str, code: int = 1) -> NoReturn:
     """Print ``error: ...`` on stderr, secrets scrubbed, and exit with ``code``."""
     typer.secho(redact.scrub(f"error: {exc}"), fg=typer.colors.RED, err=True)

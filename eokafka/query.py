@@ -21,7 +21,8 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from eokafka.config import Settings, admin_config, client_id_parts
+from eokafka.client_configs import admin_config, client_id_parts
+from eokafka.config import Settings
 from eokafka.errors import EokafkaError
 
 _TIMEOUT_S = 20.0

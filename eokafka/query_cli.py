@@ -11,11 +11,7 @@ from typing import Annotated
 
 import typer
 
-from eokafka.cli_common import BootstrapOption, command_errors
-
-
-def _words(help: str, default: str) -> object:
-    return typer.Option(help=f"{help} [default: {default}]", show_default=False)
+from eokafka.cli_common import BootstrapOption, command_errors, worded_option
 
 
 def query(
@@ -26,9 +22,13 @@ def query(
     key: Annotated[
         str | None, typer.Argument(help="a key [default: none: list the keys]", show_default=False)
     ] = None,
-    prefix: Annotated[str | None, _words("list the keys that start with this", "all keys")] = None,
-    start: Annotated[str | None, _words("list the keys from this one on", "the first")] = None,
-    end: Annotated[str | None, _words("list the keys below this one", "the last")] = None,
+    prefix: Annotated[
+        str | None, worded_option("list the keys that start with this", "all keys")
+    ] = None,
+    start: Annotated[
+        str | None, worded_option("list the keys from this one on", "the first")
+    ] = None,
+    end: Annotated[str | None, worded_option("list the keys below this one", "the last")] = None,
     url: Annotated[
         list[str] | None,
         typer.Option(

@@ -21,7 +21,8 @@ from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaE
 from confluent_kafka import TopicPartition as TP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from eokafka.config import Settings, admin_config
+from eokafka.client_configs import admin_config
+from eokafka.config import Settings
 from eokafka.errors import EokafkaError
 from eokafka.runtime.clients import kafka_admin
 from eokafka.state import changelog_topic

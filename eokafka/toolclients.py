@@ -15,7 +15,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from eokafka.config import DEFAULT_PARTITIONER, Settings, admin_config, client_keys
+from eokafka.client_configs import DEFAULT_PARTITIONER, admin_config, client_keys
+from eokafka.config import Settings
 from eokafka.errors import BrokerUnreachableError, EokafkaError
 from eokafka.logs import librdkafka_logger
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from eokafka.config import DEFAULT_PARTITIONER
+from eokafka.client_configs import DEFAULT_PARTITIONER
 from eokafka.testing.partitioners import keyed_partition
 
 TP = tuple[str, int]

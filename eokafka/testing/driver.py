@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, TypedDict, Unpack
 
 from confluent_kafka import KafkaError
 
-from eokafka import config
+from eokafka import client_configs, config
 from eokafka.app import App
 from eokafka.errors import TopologyError
 from eokafka.metrics import WorkerMetrics
@@ -84,7 +84,7 @@ class TestDriver:
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="eokafka-test-driver-")
         overrides = {"create_topics": True, "state_dir": self.state_dir, **settings}
         self.settings = config.resolve(app.application_id, app._settings, env={}, cli=overrides)
-        self._partitioner = check(config.partitioner(self.settings))
+        self._partitioner = check(client_configs.partitioner(self.settings))
         self.clients = Clients(
             consumer=lambda conf: MemoryConsumer(self.cluster, conf),
             restore_consumer=lambda conf: MemoryConsumer(self.cluster, conf),

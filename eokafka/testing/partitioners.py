@@ -1,7 +1,7 @@
 """librdkafka's partitioners, for the in-memory cluster: which partition a record goes to.
 
-eokafka's producers use ``murmur2_random`` (``eokafka.config.DEFAULT_PARTITIONER``): a key is
-hashed as the Java client hashes it (Kafka's ``Utils.murmur2``, then ``toPositive(hash) %
+eokafka's producers use ``murmur2_random`` (``eokafka.client_configs.DEFAULT_PARTITIONER``): a
+key is hashed as the Java client hashes it (Kafka's ``Utils.murmur2``, then ``toPositive(hash) %
 partitions``). librdkafka's own default, ``consistent_random``, hashes with CRC32. Where
 librdkafka picks a random partition (a null key under any partitioner, an empty key under
 ``consistent_random``, every record under ``random``), the in-memory cluster takes the

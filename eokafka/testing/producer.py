@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from eokafka.config import DEFAULT_PARTITIONER
+from eokafka.client_configs import DEFAULT_PARTITIONER
 from eokafka.testing.cluster import MemoryCluster, Txn
 from eokafka.testing.errors import kafka_error
 from eokafka.testing.partitioners import check

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from eokafka.config import Settings, consumer_config, resolve
+from eokafka.client_configs import consumer_config
+from eokafka.config import Settings, resolve
 from eokafka.devbroker import BrokerInfo
 from eokafka.runtime.group.leave import leave_group, release_predecessor
 from tests.integration.harness import (
@@ -207,7 +208,8 @@ def test_a_kip848_static_member_leaves_for_good_after_close(kafka_bootstrap: str
 _CRASHING_MEMBER = """
 import sys
 from confluent_kafka import Consumer
-from eokafka.config import consumer_config, resolve
+from eokafka.client_configs import consumer_config
+from eokafka.config import resolve
 settings = resolve(sys.argv[1], {"bootstrap_servers": sys.argv[2],
                    "config": {"group.protocol": "consumer"}}, env={})
 conf = consumer_config(settings, "b")

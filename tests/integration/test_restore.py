@@ -26,7 +26,7 @@ from confluent_kafka.admin import (
 )
 
 import eokafka
-from eokafka.config import admin_config, restore_consumer_config
+from eokafka.client_configs import admin_config, restore_consumer_config
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.tasks.changelog_reader import ChangelogReader, Restore
 from eokafka.runtime.tasks.changelog_topics import ensure_changelogs

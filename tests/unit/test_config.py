@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eokafka.config import consumer_config, producer_config, resolve, restore_consumer_config
+from eokafka.client_configs import consumer_config, producer_config, restore_consumer_config
+from eokafka.config import resolve
 from eokafka.errors import ConfigError
 
 

@@ -9,7 +9,8 @@ import pytest
 
 import eokafka
 from eokafka import serdes
-from eokafka.config import partitioner, producer_config, resolve
+from eokafka.client_configs import partitioner, producer_config
+from eokafka.config import resolve
 from eokafka.errors import ConfigError
 from eokafka.testing import TestDriver
 from eokafka.testing.clients import MemoryProducer

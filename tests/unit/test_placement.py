@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import TopicPartition
 
-from eokafka.config import resolve, standby_consumer_config
+from eokafka.client_configs import standby_consumer_config
+from eokafka.config import resolve
 from eokafka.errors import ConfigError
 from eokafka.runtime.group.placement import Member, members_of, standby_plan, standbys_of
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from eokafka.config import Settings, client_id_parts, consumer_client_id
+from eokafka.client_configs import client_id_parts, consumer_client_id
+from eokafka.config import Settings
 from eokafka.errors import ConfigError
 from eokafka.runtime.query.desk import NotHere, QueryDesk
 from eokafka.runtime.query.reads import KeyQuery, QueryError, ScanQuery

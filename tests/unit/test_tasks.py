@@ -11,7 +11,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 import eokafka
-from eokafka.config import consumer_config, rebalance_protocol, resolve
+from eokafka.client_configs import consumer_config, rebalance_protocol
+from eokafka.config import resolve
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.tasks.commits import TaskCommits

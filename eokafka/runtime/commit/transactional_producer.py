@@ -36,7 +36,8 @@ from typing import Any, NoReturn, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from eokafka import faults
-from eokafka.config import Settings, producer_config
+from eokafka.client_configs import producer_config
+from eokafka.config import Settings
 from eokafka.errors import EokafkaError, FencedError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import KAFKA, Clients

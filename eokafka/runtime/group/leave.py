@@ -29,7 +29,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from eokafka.config import Settings, consumer_config
+from eokafka.client_configs import consumer_config
+from eokafka.config import Settings
 from eokafka.runtime.group.wire import (
     Connection,
     Reader,

@@ -7,7 +7,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from eokafka.config import Settings, client_id_parts
+from eokafka.client_configs import client_id_parts
+from eokafka.config import Settings
 from eokafka.errors import EokafkaError, FencedError, MissingTopicError
 
 log = logging.getLogger("eokafka.worker")

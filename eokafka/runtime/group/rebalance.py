@@ -9,8 +9,8 @@ still open on those offsets (a zombie, a paused process) holds the answer until 
 aborts it, which takes that producer's transaction.timeout.ms. The work the new states call
 for (restores, resuming inputs, closing tasks not given back) is the loop's.
 
-``protocol`` is how partitions move (config.rebalance_protocol): ``eager`` (classic range:
-every member gives up everything, then gets its whole new assignment) or incremental,
+``protocol`` is how partitions move (client_configs.rebalance_protocol): ``eager`` (classic
+range: every member gives up everything, then gets its whole new assignment) or incremental,
 ``cooperative`` (classic cooperative-sticky) and ``consumer`` (KIP-848): only what moves is
 revoked, with ``incremental_assign`` / ``incremental_unassign``, and the rest keeps running.
 """

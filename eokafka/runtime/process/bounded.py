@@ -37,7 +37,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from eokafka.config import Settings, admin_config
+from eokafka.client_configs import admin_config
+from eokafka.config import Settings
 from eokafka.errors import EokafkaError
 from eokafka.metrics import TxnTally
 from eokafka.runtime.clients import KAFKA, Clients

@@ -13,7 +13,8 @@ import time
 
 from confluent_kafka import KafkaError, KafkaException
 
-from eokafka.config import Settings, admin_config
+from eokafka.client_configs import admin_config
+from eokafka.config import Settings
 from eokafka.errors import BrokerUnreachableError, ConfigError
 from eokafka.runtime.clients import kafka_admin
 

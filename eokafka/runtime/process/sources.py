@@ -24,7 +24,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from eokafka.config import Settings, admin_config, producer_config
+from eokafka.client_configs import admin_config, producer_config
+from eokafka.config import Settings
 from eokafka.errors import ConfigError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import KAFKA, Clients

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer
 
-from eokafka.config import (
-    Settings,
+from eokafka.client_configs import (
     admin_config,
     consumer_config,
     producer_config,
     rebalance_protocol,
     restore_consumer_config,
 )
+from eokafka.config import Settings
 from eokafka.context import ProcessorContext
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import Clients, config_errors

@@ -1,9 +1,10 @@
 """Which worker owns a key's partition, as Kafka says: the group's description.
 
 Kafka is the coordinator: each member's assignment comes from the consumer group, and each
-worker's query address rides in its consumer's client.id (config.consumer_client_id), which
-the group description carries. No registry of our own. A description read while the group
-rebalances is not trusted: the answer is then "ask again".
+worker's query address rides in its consumer's client.id
+(client_configs.consumer_client_id), which the group description carries. No registry of our
+own. A description read while the group rebalances is not trusted: the answer is then "ask
+again".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from eokafka.config import client_id_parts
+from eokafka.client_configs import client_id_parts
 from eokafka.runtime.query.reads import QueryError
 from eokafka.testing.partitioners import murmur2
 

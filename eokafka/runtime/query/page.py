@@ -18,7 +18,8 @@ import aiohttp
 from aiohttp import web
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from eokafka.config import Settings, restore_consumer_config
+from eokafka.client_configs import restore_consumer_config
+from eokafka.config import Settings
 from eokafka.describe import render
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.query.desk import QueryDesk

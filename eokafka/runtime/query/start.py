@@ -8,7 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from confluent_kafka.admin import AdminClient
 
-from eokafka.config import Settings, admin_config
+from eokafka.client_configs import admin_config
+from eokafka.config import Settings
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.query.desk import QueryDesk
 from eokafka.runtime.query.owners import Owners

@@ -26,7 +26,8 @@ from typing import Any
 
 from confluent_kafka import ConsumerGroupState, KafkaException, TopicPartition
 
-from eokafka.config import Settings, standby_consumer_config
+from eokafka.client_configs import standby_consumer_config
+from eokafka.config import Settings
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import KAFKA, Clients
 from eokafka.runtime.group.placement import members_of, standbys_of

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from confluent_kafka import KafkaException, Producer
 
-from eokafka.config import DEFAULT_PARTITIONER
+from eokafka.client_configs import DEFAULT_PARTITIONER
 from eokafka.errors import EokafkaError
 from eokafka.verify import Checked, CheckOptions
 from eokafka.verify.line import NotNow
