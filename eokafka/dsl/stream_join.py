@@ -1,5 +1,5 @@
 """The per-record work of a windowed stream-stream join (``stream.join(other, fn,
-window=JoinWindows(...))``, declared in ``stream.py``); the window's rules are in
+window=JoinWindows(...))``, declared in ``joins.py``); the window's rules are in
 ``eokafka.windows.join``.
 
 Each side buffers its records in a window store of its own (``<name>-left``,

@@ -1,5 +1,5 @@
-"""The per-record code of table operators: ``filter``, ``map_values`` and table-table joins
-(declared by ``Table`` in ``stream.py``).
+"""Table operators: ``filter``, ``map_values`` and table-table joins (declared by ``Table`` in
+``stream.py``), and the store a derived table is kept in.
 
 A table's updates are (key, value) pairs where None deletes the key; these operators keep
 that meaning: a value that no longer passes a filter, or a join that no longer matches, is
@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from eokafka.dsl.graph import Emit, Wrap
+from eokafka.dsl import operators as op
+from eokafka.dsl.graph import Emit, Wrap, claim_store
+from eokafka.dsl.pipe import Pipe, TablePipe
+from eokafka.dsl.stream_join import METHODS
+from eokafka.errors import TopologyError
 
 TableJoinKind = Literal["inner", "left", "outer"]
 
@@ -59,3 +63,39 @@ def joining(left: str, right: str, joiner: Callable[[Any, Any], Any], kind: Tabl
         return emit
 
     return wrap
+
+
+def kept(pipe: Pipe, name: str | None) -> Pipe:
+    """The updates flowing down ``pipe`` kept in store ``name`` if given (a join reads it)."""
+    if name is None:
+        return pipe
+    claim_store(pipe.root.app, name, f"table {name!r}")
+    pipe.add_store(name)
+    return pipe.then(f"store({name})", op.storing(f"table {name}", name))
+
+
+def join_tables(
+    left: TablePipe,
+    right: TablePipe,
+    joiner: Callable[[Any, Any], Any],
+    name: str | None,
+    kind: TableJoinKind,
+) -> Pipe:
+    """Two co-partitioned tables joined by key, kept in store ``name``: both tables' processors
+    run the join after each update, reading both stores."""
+    method = METHODS[kind]
+    if name is None:
+        raise TopologyError(f"table {method} needs name=: the store of the joined table")
+    for table in (left, right):
+        table.check_stored(f"table {method}")
+        if table.history_ms is not None:
+            raise TopologyError(
+                f"versioned table {table.name!r} joins streams (as of their time) only"
+            )
+    assert left.name is not None and right.name is not None
+    wrap = joining(left.name, right.name, joiner, kind)
+    ends = left.pipe.joined(right.pipe)
+    for root, _ in ends.tips():
+        root.add_store(left.name)
+        root.add_store(right.name)
+    return kept(ends.then(f"{method}({left.name}, {right.name})", wrap), name)
