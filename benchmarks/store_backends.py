@@ -20,6 +20,11 @@ What each column measures, per backend, on a fresh store in a temporary director
   commit time (one backend write per 1,000 keys) is included.
 - disk MB: the restored-then-updated store's files after ``close()`` (RocksDB flushed its
   memtables, sqlite checkpointed and removed its WAL). 0 for memory.
+- memory B/key (memory backend only): the Python heap the restored store holds per key,
+  measured with tracemalloc on a separate restore (keys, values, the dict and the store's
+  own structures), beside raw B/key, the mean size of the key and value bytes it holds.
+  The other backends keep their data in C (RocksDB's block cache and memtables, sqlite's
+  page cache), which tracemalloc does not see; their disk MB is their footprint.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,6 +108,34 @@ def restore(store: Store, batches: list[Batch], coalesce: bool) -> float:
     records = sum(len(b) for b in batches)
     assert store.checkpoint == records and not store.restoring, (store, store.checkpoint)
     return seconds
+
+
+def heap_per_key(batches: list[Batch]) -> tuple[float, float]:
+    """(Python heap bytes per key of a restored in-memory store, raw key + value bytes per
+    key), the store restored from ``batches`` with tracemalloc on."""
+    final: dict[bytes, bytes | None] = {}
+    for batch in batches:
+        final.update(batch)
+    keys = len(final)
+    raw = sum(len(k) + len(v or b"") for k, v in final.items()) / keys
+    del final
+    with tempfile.TemporaryDirectory(prefix="eokafka-store-heap-") as tmp:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            store = open_store(StoreSpec("bench", "memory"), tmp, APP, 2)
+            offset = 0
+            for batch in batches:  # fresh bytes objects, as a consumer hands out
+                fresh = [(bytes(bytearray(k)), bytes(bytearray(v or b""))) for k, v in batch]
+                offset += len(fresh)
+                store.restore_batch(fresh, offset)
+                del fresh
+            gc.collect()
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        store.close()
+    return held / keys, raw
 
 
 def run_one(kind: str, batches: list[Batch], ops: int, seed: int) -> dict[str, float]:
@@ -178,6 +212,7 @@ def main() -> None:
         for kind in kinds:  # interleaved, so drift in the machine hits every backend alike
             results[kind].append(run_one(kind, batches, args.ops, args.seed))
 
+    heap = heap_per_key(batches) if "memory" in kinds else None
     header = (
         f"{'backend':<9} {'restore rec/s':>14} {'coalesced rec/s':>16} {'get/s':>10} "
         f"{'put/s':>10} {'close s':>8} {'disk MB':>8}  restore >= {TARGET_RESTORE:,}/s"
@@ -197,6 +232,12 @@ def main() -> None:
             f"{kind:<9} {med('restore'):>14,.0f} {med('coalesced'):>16,.0f} {med('get'):>10,.0f} "
             f"{med('put'):>10,.0f} {med('close_s'):>8.2f} {med('disk_mb'):>8.1f}  "
             f"{' / '.join(verdicts)}"
+        )
+    if heap is not None:
+        keys = len({k for b in batches for k, _ in b})
+        print(
+            f"memory backend at {keys:,} keys: {heap[0]:,.0f} B/key of Python heap held, "
+            f"raw key + value {heap[1]:,.0f} B/key ({heap[0] / heap[1]:.1f}x; tracemalloc)"
         )
 
 

@@ -12,7 +12,11 @@ waits, in the store ``<name>-waiting``, while the table's time on the partition 
 ``t`` and the stream's own time is less than ``max_wait_ms`` past ``t``; it is joined when
 the table catches up (the table's processor sends the result) or when the stream moves on
 that far (with what is known then). ``max_wait_ms=0`` (the default) joins at once, with the
-table as it is. A record older than the table's history (``t < table time - H``) joins
+table as it is. With ``release_on_idle_ms=I`` a partition that had no record for ``I`` ms of
+wall clock lets its stream time move on by the wall-clock time since its last record, so
+waiting records are released ``max_wait_ms`` later even when no new record comes (as a
+window closes on idle, ``eokafka.dsl.windowed``: latency bought with determinism, still
+exactly once). A record older than the table's history (``t < table time - H``) joins
 nothing (an inner join drops it, counted as late; a left join gives None). Both waiting and
 joining happen inside the transaction of the record that triggers them, so a replay after a
 crash gives the same results once. The waiting is in event time: results do not depend on
@@ -110,6 +114,7 @@ class AsOfJoin:
         left: bool,
         max_wait_ms: int,
         key_serde: Serde,
+        release_on_idle_ms: int | None = None,
     ) -> None:
         self.table = table
         self.table_time = stream_time_store(table)
@@ -119,7 +124,10 @@ class AsOfJoin:
         self.max_wait_ms = max_wait_ms
         self.key_serde = key_serde
         self.waiting = f"{name}-waiting" if max_wait_ms else None
-        self.label = f"{'left_join' if left else 'join'}({table}, as of)"
+        self.close_on_idle_ms = release_on_idle_ms  # read by the wall clock (IdleCloser)
+        idle = "" if release_on_idle_ms is None else f", release on idle {release_on_idle_ms} ms"
+        self.label = f"{'left_join' if left else 'join'}({table}, as of{idle})"
+        self._stream_sides: list[tuple[Root, list[Emit]]] = []
 
     @property
     def stores(self) -> tuple[str, ...]:
@@ -168,10 +176,38 @@ class AsOfJoin:
         times = [t for t in (table_time, late) if t is not None]
         return max(times) if times else None
 
+    def close_idle(self, ctx: Any, active_ms: int, now_ms: int) -> int | None:
+        """The partition had no record since wall-clock ``active_ms`` and ``now_ms`` is
+        ``release_on_idle_ms`` past it: the stream's time moves on by the wall-clock time since
+        then and the records it leaves ``max_wait_ms`` behind join with what is known.
+        Returns the new stream time (None: nothing moved)."""
+        idle = self.close_on_idle_ms
+        if idle is None or self.waiting is None or now_ms - active_ms < idle:
+            return None
+        clock: StreamTimeStore = ctx.store(stream_time_store(self.waiting))
+        target = clock.idle_target(active_ms, now_ms)
+        if target is None:
+            return None
+        root, compiled = self._stream_sides[0]
+        root.compiled()
+        clock.set_stream_time(target)
+        bound = self._bound(ctx, target)
+        if bound is not None:
+            saved = root.record
+            root.record = None
+            try:
+                self._release(root, compiled[0], ctx, bound)
+            finally:
+                root.record = saved
+        return target
+
     def stream_side(self, root: Root) -> Wrap:
         what = f"the record timestamp of the join with table {self.table!r}"
+        compiled: list[Emit] = []
+        self._stream_sides.append((root, compiled))
 
         def wrap(nxt: Emit) -> Emit:
+            compiled[:] = [nxt]
             def emit(key: Any, value: Any, ctx: Any) -> None:
                 if key is None:
                     if self.left:

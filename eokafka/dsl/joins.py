@@ -29,6 +29,7 @@ def join_table(
     name: str | None,
     kind: JoinKind,
     max_wait_ms: int,
+    release_on_idle_ms: int | None = None,
 ) -> Pipe:
     """A stream's join with a table by key; a versioned table's as of each record's time."""
     left = kind == "left"
@@ -54,6 +55,13 @@ def join_table(
             f"a join that waits for table {table.name!r} needs name=: it names the store "
             "<name>-waiting of the records that wait"
         )
+    if release_on_idle_ms is not None and (
+        type(release_on_idle_ms) is not int or release_on_idle_ms <= 0 or not max_wait_ms
+    ):
+        raise TopologyError(
+            f"release_on_idle_ms must be a positive int (ms) or None, not "
+            f"{release_on_idle_ms!r}, and it releases records that wait: give max_wait_ms= too"
+        )
     if stream.rekeyed:
         if name is None:
             raise TopologyError(
@@ -62,7 +70,7 @@ def join_table(
             )
         stream = stream.repartition(name, table.key_serde, None, drop_null_keys=not left)
     if table.history_ms is not None:
-        return _join_as_of(stream, table, joiner, name, left, max_wait_ms)
+        return _join_as_of(stream, table, joiner, name, left, max_wait_ms, release_on_idle_ms)
     store = table.name
     assert store is not None
     stream.add_store(store)  # opens the table's instance for this partition
@@ -71,11 +79,24 @@ def join_table(
 
 
 def _join_as_of(
-    stream: Pipe, table: TablePipe, joiner: Joiner, name: str | None, left: bool, max_wait_ms: int
+    stream: Pipe,
+    table: TablePipe,
+    joiner: Joiner,
+    name: str | None,
+    left: bool,
+    max_wait_ms: int,
+    release_on_idle_ms: int | None,
 ) -> Pipe:
     assert table.history_ms is not None and table.name is not None
     join = AsOfJoin(
-        name, table.name, table.history_ms, joiner, left, max_wait_ms, stream.root.key_serde
+        name,
+        table.name,
+        table.history_ms,
+        joiner,
+        left,
+        max_wait_ms,
+        stream.root.key_serde,
+        release_on_idle_ms,
     )
     at = table.pipe
     if join.waiting is not None:
@@ -84,6 +105,8 @@ def _join_as_of(
             claim_store(app, store, f"the join of {name!r} with table {table.name!r}")
         retention = max_wait_ms + DEFAULT_RETENTION_MARGIN_MS
         app.topology.add_window_store(join.waiting, retention)
+        if release_on_idle_ms is not None:
+            app.topology.add_idle_window(join.waiting, join)
         for store in join.stores[2:]:
             at.root.add_store(store)
     for root, _ in stream.tips():

@@ -88,6 +88,7 @@ class Stream(StreamBase):
         window: JoinWindows | None = None,
         name: str | None = None,
         max_wait_ms: int = 0,
+        release_on_idle_ms: int | None = None,
     ) -> Stream:
         """Inner join by key: ``joiner(value, other_value)``.
 
@@ -96,7 +97,9 @@ class Stream(StreamBase):
         repartitioned first (``name`` required), with the table's key serde. A versioned
         table (``history_ms=``) joins as of each record's time, waiting up to
         ``max_wait_ms`` of stream time for the table to catch up (``eokafka.dsl.asof``;
-        ``name`` names the store ``<name>-waiting`` then).
+        ``name`` names the store ``<name>-waiting`` then); with ``release_on_idle_ms``, a
+        partition idle that long by wall clock lets its stream time move on by wall clock, so
+        waiting records do not wait for new data.
 
         With another **stream**: a windowed join (``window=JoinWindows(before_ms, after_ms,
         grace_ms)``, see ``eokafka.windows.join``), its records buffered in the stores
@@ -104,7 +107,7 @@ class Stream(StreamBase):
         gives one result, at the later of their two timestamps. A stream whose key changed
         is repartitioned first (``<name>-left``/``<name>-right`` repartition topics).
         """
-        return self._join(other, joiner, window, name, "inner", max_wait_ms)
+        return self._join(other, joiner, window, name, "inner", max_wait_ms, release_on_idle_ms)
 
     def left_join(
         self,
@@ -114,10 +117,11 @@ class Stream(StreamBase):
         window: JoinWindows | None = None,
         name: str | None = None,
         max_wait_ms: int = 0,
+        release_on_idle_ms: int | None = None,
     ) -> Stream:
         """Like :meth:`join`, but a record that joins nothing gives ``joiner(value, None)``:
         at once for a table; for a stream, once its window has closed (never earlier)."""
-        return self._join(other, joiner, window, name, "left", max_wait_ms)
+        return self._join(other, joiner, window, name, "left", max_wait_ms, release_on_idle_ms)
 
     def outer_join(
         self,
@@ -145,6 +149,7 @@ class Stream(StreamBase):
         name: str | None,
         kind: JoinKind,
         max_wait_ms: int = 0,
+        release_on_idle_ms: int | None = None,
     ) -> Stream:
         if isinstance(other, Stream):
             return self._of(joins.join_streams(self._pipe, other._pipe, joiner, window, name, kind))
@@ -153,7 +158,9 @@ class Stream(StreamBase):
                 f"join({_what(other)}): a stream joins a Table (app.table) or another Stream"
             )
         table = other._side()
-        joined = joins.join_table(self._pipe, table, joiner, window, name, kind, max_wait_ms)
+        joined = joins.join_table(
+            self._pipe, table, joiner, window, name, kind, max_wait_ms, release_on_idle_ms
+        )
         return self._of(joined)
 
 

@@ -204,23 +204,13 @@ class WindowOperator:
     def close_idle(self, ctx: Any, active_ms: int, now_ms: int) -> int | None:
         """The partition had no record since wall-clock ``active_ms``, and ``now_ms`` is past
         ``close_on_idle_ms`` after it: stream time moves on by the wall-clock time since then
-        and the windows it passes close. Returns the new stream time (None: nothing moved).
-
-        Stream time moves from what it was when the partition went idle, so an aborted
-        advance is made again, whole, at the next check."""
+        and the windows it passes close. Returns the new stream time (None: nothing moved)."""
         idle = self.close_on_idle_ms
         if idle is None or now_ms - active_ms < idle:
             return None
         clock: StreamTimeStore = ctx.store(self.time_store)
-        base = clock.idle_base
-        if base is None or base[0] != active_ms:
-            current = clock.stream_time()
-            if current is None:
-                return None  # no record yet: no window to close
-            base = clock.idle_base = (active_ms, current)
-        target = base[1] + (now_ms - active_ms)
-        current = clock.stream_time()
-        if current is not None and target <= current:
+        target = clock.idle_target(active_ms, now_ms)
+        if target is None:
             return None
         self.root.compiled()
         clock.set_stream_time(target)

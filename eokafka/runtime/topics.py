@@ -8,6 +8,7 @@ the app's to create.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -125,12 +126,23 @@ class TopicGuard:
             )
 
     def _await_metadata(self, topic: str) -> int:
-        """Topic creation is asynchronous on the broker; wait until metadata shows it."""
-        for _ in range(100):
+        """Topic creation is asynchronous on the broker; wait until metadata shows it.
+
+        Bounded by time, not by a count of requests: a metadata answer comes back at once when
+        the broker is idle and slowly when many topics are created together."""
+        deadline = time.monotonic() + _TIMEOUT
+        pause = 0.01
+        while True:
             count = self.partitions(topic)
             if count:
                 return count
-        raise MissingTopicError(f"topic {topic!r} was created but never showed in metadata")
+            if time.monotonic() >= deadline:
+                raise MissingTopicError(
+                    f"topic {topic!r} was created but did not show in the broker's metadata "
+                    f"within {_TIMEOUT:.0f} s"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def partition_state(self, topic: str, partition: int) -> PartitionState:
         """Offsets and topic id of one partition, asked all at once (four requests in flight)."""

@@ -50,7 +50,7 @@ class StreamTimeStore(Store):
     ) -> None:
         super().__init__(name, backend, Bytes(), Bytes(), **kwargs)
         self._time: Any = _UNKNOWN
-        # A windowed aggregation closing on idle (eokafka.dsl.windowed): (wall-clock ms of the
+        # Closing windows or releasing waiting join records on idle: (wall-clock ms of the
         # partition's last record, the stream time then), in memory.
         self.idle_base: tuple[int, int] | None = None
 
@@ -62,6 +62,23 @@ class StreamTimeStore(Store):
             stream_time = None if data is None else _INT64.unpack(data)[0]
             self._time = stream_time
         return stream_time  # type: ignore[no-any-return]
+
+    def idle_target(self, active_ms: int, now_ms: int) -> int | None:
+        """The stream time a partition idle since wall-clock ``active_ms`` has at ``now_ms``:
+        the stream time when it went idle plus the wall-clock time since; None when that is
+        not past the current stream time (or no record was seen yet).
+
+        It counts from the stream time when the partition went idle, so an aborted advance
+        is made again, whole, at the next check."""
+        base = self.idle_base
+        if base is None or base[0] != active_ms:
+            current = self.stream_time()
+            if current is None:
+                return None
+            base = self.idle_base = (active_ms, current)
+        target = base[1] + (now_ms - active_ms)
+        current = self.stream_time()
+        return None if current is not None and target <= current else target
 
     def set_stream_time(self, stream_time: int) -> None:
         self._overlay[_KEY] = _INT64.pack(stream_time)  # 9 bytes: no record size to check

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import app_topics, wait_for
+from tests.integration.harness import app_topics, wait_for, worker
 from tests.integration.pausing import dead, kill_at_pause, pausing_workers
 from tests.integration.test_dsl import _table_loaded
+from tests.integration.test_timers import _written
 from tests.kafka_helpers import (
     create_topic,
     end_offsets,
@@ -117,3 +118,56 @@ def test_the_same_results_whichever_topic_comes_first(
     finally:
         for w_ in workers.values():
             w_.stop_quietly()
+
+
+def test_waiting_records_of_a_quiet_partition_are_released_by_wall_clock_exactly_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Every stream record is later than the table's last update, so each waits; no record
+    comes after them, so only the wall clock (``release_on_idle_ms``) releases them. The
+    worker is SIGKILLed at the first released result it writes, and again after its restart."""
+    rng = random.Random(5)
+    base = (int(time.time() * 1000) // 1000 - 3600) * 1000
+    table = sorted(
+        ((f"k{rng.randint(0, 11)}", f"t{i}", base + rng.randint(0, 5000)) for i in range(60)),
+        key=lambda r: r[2],
+    )
+    stream = [
+        (f"k{rng.randint(0, 11)}", f"s{i}", base + rng.randint(6000, 9000)) for i in range(90)
+    ]
+    names = app_topics(kafka_bootstrap, "asof-idle", PARTITIONS)
+    table_topic = unique_name("asof-idle-table")
+    create_topic(kafka_bootstrap, table_topic, PARTITIONS)
+    env = {**names.env, "TEST_INPUT2": table_topic, "TEST_MAX_WAIT_MS": "60000",
+           "TEST_RELEASE_IDLE_MS": "1000"}  # fmt: skip
+    w = worker(TARGET, kafka_bootstrap, tmp_path, "asof-idle", env, ["--instance-id", "w"])
+    try:
+        w.start()
+        _produce(kafka_bootstrap, table_topic, table)
+        wait_for(lambda: _table_loaded(kafka_bootstrap, names.app_id, table_topic), 120, "table")
+        _produce(kafka_bootstrap, names.src, stream)
+        mark = 0
+        for _ in range(2):
+            wait_for(lambda at=mark: _written(kafka_bootstrap, names.out) > at or not w.alive,
+                     120, "a released result (a liveness bound)", 0.05)  # fmt: skip
+            assert w.alive, w.log()[-3000:]
+            w.kill()
+            mark = _written(kafka_bootstrap, names.out)
+            w.start()
+        want = [(k, [v, _as_of(table, k, t)], t) for k, v, t in stream]
+
+        def got() -> list[Rec]:
+            return [
+                (r.key.decode(), json.loads(r.value), r.timestamp)
+                for r in read_committed(kafka_bootstrap, names.out)
+            ]
+
+        wait_for(lambda: len(got()) >= len(want) or not w.alive, 120,
+                 "every result (a liveness bound)", 0.3)  # fmt: skip
+        assert w.terminate() == 0, w.log()[-3000:]
+    finally:
+        w.stop_quietly()
+    g, w_ = Counter(map(repr, got())), Counter(map(repr, want))
+    assert g == w_, (
+        f"missing {list((w_ - g).elements())[:4]}, extra {list((g - w_).elements())[:4]}"
+    )

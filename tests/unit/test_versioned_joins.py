@@ -17,14 +17,23 @@ from eokafka.testing import TestDriver
 S, J = serdes.String(), serdes.Json()
 
 
-def _app(left: bool = False, max_wait_ms: int = 0, history_ms: int = 10_000) -> eokafka.App:
+def _app(
+    left: bool = False,
+    max_wait_ms: int = 0,
+    history_ms: int = 10_000,
+    release_on_idle_ms: int | None = None,
+) -> eokafka.App:
     app = eokafka.App("asof")
     prices = app.table("prices", key_serde=S, value_serde=J, history_ms=history_ms)
     clicks = app.stream("clicks", key_serde=S, value_serde=J)
     join = clicks.left_join if left else clicks.join
-    join(prices, lambda c, p: [c, p], name="priced", max_wait_ms=max_wait_ms).to(
-        "out", key_serde=S, value_serde=J
-    )
+    join(
+        prices,
+        lambda c, p: [c, p],
+        name="priced",
+        max_wait_ms=max_wait_ms,
+        release_on_idle_ms=release_on_idle_ms,
+    ).to("out", key_serde=S, value_serde=J)
     return app
 
 
@@ -128,6 +137,38 @@ def test_table_updates_older_than_the_history_are_dropped(tmp_path: Path) -> Non
         assert _out(driver) == [("p", ["c", 8], 4500)]
 
 
+@pytest.mark.parametrize("left", [False, True], ids=["join", "left_join"])
+def test_waiting_records_are_released_when_the_partition_is_idle_by_wall_clock(
+    tmp_path: Path, left: bool
+) -> None:
+    app = _app(left=left, max_wait_ms=1000, release_on_idle_ms=5000)
+    with TestDriver(app, start_time_ms=1_000_000, state_dir=str(tmp_path)) as driver:
+        driver.pipe("prices", "p", 10, timestamp=1000)
+        driver.pipe("clicks", "p", "c1", timestamp=2000)  # the table is at 1000: waits
+        driver.pipe("clicks", "q", "c2", timestamp=2500)  # no table value for q at all
+        driver.advance_time(4_999)
+        driver.commit()
+        assert _out(driver) == []  # not idle long enough yet
+        driver.advance_time(1)
+        driver.commit()
+        # idle 5000 ms: stream time 2500 + 5000, so both are more than 1000 behind it
+        want = [("p", ["c1", 10], 2000)] + ([("q", ["c2", None], 2500)] if left else [])
+        assert _out(driver) == want
+        driver.crash()  # the release was committed: never again
+        driver.advance_time(20_000)
+        driver.commit()
+        assert _out(driver) == want
+
+
+def test_without_release_on_idle_waiting_records_wait_for_data(tmp_path: Path) -> None:
+    with TestDriver(_app(left=True, max_wait_ms=1000), state_dir=str(tmp_path)) as driver:
+        driver.pipe("prices", "p", 10, timestamp=1000)
+        driver.pipe("clicks", "p", "c1", timestamp=2000)
+        driver.advance_time(600_000)
+        driver.commit()
+        assert _out(driver) == []
+
+
 def test_versioned_join_arguments_are_checked() -> None:
     app = eokafka.App("bad")
     with pytest.raises(TopologyError, match="history_ms"):
@@ -139,3 +180,7 @@ def test_versioned_join_arguments_are_checked() -> None:
     versioned = app.table("v", history_ms=1000)
     with pytest.raises(TopologyError, match="name="):
         clicks.join(versioned, lambda a, b: a, max_wait_ms=10)
+    with pytest.raises(TopologyError, match="give max_wait_ms= too"):
+        clicks.join(versioned, lambda a, b: a, name="x", release_on_idle_ms=1000)
+    with pytest.raises(TopologyError, match="release_on_idle_ms must be a positive int"):
+        clicks.join(versioned, lambda a, b: a, name="x", max_wait_ms=10, release_on_idle_ms=0)
