@@ -103,7 +103,7 @@ def kept(pipe: Pipe, name: str | None) -> Pipe:
     return pipe.then(f"store({name})", op.storing(f"table {name}", name))
 
 
-def join_tables(
+def join_by_key(
     left: TablePipe,
     right: TablePipe,
     joiner: Callable[[Any, Any], Any],
