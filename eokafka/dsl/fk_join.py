@@ -12,7 +12,7 @@ answers:
   row, or one whose foreign key is None, gives its result at once: a delete, or
   ``fn(value, None)`` for ``left_join``.
 * **Subscription** (its own processor, on the right table's tasks): store
-  ``<name>-subscriptions`` keeps per foreign key the [left key, hash] pairs subscribed to it
+  ``<name>-subscriptions`` keeps per foreign key the [left key, hash, time] of its subscribers
   (one entry per foreign key, the equivalent of a prefix scan over (foreign key, left key));
   a subscription is answered at once with the right row as it is.
 * **Right update** (right table's processor): answered to every left key subscribed to it.
@@ -24,7 +24,10 @@ answers:
 
 Every hop is a topic written in the transaction and every store is changelogged, so the join
 is exactly once like the rest. The internal topics carry JSON: left keys and right values as
-the tables' stores keep them. A result carries the time of the update that caused it.
+the tables' stores keep them. A result carries the later of the two rows' times (as Kafka
+Streams): a subscription carries the left row's, kept with it in ``<name>-subscriptions``,
+and store ``<name>-times`` keeps each right row's. A result sent at once (a deleted row, no
+foreign key) carries the left update's.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, Literal
 
-from eokafka.dsl.graph import Emit, Root, Wrap, claim_store, sink
+from eokafka.dsl.graph import Emit, Root, Wrap, claim_store, emit_at, record_time, sink
 from eokafka.dsl.pipe import Pipe, TablePipe
 from eokafka.dsl.table_ops import TableJoinKind, join_by_key, kept
 from eokafka.errors import TopologyError
@@ -52,6 +55,16 @@ def value_hash(raw: bytes) -> str:
 def _sender(topic: str, key_serde: Serde, root: Root) -> Send:
     """A send to ``topic`` in the transaction (JSON values), at the time ``root`` is at."""
     return sink(topic, key_serde, Json(), root)(lambda key, value, ctx: None)
+
+
+def _answer(topic: str, key_serde: Serde, root: Root) -> Callable[..., None]:
+    """A response to ``topic``, at the later of the two sides' times (as Kafka Streams)."""
+    send = _sender(topic, key_serde, root)
+
+    def respond(key: Any, value: Any, at: int, other_at: int | None, ctx: Any) -> None:
+        emit_at(root, at if other_at is None or other_at < at else other_at, send, key, value, ctx)
+
+    return respond
 
 
 def _pair(value: Any, topic: str) -> tuple[Any, Any]:
@@ -80,6 +93,7 @@ class ForeignKeyJoin:
         what = f"foreign-key join {name!r}"
         self.registered = claim_store(app, f"{name}-registered", what)
         self.subscriptions = claim_store(app, f"{name}-subscriptions", what)
+        self.times = claim_store(app, f"{name}-times", what)
         prefix = app.application_id
         self.subscription_topic = f"{prefix}-{name}-subscription-repartition"
         self.response_topic = f"{prefix}-{name}-response-repartition"
@@ -116,37 +130,47 @@ class ForeignKeyJoin:
 
     def receiving(self, root: Root) -> Wrap:
         """The subscription topic's processor: keep who subscribes, answer a subscription."""
-        respond = _sender(self.response_topic, self.left.key_serde, root)
-        subscriptions, right_store = self.subscriptions, self.right_store
+        respond = _answer(self.response_topic, self.left.key_serde, root)
+        subscriptions, right_store, times = self.subscriptions, self.right_store, self.times
         topic = self.subscription_topic
 
         def wrap(nxt: Emit) -> Emit:
             def emit(fk: Any, value: Any, ctx: Any) -> None:
                 key, digest = _pair(value, topic)
+                at = record_time(root, topic)
                 store = ctx.store(subscriptions)
                 entries = [e for e in store.get(fk) or () if e[0] != key]
                 if digest is not None:
-                    entries.append([key, digest])
+                    entries.append([key, digest, at])
                 if entries:
                     store.put(fk, entries)
                 else:
                     store.delete(fk)
                 if digest is not None:
-                    respond(key, [digest, ctx.store(right_store).get(fk)], ctx)
+                    other = ctx.store(right_store).get(fk)
+                    other_at = ctx.store(times).get(fk) if other is not None else None
+                    respond(key, [digest, other], at, other_at, ctx)
 
             return emit
 
         return wrap
 
     def fanning_out(self, root: Root) -> Wrap:
-        """The right table's side: each update answered to every left key subscribed to it."""
-        respond = _sender(self.response_topic, self.left.key_serde, root)
-        subscriptions = self.subscriptions
+        """The right table's side: each update answered to every left key subscribed to it,
+        its time kept in ``<name>-times`` for the answers to later subscriptions."""
+        respond = _answer(self.response_topic, self.left.key_serde, root)
+        subscriptions, times = self.subscriptions, self.times
+        what = f"the right table of {self.label}"
 
         def wrap(nxt: Emit) -> Emit:
             def emit(fk: Any, value: Any, ctx: Any) -> None:
-                for key, digest in ctx.store(subscriptions).get(fk) or ():
-                    respond(key, [digest, value], ctx)
+                at = record_time(root, what)
+                if value is None:
+                    ctx.store(times).delete(fk)
+                else:
+                    ctx.store(times).put(fk, at)
+                for key, digest, left_at in ctx.store(subscriptions).get(fk) or ():
+                    respond(key, [digest, value], at, left_at, ctx)
 
             return emit
 
@@ -238,7 +262,8 @@ def join_by_foreign_key(
     )
     left.pipe.add_store(join.registered)
     right.pipe.add_store(join.subscriptions)
-    for store in (right.name, join.subscriptions):
+    right.pipe.add_store(join.times)
+    for store in (right.name, join.subscriptions, join.times):
         asked.add_store(store or "")
     for store in (left.name, join.registered):
         answers.add_store(store or "")

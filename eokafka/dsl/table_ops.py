@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from eokafka.dsl import operators as op
-from eokafka.dsl.graph import Emit, Root, Wrap, check_timestamp, claim_store
+from eokafka.dsl.graph import Emit, Root, Wrap, claim_store, emit_at, record_time
 from eokafka.dsl.pipe import Pipe, TablePipe
 from eokafka.dsl.stream_join import METHODS
 from eokafka.errors import TopologyError
@@ -60,13 +60,11 @@ def joining(
     A result carries the later of the update's time and the other side's (as in Kafka
     Streams): store ``times`` keeps each key's [left time, right time] of present values.
     """
-    what = f"the record timestamp of table join {times!r}"
+    what = f"table join {times!r}"
 
     def wrap(nxt: Emit) -> Emit:
         def emit(key: Any, value: Any, ctx: Any) -> None:
-            ts = root.ts
-            if ts is None:
-                ts = check_timestamp(root.record.timestamp, what)
+            ts = record_time(root, what)
             clock = ctx.store(times)
             pair = clock.get(key) or [None, None]
             pair[side] = None if value is None else ts
@@ -82,12 +80,8 @@ def joining(
                 matched = lv is not None
             else:
                 matched = lv is not None or rv is not None
-            saved = root.ts
-            root.ts = ts if other is None or other < ts else other
-            try:
-                nxt(key, joiner(lv, rv) if matched else None, ctx)
-            finally:
-                root.ts = saved
+            at = ts if other is None or other < ts else other
+            emit_at(root, at, nxt, key, joiner(lv, rv) if matched else None, ctx)
 
         return emit
 

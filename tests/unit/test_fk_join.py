@@ -3,6 +3,7 @@ worker itself through eokafka.testing, checked against tests/joins_reference.py.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,22 @@ def test_foreign_key_join_refuses_what_it_cannot_do() -> None:
     orders.join(customers, _joiner, name="z", foreign_key=_fk)
     with pytest.raises(TopologyError, match="already"):
         orders.left_join(customers, _joiner, name="z", foreign_key=_fk)
+
+
+def test_foreign_key_join_results_carry_the_later_of_the_two_timestamps(tmp_path: Path) -> None:
+    app = _app("fk-time", "left_join")
+    with TestDriver(app, partitions=PARTITIONS, state_dir=str(tmp_path)) as driver:
+        driver.pipe("customers", "c1", "ann", timestamp=5000)
+        driver.pipe("orders", "o1", {"n": 1, "customer": "c1"}, timestamp=1000)  # 5000
+        driver.pipe("orders", "o1", {"n": 2, "customer": "c1"}, timestamp=7000)  # 7000
+        driver.pipe("customers", "c1", "ann2", timestamp=6000)  # o1's 7000 is later
+        driver.pipe("customers", "c1", "ann3", timestamp=8000)  # 8000
+        driver.pipe("orders", "o2", {"n": 3, "customer": "c1"}, timestamp=2000)  # c1's 8000
+        got = [(r.key, r.value, r.timestamp) for r in driver.output("out", key_serde=S)]
+    assert [(k, json.loads(v), t) for k, v, t in got] == [
+        ("o1", [1, "ann"], 5000),
+        ("o1", [2, "ann"], 7000),
+        ("o1", [2, "ann2"], 7000),
+        ("o1", [2, "ann3"], 8000),
+        ("o2", [3, "ann3"], 8000),
+    ]
