@@ -45,6 +45,7 @@ from eokafka.serdes import Json, Serde
 ForeignKeyKind = Literal["inner", "left"]
 ForeignKey = Callable[[Any], Any]  # a left value -> the right key it names
 Send = Callable[[Any, Any, Any], None]  # (key, value, ctx)
+Respond = Callable[[Any, Any, int, "int | None", Any], None]  # (key, value, time, other's, ctx)
 
 
 def value_hash(raw: bytes) -> str:
@@ -57,7 +58,7 @@ def _sender(topic: str, key_serde: Serde, root: Root) -> Send:
     return sink(topic, key_serde, Json(), root)(lambda key, value, ctx: None)
 
 
-def _answer(topic: str, key_serde: Serde, root: Root) -> Callable[..., None]:
+def _answer(topic: str, key_serde: Serde, root: Root) -> Respond:
     """A response to ``topic``, at the later of the two sides' times (as Kafka Streams)."""
     send = _sender(topic, key_serde, root)
 
@@ -200,7 +201,7 @@ def join_tables(
     joiner: Callable[[Any, Any], Any],
     name: str | None,
     kind: TableJoinKind,
-    foreign_key: Any,
+    foreign_key: ForeignKey | None,
 ) -> Pipe:
     """A table-table join: by key (``table_ops``), or by ``foreign_key`` if given."""
     if foreign_key is None:
@@ -217,7 +218,7 @@ def join_by_foreign_key(
     left: TablePipe,
     right: TablePipe,
     joiner: Callable[[Any, Any], Any],
-    foreign_key: Any,
+    foreign_key: ForeignKey,
     name: str | None,
     kind: ForeignKeyKind,
 ) -> Pipe:

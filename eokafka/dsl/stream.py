@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from eokafka import windows as w
-from eokafka.dsl import fk_join, grouping, joins, table_ops
+from eokafka.dsl import grouping, joins, table_ops
 from eokafka.dsl import operators as op
 from eokafka.dsl.bases import StreamBase, TableBase
-from eokafka.dsl.fk_join import ForeignKey
+from eokafka.dsl.fk_join import ForeignKey, join_tables
 from eokafka.dsl.graph import TimestampFn, Wrap, identity
 from eokafka.dsl.joins import Joiner
 from eokafka.dsl.pipe import Pipe
@@ -254,11 +254,9 @@ class Table(TableBase):
         self, other: Table, joiner: Joiner, *, name: str, foreign_key: ForeignKey | None = None
     ) -> Table:
         """Inner join with a co-partitioned table by key: ``joiner(value, other_value)`` for
-        keys in both, kept in store ``name`` and updated on every change of either.
-
-        With ``foreign_key=fn(value)``: each row joins the row of ``other`` whose key
-        ``fn(value)`` names, through internal topics; the tables need not be co-partitioned
-        (``eokafka.dsl.fk_join``)."""
+        keys in both, kept in store ``name`` and updated on every change of either. With
+        ``foreign_key=fn(value)``, each row joins the row of ``other`` whose key ``fn(value)``
+        names, co-partitioned or not (``eokafka.dsl.fk_join``)."""
         return self._join_table(other, joiner, name, "inner", foreign_key)
 
     def left_join(
@@ -270,20 +268,23 @@ class Table(TableBase):
     def outer_join(
         self, other: Table, joiner: Joiner, *, name: str, foreign_key: ForeignKey | None = None
     ) -> Table:
-        """Like :meth:`join`, for every key of either table (None for the absent side); not
-        by foreign key."""
+        """Like :meth:`join`, for every key of either table (None for the absent side)."""
         return self._join_table(other, joiner, name, "outer", foreign_key)
 
     def _join_table(
-        self, other: Table, joiner: Joiner, name: str | None, kind: JoinKind, fk: Any = None
+        self,
+        other: Table,
+        joiner: Joiner,
+        name: str | None,
+        kind: JoinKind,
+        fk: ForeignKey | None = None,
     ) -> Table:
         if not isinstance(other, Table) or not other.joinable or not self.joinable:
             raise TopologyError(
                 f"table {METHODS[kind]}({_what(other)}): a table joins a Table keyed like "
                 "itself; join a stream with stream.join(table, ...)"
             )
-        joined = fk_join.join_tables(self._side(), other._side(), joiner, name, kind, fk)
-        return _table(joined, name)
+        return _table(join_tables(self._side(), other._side(), joiner, name, kind, fk), name)
 
     def _derive(self, label: str, wrap: Wrap, name: str | None) -> Table:
         return _table(table_ops.kept(self._pipe.then(f"{label}(table)", wrap), name), name)
