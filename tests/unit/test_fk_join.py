@@ -171,3 +171,21 @@ def test_foreign_key_join_results_carry_the_later_of_the_two_timestamps(tmp_path
         ("o1", [2, "ann3"], 8000),
         ("o2", [3, "ann3"], 8000),
     ]
+
+
+def test_a_table_joins_itself_by_foreign_key(tmp_path: Path) -> None:
+    app = eokafka.App("fk-self")
+    staff = app.table("staff", key_serde=S, value_serde=J)
+    staff.left_join(
+        staff,
+        lambda e, boss: [e["name"], boss and boss["name"]],
+        name="bosses",
+        foreign_key=lambda e: e["boss"],
+    )
+    with TestDriver(app, partitions=3, state_dir=str(tmp_path)) as driver:
+        driver.pipe("staff", "e1", {"name": "ann", "boss": None})
+        driver.pipe("staff", "e2", {"name": "bob", "boss": "e1"})
+        driver.pipe("staff", "e3", {"name": "cy", "boss": "e2"})
+        driver.pipe("staff", "e1", {"name": "ANN", "boss": None})
+        driver.pipe("staff", "e2", None)
+        assert driver.store("bosses") == {"e1": ["ANN", None], "e3": ["cy", None]}
