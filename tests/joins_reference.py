@@ -67,3 +67,22 @@ def expected_join(
             if j not in joined_r and t + span < now[partition(k)]:
                 out.append((k, joiner(None, v), t))
     return out
+
+
+def expected_fk_join(
+    left: dict[Any, Any],
+    right: dict[Any, Any],
+    foreign_key: Callable[[Any], Any],
+    joiner: Callable[[Any, Any], Any],
+    kind: Literal["inner", "left"],
+) -> dict[Any, Any]:
+    """A foreign-key join of two tables' final contents: each left row joins the right row
+    whose key its value names (``foreign_key(value)``); ``left`` keeps the rows that join
+    nothing (a None or absent foreign key) as ``joiner(value, None)``."""
+    out = {}
+    for key, value in left.items():
+        fk = foreign_key(value)
+        other = None if fk is None else right.get(fk)
+        if other is not None or kind == "left":
+            out[key] = joiner(value, other)
+    return out

@@ -3,10 +3,11 @@
 ``stream.py`` holds the fluent classes (``bases.py`` their methods that return no other one),
 ``sources.py`` the sources they start from (``app.stream``, ``app.table``). Each class wraps a
 ``pipe.py`` value that the builders take and return: ``joins.py`` a stream's joins,
-``grouping.py`` aggregations, ``table_ops.py`` table operators. ``operators.py``,
-``windowed.py``, ``stream_join.py`` and ``asof.py`` hold the per-record code of each operator,
-``graph.py`` the operator tree and the processor that runs it. The DSL knows an App only as a
-:class:`~eokafka.dsl.graph.PipelineApp`: an id and a topology.
+``grouping.py`` aggregations, ``table_ops.py`` table operators, ``fk_join.py`` foreign-key
+joins of tables. ``operators.py``, ``windowed.py``, ``stream_join.py`` and ``asof.py`` hold
+the per-record code of each operator, ``graph.py`` the operator tree and the processor that
+runs it. The DSL knows an App only as a :class:`~eokafka.dsl.graph.PipelineApp`: an id and a
+topology.
 
 How a pipeline compiles:
 

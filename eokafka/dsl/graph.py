@@ -198,6 +198,24 @@ def check_timestamp(ts: Any, what: str) -> int:
     return ts
 
 
+def record_time(root: Root, what: str) -> int:
+    """The time of the record ``root`` is processing: its event time, else its timestamp."""
+    if root.ts is not None:
+        return root.ts
+    return check_timestamp(root.record.timestamp, f"the record timestamp of {what}")
+
+
+def emit_at(root: Root, ts: int, nxt: Emit, key: Any, value: Any, ctx: Any) -> None:
+    """``nxt(key, value, ctx)`` at time ``ts``: what sinks and windows below it see (a join
+    result's time)."""
+    saved = root.ts
+    root.ts = ts
+    try:
+        nxt(key, value, ctx)
+    finally:
+        root.ts = saved
+
+
 def sink(
     topic: str, key_serde: Serde | None, value_serde: Serde | None, root: Root | None = None
 ) -> Wrap:

@@ -16,7 +16,9 @@ from eokafka import windows as w
 from eokafka.dsl import grouping, joins, table_ops
 from eokafka.dsl import operators as op
 from eokafka.dsl.bases import StreamBase, TableBase
+from eokafka.dsl.fk_join import ForeignKey, join_tables
 from eokafka.dsl.graph import TimestampFn, Wrap, identity
+from eokafka.dsl.joins import Joiner
 from eokafka.dsl.pipe import Pipe
 from eokafka.dsl.stream_join import METHODS, JoinKind
 from eokafka.dsl.windowed import EmitMode, Late
@@ -255,28 +257,41 @@ class Table(TableBase):
         """``fn(value)`` per row (deletes stay deletes); ``name`` as for :meth:`filter`."""
         return self._derive("map_values", table_ops.mapping_values(fn), name)
 
-    def join(self, other: Table, joiner: Callable[[Any, Any], Any], *, name: str) -> Table:
+    def join(
+        self, other: Table, joiner: Joiner, *, name: str, foreign_key: ForeignKey | None = None
+    ) -> Table:
         """Inner join with a co-partitioned table by key: ``joiner(value, other_value)`` for
-        keys in both, kept in store ``name`` and updated on every change of either."""
-        return self._join_table(other, joiner, name, "inner")
+        keys in both, kept in store ``name`` and updated on every change of either. With
+        ``foreign_key=fn(value)``, each row joins the row of ``other`` whose key ``fn(value)``
+        names, co-partitioned or not (``eokafka.dsl.fk_join``)."""
+        return self._join_table(other, joiner, name, "inner", foreign_key)
 
-    def left_join(self, other: Table, joiner: Callable[[Any, Any], Any], *, name: str) -> Table:
+    def left_join(
+        self, other: Table, joiner: Joiner, *, name: str, foreign_key: ForeignKey | None = None
+    ) -> Table:
         """Like :meth:`join`, for every key of this table (``other_value`` None if absent)."""
-        return self._join_table(other, joiner, name, "left")
+        return self._join_table(other, joiner, name, "left", foreign_key)
 
-    def outer_join(self, other: Table, joiner: Callable[[Any, Any], Any], *, name: str) -> Table:
+    def outer_join(
+        self, other: Table, joiner: Joiner, *, name: str, foreign_key: ForeignKey | None = None
+    ) -> Table:
         """Like :meth:`join`, for every key of either table (None for the absent side)."""
-        return self._join_table(other, joiner, name, "outer")
+        return self._join_table(other, joiner, name, "outer", foreign_key)
 
     def _join_table(
-        self, other: Table, joiner: Callable[[Any, Any], Any], name: str | None, kind: JoinKind
+        self,
+        other: Table,
+        joiner: Joiner,
+        name: str | None,
+        kind: JoinKind,
+        fk: ForeignKey | None = None,
     ) -> Table:
         if not isinstance(other, Table) or not other.joinable or not self.joinable:
             raise TopologyError(
                 f"table {METHODS[kind]}({_what(other)}): a table joins a Table keyed like "
                 "itself; join a stream with stream.join(table, ...)"
             )
-        return _table(table_ops.join_tables(self._side(), other._side(), joiner, name, kind), name)
+        return _table(join_tables(self._side(), other._side(), joiner, name, kind, fk), name)
 
     def _derive(self, label: str, wrap: Wrap, name: str | None) -> Table:
         return _table(table_ops.kept(self._pipe.then(f"{label}(table)", wrap), name), name)

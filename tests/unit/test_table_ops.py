@@ -86,3 +86,40 @@ def test_table_operations_refuse_what_they_cannot_do() -> None:
         t.join(derived, lambda a, b: a, name="j0")  # derived: not in a store
     with pytest.raises(TopologyError, match="Table"):
         t.join(app.stream("x"), lambda a, b: a, name="j")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["join", "left_join", "outer_join"])
+def test_table_table_join_results_carry_the_later_of_the_two_timestamps(
+    tmp_path: Path, kind: str
+) -> None:
+    app = eokafka.App("tt-time")
+    left = app.table("left", key_serde=S, value_serde=J)
+    right = app.table("right", key_serde=S, value_serde=J)
+    getattr(left, kind)(right, lambda lv, rv: [lv, rv], name="joined").to(
+        "out", key_serde=S, value_serde=J
+    )
+    with TestDriver(app, state_dir=str(tmp_path)) as driver:
+        driver.pipe("right", "a", "r1", timestamp=3000)
+        driver.pipe("left", "a", "l1", timestamp=1000)  # joins r1 of t=3000: t=3000
+        driver.pipe("left", "a", "l2", timestamp=5000)  # the later one now: t=5000
+        driver.pipe("right", "a", "r2", timestamp=4000)  # l2 of t=5000 stays the later
+        driver.pipe("right", "a", None, timestamp=6000)  # the delete's own time, the later
+        got = [(r.value, r.timestamp) for r in driver.output("out", key_serde=S, value_serde=J)]
+    want = {
+        "join": [
+            (None, 3000),  # r1 alone joins nothing: a delete at its own time
+            (["l1", "r1"], 3000),
+            (["l2", "r1"], 5000),
+            (["l2", "r2"], 5000),
+            (None, 6000),
+        ],
+        "left_join": [
+            (None, 3000),
+            (["l1", "r1"], 3000),
+            (["l2", "r1"], 5000),
+            (["l2", "r2"], 5000),
+            (["l2", None], 6000),
+        ],
+    }
+    want["outer_join"] = [([None, "r1"], 3000), *want["left_join"][1:]]
+    assert got == want[kind]
