@@ -16,6 +16,7 @@ from eokafka import windows as w
 from eokafka.dsl import grouping, joins, table_ops
 from eokafka.dsl import operators as op
 from eokafka.dsl.bases import StreamBase, TableBase
+from eokafka.dsl.global_table import GlobalTable, KeyFn, join_global
 from eokafka.dsl.graph import TimestampFn, Wrap, identity
 from eokafka.dsl.pipe import Pipe
 from eokafka.dsl.stream_join import METHODS, JoinKind
@@ -82,12 +83,13 @@ class Stream(StreamBase):
 
     def join(
         self,
-        other: Table | Stream,
+        other: Table | GlobalTable | Stream,
         joiner: Callable[[Any, Any], Any],
         *,
         window: JoinWindows | None = None,
         name: str | None = None,
         max_wait_ms: int = 0,
+        key: KeyFn | None = None,
     ) -> Stream:
         """Inner join by key: ``joiner(value, other_value)``.
 
@@ -103,21 +105,27 @@ class Stream(StreamBase):
         ``<name>-left`` and ``<name>-right``; each pair of records of a key within the window
         gives one result, at the later of their two timestamps. A stream whose key changed
         is repartitioned first (``<name>-left``/``<name>-right`` repartition topics).
+
+        With a **global table** (``app.global_table``): each record joins the table's value
+        at ``key(key, value)`` (required), whatever the stream's key or partitioning; no
+        repartition (``eokafka.dsl.global_table``).
         """
-        return self._join(other, joiner, window, name, "inner", max_wait_ms)
+        return self._join(other, joiner, window, name, "inner", max_wait_ms, key)
 
     def left_join(
         self,
-        other: Table | Stream,
+        other: Table | GlobalTable | Stream,
         joiner: Callable[[Any, Any], Any],
         *,
         window: JoinWindows | None = None,
         name: str | None = None,
         max_wait_ms: int = 0,
+        key: KeyFn | None = None,
     ) -> Stream:
         """Like :meth:`join`, but a record that joins nothing gives ``joiner(value, None)``:
-        at once for a table; for a stream, once its window has closed (never earlier)."""
-        return self._join(other, joiner, window, name, "left", max_wait_ms)
+        at once for a table or a global table; for a stream, once its window has closed
+        (never earlier)."""
+        return self._join(other, joiner, window, name, "left", max_wait_ms, key)
 
     def outer_join(
         self,
@@ -133,24 +141,35 @@ class Stream(StreamBase):
         if not isinstance(other, Stream):
             raise TopologyError(
                 f"outer_join({_what(other)}): an outer join is of two streams; join a table "
-                "with stream.left_join(table, ...)"
+                "or a global table with stream.left_join(table, ...)"
             )
         return self._join(other, joiner, window, name, "outer")
 
     def _join(
         self,
-        other: Table | Stream,
+        other: Table | GlobalTable | Stream,
         joiner: Callable[[Any, Any], Any],
         window: JoinWindows | None,
         name: str | None,
         kind: JoinKind,
         max_wait_ms: int = 0,
+        key: KeyFn | None = None,
     ) -> Stream:
+        if isinstance(other, GlobalTable):
+            pipe = join_global(self._pipe, other, joiner, key, window, max_wait_ms, kind == "left")
+            return self._of(pipe)
+        if key is not None:
+            raise TopologyError(
+                f"join({_what(other)}, key=...): key= computes the key to look up in a global "
+                "table (app.global_table); a stream joins a co-partitioned table or a stream "
+                "by its own key (change it with map/select first)"
+            )
         if isinstance(other, Stream):
             return self._of(joins.join_streams(self._pipe, other._pipe, joiner, window, name, kind))
         if not isinstance(other, Table):
             raise TopologyError(
-                f"join({_what(other)}): a stream joins a Table (app.table) or another Stream"
+                f"join({_what(other)}): a stream joins a Table (app.table), a GlobalTable "
+                "(app.global_table) or another Stream"
             )
         table = other._side()
         joined = joins.join_table(self._pipe, table, joiner, window, name, kind, max_wait_ms)
@@ -160,6 +179,8 @@ class Stream(StreamBase):
 def _what(obj: object) -> str:
     if isinstance(obj, Table):
         return f"table {obj.name!r}"
+    if isinstance(obj, GlobalTable):
+        return f"global table {obj.name!r}"
     return type(obj).__name__
 
 
@@ -264,6 +285,12 @@ class Table(TableBase):
     def _join_table(
         self, other: Table, joiner: Callable[[Any, Any], Any], name: str | None, kind: JoinKind
     ) -> Table:
+        if isinstance(other, GlobalTable):
+            raise TopologyError(
+                f"table {METHODS[kind]}({_what(other)}): a table joins a co-partitioned Table "
+                "(app.table); a global table is joined from a stream: "
+                "stream.join(global_table, fn, key=lambda k, v: ...)"
+            )
         if not isinstance(other, Table) or not other.joinable or not self.joinable:
             raise TopologyError(
                 f"table {METHODS[kind]}({_what(other)}): a table joins a Table keyed like "
