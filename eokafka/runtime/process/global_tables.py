@@ -71,9 +71,9 @@ class GlobalTables:
         started = reported = time.monotonic()
         applied = 0
         while left and not stopping():
-            for tp, reached in self._step(_RESTORE_POLL_S).items():
-                applied += reached[1]
-                if reached[0] >= ends[tp]:
+            for tp, (position, records, at_end) in self._step(_RESTORE_POLL_S).items():
+                applied += records
+                if at_end or position >= ends[tp]:
                     left.discard(tp)
             if time.monotonic() - reported > _REPORT_S:
                 reported = time.monotonic()
@@ -90,28 +90,33 @@ class GlobalTables:
         if self._consumer is not None:
             self._step(0.0)
 
-    def _step(self, timeout: float) -> dict[TP, tuple[int, int]]:
-        """One batch into the stores; per partition read: (position reached, records)."""
+    def _step(self, timeout: float) -> dict[TP, tuple[int, int, bool]]:
+        """One batch into the stores; per partition read: (position reached, records, at
+        its end). A partition EOF is the end of what read_committed can read now: the end
+        offset taken at start may lie past a transaction that is still open."""
         assert self._consumer is not None
         msgs = self._consumer.consume(_BATCH, timeout)
-        reached: dict[TP, tuple[int, int]] = {}
+        if not msgs:
+            return {}
+        reached: dict[TP, tuple[int, int, bool]] = {}
         for topic, run in groupby(msgs, Message.topic):
             store = self._by_topic[topic]
             rows: list[tuple[bytes, bytes | None]] = []
             for msg in run:
                 tp = (topic, msg.partition())
-                position, count = reached.get(tp, (0, 0))
+                position, count, _ = reached.get(tp, (0, 0, False))
                 err = msg.error()
                 if err is None:
                     key = msg.key()
                     if key is not None:  # not a row of the table
                         rows.append((key, msg.value()))
-                    reached[tp] = (max(position, msg.offset() + 1), count + 1)
+                    reached[tp] = (max(position, msg.offset() + 1), count + 1, False)
                 elif err.code() == KafkaError._PARTITION_EOF:
-                    reached[tp] = (max(position, msg.offset()), count)
+                    reached[tp] = (max(position, msg.offset()), count, True)
                 else:
                     self._error(tp, msg, err)
-            store.apply(rows)
+            if rows:
+                store.apply(rows)
         return reached
 
     def _error(self, tp: TP, msg: Message, err: KafkaError) -> None:
