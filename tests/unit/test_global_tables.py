@@ -99,7 +99,7 @@ def test_a_processor_reads_a_global_table_through_ctx_store_and_cannot_write_it(
 
 
 def test_the_worker_names_a_missing_global_table_topic(tmp_path: Path) -> None:
-    with TestDriver(_app(), state_dir=str(tmp_path)) as driver:
+    with TestDriver(_app(), state_dir=str(tmp_path), create_topics=False) as driver:
         del driver.cluster.logs["customers"]
         with pytest.raises(MissingTopicError, match="global table 'customers'.*'customers'"):
             driver.crash()
@@ -136,3 +136,11 @@ def test_clear_errors_name_what_to_use(declare: Any, message: str) -> None:
     t = app.table("t", key_serde=S, value_serde=J)
     with pytest.raises(TopologyError, match=message):
         declare(app, s, g, t)
+
+
+def test_the_topic_plan_creates_a_missing_global_table_topic_with_its_own_role() -> None:
+    from eokafka.app_topics import plan_topics
+
+    plan = plan_topics(_app().topology, {"orders": 2, "customers": None, "out": 2})
+    assert plan.roles["customers"] == "global table"
+    assert plan.create == {"customers": 2}  # as the app's existing inputs
