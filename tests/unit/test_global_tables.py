@@ -11,8 +11,10 @@ import pytest
 
 import eokafka
 from eokafka import JoinWindows, serdes
+from eokafka.describe import render
 from eokafka.errors import MissingTopicError, TopologyError
 from eokafka.testing import TestDriver
+from eokafka.topology import topology_graph
 
 S, J = serdes.String(), serdes.Json()
 
@@ -111,6 +113,17 @@ def test_describe_draws_the_global_table_and_its_join() -> None:
     assert "join(global customers)" in text
     assert "reads global table customers" in text
     assert "customers-changelog" not in text
+    graph = topology_graph(_app().topology, "gt")
+    assert '"customers\\n(global-table)"' in render(graph, "dot")
+    assert ":::globaltable" in render(graph, "mermaid")
+
+
+def test_a_processor_may_not_declare_a_global_table_as_its_own_store() -> None:
+    app = eokafka.App("gtdecl")
+    app.global_table("rates")
+    app.processor("prices", stores=["rates"])(lambda record, ctx: None)
+    with pytest.raises(TopologyError, match="global table: read it with ctx.store"):
+        app.topology.validate()
 
 
 @pytest.mark.parametrize(
