@@ -47,7 +47,8 @@ class GlobalTables:
         self._consumer: Consumer | None = None
 
     def restore(self, topics: TopicGuard, stopping: Callable[[], bool]) -> None:
-        """Assign every partition from its beginning and read each to the end it has now.
+        """Assign every partition from its beginning and read each to the end it has now
+        (read_committed: its last stable offset, as Kafka Streams' endOffsets).
 
         Returns early (tables half-read) only when ``stopping()``: the worker then leaves
         without processing anything."""
@@ -92,8 +93,8 @@ class GlobalTables:
 
     def _step(self, timeout: float) -> dict[TP, tuple[int, int, bool]]:
         """One batch into the stores; per partition read: (position reached, records, at
-        its end). A partition EOF is the end of what read_committed can read now: the end
-        offset taken at start may lie past a transaction that is still open."""
+        its end). Only a partition EOF reveals a position past a trailing transaction
+        marker, and it is the end of what read_committed can read now."""
         assert self._consumer is not None
         msgs = self._consumer.consume(_BATCH, timeout)
         if not msgs:
