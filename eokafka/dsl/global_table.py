@@ -93,3 +93,13 @@ def join_global(
     label = f"{method}(global {table.name})"
     return stream.then(label, op.joining(table.name, joiner, left, key))
 
+
+
+def refuse_key(key: KeyFn | None, what: str) -> None:
+    """``key=`` is a global table's: other joins go by the stream's own key."""
+    if key is not None:
+        raise TopologyError(
+            f"join({what}, key=...): key= computes the key to look up in a global table "
+            "(app.global_table); a stream joins a co-partitioned table or a stream by its "
+            "own key (change it with map first)"
+        )

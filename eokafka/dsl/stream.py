@@ -16,7 +16,7 @@ from eokafka import windows as w
 from eokafka.dsl import grouping, joins, table_ops
 from eokafka.dsl import operators as op
 from eokafka.dsl.bases import StreamBase, TableBase
-from eokafka.dsl.global_table import GlobalTable, KeyFn, join_global
+from eokafka.dsl.global_table import GlobalTable, KeyFn, join_global, refuse_key
 from eokafka.dsl.graph import TimestampFn, Wrap, identity
 from eokafka.dsl.pipe import Pipe
 from eokafka.dsl.stream_join import METHODS, JoinKind
@@ -158,12 +158,7 @@ class Stream(StreamBase):
         if isinstance(other, GlobalTable):
             pipe = join_global(self._pipe, other, joiner, key, window, max_wait_ms, kind == "left")
             return self._of(pipe)
-        if key is not None:
-            raise TopologyError(
-                f"join({_what(other)}, key=...): key= computes the key to look up in a global "
-                "table (app.global_table); a stream joins a co-partitioned table or a stream "
-                "by its own key (change it with map/select first)"
-            )
+        refuse_key(key, _what(other))
         if isinstance(other, Stream):
             return self._of(joins.join_streams(self._pipe, other._pipe, joiner, window, name, kind))
         if not isinstance(other, Table):
