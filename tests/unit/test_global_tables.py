@@ -48,6 +48,8 @@ def test_a_stream_joins_a_global_table_by_a_key_computed_from_each_record(
         want = [(f"o{i}", [i, f"n{i % 7}"]) for i in range(12) if i % 7 != 6]
         assert sorted(_out(driver)) == sorted(want)
         assert driver.global_table("customers") == {f"c{c}": {"name": f"n{c}"} for c in range(6)}
+        assert driver.metric("eokafka_global_table_keys", table="customers") == 6
+        assert driver.metric("eokafka_global_table_records_total", table="customers") == 6
 
 
 def test_updates_and_tombstones_are_seen_by_later_records(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from itertools import groupby
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from eokafka.errors import EokafkaError, MissingTopicError
+from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.topics import TopicGuard
 from eokafka.state import GlobalStore
 from eokafka.topology import GlobalTable
@@ -36,9 +37,13 @@ class GlobalTables:
     """The app's global tables on this worker: their stores and the one consumer feeding them."""
 
     def __init__(
-        self, tables: dict[str, GlobalTable], make_consumer: Callable[[], Consumer]
+        self,
+        tables: dict[str, GlobalTable],
+        make_consumer: Callable[[], Consumer],
+        metrics: WorkerMetrics,
     ) -> None:
         self.tables = tables
+        self.metrics = metrics
         self.stores = {
             name: GlobalStore(name, t.key_serde, t.value_serde) for name, t in tables.items()
         }
@@ -118,6 +123,8 @@ class GlobalTables:
                     self._error(tp, msg, err)
             if rows:
                 store.apply(rows)
+                self.metrics.global_records.labels(store.name).inc(len(rows))
+                self.metrics.global_keys.labels(store.name).set(len(store))
         return reached
 
     def _error(self, tp: TP, msg: Message, err: KafkaError) -> None:

@@ -176,6 +176,7 @@ def build(
         global_tables = GlobalTables(
             topology.global_tables,
             lambda: clients.restore_consumer(global_consumer_config(settings, instance_id)),
+            metrics,
         )
         ctx.bind_globals(global_tables.stores)
     wall_clock = None
