@@ -7,7 +7,14 @@ from eokafka import serdes, windows
 from eokafka.app import App
 from eokafka.config import Settings
 from eokafka.context import ProcessorContext
-from eokafka.dsl import GroupedStream, Stream, Table, WindowedStream, WindowedTable
+from eokafka.dsl import (
+    GlobalTable,
+    GroupedStream,
+    Stream,
+    Table,
+    WindowedStream,
+    WindowedTable,
+)
 from eokafka.errors import (
     BrokerUnreachableError,
     ConfigError,
@@ -32,6 +39,7 @@ __all__ = [
     "EokafkaError",
     "ErrorHandlerError",
     "FencedError",
+    "GlobalTable",
     "GroupedStream",
     "JoinWindows",
     "MissingTopicError",

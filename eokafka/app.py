@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from eokafka import config
 from eokafka.config import Settings
-from eokafka.dsl import Stream, Table, stream_source, table_source
+from eokafka.dsl import GlobalTable, Stream, Table, global_table_source, stream_source, table_source
 from eokafka.on_error import OnError, check_on_error
 from eokafka.record import Record
 from eokafka.serdes import Bytes, Json, Serde, String
@@ -176,6 +176,26 @@ class App:
         value valid at each record's time (see ``eokafka.dsl.asof``).
         """
         return table_source(self, topic, name, key_serde, value_serde, history_ms)
+
+    def global_table(
+        self,
+        topic: str,
+        *,
+        name: str | None = None,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+        history_ms: int | None = None,
+    ) -> GlobalTable:
+        """Every worker reads ``topic`` in full (all partitions, read_committed) into an
+        in-memory store ``name`` (default: the topic), restored to the topic's end before
+        any record is processed and kept current between batches; a tombstone deletes.
+
+        A stream joins it without co-partitioning, looking up a key computed from each
+        record: ``stream.join(table, fn, key=lambda k, v: v["customer"])`` (see
+        ``eokafka.dsl.global_table``); a processor reads it with ``ctx.store(name)``. The
+        topic is its own changelog. ``history_ms`` is refused: global tables keep no history.
+        """
+        return global_table_source(self, topic, name, key_serde, value_serde, history_ms)
 
     def settings(self, cli: dict[str, Any] | None = None) -> Settings:
         """The settings in force: App kwargs < EOKAFKA_* environment < CLI options."""

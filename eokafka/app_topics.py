@@ -1,14 +1,14 @@
 """The topics an app reads and writes, and the partition count of each one to create.
 
-``eokafka topics create --for module:app`` and ``eokafka run --create-topics`` create an
-app's missing input and output topics from one plan. Inputs that feed one store (a join, an
-aggregation over several topics) are co-partitioned: partition p of each belongs to one task,
-so they must have the same partition count; a plan refuses topics that already differ, and
-gives a missing member its group's count. Every other missing topic gets the stated count
-(``--partitions``), else the count the app's existing inputs share, else the broker's
-default (``num.partitions``), and the plan says which. Outputs are the topics processors
-declare (``outputs=``, the DSL's ``to``). Internal topics (changelogs, repartition topics,
-the dead-letter topic) are not in the plan: the workers create them at start.
+``eokafka topics create --for module:app`` and ``eokafka run --create-topics`` create an app's
+missing input, global table and output topics from one plan. Inputs that feed one store (a
+join, an aggregation over several topics) are co-partitioned: partition p of each belongs to
+one task, so they must have the same partition count; a plan refuses topics that already
+differ, and gives a missing member its group's count. Every other missing topic gets the
+stated count (``--partitions``), else the count the app's existing inputs share, else the
+broker's default (``num.partitions``), and the plan says which. Outputs are the topics
+processors declare (``outputs=``, the DSL's ``to``). Internal topics (changelogs, repartition
+topics, the dead-letter topic) are not in the plan: the workers create them at start.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ BROKER_DEFAULT = -1  # NewTopic's num_partitions for the broker's num.partitions
 class TopicPlan:
     """What becomes of the app's topics: kept as they are, or created with a count."""
 
-    roles: dict[str, str]  # topic -> "input" or "output", in the app's order
+    roles: dict[str, str]  # topic -> "input", "global table" or "output", in the app's order
     existing: dict[str, int]  # topic -> its partition count
     create: dict[str, int] = field(default_factory=dict)  # topic -> count (or BROKER_DEFAULT)
     why: dict[str, str] = field(default_factory=dict)  # topic -> where its count comes from
@@ -39,9 +39,12 @@ def count_text(n: int) -> str:
 
 
 def app_topics(topology: Topology) -> dict[str, str]:
-    """The app's own inputs and declared outputs (internal topics left out), by role."""
+    """The app's own inputs, global tables' topics and declared outputs (internal topics
+    left out), by role."""
     internal = set(topology.internal_topics)
     roles = {t: "input" for t in topology.topics if t not in internal}
+    for topic in topology.global_topics().values():  # read in full: any partition count
+        roles[topic] = "global table"
     for source in topology.sources:
         for out in source.outputs:
             if out not in internal:

@@ -248,3 +248,13 @@ def standby_consumer_config(s: Settings, instance_id: str) -> dict[str, Any]:
     # A standby tails: the broker may hold its empty fetches for librdkafka's default.
     conf["fetch.wait.max.ms"] = _split_config(s.config, "consumer").get("fetch.wait.max.ms", 500)
     return conf
+
+
+def global_consumer_config(s: Settings, instance_id: str) -> dict[str, Any]:
+    """The global table reader's: a restore consumer (assign only, read_committed, never
+    jumps) that stays for the worker's life, so an idle fetch waits a little longer."""
+    conf = restore_consumer_config(s)
+    conf["client.id"] = f"{s.application_id}-{instance_id}-global"
+    if "fetch.wait.max.ms" not in _split_config(s.config, "consumer"):
+        conf["fetch.wait.max.ms"] = 100
+    return conf

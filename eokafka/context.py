@@ -70,7 +70,7 @@ class ProcessorContext:
 
     __slots__ = (
         "pending", "partition", "dropped", "late", "_known_topics", "_check_topic", "_stores",
-        "_sinks", "_writers", "_timers",
+        "_sinks", "_writers", "_timers", "_globals",
     )
 
     def __init__(
@@ -90,11 +90,16 @@ class ProcessorContext:
         self._sinks: Callable[[str], SinkWriter | None] = lambda _name: None
         self._writers: dict[str, SinkWriter] = {}
         self._timers: TimerScope | None = None
+        self._globals: Mapping[str, Store] = {}
 
     def bind(self, partition: int, stores: Mapping[str, Store]) -> None:
         """The runtime runs a task's records: its partition index and its open stores."""
         self.partition = partition
         self._stores = stores
+
+    def bind_globals(self, stores: Mapping[str, Store]) -> None:
+        """The app's global tables (``app.global_table``), read by every task's records."""
+        self._globals = stores
 
     def known(self, topic: str) -> None:
         """A topic the runtime checked itself (the dead-letter topic): no check at send."""
@@ -137,8 +142,11 @@ class ProcessorContext:
         self.late[(store, action)] += 1
 
     def store(self, name: str) -> Store:
-        """The named store of the current record's partition (declared with stores=[...])."""
+        """The named store of the current record's partition (declared with stores=[...]),
+        or the global table of that name (``app.global_table``; read-only, not declared)."""
         found = self._stores.get(name)
+        if found is None:
+            found = self._globals.get(name)
         if found is None:
             raise TopologyError(
                 f"ctx.store({name!r}): store {name!r} is not available on partition "

@@ -18,7 +18,7 @@ from eokafka.errors import ConfigError
 
 Format = Literal["text", "mermaid", "dot"]
 FORMATS: tuple[Format, ...] = ("text", "mermaid", "dot")
-TopicKind = Literal["source", "output", "repartition", "changelog", "dead-letter"]
+TopicKind = Literal["source", "output", "repartition", "changelog", "dead-letter", "global-table"]
 _RENDERED = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 _WRITTEN: dict[str, Format] = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".txt": "text"}
 
@@ -33,6 +33,7 @@ class ProcessorNode:
     outputs: tuple[str, ...]
     dead_letters: str | None = None  # the dead-letter topic its records may go to
     timers: str | None = None  # what its timers are (eokafka.timers), if it has any
+    globals: tuple[str, ...] = ()  # the global tables it reads
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Graph:
     processors: list[ProcessorNode] = field(default_factory=list)
     stores: dict[str, StoreNode] = field(default_factory=dict)
     partitions_like: dict[str, str] = field(default_factory=dict)  # internal -> external
+    global_tables: dict[str, str] = field(default_factory=dict)  # global table -> its topic
 
 
 def render(graph: Graph, fmt: str) -> str:
@@ -83,10 +85,17 @@ def _text(graph: Graph) -> str:
                 lines.append(f"     store {name} ({store.backend}{kind_note}){changelog}")
             if p.timers:
                 lines.append(f"     {p.timers}")
+            for name in p.globals:
+                lines.append(f"     reads global table {name}")
             for out in p.outputs:
                 lines.append(f"     -> {graph.topics[out]} topic {out}")
             if p.dead_letters:
                 lines.append(f"     -> dead-letter topic {p.dead_letters}")
+    for name, topic in graph.global_tables.items():
+        lines.append(
+            f"global table {name} <- topic {topic} (in memory, all partitions read by every "
+            "worker; the topic is its changelog)"
+        )
     return "\n".join(lines)
 
 
@@ -108,6 +117,9 @@ def _edges(graph: Graph) -> list[tuple[str, str, str]]:
         edges.extend((pid, topics[out], "data") for out in p.outputs)
         if p.dead_letters:
             edges.append((pid, topics[p.dead_letters], "poison"))
+        edges.extend((stores[name], pid, "state") for name in p.globals)
+    for name, topic in graph.global_tables.items():
+        edges.append((topics[topic], stores[name], "data"))
     for name, store in graph.stores.items():
         if store.changelog is not None:
             edges.append((stores[name], topics[store.changelog], "state"))
@@ -140,6 +152,7 @@ def _mermaid(graph: Graph) -> str:
         "  classDef repartition fill:#fef9c3,stroke:#a16207",
         "  classDef changelog fill:#f3e8ff,stroke:#7e22ce",
         "  classDef deadletter fill:#fee2e2,stroke:#b91c1c",
+        "  classDef globaltable fill:#e0f2fe,stroke:#0369a1",
         "  classDef processor fill:#ffffff,stroke:#334155",
         "  classDef store fill:#f1f5f9,stroke:#475569",
     ]
@@ -156,6 +169,7 @@ _DOT_COLOURS = {
     "repartition": "#fef9c3",
     "changelog": "#f3e8ff",
     "dead-letter": "#fee2e2",
+    "global-table": "#e0f2fe",
 }
 
 

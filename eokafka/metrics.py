@@ -141,6 +141,16 @@ class WorkerMetrics:
             store,
             registry=r,
         )
+        self.global_records = PCounter(
+            "eokafka_global_table_records",
+            "Records of a global table's topic applied to this worker's copy",
+            ["table"],
+            registry=r,
+        )
+        self.global_keys = Gauge(
+            "eokafka_global_table_keys", "Keys in this worker's copy of a global table", ["table"],
+            registry=r,
+        )
         self.info = Info("eokafka_worker", "Worker identity", registry=r)
         self.info.info(
             {"application_id": application_id, "instance_id": instance_id, "version": version}

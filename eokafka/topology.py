@@ -58,6 +58,19 @@ class Source:
     outputs: tuple[str, ...] = ()  # topics it sends to, where known (describe only)
     on_error: OnError | None = None  # its records' errors (None: the app's on_error)
     timers: ProcessorTimers | None = None  # its timers (eokafka.timers), if it has any
+    globals: tuple[str, ...] = ()  # the global tables it reads (describe only)
+
+
+@dataclass(frozen=True)
+class GlobalTable:
+    """A table every worker reads in full from ``topic`` (``app.global_table``): all its
+    partitions, read_committed, into an in-memory store called ``name`` that processors read
+    with ``ctx.store(name)``. The topic is its own changelog; no task owns it."""
+
+    name: str
+    topic: str
+    key_serde: Serde
+    value_serde: Serde
 
 
 class Topology:
@@ -84,6 +97,30 @@ class Topology:
         self.timers: dict[str, ProcessorTimers] = {}
         # window store -> its aggregation, where windows close on idle partitions
         self.idle_windows: dict[str, IdleCloser] = {}
+        # global tables by name (store name), read in full by every worker
+        self.global_tables: dict[str, GlobalTable] = {}
+
+    def add_global_table(self, table: GlobalTable) -> None:
+        """A global table; its topic has no other source, its name is no task store's."""
+        where = _declared_at()
+        if table.topic in self.declared_at:
+            raise TopologyError(
+                f"global table {table.name!r}: topic {table.topic!r} has already been "
+                f"registered by another source (declared at {self.declared_at[table.topic]}); "
+                "one input topic has one source: read it as a global table or as a stream/"
+                "table, not both"
+            )
+        if table.name in self.global_tables or any(table.name in s.stores for s in self.sources):
+            raise TopologyError(
+                f"global table on {table.topic!r}: store {table.name!r} is already used; "
+                "give this one its own name="
+            )
+        self.declared_at[table.topic] = where
+        self.global_tables[table.name] = table
+
+    def global_topics(self) -> dict[str, str]:
+        """The topic of each global table, by table name."""
+        return {name: g.topic for name, g in self.global_tables.items()}
 
     def add_idle_window(self, store: str, closer: IdleCloser) -> None:
         """A windowed aggregation whose windows close when its partition goes idle."""
@@ -155,6 +192,14 @@ class Topology:
         registered by another source").
         """
         where = _declared_at()
+        glob = next((g for g in self.global_tables.values() if g.topic == source.topic), None)
+        if glob is not None:
+            raise TopologyError(
+                f"topic {source.topic!r} is read by global table {glob.name!r} (declared at "
+                f"{self.declared_at[source.topic]}); processor {source.name!r} (declared at "
+                f"{where}) cannot read it too: one input topic has one source. Join the "
+                "global table from a stream instead: stream.join(table, fn, key=...)"
+            )
         first = next((s for s in self.sources if s.topic == source.topic), None)
         if first is not None:
             raise TopologyError(
@@ -205,6 +250,11 @@ class Topology:
             )
         for s in self.sources:
             for name in s.stores:
+                if name in self.global_tables:
+                    raise TopologyError(
+                        f"processor {s.name!r} declares store {name!r}, which is a global "
+                        "table: read it with ctx.store(name) without declaring it in stores="
+                    )
                 if name not in self.stores:
                     self.add_store(StoreSpec(name, "memory"))
 
@@ -273,8 +323,13 @@ def topology_graph(
                 s.outputs,
                 dead_letter_topic or (late_dlq if windowed else None),
                 None if s.timers is None else s.timers.describe(),
+                s.globals,
             )
         )
+    for name, table in topology.global_tables.items():
+        graph.topics[table.topic] = "global-table"
+        graph.stores[name] = StoreNode(name, "memory, global", False, None)
+        graph.global_tables[name] = table.topic
     for store in graph.stores.values():
         if store.changelog is not None:
             graph.topics[store.changelog] = "changelog"

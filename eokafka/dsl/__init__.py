@@ -48,6 +48,9 @@ Semantics worth knowing:
   partition the producer's partitioner picks: ``murmur2_random`` by default, which puts a key
   where the Java client, Kafka Streams and Connect put it, so a re-keyed stream finds the keys
   of a table they wrote (``config.DEFAULT_PARTITIONER``).
+* ``stream.join/left_join(global_table, fn, key=lambda k, v: ...)`` looks each record up
+  in a global table (``app.global_table``, ``global_table.py``), which every worker holds in
+  full: no co-partitioning, no repartition, the lookup key computed from the record.
 * ``stream.join/left_join/outer_join(other_stream, fn, window=JoinWindows(...), name=)`` is a
   windowed join of two streams (``stream_join.py``); its results come from the processors of
   both inputs, as do a ``merge``'s: operators chained on run in each.
@@ -56,21 +59,19 @@ Semantics worth knowing:
   a timestamp extractor; a join's result time).
 """
 
+from eokafka.dsl.global_table import GlobalTable, global_table_source
 from eokafka.dsl.sources import stream_source, table_source
-from eokafka.dsl.stream import (
-    GroupedStream,
-    Stream,
-    Table,
-    WindowedStream,
-    WindowedTable,
-)
+from eokafka.dsl.stream import GroupedStream, Stream, Table, WindowedTable
+from eokafka.dsl.windowed_stream import WindowedStream
 
 __all__ = [
+    "GlobalTable",
     "GroupedStream",
     "Stream",
     "Table",
     "WindowedStream",
     "WindowedTable",
+    "global_table_source",
     "stream_source",
     "table_source",
 ]

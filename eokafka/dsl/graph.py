@@ -112,6 +112,7 @@ class Root:
         self.node = Node(kind, identity)
         self.stores: list[str] = []
         self.outputs: list[str] = []
+        self.globals: list[str] = []  # global tables its operators read (describe)
         self._emit: Emit | None = None
         self.late = LateRecords()  # windowed aggregations note a late record here
         self.on_error: OnError | None = None
@@ -160,6 +161,12 @@ class Root:
         self.on_error = on_error
         self._changed()
 
+    def add_global(self, name: str) -> None:
+        """A global table this processor's operators read, for ``describe``."""
+        if name not in self.globals:
+            self.globals.append(name)
+            self._changed()
+
     def add_output(self, topic: str) -> None:
         """A topic this processor sends to, for ``describe``."""
         if topic not in self.outputs:
@@ -176,6 +183,7 @@ class Root:
             stores=tuple(self.stores),
             outputs=tuple(self.outputs),
             on_error=self.on_error,
+            globals=tuple(self.globals),
         )
         sources[at] = self._source
 
@@ -183,9 +191,9 @@ class Root:
 def claim_store(app: PipelineApp, name: str, what: str) -> str:
     """One table or aggregation per store: two writers would corrupt each other's state."""
     check_name("store name", name)
-    if any(name in s.stores for s in app.topology.sources):
+    if name in app.topology.global_tables or any(name in s.stores for s in app.topology.sources):
         raise TopologyError(
-            f"{what}: store {name!r} is already used by another processor; "
+            f"{what}: store {name!r} is already used by another processor or global table; "
             "give this one its own name="
         )
     return name

@@ -1,6 +1,7 @@
-"""Where a grouping's aggregations are declared (``GroupedStream``, ``WindowedStream`` in
-``stream.py``): the one repartition a grouping may need, aggregations on a key-value store
-(``operators.aggregating``) and windowed ones on a window store (``windowed.py``).
+"""Where a grouping's aggregations are declared (``GroupedStream`` in ``stream.py``,
+``WindowedStream`` in ``windowed_stream.py``): the one repartition a grouping may need,
+aggregations on a key-value store (``operators.aggregating``) and windowed ones on a window
+store (``windowed.py``).
 """
 
 from __future__ import annotations

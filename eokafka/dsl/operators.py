@@ -177,12 +177,20 @@ def repartition(
     return Root(app, topic, "repartition", ks, vs, like=root.like)
 
 
-def joining(store: str, joiner: Callable[[Any, Any], Any], left: bool) -> Wrap:
-    """``joiner(value, table value)`` for keys in the table's store; ``left``: None if absent."""
+def joining(
+    store: str,
+    joiner: Callable[[Any, Any], Any],
+    left: bool,
+    lookup: Callable[[Any, Any], Any] | None = None,
+) -> Wrap:
+    """``joiner(value, table value)`` for keys in the table's store; ``left``: None if absent.
+
+    The table key is the record's, or ``lookup(key, value)`` (a global table's join)."""
 
     def wrap(nxt: Emit) -> Emit:
         def emit(key: Any, value: Any, ctx: Any) -> None:
-            found = MISSING if key is None else ctx.store(store).get(key, MISSING)
+            wanted = key if lookup is None else lookup(key, value)
+            found = MISSING if wanted is None else ctx.store(store).get(wanted, MISSING)
             if found is MISSING:
                 if not left:
                     return

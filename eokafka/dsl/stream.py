@@ -1,6 +1,7 @@
-"""The fluent classes a pipeline is written with: Stream, GroupedStream, Table, and the
-windowed ones. One module, because their methods return each other; the sources that start a
-pipeline (``app.stream``, ``app.table``) are in ``sources.py``.
+"""The fluent classes a pipeline is written with: Stream, GroupedStream, Table and
+WindowedTable. One module, because their methods return each other; the sources that start a
+pipeline (``app.stream``, ``app.table``) are in ``sources.py``, a grouping's windowed
+aggregations in ``windowed_stream.py``.
 
 They only declare, each wrapping a :class:`~eokafka.dsl.pipe.Pipe`: the builders of each job
 (``pipe.py``, ``joins.py``, ``grouping.py``, ``table_ops.py``) hang the operators on the
@@ -12,19 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from eokafka import windows as w
 from eokafka.dsl import grouping, joins, table_ops
 from eokafka.dsl import operators as op
 from eokafka.dsl.bases import StreamBase, TableBase
 from eokafka.dsl.fk_join import ForeignKey, join_tables
+from eokafka.dsl.global_table import GlobalTable, KeyFn, join_global, refuse_key
 from eokafka.dsl.graph import TimestampFn, Wrap, identity
 from eokafka.dsl.joins import Joiner
 from eokafka.dsl.pipe import Pipe
 from eokafka.dsl.stream_join import METHODS, JoinKind
-from eokafka.dsl.windowed import EmitMode, Late
+from eokafka.dsl.windowed import Late
+from eokafka.dsl.windowed_stream import WindowedStream
 from eokafka.errors import TopologyError
 from eokafka.serdes import Serde
-from eokafka.windows import Aggregator, JoinWindows, WindowedSerde, Windows
+from eokafka.windows import JoinWindows, WindowedSerde, Windows
 
 
 class Stream(StreamBase):
@@ -84,13 +86,14 @@ class Stream(StreamBase):
 
     def join(
         self,
-        other: Table | Stream,
+        other: Table | GlobalTable | Stream,
         joiner: Callable[[Any, Any], Any],
         *,
         window: JoinWindows | None = None,
         name: str | None = None,
         max_wait_ms: int = 0,
         release_on_idle_ms: int | None = None,
+        key: KeyFn | None = None,
     ) -> Stream:
         """Inner join by key: ``joiner(value, other_value)``.
 
@@ -108,22 +111,30 @@ class Stream(StreamBase):
         ``<name>-left`` and ``<name>-right``; each pair of records of a key within the window
         gives one result, at the later of their two timestamps. A stream whose key changed
         is repartitioned first (``<name>-left``/``<name>-right`` repartition topics).
+
+        With a **global table** (``app.global_table``): each record joins the table's value
+        at ``key(key, value)`` (required), whatever the stream's key or partitioning; no
+        repartition (``eokafka.dsl.global_table``).
         """
-        return self._join(other, joiner, window, name, "inner", max_wait_ms, release_on_idle_ms)
+        return self._join(
+            other, joiner, window, name, "inner", max_wait_ms, release_on_idle_ms, key
+        )
 
     def left_join(
         self,
-        other: Table | Stream,
+        other: Table | GlobalTable | Stream,
         joiner: Callable[[Any, Any], Any],
         *,
         window: JoinWindows | None = None,
         name: str | None = None,
         max_wait_ms: int = 0,
         release_on_idle_ms: int | None = None,
+        key: KeyFn | None = None,
     ) -> Stream:
         """Like :meth:`join`, but a record that joins nothing gives ``joiner(value, None)``:
-        at once for a table; for a stream, once its window has closed (never earlier)."""
-        return self._join(other, joiner, window, name, "left", max_wait_ms, release_on_idle_ms)
+        at once for a table or a global table; for a stream, once its window has closed
+        (never earlier)."""
+        return self._join(other, joiner, window, name, "left", max_wait_ms, release_on_idle_ms, key)
 
     def outer_join(
         self,
@@ -139,25 +150,32 @@ class Stream(StreamBase):
         if not isinstance(other, Stream):
             raise TopologyError(
                 f"outer_join({_what(other)}): an outer join is of two streams; join a table "
-                "with stream.left_join(table, ...)"
+                "or a global table with stream.left_join(table, ...)"
             )
         return self._join(other, joiner, window, name, "outer")
 
     def _join(
         self,
-        other: Table | Stream,
+        other: Table | GlobalTable | Stream,
         joiner: Callable[[Any, Any], Any],
         window: JoinWindows | None,
         name: str | None,
         kind: JoinKind,
         max_wait_ms: int = 0,
         release_on_idle_ms: int | None = None,
+        key: KeyFn | None = None,
     ) -> Stream:
+        if isinstance(other, GlobalTable):
+            waits = bool(max_wait_ms) or release_on_idle_ms is not None
+            left = kind == "left"
+            return self._of(join_global(self._pipe, other, joiner, key, window, waits, left))
+        refuse_key(key, _what(other))
         if isinstance(other, Stream):
             return self._of(joins.join_streams(self._pipe, other._pipe, joiner, window, name, kind))
         if not isinstance(other, Table):
             raise TopologyError(
-                f"join({_what(other)}): a stream joins a Table (app.table) or another Stream"
+                f"join({_what(other)}): a stream joins a Table (app.table), a GlobalTable "
+                "(app.global_table) or another Stream"
             )
         table = other._side()
         joined = joins.join_table(
@@ -169,6 +187,8 @@ class Stream(StreamBase):
 def _what(obj: object) -> str:
     if isinstance(obj, Table):
         return f"table {obj.name!r}"
+    if isinstance(obj, GlobalTable):
+        return f"global table {obj.name!r}"
     return type(obj).__name__
 
 
@@ -203,7 +223,7 @@ class GroupedStream:
         late: Late = "drop",
         retention_ms: int | None = None,
         close_on_idle_ms: int | None = None,
-    ) -> WindowedStream:
+    ) -> WindowedStream[WindowedTable]:
         """Aggregate per key and event-time window (see ``eokafka.windows``).
 
         ``timestamp(record)`` gives a record's event time, the record carrying the key and
@@ -215,7 +235,8 @@ class GroupedStream:
         stream time moves on with the wall clock and due windows close and emit; this trades
         replay determinism for latency (README "Windows that close without new data").
         """
-        return WindowedStream(self, windows, timestamp, late, retention_ms, close_on_idle_ms)
+        windowing = grouping.Windowing(windows, timestamp, late, retention_ms, close_on_idle_ms)
+        return WindowedStream(windowing, self._stream._pipe.root.app, self._source, _windowed)
 
     def count(self, *, name: str) -> Table:
         """Records per key, kept in store ``name``."""
@@ -286,6 +307,12 @@ class Table(TableBase):
         kind: JoinKind,
         fk: ForeignKey | None = None,
     ) -> Table:
+        if isinstance(other, GlobalTable):
+            raise TopologyError(
+                f"table {METHODS[kind]}({_what(other)}): a table joins a co-partitioned Table "
+                "(app.table); a global table is joined from a stream: "
+                "stream.join(global_table, fn, key=lambda k, v: ...)"
+            )
         if not isinstance(other, Table) or not other.joinable or not self.joinable:
             raise TopologyError(
                 f"table {METHODS[kind]}({_what(other)}): a table joins a Table keyed like "
@@ -301,95 +328,12 @@ class Table(TableBase):
         return Stream._of(self._pipe)
 
 
-class WindowedStream:
-    """A grouped stream cut into event-time windows, waiting for its aggregation.
-
-    Every aggregation takes ``name`` (its window store, changelog ``<app id>-<name>-changelog``)
-    and ``emit``: ``"update"`` sends (Windowed(key, start, end), aggregate) for every change,
-    ``"final"`` sends each window's result once, when stream time passes its close.
-    """
-
-    def __init__(
-        self,
-        grouped: GroupedStream,
-        windows: Windows,
-        timestamp: TimestampFn | None,
-        late: Late,
-        retention_ms: int | None,
-        close_on_idle_ms: int | None = None,
-    ) -> None:
-        self._windowing = grouping.Windowing(
-            windows, timestamp, late, retention_ms, close_on_idle_ms
-        )
-        self._grouped = grouped
-
-    # -- aggregations ----------------------------------------------------------------------
-
-    def count(self, *, name: str, emit: EmitMode = "update") -> WindowedTable:
-        """Records per key and window."""
-        return self._aggregate("count", name, emit, w.counting())
-
-    def sum(
-        self, fn: Callable[[Any], Any] | None = None, *, name: str, emit: EmitMode = "update"
-    ) -> WindowedTable:
-        """The sum of ``fn(value)`` (default: the value itself)."""
-        return self._aggregate("sum", name, emit, w.summing(fn))
-
-    def min(
-        self, fn: Callable[[Any], Any] | None = None, *, name: str, emit: EmitMode = "update"
-    ) -> WindowedTable:
-        """The smallest ``fn(value)`` (default: the value itself)."""
-        return self._aggregate("min", name, emit, w.picking(min, fn))
-
-    def max(
-        self, fn: Callable[[Any], Any] | None = None, *, name: str, emit: EmitMode = "update"
-    ) -> WindowedTable:
-        """The largest ``fn(value)`` (default: the value itself)."""
-        return self._aggregate("max", name, emit, w.picking(max, fn))
-
-    def mean(
-        self, fn: Callable[[Any], Any] | None = None, *, name: str, emit: EmitMode = "update"
-    ) -> WindowedTable:
-        """The mean of ``fn(value)``; the store keeps ``[sum, count]``, the output is a float."""
-        return self._aggregate("mean", name, emit, w.averaging(fn))
-
-    def reduce(
-        self, reducer: Callable[[Any, Any], Any], *, name: str, emit: EmitMode = "update"
-    ) -> WindowedTable:
-        """``reducer(aggregate, value)``; a window's first value is its aggregate. Sessions
-        merge with ``reducer(a, b)`` too, so it must be associative there."""
-        return self._aggregate("reduce", name, emit, w.reducing(reducer))
-
-    def aggregate(
-        self,
-        initializer: Callable[[], Any],
-        aggregator: Callable[[Any, Any, Any], Any],
-        *,
-        name: str,
-        emit: EmitMode = "update",
-        merger: Callable[[Any, Any, Any], Any] | None = None,
-    ) -> WindowedTable:
-        """``aggregator(key, value, aggregate)`` from ``initializer()`` per window; session
-        windows also need ``merger(key, a, b)`` to join two sessions' aggregates."""
-        if isinstance(self._windowing.windows, w.Session) and merger is None:
-            raise TopologyError(
-                f"aggregate({name!r}) over session windows needs merger=(key, a, b) -> aggregate"
-            )
-        return self._aggregate(
-            "aggregate", name, emit, w.aggregating(initializer, aggregator, merger)
-        )
-
-    # -- compilation -----------------------------------------------------------------------
-
-    def _aggregate(self, label: str, name: str, emit: EmitMode, agg: Aggregator) -> WindowedTable:
-        grouped = self._grouped
-        app = grouped._stream._pipe.root.app
-        pipe = self._windowing.aggregate(app, grouped._source, label, name, emit, agg)
-        return WindowedTable(pipe.root, pipe.node, name, WindowedSerde(pipe.root.key_serde))
-
-
 def _table(pipe: Pipe, name: str | None) -> Table:
     return Table(pipe.root, pipe.node, name, pipe.root.key_serde, None, pipe.more)
+
+
+def _windowed(pipe: Pipe, name: str) -> WindowedTable:
+    return WindowedTable(pipe.root, pipe.node, name, WindowedSerde(pipe.root.key_serde))
 
 
 class WindowedTable(Table):

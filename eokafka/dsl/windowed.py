@@ -1,5 +1,5 @@
 """The per-record work of windowed aggregations (``group_by...().window(w).count()/...``,
-declared by ``WindowedStream`` in ``stream.py``) on a window store, and the checks of what
+declared by ``WindowedStream`` in ``windowed_stream.py``) on a window store, and the checks of what
 they are declared with.
 
 Per record, inside the open transaction: read the partition's stream time (from the store

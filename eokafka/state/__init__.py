@@ -22,6 +22,7 @@ from eokafka.state.backend import (
     StoreError,
     StoreLockedError,
 )
+from eokafka.state.global_store import GlobalStore
 from eokafka.state.rocks import RocksBackend
 from eokafka.state.sqlite import SqliteBackend
 from eokafka.state.store import Store, StoreRecordTooLargeError
@@ -32,6 +33,7 @@ from eokafka.state.window import WindowStore
 __all__ = [
     "Backend",
     "BackendKind",
+    "GlobalStore",
     "InMemoryBackend",
     "RocksBackend",
     "SqliteBackend",

@@ -76,7 +76,8 @@ class TestDriver:
         self.app = app
         default = partitions if isinstance(partitions, int) else 1
         self.cluster = MemoryCluster(default, start_time_ms)
-        for topic in app.topology.topics:
+        inputs = [*app.topology.topics, *app.topology.global_topics().values()]
+        for topic in inputs:
             if topic not in app.topology.internal_topics:
                 count = partitions.get(topic, 1) if isinstance(partitions, Mapping) else default
                 self.cluster.create_topic(topic, count)
@@ -189,7 +190,9 @@ class TestDriver:
             raise TopologyError(
                 f"topic {topic!r} does not exist: the app neither reads nor writes it"
             )
-        sources = self.app.topology.by_topic().get(topic, [])
+        topology = self.app.topology
+        sources: list[Any] = topology.by_topic().get(topic, [])
+        sources += [g for g in topology.global_tables.values() if g.topic == topic]
         if key_serde is None and sources:
             key_serde = sources[0].key_serde
         if value_serde is None and sources:
@@ -312,6 +315,13 @@ class TestDriver:
             raise TopologyError(f"the app declares no store {name!r}")
         tasks = self.worker.tasks.tasks.values()
         return dict(sorted((t.index, t.stores[name]) for t in tasks if name in t.stores))
+
+    def global_table(self, name: str) -> dict[Any, Any]:
+        """The worker's global table ``name`` (``app.global_table``) as it has read it."""
+        tables = self.worker.parts.global_tables
+        if tables is None or name not in tables.stores:
+            raise TopologyError(f"the app declares no global table {name!r}")
+        return dict(tables.stores[name].items())
 
     def store(self, name: str, *, committed: bool = False) -> dict[Any, Any]:
         """Store ``name`` over all partitions: as the open transaction sees it, or as

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer
 from eokafka.client_configs import (
     admin_config,
     consumer_config,
+    global_consumer_config,
     producer_config,
     rebalance_protocol,
     restore_consumer_config,
@@ -42,6 +43,7 @@ from eokafka.runtime.commit.sinks import SinkSet, check_sinks
 from eokafka.runtime.group.members import consumer_error
 from eokafka.runtime.group.rebalance import Rebalance
 from eokafka.runtime.process.bounded import BoundedRun, Bounds
+from eokafka.runtime.process.global_tables import GlobalTables
 from eokafka.runtime.tasks.changelog_reader import ChangelogReader
 from eokafka.runtime.tasks.commits import TaskCommits
 from eokafka.runtime.tasks.groups import spans_topics
@@ -73,6 +75,7 @@ class Parts:
     rebalance: Rebalance
     bound: BoundedRun | None
     wall_clock: WallClock | None = None  # wall-clock timers and idle windows, if any
+    global_tables: GlobalTables | None = None  # the app's global tables, if any
 
 
 def build(
@@ -168,10 +171,18 @@ def build(
         rebalance_protocol(settings), settings.auto_offset_reset, owner, tasks, sinks, poison,
         metrics, replan, consumer, app_id, patience,
     )  # fmt: skip
+    global_tables = None
+    if topology.global_tables:
+        global_tables = GlobalTables(
+            topology.global_tables,
+            lambda: clients.restore_consumer(global_consumer_config(settings, instance_id)),
+            metrics,
+        )
+        ctx.bind_globals(global_tables.stores)
     wall_clock = None
     if topology.timers or topology.idle_windows:
         wall_clock = WallClock(topology, tasks, ctx, owner, collector, clients.wall_ms)
     return Parts(
         topics, owner, ctx, consumer, tasks, loader, standby, abort_loop, poison, sinks,
-        processing, rebalance, bound, wall_clock,
+        processing, rebalance, bound, wall_clock, global_tables,
     )  # fmt: skip

@@ -110,6 +110,8 @@ class Worker:
                 lambda: successor_exists(consumer, topics.admin, settings, self.instance_id),
             )
         self.clients.release_predecessor(settings, self.instance_id, topics.admin)
+        if parts.global_tables is not None:  # read in full before any task may run
+            parts.global_tables.restore(topics, lambda: self.stopping)
         rebalance = parts.rebalance
         consumer.subscribe(
             topology.topics,
@@ -158,6 +160,8 @@ class Worker:
             self.owner.close(clean=True)
             parts.sinks.close()
         self.tasks.close()
+        if parts.global_tables is not None:
+            parts.global_tables.close()
         log.info("worker stopped (%s)", "clean" if clean else "after an error")
 
     # -- the loop ------------------------------------------------------------------------
@@ -188,6 +192,8 @@ class Worker:
             timeout = min(timeout, self._max_wait)
         if tasks.restoring or (standby is not None and standby.catching_up):
             timeout = 0.0
+        if self.parts.global_tables is not None:  # updates before the batch that may need them
+            self.parts.global_tables.poll()
         cap = self.parts.abort_loop.cap
         size = self.settings.batch_size
         if cap is not None:  # narrowing an abort loop down: fewer records per transaction
