@@ -34,8 +34,9 @@ from aiohttp import web
 
 from eokafka.errors import ConfigError
 from eokafka.runtime.query.desk import NotHere, Query, QueryDesk, Status
-from eokafka.runtime.query.owners import Owners, key_partition
+from eokafka.runtime.query.owners import Member, Owners, key_partition
 from eokafka.runtime.query.reads import KeyQuery, QueryError, ScanQuery, WindowQuery
+from eokafka.runtime.tasks.standby import STANDBY_BACKENDS
 from eokafka.serdes import Serde
 
 log = logging.getLogger("eokafka.query")
@@ -267,7 +268,7 @@ class QueryServer:
         return await self._ask(request, route, query)
 
     async def _ask(self, request: web.Request, route: StoreRoute, query: Query) -> web.Response:
-        """The loop's answer, or the owner's when the partition is not here."""
+        """The loop's answer, or another worker's when the partition is not here."""
         try:
             answer = await asyncio.wait_for(
                 asyncio.wrap_future(self.desk.ask(query)), _LOOP_WAIT_S
@@ -277,37 +278,59 @@ class QueryServer:
         except NotHere as here:
             if FORWARDED in request.headers:  # the group moved it since the asker looked
                 raise QueryError(503, f"{here}; it is moving", RETRY_AFTER_S) from None
-            return await self._forward(request, route, here.partition)
+            stale = isinstance(query, KeyQuery) and query.stale
+            return await self._forward(request, route, here.partition, stale)
         answer["served_by"] = {"instance": self.instance, "url": self.url}
         return _json(answer)
 
     async def _forward(
-        self, request: web.Request, route: StoreRoute, partition: int
+        self, request: web.Request, route: StoreRoute, partition: int, stale: bool
     ) -> web.Response:
+        """Pass the request to the partition's owner; a stale read goes to the workers the
+        standby plan puts its standbys on first (sparing the owner's loop, which answers
+        queries between its batches), then to the owner. A worker that refuses (503) or does
+        not answer makes way for the next; when none answers: 503 with Retry-After."""
         view = await asyncio.to_thread(self.owners.view)
+        candidates: list[Member] = []
+        if stale and route.backend in STANDBY_BACKENDS:
+            candidates += view.standby_holders(partition)
         owner = view.owner(route.topic, partition)
-        if not view.stable or owner is None:
+        if view.stable and owner is not None:
+            candidates.append(owner)
+        candidates = [m for m in candidates if m.url is not None and m.url != self.url]
+        if not candidates:
+            why = "the group is rebalancing" if not view.stable or owner is None else (
+                f"owner {owner.instance} serves no queries yet")
             raise QueryError(
-                503, f"partition {partition} of {route.topic!r} has no owner now (the group "
-                "is rebalancing)", RETRY_AFTER_S,
+                503, f"partition {partition} of {route.topic!r}: no worker to ask now ({why})",
+                RETRY_AFTER_S,
             )  # fmt: skip
-        if owner.url is None or owner.url == self.url:
-            raise QueryError(503, f"partition {partition}: owner {owner.instance} serves no "
-                             "queries yet", RETRY_AFTER_S)  # fmt: skip
+        refusals = []
+        for member in candidates:
+            try:
+                got = await self._pass_on(request, member)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.owners.forget()
+                refusals.append(f"{member.instance} at {member.url} did not answer "
+                                f"({type(exc).__name__}: {exc})")  # fmt: skip
+                continue
+            if got.status != 503 or member is candidates[-1] and not refusals:
+                return got
+            refusals.append(f"{member.instance}: {got.text}")
+        raise QueryError(
+            503, f"partition {partition} of {route.topic!r}: " + "; ".join(refusals),
+            RETRY_AFTER_S,
+        )  # fmt: skip
+
+    async def _pass_on(self, request: web.Request, member: Member) -> web.Response:
+        """``request`` as ``member`` answers it, marked forwarded (no second hop)."""
         headers = {FORWARDED: self.instance}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        assert self._session is not None
-        try:
-            async with self._session.get(owner.url + request.path_qs, headers=headers) as got:
-                body = await got.read()
-                retry = got.headers.get("Retry-After")
-                out = None if retry is None else {"Retry-After": retry}
-                return web.Response(body=body, status=got.status, headers=out,
-                                    content_type="application/json")  # fmt: skip
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.owners.forget()
-            raise QueryError(
-                503, f"owner {owner.instance} of partition {partition} at {owner.url} did not "
-                f"answer ({type(exc).__name__}: {exc})", RETRY_AFTER_S,
-            ) from None  # fmt: skip
+        assert self._session is not None and member.url is not None
+        async with self._session.get(member.url + request.path_qs, headers=headers) as got:
+            body = await got.read()
+            retry = got.headers.get("Retry-After")
+            out = None if retry is None else {"Retry-After": retry}
+            return web.Response(body=body, status=got.status, headers=out,
+                                content_type="application/json")  # fmt: skip

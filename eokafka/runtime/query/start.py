@@ -67,7 +67,10 @@ def start_query_server(
     live page at ``/``."""
     url = query_url(settings, slot)
     assert url is not None and settings.http_port is not None
-    owners = Owners(AdminClient(admin_config(settings)), settings.application_id)
+    owners = Owners(
+        AdminClient(admin_config(settings)), settings.application_id,
+        inputs=tuple(topology.topics), replicas=settings.num_standby_replicas,
+    )  # fmt: skip
     picture = topology_picture(topology, settings.application_id)
     overview = Overview(desk, metrics, settings, owners, picture, instance, url)
     server = QueryServer(
