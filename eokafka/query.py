@@ -5,7 +5,8 @@ that is up. ``QueryClient.for_app`` finds them as the workers find each other: i
 consumer group's description, where each worker's client.id carries its query address;
 failing that, from the app's own settings (``advertised_url`` or ``http_host:http_port``,
 one per process). A 503 (a task restoring or moving) is asked again after its Retry-After,
-within ``patience`` seconds.
+within ``patience`` seconds. An https server's certificate is verified with ``ca`` (for_app:
+``http_tls_ca``, else the Kafka client's ``ssl.ca.location``), else the system's CAs.
 
     client = QueryClient.for_app(load_app("shop:app"))
     client.get("totals", "customer-7")["value"]
@@ -24,6 +25,7 @@ from typing import Any
 from eokafka.client_configs import admin_config, client_id_parts
 from eokafka.config import Settings
 from eokafka.errors import EokafkaError
+from eokafka.runtime.query.tls import client_context, trusted_ca
 
 _TIMEOUT_S = 20.0
 
@@ -62,7 +64,11 @@ def configured_urls(settings: Settings) -> list[str]:
 
 class QueryClient:
     def __init__(
-        self, urls: list[str], token: str | None = None, patience: float = 30.0
+        self,
+        urls: list[str],
+        token: str | None = None,
+        patience: float = 30.0,
+        ca: str | None = None,
     ) -> None:
         if not urls:
             raise QueryFailed(
@@ -72,12 +78,13 @@ class QueryClient:
         self.urls = [u.rstrip("/") for u in urls]
         self.token = token
         self.patience = patience
+        self._tls = client_context(ca)
 
     @classmethod
     def for_app(cls, settings: Settings, patience: float = 30.0) -> QueryClient:
         """The workers of an app, from its group or else its settings; its http_token."""
         urls = advertised_urls(settings) or configured_urls(settings)
-        return cls(urls, settings.http_token, patience)
+        return cls(urls, settings.http_token, patience, trusted_ca(settings))
 
     # -- what programs ask ---------------------------------------------------------------
 
@@ -122,7 +129,8 @@ class QueryClient:
         out = {}
         for url in self.urls:
             try:
-                with urllib.request.urlopen(url + "/readyz", timeout=_TIMEOUT_S):
+                with urllib.request.urlopen(url + "/readyz", timeout=_TIMEOUT_S,
+                                            context=self._tls):  # fmt: skip
                     out[url] = True
             except (urllib.error.URLError, OSError):
                 out[url] = False
@@ -142,7 +150,9 @@ class QueryClient:
             for url in self.urls:
                 request = urllib.request.Request(url + path, headers=headers)
                 try:
-                    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as got:
+                    with urllib.request.urlopen(
+                        request, timeout=_TIMEOUT_S, context=self._tls
+                    ) as got:
                         answer: dict[str, Any] = json.loads(got.read())
                         return answer
                 except urllib.error.HTTPError as exc:

@@ -38,6 +38,13 @@ def query(
         ),
     ] = None,
     bootstrap_servers: BootstrapOption = None,
+    http_tls_ca: Annotated[
+        str | None,
+        worded_option(
+            "the CA file (PEM) that verifies https workers",
+            "http_tls_ca, else the Kafka client's ssl.ca.location, else the system's",
+        ),
+    ] = None,
     patience: Annotated[
         float, typer.Option(help="seconds to keep asking while a task restores or moves")
     ] = 30.0,
@@ -45,11 +52,13 @@ def query(
     """Read committed store state from the app's running workers (any worker, any key)."""
     from eokafka.loading import load_app
     from eokafka.query import QueryClient
+    from eokafka.runtime.query.tls import trusted_ca
 
     with command_errors(bootstrap_servers or ""):
-        settings = load_app(target).settings({"bootstrap_servers": bootstrap_servers})
+        overrides = {"bootstrap_servers": bootstrap_servers, "http_tls_ca": http_tls_ca}
+        settings = load_app(target).settings(overrides)
         if url:
-            client = QueryClient(url, settings.http_token, patience)
+            client = QueryClient(url, settings.http_token, patience, trusted_ca(settings))
         else:  # the workers are found from the group: the cluster must answer
             from eokafka.toolclients import reach
 

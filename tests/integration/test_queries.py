@@ -53,10 +53,11 @@ class Node:
     def __init__(self, name: str, proc: WorkerProcess, port: int) -> None:
         self.name, self.proc, self.port = name, proc, port
         self.url = f"http://127.0.0.1:{port}"
+        self.verify: str | bool = True  # a CA file for https
 
     def get(self, path: str, token: str | None = None) -> requests.Response:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        return requests.get(self.url + path, headers=headers, timeout=HTTP_S)
+        return requests.get(self.url + path, headers=headers, timeout=HTTP_S, verify=self.verify)
 
     def key(self, key: str) -> requests.Response:
         return self.get(f"/v1/stores/{STORE}/keys/{key}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -87,8 +88,12 @@ class QueryServer:
         liveness_s: float,
         clock: Callable[[], float],
         routes: Callable[[web.Application], None] | None = None,
+        serve_tls: ssl.SSLContext | None = None,
+        verify_tls: ssl.SSLContext | None = None,
     ) -> None:
-        """``routes`` adds more routes (the live page's, page.py) under the same guard."""
+        """``routes`` adds more routes (the live page's, page.py) under the same guard;
+        ``serve_tls``: https (None: http); ``verify_tls``: what forwards verify with (None:
+        the system's CAs)."""
         self.desk = desk
         self.stores = stores
         self.owners = owners
@@ -98,6 +103,7 @@ class QueryServer:
         self.liveness_s = liveness_s
         self.clock = clock
         self._more_routes = routes
+        self._serve_tls, self._verify_tls = serve_tls, verify_tls
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -143,9 +149,10 @@ class QueryServer:
             self._more_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        await web.TCPSite(self._runner, host, port, ssl_context=self._serve_tls).start()
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=_FORWARD_TIMEOUT_S)
+            timeout=aiohttp.ClientTimeout(total=_FORWARD_TIMEOUT_S),
+            connector=aiohttp.TCPConnector(ssl=self._verify_tls or True),
         )
 
     async def _unbind(self) -> None:
