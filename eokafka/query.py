@@ -88,9 +88,20 @@ class QueryClient:
 
     # -- what programs ask ---------------------------------------------------------------
 
-    def get(self, store: str, key: str) -> dict[str, Any]:
-        """A key's committed value (``found``, ``value``), its partition and the offsets."""
-        return self._ask(f"/v1/stores/{_quote(store)}/keys/{_quote(key)}")
+    def get(
+        self, store: str, key: Any, stale: bool = False, key_format: str | None = None
+    ) -> dict[str, Any]:
+        """A key's committed value (``found``, ``value``), its partition and the offsets.
+
+        A str key goes as text (a store keyed by JSON, Avro, ... reads text that is JSON as
+        JSON: docs/queries.md), any other key (an int, a dict, ...) as JSON text;
+        ``key_format`` ("text" or "json") says how the server reads a str key instead.
+        ``stale``: a standby may answer, with its ``lag``."""
+        text, params = _key_text(key, key_format)
+        if stale:
+            params["stale"] = "1"
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return self._ask(f"/v1/stores/{_quote(store)}/keys/{_quote(text)}{query}")
 
     def stores(self) -> list[dict[str, Any]]:
         stores: list[dict[str, Any]] = self._ask("/v1/stores")["stores"]
@@ -100,9 +111,10 @@ class QueryClient:
         self,
         store: str,
         prefix: str | None = None,
-        start: str | None = None,
-        end: str | None = None,
+        start: Any = None,
+        end: Any = None,
         page: int = 100,
+        key_format: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every committed key of ``store`` (or of a prefix or range), partition by
         partition, page by page; each item names its partition."""
@@ -112,8 +124,8 @@ class QueryClient:
         for partition in range(info["partitions"]):
             after: str | None = None
             while True:
-                params = {"limit": page, "after": after, "prefix": prefix, "start": start,
-                          "end": end}  # fmt: skip
+                params = {"limit": page, "after": after, "prefix": prefix,
+                          **_bounds(start, end, key_format)}  # fmt: skip
                 query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
                 answer = self._ask(
                     f"/v1/stores/{_quote(store)}/partitions/{partition}/keys?{query}"
@@ -166,6 +178,21 @@ class QueryClient:
             if time.monotonic() + wait > deadline:
                 raise QueryFailed(f"{path}: {last} (asked for {self.patience:.0f} s)", status)
             time.sleep(wait)  # Retry-After, as the server asked
+
+
+def _key_text(key: Any, key_format: str | None = None) -> tuple[str, dict[str, str]]:
+    """A key as the server reads it (runtime/query/keys.py), and the parameter it needs."""
+    if isinstance(key, str):
+        return key, {} if key_format is None else {"key_format": key_format}
+    return json.dumps(key), {"key_format": "json"}
+
+
+def _bounds(start: Any, end: Any, key_format: str | None) -> dict[str, str]:
+    """A range's bounds as text, as JSON text (key_format=json) if either is not a str."""
+    given = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+    if all(isinstance(v, str) for v in given.values()):
+        return {**given, **({} if key_format is None else {"key_format": key_format})}
+    return {**{k: json.dumps(v) for k, v in given.items()}, "key_format": "json"}
 
 
 def _quote(text: str) -> str:

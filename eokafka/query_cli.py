@@ -29,6 +29,17 @@ def query(
         str | None, worded_option("list the keys from this one on", "the first")
     ] = None,
     end: Annotated[str | None, worded_option("list the keys below this one", "the last")] = None,
+    key_format: Annotated[
+        str | None,
+        worded_option(
+            "text or json: how KEY, --start and --end read (json: 42, {\"id\": 7})",
+            "text for String-keyed stores; for JSON, Avro, ... keys: JSON text, else text",
+        ),
+    ] = None,
+    stale: Annotated[
+        bool,
+        typer.Option("--stale", help="a standby may answer, with its lag", show_default=False),
+    ] = False,
     url: Annotated[
         list[str] | None,
         typer.Option(
@@ -65,7 +76,7 @@ def query(
             reach(settings)
             client = QueryClient.for_app(settings, patience)
         if key is not None:
-            typer.echo(json.dumps(client.get(store, key)))
+            typer.echo(json.dumps(client.get(store, key, stale, key_format)))
             return
-        for item in client.items(store, prefix, start, end):
+        for item in client.items(store, prefix, start, end, key_format=key_format):
             typer.echo(json.dumps(item))

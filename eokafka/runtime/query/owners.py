@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from eokafka.client_configs import client_id_parts
 from eokafka.runtime.group.placement import member_name, members_of, standby_plan
-from eokafka.runtime.query.reads import QueryError
+from eokafka.runtime.query.refusal import QueryError
 from eokafka.testing.partitioners import murmur2
 
 _OWNERS_TTL_S = 1.0

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from eokafka.runtime.query.keys import encode_key
+from eokafka.runtime.query.refusal import QueryError
 from eokafka.runtime.tasks.changelog_reader import Restore
 from eokafka.runtime.tasks.task import Task
 from eokafka.state import RocksBackend, Store, WindowStore
@@ -21,20 +23,10 @@ from eokafka.windows.state import decode_state
 MAX_PAGE = 1000
 
 
-class QueryError(Exception):
-    """A request this worker refuses: ``status`` is the HTTP status, ``retry_after`` set
-    for a 503 (the task restores or moves: ask again)."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
 @dataclass(frozen=True)
 class KeyQuery:
     store: str
-    key: str
+    key: Any  # as the request gave it, read by runtime/query/keys.py
     partition: int
     stale: bool = False  # a standby replica here may answer, with its lag
 
@@ -44,7 +36,7 @@ class WindowQuery:
     """A key's open windows in a window store that overlap [``start``, ``end``) (ms)."""
 
     store: str
-    key: str
+    key: Any
     partition: int
     key_bytes: bytes  # by the key serde of the windowed stream
     start: int | None = None
@@ -60,9 +52,9 @@ class ScanQuery:
     partition: int
     limit: int = 100
     after: str | None = None  # hex of the last key's bytes of the previous page
-    prefix: str | None = None
-    start: str | None = None
-    end: str | None = None
+    prefix: str | None = None  # text, matched against the start of a key's bytes
+    start: Any = None  # keys, read by runtime/query/keys.py
+    end: Any = None
 
 
 def where(task: Task) -> dict[str, Any]:
@@ -182,11 +174,8 @@ def _pairs(store: Store, ordered: bool) -> Iterator[tuple[bytes, bytes]]:
     return store.backend.items() if ordered else iter(sorted(store.backend.items()))
 
 
-def _key_bytes(store: Store, key: str) -> bytes:
-    data = store.key_serde.serialize(key)
-    if data is None:
-        raise QueryError(400, f"store {store.name!r}: key {key!r} serializes to nothing")
-    return data
+def _key_bytes(store: Store, key: Any) -> bytes:
+    return encode_key(key, store.key_serde, store.name)
 
 
 def _value(store: Store, raw: bytes) -> Any:

@@ -35,8 +35,10 @@ from aiohttp import web
 
 from eokafka.errors import ConfigError
 from eokafka.runtime.query.desk import NotHere, Query, QueryDesk, Status
+from eokafka.runtime.query.keys import encode_key, read_key
 from eokafka.runtime.query.owners import Member, Owners, key_partition
-from eokafka.runtime.query.reads import KeyQuery, QueryError, ScanQuery, WindowQuery
+from eokafka.runtime.query.reads import KeyQuery, ScanQuery, WindowQuery
+from eokafka.runtime.query.refusal import QueryError
 from eokafka.runtime.tasks.standby import STANDBY_BACKENDS
 from eokafka.serdes import Serde
 
@@ -142,8 +144,8 @@ class QueryServer:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/v1/stores", self.list_stores)
-        app.router.add_get("/v1/stores/{store}/keys/{key}", self.get_key)
-        app.router.add_get("/v1/stores/{store}/windows/{key}", self.get_windows)
+        app.router.add_get("/v1/stores/{store}/keys/{key:.+}", self.get_key)
+        app.router.add_get("/v1/stores/{store}/windows/{key:.+}", self.get_windows)
         app.router.add_get("/v1/stores/{store}/partitions/{partition}/keys", self.scan)
         if self._more_routes is not None:
             self._more_routes(app)
@@ -218,6 +220,12 @@ class QueryServer:
 
     # -- queries -------------------------------------------------------------------------
 
+    @staticmethod
+    def _read_key(request: web.Request, route: StoreRoute, text: str | None) -> Any:
+        if text is None:
+            return None
+        return read_key(text, route.key_serde, route.name, request.query.get("key_format"))
+
     def _route(self, request: web.Request) -> StoreRoute:
         name = request.match_info["store"]
         route = self.stores.get(name)
@@ -233,12 +241,11 @@ class QueryServer:
                         "backend": route.backend, "windowed": route.windowed})  # fmt: skip
         return _json({"stores": out, "instance": self.instance, "url": self.url})
 
-    async def _key(self, request: web.Request, route: StoreRoute) -> tuple[str, bytes, int]:
-        """The key of the path, its bytes and its partition."""
-        key = request.match_info["key"]
-        data = route.key_serde.serialize(key)
-        if data is None:
-            raise QueryError(400, f"store {route.name!r}: key {key!r} serializes to nothing")
+    async def _key(self, request: web.Request, route: StoreRoute) -> tuple[Any, bytes, int]:
+        """The key of the path (keys.py: as text or JSON text), its bytes by the topic's key
+        serde and its partition."""
+        key = self._read_key(request, route, request.match_info["key"])
+        data = encode_key(key, route.key_serde, route.name)
         partitions = await asyncio.to_thread(self.owners.partitions, route.topic)
         return key, data, key_partition(data, partitions)
 
@@ -268,10 +275,8 @@ class QueryServer:
                 bytes.fromhex(q["after"])
         except ValueError as exc:
             raise QueryError(400, f"bad partition, limit or after: {exc}") from None
-        query = ScanQuery(
-            route.name, partition, limit, q.get("after"), q.get("prefix"), q.get("start"),
-            q.get("end"),
-        )  # fmt: skip
+        start, end = (self._read_key(request, route, q.get(b)) for b in ("start", "end"))
+        query = ScanQuery(route.name, partition, limit, q.get("after"), q.get("prefix"), start, end)
         return await self._ask(request, route, query)
 
     async def _ask(self, request: web.Request, route: StoreRoute, query: Query) -> web.Response:

@@ -43,4 +43,3 @@ def client_context(ca: str | None) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=ca)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"http_tls_ca={ca!r}: the CA file could not be read: {exc}") from None
-
