@@ -41,6 +41,7 @@ from eokafka.runtime.query.reads import KeyQuery, ScanQuery, WindowQuery
 from eokafka.runtime.query.refusal import QueryError
 from eokafka.runtime.tasks.standby import STANDBY_BACKENDS
 from eokafka.serdes import Serde
+from eokafka.windows.definition import Windows
 
 log = logging.getLogger("eokafka.query")
 FORWARDED = "X-Eokafka-Forwarded"
@@ -59,6 +60,7 @@ class StoreRoute:
     key_serde: Serde
     backend: str
     windowed: bool = False
+    windows: Windows | None = None  # the window definition, when the DSL made the store
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -262,7 +264,7 @@ class QueryServer:
             bounds = [int(request.query[b]) if b in request.query else None for b in ("from", "to")]
         except ValueError as exc:
             raise QueryError(400, f"from and to are epoch milliseconds: {exc}") from None
-        query = WindowQuery(route.name, key, partition, data, bounds[0], bounds[1])
+        query = WindowQuery(route.name, key, partition, data, bounds[0], bounds[1], route.windows)
         return await self._ask(request, route, query)
 
     async def scan(self, request: web.Request) -> web.Response:

@@ -52,8 +52,9 @@ def store_routes(topology: Topology) -> dict[str, StoreRoute]:
                 continue
             windowed = spec.window_retention_ms is not None or name in topology.window_stores
             routes[name] = StoreRoute(
-                name, source.topic, source.key_serde, spec.backend, windowed
-            )
+                name, source.topic, source.key_serde, spec.backend, windowed,
+                topology.window_defs.get(name),
+            )  # fmt: skip
     return routes
 
 
