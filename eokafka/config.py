@@ -60,6 +60,11 @@ class Settings:
     http_host: str = "127.0.0.1"
     advertised_url: str | None = None  # how other workers reach this one (+i per worker)
     http_token: str | None = None
+    # HTTPS (runtime/query/tls.py): the server's certificate (PEM) and key (or in the same
+    # file); the CA its clients verify with (else the Kafka client's ssl.ca.location).
+    http_tls_cert: str | None = None
+    http_tls_key: str | None = None
+    http_tls_ca: str | None = None
     state_dir: str = field(default_factory=default_state_dir)
     commit_interval_ms: int = 100
     commit_every: int = 10_000
@@ -139,6 +144,13 @@ def validate(s: Settings) -> None:
             f"http_host={s.http_host!r} serves queries beyond this machine: set http_token "
             "(EOKAFKA_HTTP_TOKEN) so that requests must carry it as a bearer token"
         )
+    if s.http_tls_key is not None and s.http_tls_cert is None:
+        raise ConfigError("http_tls_key is set without http_tls_cert: set both (or put the key "
+                          "in the certificate's file and set http_tls_cert only)")
+    if s.http_tls_cert is not None and s.advertised_url is not None:
+        if not s.advertised_url.startswith("https://"):
+            raise ConfigError(f"advertised_url={s.advertised_url!r}: the query server serves "
+                              "https (http_tls_cert is set); advertise an https:// url")
     if s.auto_offset_reset not in ("earliest", "latest"):
         raise ConfigError(f"auto_offset_reset={s.auto_offset_reset!r}: earliest or latest")
     for key in s.config:

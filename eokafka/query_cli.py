@@ -29,6 +29,17 @@ def query(
         str | None, worded_option("list the keys from this one on", "the first")
     ] = None,
     end: Annotated[str | None, worded_option("list the keys below this one", "the last")] = None,
+    key_format: Annotated[
+        str | None,
+        worded_option(
+            "text or json: how KEY, --start and --end read (json: 42, {\"id\": 7})",
+            "text for String-keyed stores; for JSON, Avro, ... keys: JSON text, else text",
+        ),
+    ] = None,
+    stale: Annotated[
+        bool,
+        typer.Option("--stale", help="a standby may answer, with its lag", show_default=False),
+    ] = False,
     url: Annotated[
         list[str] | None,
         typer.Option(
@@ -38,6 +49,13 @@ def query(
         ),
     ] = None,
     bootstrap_servers: BootstrapOption = None,
+    http_tls_ca: Annotated[
+        str | None,
+        worded_option(
+            "the CA file (PEM) that verifies https workers",
+            "http_tls_ca, else the Kafka client's ssl.ca.location, else the system's",
+        ),
+    ] = None,
     patience: Annotated[
         float, typer.Option(help="seconds to keep asking while a task restores or moves")
     ] = 30.0,
@@ -45,18 +63,20 @@ def query(
     """Read committed store state from the app's running workers (any worker, any key)."""
     from eokafka.loading import load_app
     from eokafka.query import QueryClient
+    from eokafka.runtime.query.tls import trusted_ca
 
     with command_errors(bootstrap_servers or ""):
-        settings = load_app(target).settings({"bootstrap_servers": bootstrap_servers})
+        overrides = {"bootstrap_servers": bootstrap_servers, "http_tls_ca": http_tls_ca}
+        settings = load_app(target).settings(overrides)
         if url:
-            client = QueryClient(url, settings.http_token, patience)
+            client = QueryClient(url, settings.http_token, patience, trusted_ca(settings))
         else:  # the workers are found from the group: the cluster must answer
             from eokafka.toolclients import reach
 
             reach(settings)
             client = QueryClient.for_app(settings, patience)
         if key is not None:
-            typer.echo(json.dumps(client.get(store, key)))
+            typer.echo(json.dumps(client.get(store, key, stale, key_format)))
             return
-        for item in client.items(store, prefix, start, end):
+        for item in client.items(store, prefix, start, end, key_format=key_format):
             typer.echo(json.dumps(item))

@@ -23,6 +23,7 @@ from eokafka.source import Feed
 from eokafka.state import BackendKind, StoreSpec, changelog_topic, stream_time_store
 from eokafka.timers import ProcessorTimers
 from eokafka.tracebacks import is_framework, shown_path
+from eokafka.windows.definition import Windows
 
 Processor = Callable[[Any, Any], None]
 
@@ -81,6 +82,8 @@ class Topology:
         self.internal_topics: dict[str, str] = {}
         # window store -> its changelog's retention.ms (windowed aggregations)
         self.window_stores: dict[str, int] = {}
+        # window store -> the windows of the aggregation it serves (for queries: which closed)
+        self.window_defs: dict[str, Windows] = {}
         # window stores whose stream time another one keeps (a stream join's right buffer)
         self.clockless: set[str] = set()
         # sinks outside Kafka (databases, files), written through ctx.sink(name)
@@ -163,11 +166,16 @@ class Topology:
         policies = [word, self.on_error, *self.error_policies(word).values()]
         return self.dead_letters or any(p == "dead-letter" or callable(p) for p in policies)
 
-    def add_window_store(self, name: str, retention_ms: int, clock: bool = True) -> None:
+    def add_window_store(
+        self, name: str, retention_ms: int, clock: bool = True, windows: Windows | None = None
+    ) -> None:
         """Mark a store as a windowed aggregation's; ``validate`` makes its spec say so, and
         declares the store of its stream time (``eokafka.state.stream_time``) unless
-        ``clock`` is False (the store shares another window store's)."""
+        ``clock`` is False (the store shares another window store's). ``windows``: the
+        aggregation's window definition (queries tell from it which windows closed)."""
         self.window_stores[name] = retention_ms
+        if windows is not None:
+            self.window_defs[name] = windows
         if not clock:
             self.clockless.add(name)
 

@@ -88,7 +88,7 @@ class Windowing:
         root = stream.root
         root.add_store(name)
         root.add_store(stream_time_store(name))
-        app.topology.add_window_store(name, self.retention_ms)
+        app.topology.add_window_store(name, self.retention_ms, windows=self.windows)
         if self.late == "dead-letter":
             app.topology.add_dead_letters()
         idle = self.close_on_idle_ms

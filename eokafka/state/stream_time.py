@@ -84,6 +84,12 @@ class StreamTimeStore(Store):
         self._overlay[_KEY] = _INT64.pack(stream_time)  # 9 bytes: no record size to check
         self._time = stream_time
 
+    def committed_stream_time(self) -> int | None:
+        """The stream time Kafka committed (the open transaction's advance left out), for
+        readers outside the task; None before any record."""
+        data = self.backend.get(_KEY)
+        return None if data is None else _INT64.unpack(data)[0]  # type: ignore[no-any-return]
+
     def put(self, key: Any, value: Any) -> None:
         self._time = _UNKNOWN
         super().put(key, value)

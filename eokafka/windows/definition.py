@@ -57,6 +57,11 @@ class Windows(ABC):
         their final aggregates, in order of end; None if ``state`` did not change."""
 
     @abstractmethod
+    def closed_through(self, stream_time: int) -> int:
+        """Windows ending at or before this have closed at ``stream_time``: emitted, and
+        no longer kept in the store."""
+
+    @abstractmethod
     def next_close(self, state: KeyState) -> int | None:
         """The stream time at which the key's next window closes; None if none is open."""
 

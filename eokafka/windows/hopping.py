@@ -73,12 +73,15 @@ class Hopping(Windows):
     def close(
         self, state: KeyState, key: Any, stream_time: int, agg: Aggregator
     ) -> list[Closed] | None:
-        cutoff = stream_time - self.grace_ms  # windows ending at or before it are closed
+        cutoff = self.closed_through(stream_time)
         done = [(s, e, a) for s, e, a in state.entries if e <= cutoff]
         if not done:
             return None
         state.entries = [entry for entry in state.entries if entry[1] > cutoff]
         return done
+
+    def closed_through(self, stream_time: int) -> int:
+        return stream_time - self.grace_ms
 
     def next_close(self, state: KeyState) -> int | None:
         entries = state.entries

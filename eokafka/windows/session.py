@@ -55,12 +55,16 @@ class Session(RecordBound):
     def close(
         self, state: KeyState, key: Any, stream_time: int, agg: Aggregator
     ) -> list[Closed] | None:
-        cutoff = stream_time - self.gap_ms - self.grace_ms  # sessions ending before it closed
-        done = [(s, e, a) for s, e, a in state.entries if e < cutoff]
+        cutoff = self.closed_through(stream_time)
+        done = [(s, e, a) for s, e, a in state.entries if e <= cutoff]
         if not done:
             return None
-        state.entries = [entry for entry in state.entries if entry[1] >= cutoff]
+        state.entries = [entry for entry in state.entries if entry[1] > cutoff]
         return done
+
+    def closed_through(self, stream_time: int) -> int:
+        """A session ending before stream time minus gap and grace can't grow any more."""
+        return stream_time - self.gap_ms - self.grace_ms - 1
 
     def next_close(self, state: KeyState) -> int | None:
         if not state.entries:

@@ -60,7 +60,7 @@ class Sliding(RecordBound):
     def close(
         self, state: KeyState, key: Any, stream_time: int, agg: Aggregator
     ) -> list[Closed] | None:
-        cutoff = stream_time - self.grace_ms - 1  # windows ending at or before it are closed
+        cutoff = self.closed_through(stream_time)
         if cutoff <= state.mark:
             return None
         done = [
@@ -73,6 +73,9 @@ class Sliding(RecordBound):
         keep_from = cutoff - self.size_ms
         state.entries = [e for e in state.entries if e[0] >= keep_from]
         return done
+
+    def closed_through(self, stream_time: int) -> int:
+        return stream_time - self.grace_ms - 1  # a window includes its end
 
     def next_close(self, state: KeyState) -> int | None:
         """The next window's close; without one, when the records are out of every future

@@ -53,10 +53,11 @@ class Node:
     def __init__(self, name: str, proc: WorkerProcess, port: int) -> None:
         self.name, self.proc, self.port = name, proc, port
         self.url = f"http://127.0.0.1:{port}"
+        self.verify: str | bool = True  # a CA file for https
 
     def get(self, path: str, token: str | None = None) -> requests.Response:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        return requests.get(self.url + path, headers=headers, timeout=HTTP_S)
+        return requests.get(self.url + path, headers=headers, timeout=HTTP_S, verify=self.verify)
 
     def key(self, key: str) -> requests.Response:
         return self.get(f"/v1/stores/{STORE}/keys/{key}")
@@ -406,7 +407,8 @@ def test_a_keys_open_windows_match_the_windowed_output(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """Tumbling windows of 1 s (grace 300 ms), counted, every update emitted: each key's open
-    window answers the count of its last committed update; closed windows left the store."""
+    window answers the count of its last committed update; closed windows left the store, and
+    the answer says up to where (its partition's stream time minus the grace)."""
     names = app_topics(kafka_bootstrap, "query-win", 2)
     keys = [f"k{i}" for i in range(4)]
     inputs = [
@@ -426,6 +428,10 @@ def test_a_keys_open_windows_match_the_windowed_output(
             k, start, end = r.key[:-16], *struct.unpack(">qq", r.key[-16:])
             last[(k, start, end)] = json.loads(r.value)
         wait_for(lambda: _ready([node]), SETTLE_S, "the worker ready")
+        stream_time: dict[int, int] = defaultdict(lambda: -1)  # partition -> max event time
+        for r in read_committed(kafka_bootstrap, names.src):
+            assert r.value is not None
+            stream_time[r.partition] = max(stream_time[r.partition], json.loads(r.value)["ts"])
         for key in keys:
             got = node.get(f"/v1/stores/agg/windows/{key}?from=0")
             assert got.status_code == 200, got.text
@@ -433,8 +439,13 @@ def test_a_keys_open_windows_match_the_windowed_output(
             want = sum(1 for k, v in inputs if k == key.encode() and json.loads(v)["ts"] >= 2000)
             assert answer["windows"] == [{"start": 2000, "end": 3000, "value": want}], answer
             assert last[(key.encode(), 2000, 3000)] == want
+            now = stream_time[answer["partition"]]
+            assert (answer["stream_time"], answer["closed_through"]) == (now, now - 300), answer
+            assert answer["complete"] is False and "output topic" in answer["note"]
             early = node.get(f"/v1/stores/agg/windows/{key}?from=0&to=2000").json()
-            assert early["windows"] == []
+            assert early["windows"] == [] and early["complete"] is False
+            open_only = node.get(f"/v1/stores/agg/windows/{key}?from={now - 300}").json()
+            assert open_only["complete"] is True and open_only["windows"] == answer["windows"]
     finally:
         proc.stop_quietly()
 

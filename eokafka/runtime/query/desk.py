@@ -18,7 +18,6 @@ from typing import Any
 
 from eokafka.runtime.query.reads import (
     KeyQuery,
-    QueryError,
     ScanQuery,
     WindowQuery,
     lookup,
@@ -26,6 +25,7 @@ from eokafka.runtime.query.reads import (
     standby_lookup,
     windows,
 )
+from eokafka.runtime.query.refusal import QueryError
 from eokafka.runtime.tasks.manager import TaskManager
 from eokafka.runtime.tasks.standby import StandbyReplicas
 from eokafka.runtime.tasks.task import Task, TaskState

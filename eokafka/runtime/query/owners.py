@@ -3,8 +3,9 @@
 Kafka is the coordinator: each member's assignment comes from the consumer group, and each
 worker's query address rides in its consumer's client.id
 (client_configs.consumer_client_id), which the group description carries. No registry of our
-own. A description read while the group rebalances is not trusted: the answer is then "ask
-again".
+own. A description read while the group rebalances is not trusted for owners: the answer is
+then "ask again". Where standby replicas live follows from the same description by the plan
+every worker computes alike (runtime/group/placement.py).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from eokafka.client_configs import client_id_parts
-from eokafka.runtime.query.reads import QueryError
+from eokafka.runtime.group.placement import member_name, members_of, standby_plan
+from eokafka.runtime.query.refusal import QueryError
 from eokafka.testing.partitioners import murmur2
 
 _OWNERS_TTL_S = 1.0
@@ -43,6 +45,12 @@ class Member:
 class GroupView:
     stable: bool
     members: tuple[Member, ...]
+    standbys: dict[int, tuple[Member, ...]] = field(default_factory=dict)  # by partition
+
+    def standby_holders(self, partition: int) -> tuple[Member, ...]:
+        """The members the standby plan puts ``partition``'s standbys on (maybe not started
+        yet: a holder answers only from a standby it really keeps)."""
+        return self.standbys.get(partition, ())
 
     def owner(self, topic: str, partition: int) -> Member | None:
         for member in self.members:
@@ -52,11 +60,23 @@ class GroupView:
 
 
 class Owners:
-    """The group's view, read at most once a second; partition counts, read once."""
+    """The group's view, read at most once a second; partition counts, read once.
 
-    def __init__(self, admin: AdminClient, group: str, clock: Callable[[], float] = time.monotonic):
+    ``inputs`` and ``replicas`` (the app's input topics and ``num_standby_replicas``) place
+    the standbys as the workers do."""
+
+    def __init__(
+        self,
+        admin: AdminClient,
+        group: str,
+        clock: Callable[[], float] = time.monotonic,
+        inputs: tuple[str, ...] = (),
+        replicas: int = 0,
+    ) -> None:
         self._admin = admin
         self._group = group
+        self._inputs = inputs
+        self._replicas = replicas
         self._clock = clock
         self._lock = threading.Lock()
         self._view: tuple[float, GroupView] | None = None
@@ -98,8 +118,15 @@ class Owners:
                 503, f"group {group!r} could not be described: {exc}", RETRY_AFTER_S
             ) from None
         members = []
+        by_name: dict[str, Member] = {}
         for m in described.members:
             named, url = client_id_parts(m.client_id)
             assigned = m.assignment.topic_partitions if m.assignment is not None else ()
-            members.append(Member(m.group_instance_id or named, url, tuple(assigned)))
-        return GroupView(described.state.name == "STABLE", tuple(members))
+            member = Member(m.group_instance_id or named, url, tuple(assigned))
+            members.append(member)
+            by_name[member_name(m.group_instance_id, m.client_id, m.member_id)] = member
+        standbys: dict[int, tuple[Member, ...]] = {}
+        if self._replicas > 0:
+            plan = standby_plan(members_of(described, self._inputs), self._replicas)
+            standbys = {p: tuple(by_name[n] for n in names) for p, names in plan.items()}
+        return GroupView(described.state.name == "STABLE", tuple(members), standbys)

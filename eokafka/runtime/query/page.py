@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import ssl
 import subprocess
 from importlib.resources import files
 from typing import Any
@@ -75,9 +76,13 @@ class Overview:
         picture: dict[str, str | None],
         instance: str,
         url: str,
+        verify_tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``verify_tls``: how other workers' https certificates are verified (None: the
+        system's CAs)."""
         self.desk, self.metrics, self.settings, self.owners = desk, metrics, settings, owners
         self.picture, self.instance, self.url = picture, instance, url
+        self._verify_tls = verify_tls
         self.html = files("eokafka.runtime.query").joinpath("page.html").read_bytes()
 
     def add_routes(self, app: web.Application) -> None:
@@ -132,7 +137,8 @@ class Overview:
             if url == self.url:
                 return self._status()
             try:
-                async with aiohttp.ClientSession(timeout=timeout) as session:
+                connector = aiohttp.TCPConnector(ssl=self._verify_tls or True)
+                async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
                     async with session.get(url + "/v1/status", headers=headers) as got:
                         body: dict[str, Any] = await got.json()
                         return body if got.status == 200 else None

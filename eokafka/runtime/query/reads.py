@@ -12,43 +12,38 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from eokafka.runtime.query.keys import encode_key
+from eokafka.runtime.query.refusal import QueryError
 from eokafka.runtime.tasks.changelog_reader import Restore
 from eokafka.runtime.tasks.task import Task
-from eokafka.state import RocksBackend, Store, WindowStore
+from eokafka.state import RocksBackend, Store, StreamTimeStore, WindowStore, stream_time_store
 from eokafka.state.window import CLOSE_AT_BYTES, WINDOW_ENTRY
+from eokafka.windows.definition import Windows
 from eokafka.windows.state import decode_state
 
 MAX_PAGE = 1000
 
 
-class QueryError(Exception):
-    """A request this worker refuses: ``status`` is the HTTP status, ``retry_after`` set
-    for a 503 (the task restores or moves: ask again)."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
 @dataclass(frozen=True)
 class KeyQuery:
     store: str
-    key: str
+    key: Any  # as the request gave it, read by runtime/query/keys.py
     partition: int
     stale: bool = False  # a standby replica here may answer, with its lag
 
 
 @dataclass(frozen=True)
 class WindowQuery:
-    """A key's open windows in a window store that overlap [``start``, ``end``) (ms)."""
+    """A key's open windows in a window store that overlap [``start``, ``end``) (ms);
+    ``windows``, the aggregation's definition, tells which windows have closed."""
 
     store: str
-    key: str
+    key: Any
     partition: int
     key_bytes: bytes  # by the key serde of the windowed stream
     start: int | None = None
     end: int | None = None
+    windows: Windows | None = None
 
 
 @dataclass(frozen=True)
@@ -60,9 +55,9 @@ class ScanQuery:
     partition: int
     limit: int = 100
     after: str | None = None  # hex of the last key's bytes of the previous page
-    prefix: str | None = None
-    start: str | None = None
-    end: str | None = None
+    prefix: str | None = None  # text, matched against the start of a key's bytes
+    start: Any = None  # keys, read by runtime/query/keys.py
+    end: Any = None
 
 
 def where(task: Task) -> dict[str, Any]:
@@ -90,8 +85,11 @@ def committed_store(task: Task, name: str, windows: bool = False) -> Store:
 
 
 def windows(task: Task, query: WindowQuery) -> dict[str, Any]:
-    """The key's open windows (closed ones were emitted and left the store) with their
-    aggregates as the store keeps them; for sliding windows, the key's records instead."""
+    """The key's open windows with their aggregates as the store keeps them (for sliding
+    windows, the key's records instead), and what the answer leaves out: a window leaves
+    the store when it closes (its final result goes out then), so those ending at or before
+    ``closed_through`` (by the committed stream time) are not here. ``complete``: the range
+    reaches none of them (None: the window definition is not known)."""
     store = committed_store(task, query.store, windows=True)
     assert isinstance(store, WindowStore)
     data = store.backend.get(WINDOW_ENTRY + query.key_bytes)
@@ -104,13 +102,29 @@ def windows(task: Task, query: WindowQuery) -> dict[str, Any]:
             if query.start is not None and end <= query.start:
                 continue
             found.append({"start": start, "end": end, "value": aggregate})
-    return {
+    clock = task.stores.get(stream_time_store(query.store))
+    now = clock.committed_stream_time() if isinstance(clock, StreamTimeStore) else None
+    closed = None if now is None or query.windows is None else query.windows.closed_through(now)
+    complete = None if query.windows is None else (
+        closed is None or query.start is not None and query.start >= closed)
+    answer = {
         "store": query.store,
         "key": query.key,
         "windows": found,
+        "stream_time": now,
+        "closed_through": closed,
+        "complete": complete,
         "changelog_offset": store.backend.checkpoint(),
         **where(task),
     }
+    if not complete:
+        answer["note"] = (
+            "a window leaves the store when it closes (stream time past its end and grace): "
+            + ("windows ending at or before closed_through" if closed is not None else
+               "windows that closed before stream_time")
+            + " are not here; their final results are in the output topic"
+        )  # fmt: skip
+    return answer
 
 
 def lookup(task: Task, query: KeyQuery) -> dict[str, Any]:
@@ -182,11 +196,8 @@ def _pairs(store: Store, ordered: bool) -> Iterator[tuple[bytes, bytes]]:
     return store.backend.items() if ordered else iter(sorted(store.backend.items()))
 
 
-def _key_bytes(store: Store, key: str) -> bytes:
-    data = store.key_serde.serialize(key)
-    if data is None:
-        raise QueryError(400, f"store {store.name!r}: key {key!r} serializes to nothing")
-    return data
+def _key_bytes(store: Store, key: Any) -> bytes:
+    return encode_key(key, store.key_serde, store.name)
 
 
 def _value(store: Store, raw: bytes) -> Any:

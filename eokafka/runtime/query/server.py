@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,9 +35,13 @@ from aiohttp import web
 
 from eokafka.errors import ConfigError
 from eokafka.runtime.query.desk import NotHere, Query, QueryDesk, Status
-from eokafka.runtime.query.owners import Owners, key_partition
-from eokafka.runtime.query.reads import KeyQuery, QueryError, ScanQuery, WindowQuery
+from eokafka.runtime.query.keys import encode_key, read_key
+from eokafka.runtime.query.owners import Member, Owners, key_partition
+from eokafka.runtime.query.reads import KeyQuery, ScanQuery, WindowQuery
+from eokafka.runtime.query.refusal import QueryError
+from eokafka.runtime.tasks.standby import STANDBY_BACKENDS
 from eokafka.serdes import Serde
+from eokafka.windows.definition import Windows
 
 log = logging.getLogger("eokafka.query")
 FORWARDED = "X-Eokafka-Forwarded"
@@ -55,6 +60,7 @@ class StoreRoute:
     key_serde: Serde
     backend: str
     windowed: bool = False
+    windows: Windows | None = None  # the window definition, when the DSL made the store
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,8 +92,12 @@ class QueryServer:
         liveness_s: float,
         clock: Callable[[], float],
         routes: Callable[[web.Application], None] | None = None,
+        serve_tls: ssl.SSLContext | None = None,
+        verify_tls: ssl.SSLContext | None = None,
     ) -> None:
-        """``routes`` adds more routes (the live page's, page.py) under the same guard."""
+        """``routes`` adds more routes (the live page's, page.py) under the same guard;
+        ``serve_tls``: https (None: http); ``verify_tls``: what forwards verify with (None:
+        the system's CAs)."""
         self.desk = desk
         self.stores = stores
         self.owners = owners
@@ -97,6 +107,7 @@ class QueryServer:
         self.liveness_s = liveness_s
         self.clock = clock
         self._more_routes = routes
+        self._serve_tls, self._verify_tls = serve_tls, verify_tls
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -135,16 +146,17 @@ class QueryServer:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/v1/stores", self.list_stores)
-        app.router.add_get("/v1/stores/{store}/keys/{key}", self.get_key)
-        app.router.add_get("/v1/stores/{store}/windows/{key}", self.get_windows)
+        app.router.add_get("/v1/stores/{store}/keys/{key:.+}", self.get_key)
+        app.router.add_get("/v1/stores/{store}/windows/{key:.+}", self.get_windows)
         app.router.add_get("/v1/stores/{store}/partitions/{partition}/keys", self.scan)
         if self._more_routes is not None:
             self._more_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        await web.TCPSite(self._runner, host, port, ssl_context=self._serve_tls).start()
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=_FORWARD_TIMEOUT_S)
+            timeout=aiohttp.ClientTimeout(total=_FORWARD_TIMEOUT_S),
+            connector=aiohttp.TCPConnector(ssl=self._verify_tls or True),
         )
 
     async def _unbind(self) -> None:
@@ -210,6 +222,12 @@ class QueryServer:
 
     # -- queries -------------------------------------------------------------------------
 
+    @staticmethod
+    def _read_key(request: web.Request, route: StoreRoute, text: str | None) -> Any:
+        if text is None:
+            return None
+        return read_key(text, route.key_serde, route.name, request.query.get("key_format"))
+
     def _route(self, request: web.Request) -> StoreRoute:
         name = request.match_info["store"]
         route = self.stores.get(name)
@@ -225,12 +243,11 @@ class QueryServer:
                         "backend": route.backend, "windowed": route.windowed})  # fmt: skip
         return _json({"stores": out, "instance": self.instance, "url": self.url})
 
-    async def _key(self, request: web.Request, route: StoreRoute) -> tuple[str, bytes, int]:
-        """The key of the path, its bytes and its partition."""
-        key = request.match_info["key"]
-        data = route.key_serde.serialize(key)
-        if data is None:
-            raise QueryError(400, f"store {route.name!r}: key {key!r} serializes to nothing")
+    async def _key(self, request: web.Request, route: StoreRoute) -> tuple[Any, bytes, int]:
+        """The key of the path (keys.py: as text or JSON text), its bytes by the topic's key
+        serde and its partition."""
+        key = self._read_key(request, route, request.match_info["key"])
+        data = encode_key(key, route.key_serde, route.name)
         partitions = await asyncio.to_thread(self.owners.partitions, route.topic)
         return key, data, key_partition(data, partitions)
 
@@ -247,7 +264,7 @@ class QueryServer:
             bounds = [int(request.query[b]) if b in request.query else None for b in ("from", "to")]
         except ValueError as exc:
             raise QueryError(400, f"from and to are epoch milliseconds: {exc}") from None
-        query = WindowQuery(route.name, key, partition, data, bounds[0], bounds[1])
+        query = WindowQuery(route.name, key, partition, data, bounds[0], bounds[1], route.windows)
         return await self._ask(request, route, query)
 
     async def scan(self, request: web.Request) -> web.Response:
@@ -260,14 +277,12 @@ class QueryServer:
                 bytes.fromhex(q["after"])
         except ValueError as exc:
             raise QueryError(400, f"bad partition, limit or after: {exc}") from None
-        query = ScanQuery(
-            route.name, partition, limit, q.get("after"), q.get("prefix"), q.get("start"),
-            q.get("end"),
-        )  # fmt: skip
+        start, end = (self._read_key(request, route, q.get(b)) for b in ("start", "end"))
+        query = ScanQuery(route.name, partition, limit, q.get("after"), q.get("prefix"), start, end)
         return await self._ask(request, route, query)
 
     async def _ask(self, request: web.Request, route: StoreRoute, query: Query) -> web.Response:
-        """The loop's answer, or the owner's when the partition is not here."""
+        """The loop's answer, or another worker's when the partition is not here."""
         try:
             answer = await asyncio.wait_for(
                 asyncio.wrap_future(self.desk.ask(query)), _LOOP_WAIT_S
@@ -277,37 +292,59 @@ class QueryServer:
         except NotHere as here:
             if FORWARDED in request.headers:  # the group moved it since the asker looked
                 raise QueryError(503, f"{here}; it is moving", RETRY_AFTER_S) from None
-            return await self._forward(request, route, here.partition)
+            stale = isinstance(query, KeyQuery) and query.stale
+            return await self._forward(request, route, here.partition, stale)
         answer["served_by"] = {"instance": self.instance, "url": self.url}
         return _json(answer)
 
     async def _forward(
-        self, request: web.Request, route: StoreRoute, partition: int
+        self, request: web.Request, route: StoreRoute, partition: int, stale: bool
     ) -> web.Response:
+        """Pass the request to the partition's owner; a stale read goes to the workers the
+        standby plan puts its standbys on first (sparing the owner's loop, which answers
+        queries between its batches), then to the owner. A worker that refuses (503) or does
+        not answer makes way for the next; when none answers: 503 with Retry-After."""
         view = await asyncio.to_thread(self.owners.view)
+        candidates: list[Member] = []
+        if stale and route.backend in STANDBY_BACKENDS:
+            candidates += view.standby_holders(partition)
         owner = view.owner(route.topic, partition)
-        if not view.stable or owner is None:
+        if view.stable and owner is not None:
+            candidates.append(owner)
+        candidates = [m for m in candidates if m.url is not None and m.url != self.url]
+        if not candidates:
+            why = "the group is rebalancing" if not view.stable or owner is None else (
+                f"owner {owner.instance} serves no queries yet")
             raise QueryError(
-                503, f"partition {partition} of {route.topic!r} has no owner now (the group "
-                "is rebalancing)", RETRY_AFTER_S,
+                503, f"partition {partition} of {route.topic!r}: no worker to ask now ({why})",
+                RETRY_AFTER_S,
             )  # fmt: skip
-        if owner.url is None or owner.url == self.url:
-            raise QueryError(503, f"partition {partition}: owner {owner.instance} serves no "
-                             "queries yet", RETRY_AFTER_S)  # fmt: skip
+        refusals = []
+        for member in candidates:
+            try:
+                got = await self._pass_on(request, member)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.owners.forget()
+                refusals.append(f"{member.instance} at {member.url} did not answer "
+                                f"({type(exc).__name__}: {exc})")  # fmt: skip
+                continue
+            if got.status != 503 or member is candidates[-1] and not refusals:
+                return got
+            refusals.append(f"{member.instance}: {got.text}")
+        raise QueryError(
+            503, f"partition {partition} of {route.topic!r}: " + "; ".join(refusals),
+            RETRY_AFTER_S,
+        )  # fmt: skip
+
+    async def _pass_on(self, request: web.Request, member: Member) -> web.Response:
+        """``request`` as ``member`` answers it, marked forwarded (no second hop)."""
         headers = {FORWARDED: self.instance}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        assert self._session is not None
-        try:
-            async with self._session.get(owner.url + request.path_qs, headers=headers) as got:
-                body = await got.read()
-                retry = got.headers.get("Retry-After")
-                out = None if retry is None else {"Retry-After": retry}
-                return web.Response(body=body, status=got.status, headers=out,
-                                    content_type="application/json")  # fmt: skip
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.owners.forget()
-            raise QueryError(
-                503, f"owner {owner.instance} of partition {partition} at {owner.url} did not "
-                f"answer ({type(exc).__name__}: {exc})", RETRY_AFTER_S,
-            ) from None  # fmt: skip
+        assert self._session is not None and member.url is not None
+        async with self._session.get(member.url + request.path_qs, headers=headers) as got:
+            body = await got.read()
+            retry = got.headers.get("Retry-After")
+            out = None if retry is None else {"Retry-After": retry}
+            return web.Response(body=body, status=got.status, headers=out,
+                                content_type="application/json")  # fmt: skip

@@ -15,6 +15,7 @@ from eokafka.runtime.query.desk import QueryDesk
 from eokafka.runtime.query.owners import Owners
 from eokafka.runtime.query.page import Overview, topology_picture
 from eokafka.runtime.query.server import QueryServer, StoreRoute
+from eokafka.runtime.query.tls import client_context, server_context, trusted_ca
 from eokafka.topology import Topology
 
 
@@ -35,7 +36,8 @@ def query_url(settings: Settings, slot: int) -> str | None:
         host = socket.getfqdn()
     elif ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    scheme = "http" if settings.http_tls_cert is None else "https"
+    return f"{scheme}://{host}:{port}"
 
 
 def store_routes(topology: Topology) -> dict[str, StoreRoute]:
@@ -50,8 +52,9 @@ def store_routes(topology: Topology) -> dict[str, StoreRoute]:
                 continue
             windowed = spec.window_retention_ms is not None or name in topology.window_stores
             routes[name] = StoreRoute(
-                name, source.topic, source.key_serde, spec.backend, windowed
-            )
+                name, source.topic, source.key_serde, spec.backend, windowed,
+                topology.window_defs.get(name),
+            )  # fmt: skip
     return routes
 
 
@@ -63,16 +66,23 @@ def start_query_server(
     instance: str,
     slot: int,
 ) -> QueryServer:
-    """Bind the slot's server (``http_port`` + slot on ``http_host``) and serve, with the
-    live page at ``/``."""
+    """Bind the slot's server (``http_port`` + slot on ``http_host``; https with
+    ``http_tls_cert``) and serve, with the live page at ``/``."""
     url = query_url(settings, slot)
     assert url is not None and settings.http_port is not None
-    owners = Owners(AdminClient(admin_config(settings)), settings.application_id)
+    cert = settings.http_tls_cert
+    serving = None if cert is None else server_context(cert, settings.http_tls_key)
+    owners = Owners(
+        AdminClient(admin_config(settings)), settings.application_id,
+        inputs=tuple(topology.topics), replicas=settings.num_standby_replicas,
+    )  # fmt: skip
     picture = topology_picture(topology, settings.application_id)
-    overview = Overview(desk, metrics, settings, owners, picture, instance, url)
+    verify = client_context(trusted_ca(settings))
+    overview = Overview(desk, metrics, settings, owners, picture, instance, url, verify)
     server = QueryServer(
         desk, store_routes(topology), owners, instance, url, settings.http_token,
         settings.transaction_timeout_ms / 1000, time.monotonic, overview.add_routes,
+        serving, verify,
     )  # fmt: skip
     server.start(settings.http_host, settings.http_port + slot)
     return server

@@ -37,6 +37,7 @@ from eokafka.topology import Topology
 
 log = logging.getLogger("eokafka.standby")
 StoreKey = tuple[str, int]  # (store name, partition)
+STANDBY_BACKENDS = frozenset({"memory"})  # the stores that get standbys (see above)
 _BATCH = 10_000
 _REFRESH_EVERY = 5.0  # seconds between membership reads while nothing changes
 _RETRY_AFTER = 0.5  # seconds before reading the membership again while the group settles
@@ -64,7 +65,7 @@ class StandbyReplicas:
         self.member_id = member_id
         self.clients = clients
         self.inputs = tuple(topology.topics)
-        self.specs = {n: s for n, s in topology.stores.items() if s.backend == "memory"}
+        self.specs = {n: s for n, s in topology.stores.items() if s.backend in STANDBY_BACKENDS}
         self.changelogs = {n: changelog_topic(settings.application_id, n) for n in self.specs}
         self.reader = ChangelogReader(
             lambda: clients.restore_consumer(standby_consumer_config(settings, instance_id)),
