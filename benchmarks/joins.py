@@ -136,9 +136,9 @@ def main() -> None:
         p.add_argument(
             "--grace-ms",
             type=int,
-            default=120_000,
-            help="of the stream-stream join (covers the orders read ahead of the "
-            "payments: eokafka reads both as they come, not in time order)",
+            default=600_000,
+            help="of the stream-stream join; must cover how far eokafka reads one topic's "
+            "backlog ahead of the other's (it reads both as fetched, not in time order)",
         )
         p.add_argument("--versions", type=int, default=10, help="per key in the table")
 
