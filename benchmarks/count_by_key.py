@@ -329,10 +329,11 @@ def print_table(
         ratios = [*((n, "passthrough") for n in own), *RATIOS]
     print_summary(runs, ratios)
     print(
-        "records/s = N / seconds from process start until a read_committed reader has seen "
-        "all N outputs; steady = records after the first committed output / seconds from the "
-        "first to the last; CPU s = the worker's user+system time at the end; CPU us/rec = "
-        "its CPU per record after the first output; peak RSS = its VmHWM."
+        "records/s = input records / seconds from process start until a read_committed "
+        "reader has seen all expected outputs; steady = the inputs behind the outputs after "
+        "the first committed one / seconds from the first to the last; CPU s = the worker's "
+        "user+system time at the end; CPU us/rec = its CPU per input after the first output; "
+        "peak RSS = its VmHWM."
     )
 
 
