@@ -91,12 +91,17 @@ def json_value(i: int, key: str) -> bytes:
 
 
 def produce_input(
-    bootstrap: str, topic: str, n: int, keys: int, event_time: tuple[int, int] | None = None
+    bootstrap: str,
+    topic: str,
+    n: int,
+    keys: int,
+    event_time: tuple[int, int] | None = None,
+    ms_per_record: int = 1,
 ) -> dict[str, int]:
     """Fill the input once (partition = hash of the key); return the inputs per key.
 
-    With ``event_time=(base, partitions)`` record i gets timestamp ``base + i`` (one record
-    per millisecond of event time) and key k goes to partition ``k % partitions``.
+    With ``event_time=(base, partitions)`` record i gets timestamp ``base + i *
+    ms_per_record`` and key k goes to partition ``k % partitions``.
     """
     writer = BulkWriter(bootstrap)
     names = [key_name(k) for k in range(keys)]
@@ -105,7 +110,10 @@ def produce_input(
     for i in range(n):
         key = names[i % keys]
         if event_time is not None:
-            placed = {"timestamp": event_time[0] + i, "partition": i % keys % event_time[1]}
+            placed = {
+                "timestamp": event_time[0] + i * ms_per_record,
+                "partition": i % keys % event_time[1],
+            }
         writer.send(topic, json_value(i, key), key.encode(), **placed)
     writer.finish("input")
     print(
@@ -160,17 +168,24 @@ def run_contender(
     target: str | None = None,
     outputs: int | None = None,
     check: Callable[[str], tuple[bool, str]] | None = None,
+    inputs: int | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Result:
     """Run one contender to the end of its output and check it.
 
-    Other benchmarks reuse this: ``target`` is the app (default ``CONTENDERS[name]``),
-    ``outputs`` the number of output records to wait for (default: one per input), and
-    ``check(output topic)`` the verdict (default: by name, count or passthrough).
+    Other benchmarks reuse this: ``target`` is the app (default ``CONTENDERS[name]``;
+    ``"kstreams <mode>"`` runs the Kafka Streams app in that mode), ``outputs`` the number of
+    output records to wait for (default: one per input), ``check(output topic)`` the verdict
+    (default: by name, count or passthrough), ``inputs`` the number of input records the
+    rates count (default ``--records``), and ``settings`` more of the run's parameters:
+    ``{"other": "t"}`` is ``BENCH_OTHER=t`` for an eokafka app, ``--other t`` for Kafka Streams.
     """
-    n, parts = args.records, args.partitions
+    n, parts = inputs or args.records, args.partitions
     want = outputs or n
     group = unique(f"bench-cbk-{name}")
     base, tree = from_tree(name, args.baseline)
+    target = target or CONTENDERS[base]
+    more = settings or {}
     out = f"{group}-out"
     topics.append(out)
     create_topics(bootstrap, [out], parts)
@@ -185,9 +200,10 @@ def run_contender(
         EOKAFKA_BATCH_SIZE=str(args.batch_size),
         EOKAFKA_COMMIT_EVERY=str(args.commit_every),
     )
-    if base in KSTREAMS_MODES:
+    env.update({f"BENCH_{k.upper().replace('-', '_')}": v for k, v in more.items()})
+    if target.startswith("kstreams "):
         cmd = kstreams.command(
-            mode=KSTREAMS_MODES[base],
+            mode=target.split()[1],
             values=args.values,
             bootstrap=bootstrap,
             input=src,
@@ -196,13 +212,14 @@ def run_contender(
             state_dir=work / f"state-{group}",
             commit_interval_ms=args.commit_interval_ms,
             batch_size=args.batch_size,
+            more=more,
         )
     else:
         cmd = python_cmd(
             "-m",
             "eokafka",
             "run",
-            target or CONTENDERS[base],
+            target,
             *_flags(
                 bootstrap_servers=bootstrap,
                 state_dir=str(work / f"state-{group}"),
@@ -283,7 +300,12 @@ RATIOS = (
 )
 
 
-def print_table(results: list[Result], args: argparse.Namespace, title: str = "") -> None:
+def print_table(
+    results: list[Result],
+    args: argparse.Namespace,
+    title: str = "",
+    ratios: list[tuple[str, str]] | None = None,
+) -> None:
     print()
     print(full_title(args, title))
     width = max([11, *(len(r.name) for r in results)])
@@ -302,13 +324,16 @@ def print_table(results: list[Result], args: argparse.Namespace, title: str = ""
             f"{'ok' if r.exactly_once else 'FAILED'}: {r.verdict}"
         )
     runs = by_contender(results)
-    own = sorted(n for n in runs if n != "passthrough" and n not in KSTREAMS_MODES)
-    print_summary(runs, [*((n, "passthrough") for n in own), *RATIOS])
+    if ratios is None:
+        own = sorted(n for n in runs if n != "passthrough" and n not in KSTREAMS_MODES)
+        ratios = [*((n, "passthrough") for n in own), *RATIOS]
+    print_summary(runs, ratios)
     print(
-        "records/s = N / seconds from process start until a read_committed reader has seen "
-        "all N outputs; steady = records after the first committed output / seconds from the "
-        "first to the last; CPU s = the worker's user+system time at the end; CPU us/rec = "
-        "its CPU per record after the first output; peak RSS = its VmHWM."
+        "records/s = input records / seconds from process start until a read_committed "
+        "reader has seen all expected outputs; steady = the inputs behind the outputs after "
+        "the first committed one / seconds from the first to the last; CPU s = the worker's "
+        "user+system time at the end; CPU us/rec = its CPU per input after the first output; "
+        "peak RSS = its VmHWM."
     )
 
 
@@ -363,14 +388,21 @@ def run_rounds(
     prefix: str,
     fill: Callable[[str, str], Runner],
     title: str = "",
+    inputs: tuple[str, ...] = (),
+    ratios: list[tuple[str, str]] | None = None,
 ) -> None:
     """Broker, input topic (``fill(bootstrap, src)`` writes it and returns how to run one
-    contender), the contenders round by round, the table, and a non-zero exit on failure."""
+    contender), the contenders round by round, the table, and a non-zero exit on failure.
+
+    ``inputs``: suffixes of further input topics, ``<src>-<suffix>``, created beside ``src``
+    (with as many partitions) for ``fill`` to write; ``ratios``: the ratio lines (default:
+    count by key's).
+    """
     exit_on_sigterm()
     os.chdir(Path(__file__).resolve().parent.parent)
     if not args.no_chart:
         require_matplotlib()
-    if any(n in KSTREAMS_MODES for n in names):
+    if any(n.startswith("kstreams") for n in names):
         kstreams.ensure_built()  # before any clock runs
     load_at_start = load_average()
     results: list[Result] = []
@@ -381,9 +413,10 @@ def run_rounds(
         work = Path(tmp)
         src = unique(f"{prefix}-in")
         warm = unique(f"{prefix}-warm-up")
-        topics: list[str] = [src, warm]
+        more = [f"{src}-{suffix}" for suffix in inputs]
+        topics: list[str] = [src, *more, warm]
         try:
-            create_topics(bootstrap, [src], args.partitions)
+            create_topics(bootstrap, [src, *more], args.partitions)
             create_topics(bootstrap, [warm], 1)
             warm_up(bootstrap, warm)
             run_one = fill(bootstrap, src)
@@ -394,7 +427,7 @@ def run_rounds(
             if args.bootstrap:
                 delete_topics(bootstrap, topics)
     with captured() as table:
-        print_table(results, args, title)
+        print_table(results, args, title, ratios)
     chart = None if args.no_chart else args.chart
     heading = full_title(args, title)
     publish(table.getvalue(), chart, heading, results, HOW, load_at_start, args.note)

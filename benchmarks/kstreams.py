@@ -1,7 +1,8 @@
 """The Kafka Streams contender: a small Java app, built with Maven on first use, run as ``java``.
 
-The app (``benchmarks/kstreams/``) does EOS v2 passthrough or count by key with one stream
-thread, a RocksDB store and the record cache off. Maven compiles it into
+The app (``benchmarks/kstreams/``) does EOS v2 passthrough, count by key, a windowed
+stream-stream join or a versioned stream-table join with one stream thread, RocksDB stores and
+the record cache off. Maven compiles it into
 ``benchmarks/kstreams/target`` and fetches its jars into ``~/.m2`` once; later runs reuse
 both unless a source file or the pom changed. The build happens before the contender's
 clock starts, so it is never part of a measured time.
@@ -27,8 +28,8 @@ _POM_NS = "{http://maven.apache.org/POM/4.0.0}"
 
 
 def pom_kafka_version() -> str:
-    node = ET.parse(PROJECT / "pom.xml").getroot().find(
-        f"{_POM_NS}properties/{_POM_NS}kafka.version"
+    node = (
+        ET.parse(PROJECT / "pom.xml").getroot().find(f"{_POM_NS}properties/{_POM_NS}kafka.version")
     )
     if node is None or not (node.text or "").strip():
         raise RuntimeError(f"{PROJECT / 'pom.xml'} has no kafka.version property")
@@ -93,8 +94,10 @@ def command(
     state_dir: Path,
     commit_interval_ms: int,
     batch_size: int,
+    more: dict[str, str] | None = None,
 ) -> list[str]:
-    """The ``java`` command line of one run (``mode``: passthrough or count)."""
+    """The ``java`` command line of one run (``mode``: passthrough, count, join or asof;
+    ``more``: further options such as ``{"other": topic}``, each given as ``--name value``)."""
     java = shutil.which("java")
     if java is None:
         raise RuntimeError("the Kafka Streams contender needs java (JDK 17+) on PATH")
@@ -108,6 +111,7 @@ def command(
         "values": values,
         "commit-interval-ms": str(commit_interval_ms),
         "batch-size": str(batch_size),
+        **(more or {}),
     }
     return [
         java,

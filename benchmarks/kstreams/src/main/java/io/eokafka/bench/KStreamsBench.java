@@ -2,6 +2,7 @@ package io.eokafka.bench;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.HashMap;
@@ -24,8 +25,13 @@ import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.JoinWindows;
+import org.apache.kafka.streams.kstream.Joined;
+import org.apache.kafka.streams.kstream.KStream;
+import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.state.Stores;
 
 /**
@@ -38,6 +44,14 @@ import org.apache.kafka.streams.state.Stores;
  * key's new count as JSON text; the value is deserialized by the value serde and not used,
  * as in benchmarks/apps/count_bench.py.
  *
+ * <p>join (JSON values only): the orders of --input joined with the payments of --other of
+ * the same key within --join-window-ms either way (JoinWindows.ofTimeDifferenceAndGrace, grace
+ * --grace-ms), buffered in RocksDB window stores; each result is the order with the payment's
+ * id added. asof: --other is read into a versioned RocksDB store "prices"
+ * (Stores.persistentVersionedKeyValueStore, history --history-ms) and each record of --input
+ * joins the version of its key valid at its timestamp; each result is the record with the
+ * version's number and price added. These are benchmarks/apps/join_bench.py's two apps.
+ *
  * <p>Stops cleanly on SIGTERM (commits and leaves the group); exits 1 if the streams client
  * fails.
  */
@@ -45,7 +59,8 @@ public final class KStreamsBench {
     private static final ObjectMapper MAPPER = new ObjectMapper();
     private static final Set<String> OPTIONS = Set.of(
             "bootstrap", "input", "output", "application-id", "state-dir", "mode", "values",
-            "commit-interval-ms", "batch-size");
+            "commit-interval-ms", "batch-size", "other", "join-window-ms", "grace-ms",
+            "history-ms");
 
     private KStreamsBench() {}
 
@@ -88,6 +103,40 @@ public final class KStreamsBench {
                 .toStream()
                 .mapValues(count -> Long.toString(count))
                 .to(out, Produced.with(Serdes.String(), Serdes.String()));
+    }
+
+    static void streamJoin(StreamsBuilder builder, Map<String, String> opts, String in, String out) {
+        Serde<JsonNode> json = jsonSerde();
+        JoinWindows window = JoinWindows.ofTimeDifferenceAndGrace(
+                Duration.ofMillis(Long.parseLong(opts.get("join-window-ms"))),
+                Duration.ofMillis(Long.parseLong(opts.get("grace-ms"))));
+        KStream<String, JsonNode> payments = builder.stream(
+                opts.get("other"), Consumed.with(Serdes.String(), json));
+        builder.stream(in, Consumed.with(Serdes.String(), json))
+                .join(payments,
+                        (order, payment) -> (JsonNode) ((ObjectNode) order.deepCopy())
+                                .put("payment", payment.get("id").asLong()),
+                        window,
+                        StreamJoined.with(Serdes.String(), json, json).withStoreName("paid"))
+                .to(out, Produced.with(Serdes.String(), json));
+    }
+
+    static void asOfJoin(StreamsBuilder builder, Map<String, String> opts, String in, String out) {
+        Serde<JsonNode> json = jsonSerde();
+        Duration history = Duration.ofMillis(Long.parseLong(opts.get("history-ms")));
+        KTable<String, JsonNode> prices = builder.table(
+                opts.get("other"),
+                Consumed.with(Serdes.String(), json),
+                Materialized.<String, JsonNode>as(Stores.persistentVersionedKeyValueStore("prices", history))
+                        .withKeySerde(Serdes.String())
+                        .withValueSerde(json));
+        builder.stream(in, Consumed.with(Serdes.String(), json))
+                .join(prices,
+                        (record, version) -> (JsonNode) ((ObjectNode) record.deepCopy())
+                                .put("version", version.get("version").asLong())
+                                .set("price", version.get("price")),
+                        Joined.with(Serdes.String(), json, json))
+                .to(out, Produced.with(Serdes.String(), json));
     }
 
     static Map<String, String> parse(String[] args) {
@@ -143,7 +192,19 @@ public final class KStreamsBench {
                 if (json) countByKey(builder, in, out, jsonSerde());
                 else countByKey(builder, in, out, Serdes.ByteArray());
             }
-            default -> throw new IllegalArgumentException("--mode must be passthrough or count");
+            case "join", "asof" -> {
+                if (!json) throw new IllegalArgumentException("--mode join and asof need --values json");
+                boolean join = opts.get("mode").equals("join");
+                String[] needed = join
+                        ? new String[] {"other", "join-window-ms", "grace-ms"}
+                        : new String[] {"other", "history-ms"};
+                for (String option : needed) {
+                    if (!opts.containsKey(option)) throw new IllegalArgumentException("--" + option + " is required");
+                }
+                if (join) streamJoin(builder, opts, in, out);
+                else asOfJoin(builder, opts, in, out);
+            }
+            default -> throw new IllegalArgumentException("--mode must be passthrough, count, join or asof");
         }
         Topology topology = builder.build();
         KafkaStreams streams = new KafkaStreams(topology, config(opts));
