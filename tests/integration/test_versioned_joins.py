@@ -138,7 +138,7 @@ def test_waiting_records_of_a_quiet_partition_are_released_by_wall_clock_exactly
     names = app_topics(kafka_bootstrap, "asof-idle", PARTITIONS)
     table_topic = unique_name("asof-idle-table")
     create_topic(kafka_bootstrap, table_topic, PARTITIONS)
-    env = {**names.env, "TEST_INPUT2": table_topic, "TEST_MAX_WAIT_MS": "60000",
+    env = {**names.env, "TEST_INPUT2": table_topic, "TEST_MAX_WAIT_MS": "2000",
            "TEST_RELEASE_IDLE_MS": "1000"}  # fmt: skip
     w = worker(TARGET, kafka_bootstrap, tmp_path, "asof-idle", env, ["--instance-id", "w"])
     try:
