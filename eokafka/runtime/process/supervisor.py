@@ -47,7 +47,7 @@ def run_worker(
     check_connection(settings)  # a refused login is an error, not an endless retry
     instance = resolve_instance_id(settings, slot)
     try:
-        metrics = WorkerMetrics(settings.application_id, instance.value, package_version())
+        metrics = WorkerMetrics(settings.application_id, instance.value, package_version)
         if settings.metrics_port is not None:
             port = settings.metrics_port + slot
             metrics.serve(port, settings.metrics_host)
