@@ -101,6 +101,7 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
     """Best effort: a reused broker should not fill up with benchmark topics."""
     if not names:
         return
+    names = list(dict.fromkeys(names))  # a name twice in one request crashes confluent-kafka
     client = admin(bootstrap)  # keep a reference: the futures die with the client
     try:
         for future in client.delete_topics(names, operation_timeout=30).values():

@@ -11,10 +11,15 @@ consumer group and fresh output topic:
   writing the changed counts to its changelog in each transaction; values are parsed as
   JSON (``--values bytes``: not parsed);
 - ``kstreams-passthrough`` and ``kstreams-count``: the same two jobs in Kafka Streams
-  (``benchmarks/kstreams``, EOS v2, RocksDB store, record cache off).
+  (``benchmarks/kstreams``, EOS v2, RocksDB store, record cache off);
+- ``hand-count`` and ``hand-json-count``: the hand-written confluent-kafka loop
+  (``benchmarks/hand_loop.py --mode count``) counting in a dict and writing the changed counts
+  to a changelog topic in each transaction; ``hand-json-count`` also parses every value and
+  writes the counts with orjson, the JSON work the ``count`` app does (the floor for it).
 
 Clocks as in passthrough.py: records/s from process start until a read_committed reader has
-seen all N outputs; "steady" from the first committed output. Afterwards the outputs are read
+seen all N outputs; "steady" from the first committed output; "start CPU s" is the CPU a
+contender spent before its first committed output. Afterwards the outputs are read
 again: passthrough must hold every input id exactly once, and count must emit, per key,
 exactly 1, 2, ..., n in order, so its last count equals the number of inputs with that key.
 
@@ -65,6 +70,7 @@ from benchmarks.passthrough import (
     _flags,
     _fmt,
     by_contender,
+    hand_cmd,
     print_summary,
     warm_up,
 )
@@ -74,7 +80,10 @@ CONTENDERS = {
     "count": "benchmarks.apps.count_bench:app",
     "kstreams-passthrough": "kstreams passthrough",
     "kstreams-count": "kstreams count",
+    "hand-count": "hand loop count bytes",
+    "hand-json-count": "hand loop count json",
 }
+HAND_VALUES = {"hand-count": "bytes", "hand-json-count": "json"}
 KSTREAMS_MODES = {"kstreams-passthrough": "passthrough", "kstreams-count": "count"}
 BACKENDS = ("memory", "sqlite", "rocksdb")
 VALUE_BYTES = 100
@@ -201,7 +210,14 @@ def run_contender(
         EOKAFKA_COMMIT_EVERY=str(args.commit_every),
     )
     env.update({f"BENCH_{k.upper().replace('-', '_')}": v for k, v in more.items()})
-    if target.startswith("kstreams "):
+    if base in HAND_VALUES:
+        changelog = f"{group}-counts-changelog"  # deleted below with the worker's own topics
+        create_topics(bootstrap, [changelog], parts)
+        cmd = hand_cmd(
+            bootstrap, src, out, group, args,
+            values=HAND_VALUES[base], mode="count", changelog=changelog,
+        )  # fmt: skip
+    elif target.startswith("kstreams "):
         cmd = kstreams.command(
             mode=target.split()[1],
             values=args.values,
@@ -248,7 +264,7 @@ def run_contender(
     assert reader.first_at is not None and reader.done_at is not None
     if check is not None:
         ok, verdict = check(out)
-    elif base in ("count", "kstreams-count"):
+    elif base in ("count", "kstreams-count", *HAND_VALUES):
         ok, verdict = check_counts(bootstrap, out, expected, parts)
     else:
         ok, verdict = check_passthrough(bootstrap, out, n, parts)
@@ -266,6 +282,7 @@ def run_contender(
         exit_code=code,
         verdict=verdict,
         exactly_once=ok,
+        startup_cpu_s=None if cpu_mark is None else cpu_mark[0],
     )
     result.announce()
     return result
@@ -297,6 +314,8 @@ RATIOS = (
     ("kstreams-count", "kstreams-passthrough"),
     ("passthrough", "kstreams-passthrough"),
     ("count", "kstreams-count"),
+    ("count", "hand-json-count"),
+    ("count", "hand-count"),
 )
 
 
@@ -311,8 +330,8 @@ def print_table(
     width = max([11, *(len(r.name) for r in results)])
     head = (
         f"{'contender':<{width}} {'records/s':>10} {'seconds':>8} {'steady rec/s':>12} "
-        f"{'steady s':>8} {'1st out s':>9} {'CPU s':>6} {'CPU us/rec':>10} {'peak RSS MB':>11}"
-        "  output check (read_committed re-read)"
+        f"{'steady s':>8} {'1st out s':>9} {'CPU s':>6} {'start CPU s':>11} {'CPU us/rec':>10} "
+        f"{'peak RSS MB':>11}  output check (read_committed re-read)"
     )
     print(head)
     print("-" * len(head))
@@ -320,20 +339,25 @@ def print_table(
         print(
             f"{r.name:<{width}} {r.total_rate:>10,.0f} {r.total_s:>8.2f} {r.steady_rate:>12,.0f} "
             f"{r.steady_s:>8.2f} {r.first_output_s:>9.2f} {_fmt(r.cpu_s, '.1f'):>6} "
-            f"{_fmt(r.steady_cpu_us, '.1f'):>10} {_fmt(r.peak_rss_mb, '.1f'):>11}  "
+            f"{_fmt(r.startup_cpu_s, '.2f'):>11} {_fmt(r.steady_cpu_us, '.1f'):>10} "
+            f"{_fmt(r.peak_rss_mb, '.1f'):>11}  "
             f"{'ok' if r.exactly_once else 'FAILED'}: {r.verdict}"
         )
     runs = by_contender(results)
     if ratios is None:
-        own = sorted(n for n in runs if n != "passthrough" and n not in KSTREAMS_MODES)
+        own = sorted(
+            n
+            for n in runs
+            if n != "passthrough" and n not in KSTREAMS_MODES and n not in HAND_VALUES
+        )
         ratios = [*((n, "passthrough") for n in own), *RATIOS]
     print_summary(runs, ratios)
     print(
         "records/s = input records / seconds from process start until a read_committed "
         "reader has seen all expected outputs; steady = the inputs behind the outputs after "
         "the first committed one / seconds from the first to the last; CPU s = the worker's "
-        "user+system time at the end; CPU us/rec = its CPU per input after the first output; "
-        "peak RSS = its VmHWM."
+        "user+system time at the end; start CPU s = its CPU time at the first committed "
+        "output; CPU us/rec = its CPU per input after the first output; peak RSS = its VmHWM."
     )
 
 
@@ -376,7 +400,9 @@ def parse_args(
         p.error(f"--contenders: choose from {', '.join(contenders)}")
     if args.records < 1 or args.keys < 1:
         p.error("--records and --keys must be positive")
-    return args, with_baselines(names, args.baseline, lambda n: not n.startswith("kstreams"))
+    return args, with_baselines(
+        names, args.baseline, lambda n: not n.startswith("kstreams") and n not in HAND_VALUES
+    )
 
 
 Runner = Callable[[str, str, str, Path, list[str]], Result]  # name, bootstrap, src, work, topics

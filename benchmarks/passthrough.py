@@ -1,4 +1,4 @@
-"""Exactly-once passthrough throughput: hand loop vs eokafka vs Quix Streams vs Kafka Streams.
+"""Exactly-once passthrough throughput: hand loops vs eokafka vs Quix Streams vs Kafka Streams.
 
 One broker, one input topic filled once, and each contender in turn (never concurrently:
 the machine is small) copying it to a fresh output topic of its own with its own consumer
@@ -7,7 +7,10 @@ reader in this process has seen all N records; "steady" figures start the clock 
 first committed output instead, which leaves out interpreter start-up, group join and
 transactional-producer initialisation. Afterwards every output topic is read again from the
 start to check that each input id is there exactly once. Values are JSON, parsed and
-written back by every contender but the hand loop (``--values bytes``: copied untouched).
+written back by every contender but the bytes hand loop ``hand`` (``--values bytes``: copied
+untouched); ``hand-json`` is the hand loop doing the same JSON work (orjson). CPU is reported
+twice: the CPU spent before the first committed output (start-up: interpreter, imports,
+producer, group join) and the CPU per record after it (steady state).
 The table goes to the screen and, with the chart, to ``--chart`` (a PNG and a .txt).
 
     python -m benchmarks.passthrough                  # 1,000,000 records, own broker
@@ -54,7 +57,8 @@ from benchmarks.common import (
     with_baselines,
 )
 
-CONTENDERS = ("hand", "eokafka", "quix", "kstreams")
+CONTENDERS = ("hand", "hand-json", "eokafka", "quix", "kstreams")
+HAND_VALUES = {"hand": "bytes", "hand-json": "json"}  # the hand loops always do their own
 CHART = Path("docs/benchmarks/passthrough.png")
 VALUE_BYTES = 100
 
@@ -73,6 +77,7 @@ class Result:
     exit_code: int | None
     verdict: str
     exactly_once: bool
+    startup_cpu_s: float | None = None  # CPU seconds at the first committed output
 
     @property
     def total_rate(self) -> float:
@@ -163,6 +168,27 @@ def _flags(**options: str) -> list[str]:
     return [item for k, v in options.items() for item in (f"--{k.replace('_', '-')}", v)]
 
 
+def hand_cmd(
+    bootstrap: str, src: str, out: str, group: str, args: argparse.Namespace, **more: str
+) -> list[str]:
+    """The hand loop's command line; ``more``: its --values, --mode and --changelog."""
+    return python_cmd(
+        "-m",
+        "benchmarks.hand_loop",
+        *_flags(
+            bootstrap=bootstrap,
+            input=src,
+            output=out,
+            group=group,
+            instance_id="bench-0",
+            commit_interval_ms=str(args.commit_interval_ms),
+            commit_every=str(args.commit_every),
+            batch_size=str(args.batch_size),
+            **more,
+        ),
+    )
+
+
 def contender_cmd(
     name: str, bootstrap: str, src: str, out: str, group: str, work: Path, args: argparse.Namespace
 ) -> tuple[list[str], dict[str, str]]:
@@ -170,21 +196,8 @@ def contender_cmd(
     env = {k: v for k, v in child_env().items() if not k.startswith("EOKAFKA_")}
     interval = str(args.commit_interval_ms)
     every = str(args.commit_every)
-    if name == "hand":
-        return python_cmd(
-            "-m",
-            "benchmarks.hand_loop",
-            *_flags(
-                bootstrap=bootstrap,
-                input=src,
-                output=out,
-                group=group,
-                instance_id="bench-0",
-                commit_interval_ms=interval,
-                commit_every=every,
-                batch_size=str(args.batch_size),
-            ),
-        ), env
+    if name in HAND_VALUES:
+        return hand_cmd(bootstrap, src, out, group, args, values=HAND_VALUES[name]), env
     if name.startswith("eokafka"):
         # batch size and record-count trigger have no CLI option; the environment sets them.
         env.update(
@@ -290,6 +303,7 @@ def run_contender(
         exit_code=code,
         verdict=verdict,
         exactly_once=ok,
+        startup_cpu_s=None if cpu_mark is None else cpu_mark[0],
     )
     result.announce()
     return result
@@ -301,6 +315,23 @@ def _fmt(x: float | None, spec: str) -> str:
 
 def _median(results: list[Result], attr: str) -> float:
     return statistics.median(getattr(r, attr) for r in results)
+
+
+def _cpu_ratio(a: list[Result], b: list[Result], attr: str, what: str) -> str:
+    """`` x.xx`` the ratio of the medians of a CPU figure, with its round-by-round range."""
+    pairs = [
+        (getattr(x, attr), getattr(y, attr))
+        for x, y in zip(a, b, strict=False)
+        if getattr(x, attr) and getattr(y, attr)
+    ]
+    if not pairs:
+        return ""
+    ratios = [x / y for x, y in pairs]
+    mid = statistics.median(x for x, _ in pairs) / statistics.median(y for _, y in pairs)
+    line = f", {mid:.2f}x {what}"
+    if len(ratios) > 1:
+        line += f" (round by round {min(ratios):.2f}x to {max(ratios):.2f}x)"
+    return line
 
 
 def ratio_line(a: str, b: str, runs: dict[str, list[Result]]) -> str:
@@ -315,6 +346,8 @@ def ratio_line(a: str, b: str, runs: dict[str, list[Result]]) -> str:
     by_round = [x.total_rate / y.total_rate for x, y in zip(runs[a], runs[b], strict=False)]
     if len(by_round) > 1:
         line += f" (round by round {min(by_round):.2f}x to {max(by_round):.2f}x total)"
+    line += _cpu_ratio(runs[a], runs[b], "steady_cpu_us", "steady CPU/record")
+    line += _cpu_ratio(runs[a], runs[b], "startup_cpu_s", "start-up CPU")
     return line
 
 
@@ -326,6 +359,15 @@ def by_contender(results: list[Result]) -> dict[str, list[Result]]:
     return runs
 
 
+def _cpu_range(results: list[Result], attr: str, what: str, spec: str) -> str:
+    """``, <median> <what> (<min>-<max>)`` over the runs that measured it."""
+    xs = [getattr(r, attr) for r in results if getattr(r, attr) is not None]
+    if not xs:
+        return ""
+    mid, lo, hi = statistics.median(xs), min(xs), max(xs)
+    return f", {mid:{spec}}{what} ({lo:{spec}} to {hi:{spec}})"
+
+
 def print_summary(runs: dict[str, list[Result]], pairs: list[tuple[str, str]]) -> None:
     """The medians (when a contender ran more than once), then a ratio line per pair run."""
     if any(len(rs) > 1 for rs in runs.values()):
@@ -333,6 +375,8 @@ def print_summary(runs: dict[str, list[Result]], pairs: list[tuple[str, str]]) -
             print(
                 f"median of {len(rs)} {name} run(s): {_median(rs, 'total_rate'):,.0f} "
                 f"records/s total, {_median(rs, 'steady_rate'):,.0f} records/s steady"
+                f"{_cpu_range(rs, 'steady_cpu_us', ' CPU us/rec', '.1f')}"
+                f"{_cpu_range(rs, 'startup_cpu_s', ' start-up CPU s', '.2f')}"
             )
     for a, b in pairs:
         if a in runs and b in runs:
@@ -350,10 +394,12 @@ def title(args: argparse.Namespace) -> str:
 
 HOW = (
     "Each contender is one process, run one after another on the same input (4 partitions) "
-    "into its own output topic; the hand loop always copies bytes. records/s = N / seconds "
+    "into its own output topic; the hand loop copies bytes, hand-json parses and rewrites each "
+    "value with orjson. records/s = N / seconds "
     "from process start until a read_committed reader has seen all N outputs; steady = from "
     "the first committed output to the last; CPU us/record = the worker's user+system time "
-    "(/proc) per record after its first output; peak RSS = its VmHWM. Each output was "
+    "(/proc) per record after its first output; start CPU s = its CPU time at the first "
+    "output (start-up); peak RSS = its VmHWM. Each output was "
     "re-read read_committed and checked for every input exactly once (the table has the "
     "verdicts). The broker (one node) runs on the same machine."
 )
@@ -364,8 +410,8 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     print(title(args))
     head = (
         f"{'contender':<10} {'records/s':>10} {'seconds':>8} {'steady rec/s':>12} "
-        f"{'steady s':>8} {'1st out s':>9} {'CPU s':>6} {'CPU us/rec':>10} {'peak RSS MB':>11}"
-        "  exactly once (read_committed re-read)"
+        f"{'steady s':>8} {'1st out s':>9} {'CPU s':>6} {'start CPU s':>11} {'CPU us/rec':>10} "
+        f"{'peak RSS MB':>11}  exactly once (read_committed re-read)"
     )
     print(head)
     print("-" * len(head))
@@ -373,17 +419,18 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
         print(
             f"{r.name:<10} {r.total_rate:>10,.0f} {r.total_s:>8.2f} {r.steady_rate:>12,.0f} "
             f"{r.steady_s:>8.2f} {r.first_output_s:>9.2f} {_fmt(r.cpu_s, '.1f'):>6} "
-            f"{_fmt(r.steady_cpu_us, '.1f'):>10} {_fmt(r.peak_rss_mb, '.1f'):>11}  "
-            f"{'yes' if r.exactly_once else 'NO'}: {r.verdict}"
+            f"{_fmt(r.startup_cpu_s, '.2f'):>11} {_fmt(r.steady_cpu_us, '.1f'):>10} "
+            f"{_fmt(r.peak_rss_mb, '.1f'):>11}  {'yes' if r.exactly_once else 'NO'}: {r.verdict}"
         )
     runs = by_contender(results)
-    pairs = [("eokafka", other) for other in ("hand", "quix", "kstreams")]
+    pairs = [("eokafka", other) for other in ("hand", "hand-json", "quix", "kstreams")]
     pairs += [(name, "eokafka") for name in runs if name.startswith("eokafka-p")]
     print_summary(runs, pairs)
     print(
         "records/s = N / seconds from process start until a read_committed reader has seen "
         "all N; steady = records after the first committed output / seconds from the first "
         "to the last (start-up excluded); CPU s = the worker's user+system time at the end; "
+        "start CPU s = its CPU time at the first committed output (start-up); "
         "CPU us/rec = its CPU per record after the first output; peak RSS = its VmHWM "
         "(with eokafka-p<N>: summed over the supervisor and its N worker processes)."
     )

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from eokafka import redact
+from eokafka.cli_plain import fail
+
+__all__ = ["TYPER_STYLE", "BootstrapOption", "ConfigOption", "command_errors", "command_settings",
+           "fail", "worded_option"]  # fmt: skip
 
 if TYPE_CHECKING:
     from eokafka.app import App
@@ -53,12 +56,6 @@ def worded_option(help: str, default: str, *names: str, **limits: float) -> obje
     """An option whose default is said in words: for a setting that the App, the environment
     or the command line may give, None stands for "not given here"."""
     return typer.Option(*names, help=f"{help} [default: {default}]", show_default=False, **limits)
-
-
-def fail(exc: BaseException | str, code: int = 1) -> NoReturn:
-    """Print ``error: ...`` on stderr, secrets scrubbed, and exit with ``code``."""
-    typer.secho(redact.scrub(f"error: {exc}"), fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 @contextmanager

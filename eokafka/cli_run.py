@@ -1,19 +1,19 @@
 """``eokafka run module:app``: an app's workers, until stopped or as a bounded run.
 
 A setting's option left out is None, "not given here": the App's keyword arguments and the
-``EOKAFKA_*`` environment then decide (config.py: their precedence).
+``EOKAFKA_*`` environment then decide (config.py: their precedence). This is the command as
+typer shows and parses it; the work is cli_run_start.py's, which also parses plain command
+lines without typer (``RUN_OPTIONS`` there names these options).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from eokafka.cli_common import BootstrapOption, ConfigOption, fail, worded_option
-from eokafka.config import parse_config_pairs
-from eokafka.errors import EokafkaError
-from eokafka.logs import setup_logging
+from eokafka.cli_common import BootstrapOption, ConfigOption, worded_option
+from eokafka.cli_run_start import start
 
 
 def run(
@@ -104,43 +104,23 @@ def run(
     --max-seconds) ends by itself: it exits 0 with a summary when it reached its bound, and
     3 when a signal stopped it first.
     """
-    from eokafka import toolclients
-    from eokafka.loading import load_app, load_topology
-    from eokafka.runtime.process.bounded import capture
-    from eokafka.runtime.process.supervisor import run_app
-
-    setup_logging("eokafka", log_level)
-    overrides: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers,
-        "processes": processes,
-        "instance_id": instance_id,
-        "metrics_port": metrics_port,
-        "http_port": http_port,
-        "state_dir": state_dir,
-        "on_error": on_error,
-        "create_topics": create_topics,
-        "partitions": partitions,
-        "commit_interval_ms": commit_interval_ms,
-        "transaction_timeout_ms": transaction_timeout_ms,
-        "num_standby_replicas": num_standby_replicas,
-    }
-    try:
-        if config:
-            overrides["config"] = parse_config_pairs(config, "--config")
-        app = load_app(target)
-        settings = app.settings(overrides)
-        bounds = None
-        if until_end or max_records is not None or max_seconds is not None:
-            toolclients.reach(settings)  # capture reads offsets: first a bounded first contact
-            bounds = capture(settings, app.topology, until_end, max_records, max_seconds)
-        summary = run_app(
-            app.topology, settings, target=target, load=load_topology, bounds=bounds
-        )
-    except EokafkaError as exc:
-        fail(exc)
-        return
-    if summary is not None:
-        typer.echo(summary.text())
-        if summary.reason == "interrupted":
-            typer.secho("stopped by a signal before reaching its bound", err=True)
-            raise typer.Exit(3)
+    start(
+        target,
+        bootstrap_servers=bootstrap_servers,
+        processes=processes,
+        instance_id=instance_id,
+        metrics_port=metrics_port,
+        http_port=http_port,
+        state_dir=state_dir,
+        on_error=on_error,
+        create_topics=create_topics,
+        partitions=partitions,
+        commit_interval_ms=commit_interval_ms,
+        transaction_timeout_ms=transaction_timeout_ms,
+        num_standby_replicas=num_standby_replicas,
+        config=config,
+        log_level=log_level,
+        until_end=until_end,
+        max_records=max_records,
+        max_seconds=max_seconds,
+    )

@@ -9,7 +9,6 @@ declares them (``@app.processor(..., outputs=[...])``); a processor may send els
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -221,6 +220,8 @@ def write_picture(graph: Graph, output: Path, fmt: str | None = None) -> None:
             "Graphviz (apt-get install graphviz, brew install graphviz), or write the source "
             "with --format dot / --output file.dot"
         )
+    import subprocess  # only to draw: a worker loads the topology's description module too
+
     proc = subprocess.run(
         [dot, f"-T{_RENDERED[suffix]}", "-o", str(output)],
         input=render(graph, "dot"),

@@ -9,8 +9,16 @@ Failures raise :class:`SerdeError` whose message names the serde; the runtime ad
 partition and offset it knows and the serde does not.
 """
 
-from eokafka.serdes.avro import Avro, AvroSchema, ConfluentAvro
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from eokafka.serdes.core import Bytes, Json, Serde, SerdeError, String, is_identity
+
+if TYPE_CHECKING:
+    from eokafka.serdes.avro import Avro, AvroSchema, ConfluentAvro
+
+_AVRO = frozenset({"Avro", "AvroSchema", "ConfluentAvro"})
 
 __all__ = [
     "Avro",
@@ -23,3 +31,12 @@ __all__ = [
     "String",
     "is_identity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The Avro serdes load fastavro (tens of ms) only when an app names one."""
+    if name in _AVRO:
+        from eokafka.serdes import avro
+
+        return getattr(avro, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

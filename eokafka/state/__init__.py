@@ -12,7 +12,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from eokafka.serdes import Json, Serde
 from eokafka.state.backend import (
@@ -23,12 +23,14 @@ from eokafka.state.backend import (
     StoreLockedError,
 )
 from eokafka.state.global_store import GlobalStore
-from eokafka.state.rocks import RocksBackend
-from eokafka.state.sqlite import SqliteBackend
 from eokafka.state.store import Store, StoreRecordTooLargeError
 from eokafka.state.stream_time import StreamTimeStore, stream_time_store
 from eokafka.state.timers import TimerStore, timer_store
 from eokafka.state.window import WindowStore
+
+if TYPE_CHECKING:
+    from eokafka.state.rocks import RocksBackend
+    from eokafka.state.sqlite import SqliteBackend
 
 __all__ = [
     "Backend",
@@ -144,8 +146,12 @@ def open_store(
     if spec.backend == "memory":
         backend = InMemoryBackend()
     elif spec.backend == "sqlite":
+        from eokafka.state.sqlite import SqliteBackend
+
         backend = SqliteBackend(directory / SQLITE_FILE)
     else:
+        from eokafka.state.rocks import RocksBackend
+
         backend = RocksBackend(directory / ROCKSDB_DIR)
     kind: type[Store] = Store
     if spec.window_retention_ms is not None:
@@ -163,3 +169,16 @@ def wipe_store(state_dir: Path | str, application_id: str, store_name: str, part
     Only call it with the store closed; the next open starts empty and restores in full.
     """
     shutil.rmtree(store_dir(state_dir, application_id, store_name, partition), ignore_errors=True)
+
+
+def __getattr__(name: str) -> Any:
+    """The persistent backends load sqlite3 or RocksDB's module only for an app that uses one."""
+    if name == "SqliteBackend":
+        from eokafka.state.sqlite import SqliteBackend
+
+        return SqliteBackend
+    if name == "RocksBackend":
+        from eokafka.state.rocks import RocksBackend
+
+        return RocksBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

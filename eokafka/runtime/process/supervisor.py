@@ -8,12 +8,9 @@ can see the cause. Scale-out beyond one machine is the consumer group's job.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import multiprocessing.connection
 import signal
 import sys
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from eokafka.config import Settings
@@ -27,6 +24,10 @@ log = logging.getLogger("eokafka.supervisor")
 
 
 def package_version() -> str:
+    """The installed package's version (importlib.metadata's imports and its scan of sys.path
+    cost a worker's start: called when the metrics are first scraped)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("eokafka")
     except PackageNotFoundError:
@@ -47,7 +48,7 @@ def run_worker(
     check_connection(settings)  # a refused login is an error, not an endless retry
     instance = resolve_instance_id(settings, slot)
     try:
-        metrics = WorkerMetrics(settings.application_id, instance.value, package_version())
+        metrics = WorkerMetrics(settings.application_id, instance.value, package_version)
         if settings.metrics_port is not None:
             port = settings.metrics_port + slot
             metrics.serve(port, settings.metrics_host)
@@ -127,6 +128,9 @@ def run_app(
     module is imported there); without a target it is handed the topology."""
     if settings.processes == 1:
         return run_worker(topology, settings, 0, bounds)
+    import multiprocessing  # one worker in this process needs none of it
+    import multiprocessing.connection
+
     ctx = multiprocessing.get_context("spawn")
     results = ctx.SimpleQueue()
     children = [

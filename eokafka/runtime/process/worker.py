@@ -12,7 +12,7 @@ commits and leaves; ``run`` is both. The CLI and the test driver use these same 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
@@ -25,9 +25,11 @@ from eokafka.runtime.commit.errors import RecordFailed, TransactionAborted
 from eokafka.runtime.group.members import consumer_error, successor_exists
 from eokafka.runtime.process.bounded import Bounds
 from eokafka.runtime.process.wiring import build
-from eokafka.runtime.query.desk import QueryDesk
 from eokafka.runtime.tasks.changelog_topics import ensure_changelogs
 from eokafka.topology import Topology
+
+if TYPE_CHECKING:
+    from eokafka.runtime.query.desk import QueryDesk
 
 log = logging.getLogger("eokafka.worker")
 # A rebalance callback runs inside consume(), which then waits out its whole timeout before
@@ -68,6 +70,8 @@ class Worker:
         # Queries are answered by this loop between batches (runtime/query/desk.py).
         self.desk: QueryDesk | None = None
         if query_url is not None:
+            from eokafka.runtime.query.desk import QueryDesk  # a worker without one skips it
+
             self.desk = QueryDesk(
                 self.tasks, lambda: owner.resyncing, lambda: owner.started,
                 standby=parts.standby,
