@@ -13,6 +13,7 @@ Python cost (the same for all three) is in every figure and cancels in the diffe
 
     python -m benchmarks.native_prototype --records 100000 --rounds 5
     python -m benchmarks.native_prototype --tree /tmp/native --keep   # reuse a build
+    python -m benchmarks.native_prototype --pool run1.txt run2.txt     # rounds of saved runs
 
 Cython is not a dependency of eokafka: ``pip install Cython`` (and a C compiler).
 """
@@ -22,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -148,8 +151,13 @@ def main() -> None:
     p.add_argument("--apps", default=",".join(APPS), help=f"of {', '.join(APPS)}")
     p.add_argument("--tree", type=Path, help="build into (or reuse a build in) this folder")
     p.add_argument("--keep", action="store_true", help="keep the built tree")
+    p.add_argument("--pool", type=Path, nargs="+", metavar="OUTPUT",
+                   help="summarise the rounds printed by earlier runs, saved to files")  # fmt: skip
     p.add_argument("--hand", choices=APPS, help=argparse.SUPPRESS)  # a child: one hand run
     args = p.parse_args()
+    if args.pool:
+        pool(args.pool)
+        return
     if args.hand:
         print(f"{hand_run(args.hand, args.records, args.keys, args.commit_every):.3f}")
         return
@@ -198,6 +206,31 @@ def _rounds(args: argparse.Namespace, tree: Path) -> None:
         }
     print(json.dumps({"records": args.records, "rounds": args.rounds, "modules": HOT,
                       "apps": summary}))  # fmt: skip
+
+
+def pool(outputs: list[Path]) -> None:
+    """Per round native/python, python - native and python - hand, pooled over the rounds
+    of several runs: medians with a 95 % bootstrap interval of the median."""
+    rounds: dict[tuple[int, int, str], dict[str, float]] = {}
+    line = re.compile(r"round (\d+) (\w+)\s+(\w+)\s+([\d.]+) us/record")
+    for i, path in enumerate(outputs):
+        for m in line.finditer(path.read_text()):
+            rounds.setdefault((i, int(m[1]), m[2]), {})[m[3]] = float(m[4])
+    rng = random.Random(1)
+
+    def median_ci(xs: list[float]) -> str:
+        meds = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(2000))
+        return f"{statistics.median(xs):.3f} ({meds[50]:.3f} to {meds[1949]:.3f})"
+
+    for app in APPS:
+        rs = [r for (_, _, a), r in rounds.items() if a == app and len(r) == 3]
+        if not rs:
+            continue
+        ratio = [r["native"] / r["python"] for r in rs]
+        cheaper = sum(x < 1 for x in ratio)
+        print(f"{app}: {len(rs)} rounds; native/python {median_ci(ratio)}, native cheaper in "
+              f"{cheaper}; saved us/record {median_ci([r['python'] - r['native'] for r in rs])}; "
+              f"added above hand {median_ci([r['python'] - r['hand'] for r in rs])}")  # fmt: skip
 
 
 if __name__ == "__main__":
