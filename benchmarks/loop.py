@@ -27,9 +27,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eokafka.testing.cluster import MemoryCluster
 
 APPS = {"passthrough": "benchmarks.apps.passthrough", "count": "benchmarks.apps.count_bench"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def filled_cluster(cluster: MemoryCluster, records: int, keys: int) -> MemoryCluster:
+    """Topic ``in`` (4 partitions) holding ``records`` JSON values of ``keys`` users."""
+    cluster.create_topic("in", 4)
+    for i in range(records):
+        value = json.dumps({"id": i, "user": f"user-{i % keys:05d}", "pad": "x" * 40})
+        cluster.append("in", i % 4, f"user-{i % keys:05d}".encode(), value.encode(), 0, None)
+    return cluster
 
 
 def one_run(app_name: str, records: int, keys: int, commit_every: int) -> float:
@@ -49,11 +62,7 @@ def one_run(app_name: str, records: int, keys: int, commit_every: int) -> float:
         from eokafka.runtime.worker import Worker  # type: ignore[no-redef]
 
     app = import_module(APPS[app_name]).app
-    cluster = MemoryCluster(4)
-    cluster.create_topic("in", 4)
-    for i in range(records):
-        value = json.dumps({"id": i, "user": f"user-{i % keys:05d}", "pad": "x" * 40})
-        cluster.append("in", i % 4, f"user-{i % keys:05d}".encode(), value.encode(), 0, None)
+    cluster = filled_cluster(MemoryCluster(4), records, keys)
     clients = Clients(
         consumer=lambda conf: MemoryConsumer(cluster, conf),
         restore_consumer=lambda conf: MemoryConsumer(cluster, conf),
