@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 
 import eokafka
 from eokafka import config, serdes
 from eokafka.config import Settings
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import Clients
-from eokafka.runtime.process.bounded import Bounds, RunSummary, capture, total
+from eokafka.runtime.process.bounded import BoundedRun, Bounds, RunSummary, capture, total
 from eokafka.runtime.process.worker import Worker
 from eokafka.testing.clients import MemoryAdmin, MemoryConsumer, MemoryProducer, no_leave
 from eokafka.testing.cluster import MemoryCluster
@@ -176,3 +178,17 @@ def test_until_end_follows_a_repartition_to_its_end(tmp_path: Path) -> None:
         for _, _, entry in cluster.records("out", False)
     }
     assert last == {"a": 4, "b": 2, "c": 2, "d": 1}
+
+
+def test_an_input_awaiting_its_committed_offset_is_not_at_its_end(tmp_path: Path) -> None:
+    """Assigned inputs whose committed offsets the coordinator has not given yet have no
+    position; the run is not done with them (it was, vacuously: no owned input was left)."""
+    app = _copy_app()
+    settings = _settings(app, tmp_path)
+    bounds = Bounds(True, None, None, {("in", 0): 10}, {("in", 0): 0})
+    awaiting = SimpleNamespace(
+        awaiting=[TopicPartition("in", 0)], assignment=[], committed_offsets=dict, by_input={}
+    )
+    stand_in: Any = SimpleNamespace(tally=None)
+    run = BoundedRun(bounds, app.topology, settings, stand_in, awaiting, stand_in, stand_in)  # type: ignore[arg-type]
+    assert not run._own_done()

@@ -282,7 +282,10 @@ class BoundedRun(Participant):
         return False
 
     def _own_done(self) -> bool:
-        """Pause every owned input partition at its end; True when all of them are."""
+        """Pause every owned input partition at its end; True when all of them are. An
+        input whose committed offset is not known yet has no position: not done."""
+        if any(tp.topic in self.external for tp in self.tasks.awaiting):
+            return False
         owned = [tp for tp in self.tasks.assignment if tp.topic in self.external]
         committed = self.tasks.committed_offsets()
         done = True
@@ -316,7 +319,11 @@ class BoundedRun(Participant):
             return False
         outer = [tp for tp in committed if tp.topic in self.external]
         inner = [tp for tp in committed if tp.topic not in self.external]
-        if not self._at_ends(outer, self.bounds.starts, self.bounds.ends):
+        answered = {(tp.topic, tp.partition) for tp in outer}
+        starts, ends = self.bounds.starts, self.bounds.ends
+        if any(k not in answered and e > starts.get(k, 0) for k, e in ends.items()):
+            return False  # a partition with records to read, absent from the answer
+        if not self._at_ends(outer, starts, ends):
             return False
         if not inner:
             return True
