@@ -137,8 +137,8 @@ def main() -> None:
             "--grace-ms",
             type=int,
             default=600_000,
-            help="of the stream-stream join; must cover how far eokafka reads one topic's "
-            "backlog ahead of the other's (it reads both as fetched, not in time order)",
+            help="of the stream-stream join (both contenders read the backlog in timestamp "
+            "order across the two topics)",
         )
         p.add_argument("--versions", type=int, default=10, help="per key in the table")
 

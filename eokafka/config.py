@@ -78,6 +78,9 @@ class Settings:
     batch_size: int = 1_000
     purge_interval_ms: int = 30_000
     num_standby_replicas: int = 0
+    # Tasks with several inputs (joins): how long to wait for an input at its end before
+    # processing the others' records anyway; -1: no timestamp order (runtime/tasks/ordering.py)
+    max_task_idle_ms: int = 0
     config: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -133,6 +136,10 @@ def validate(s: Settings) -> None:
     for name in (*positive, "purge_interval_ms"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if type(s.max_task_idle_ms) is not int or s.max_task_idle_ms < -1:
+        raise ConfigError(
+            f"max_task_idle_ms must be an integer of at least -1, got {s.max_task_idle_ms!r}"
+        )
     if s.partitions is not None and s.partitions < 1:
         raise ConfigError(f"partitions must be at least 1, got {s.partitions}")
     if type(s.num_standby_replicas) is not int or s.num_standby_replicas < 0:
@@ -188,6 +195,7 @@ _INT_SETTINGS = frozenset(
         "batch_size",
         "purge_interval_ms",
         "num_standby_replicas",
+        "max_task_idle_ms",
         "partitions",
     }
 )

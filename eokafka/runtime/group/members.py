@@ -43,6 +43,8 @@ def successor_exists(consumer: Any, admin: Any, settings: Settings, instance_id:
 def consumer_error(msg: Message, group: str, instance_id: str) -> None:
     """Raise for an error event the worker can't go on after; log the ones librdkafka retries."""
     err = msg.error()
+    if err.code() == KafkaError._PARTITION_EOF:  # asked for: tasks' queues take them
+        return
     if err.code() == KafkaError.FENCED_INSTANCE_ID:
         raise FencedError(
             f"group.instance.id {instance_id!r} was fenced: another worker with the "

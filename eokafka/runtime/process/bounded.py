@@ -227,6 +227,7 @@ class BoundedRun(Participant):
 
     def _eof(self, tp: TP, offset: int) -> None:
         """The position moved to ``offset``, maybe over markers: make sure it gets committed."""
+        self.tasks.at_end(tp)
         task = self.tasks.by_input.get(tp)
         if task is None or tp not in task.held:
             self._commit_move(tp, offset)
@@ -292,7 +293,7 @@ class BoundedRun(Participant):
         for tp in self.consumer.position(owned) if owned else []:
             key = (tp.topic, tp.partition)
             task = self.tasks.by_input.get(key)
-            held = task.held.get(key) if task is not None else None
+            held = task.resume_offset(key) if task is not None else None
             offset = held if held is not None else tp.offset
             if offset < 0:
                 offset = committed.get(key, -1)
@@ -302,6 +303,7 @@ class BoundedRun(Participant):
                 if key not in self.paused:
                     self.consumer.pause([TopicPartition(*key)])
                     self.paused.add(key)
+                    self.tasks.at_end(key)
             else:
                 done = False
         return done

@@ -104,8 +104,11 @@ def build(
     ctx = ProcessorContext(check_topic, owner.tally.dropped, owner.tally.late)
     collector = RecordCollector(settings, owner, limits, ctx.pending)
     conf = consumer_config(settings, instance_id, spans_topics(topology), query_url)
-    if bounds is not None and bounds.until_end:
-        conf["enable.partition.eof"] = True  # a bounded run's position passes end markers
+    ordered = settings.max_task_idle_ms >= 0 and spans_topics(topology)
+    if (bounds is not None and bounds.until_end) or ordered:
+        # a bounded run's position passes end markers; a task's queue learns an input has
+        # nothing older coming (tasks/ordering.py)
+        conf["enable.partition.eof"] = True
     with config_errors():
         consumer = clients.consumer(conf)
 
@@ -124,7 +127,10 @@ def build(
                 settings, topology, metrics, admin, instance_id, consumer.memberid, clients
             )
             loader.standby = standby
-    tasks = TaskManager(topology, consumer, metrics, app_id, loader, reader, clients.clock)
+    tasks = TaskManager(
+        topology, consumer, metrics, app_id, loader, reader, clients.clock,
+        max_task_idle_ms=settings.max_task_idle_ms,
+    )  # fmt: skip
     # How long the broker may take to answer for offsets: a previous owner's open
     # transaction holds them up to its transaction timeout.
     patience = max(_PATIENCE_S, 3 * settings.transaction_timeout_ms / 1000)

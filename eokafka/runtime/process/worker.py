@@ -196,6 +196,13 @@ class Worker:
             timeout = min(timeout, self._max_wait)
         if tasks.restoring or (standby is not None and standby.catching_up):
             timeout = 0.0
+        ordering = tasks.ordering
+        queued = ordering is not None and bool(ordering.queued)
+        if queued:  # records wait in a task's queue: poll no longer than its idle wait
+            assert ordering is not None
+            wait = ordering.wait_s()
+            if wait is not None:
+                timeout = min(timeout, wait)
         if self.parts.global_tables is not None:  # updates before the batch that may need them
             self.parts.global_tables.poll()
         cap = self.parts.abort_loop.cap
@@ -206,9 +213,9 @@ class Worker:
         if self.bound is not None:
             msgs = self.bound.admit(msgs)
         wall_clock = self.parts.wall_clock
-        if msgs:
+        runs = list(tasks.runs(msgs)) if msgs or queued else []
+        if runs:
             owner.begin()
-            runs = list(tasks.runs(msgs))
             try:
                 self.parts.processing.batch(runs)
             except (RecordFailed, TransactionAborted) as failed:

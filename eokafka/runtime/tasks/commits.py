@@ -77,6 +77,9 @@ class TaskCommits(Participant):
                     self.manager.consumer.seek(TopicPartition(*tp, offset))
             released.extend(TopicPartition(*tp) for tp in task.held)
             task.held.clear()
+            if task.queue is not None:  # its records are read again from the offsets sought
+                task.queue.clear()
+                released.extend(TopicPartition(*tp) for tp in task.queue.unpause())
         if released:
             self.manager.consumer.resume(released)
         log.info(
@@ -117,6 +120,8 @@ class TaskCommits(Participant):
         self.manager.reindex()
         for task in self.manager.tasks.values():
             task.held.clear()
+            if task.queue is not None:  # every input is resumed below
+                task.queue.unpause()
             task.commit({(tp.topic, tp.partition): tp.offset for tp in found})
         waiting = [
             TopicPartition(*tp)

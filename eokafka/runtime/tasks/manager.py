@@ -31,6 +31,7 @@ from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.commit.abort_loop import Mark, Position
 from eokafka.runtime.tasks.changelog_reader import ChangelogReader
 from eokafka.runtime.tasks.groups import copartitioned_groups
+from eokafka.runtime.tasks.ordering import Ordering
 from eokafka.runtime.tasks.store_loader import StoreLoader
 from eokafka.runtime.tasks.task import Task, TaskState
 from eokafka.state import StoreLockedError
@@ -60,7 +61,10 @@ class TaskManager:
         reader: ChangelogReader | None = None,
         clock: Callable[[], float] = time.monotonic,
         settle_s: float = SETTLE_S,
+        max_task_idle_ms: int = -1,
     ) -> None:
+        """``max_task_idle_ms`` >= 0: tasks with several inputs process their records in
+        timestamp order across them (ordering.py)."""
         self.consumer = consumer
         self.metrics = metrics
         self.group = group
@@ -69,6 +73,8 @@ class TaskManager:
         self.clock = clock
         self.settle_s = settle_s
         self.groups = copartitioned_groups(topology)
+        ordered = max_task_idle_ms >= 0 and any(len(g) > 1 for g in self.groups.values())
+        self.ordering = Ordering(consumer, clock, max_task_idle_ms) if ordered else None
         self.only_topic = topology.topics[0] if len(topology.topics) == 1 else None
         by_topic = topology.store_names_by_topic()
         self.stores_of = {
@@ -102,7 +108,8 @@ class TaskManager:
         out = [tp for tp in self.consumer.position(self.assignment) if tp.offset >= 0]
         by_input = self.by_input
         for tp in out:
-            held = by_input[(tp.topic, tp.partition)].held.get((tp.topic, tp.partition))
+            key = (tp.topic, tp.partition)
+            held = by_input[key].resume_offset(key)
             if held is not None:
                 tp.offset = held
         return out
@@ -121,16 +128,33 @@ class TaskManager:
 
     def runs(self, msgs: list[Message]) -> Iterator[Run]:
         """A batch cut into runs of one input partition, each with its task (None: error
-        events, or a partition that is no longer this worker's) and its topic."""
+        events, or a partition that is no longer this worker's) and its topic. The records
+        of a task with several inputs go through its queue: they come out in timestamp
+        order across its inputs, maybe in a later call (ordering.py)."""
         by_input = self.by_input
         topic = self.only_topic
         if topic is not None:  # one input topic: every record is of it (errors aside)
             for partition, records in groupby(msgs, Message.partition):
                 yield by_input.get((topic, partition)), topic, list(records)
             return
+        ordering = self.ordering
         for topic, run in groupby(msgs, Message.topic):
             for partition, records in groupby(run, Message.partition):
-                yield by_input.get((topic, partition)), topic, list(records)
+                task = by_input.get((topic, partition))
+                if task is None or task.queue is None or ordering is None:
+                    yield task, topic, list(records)
+                    continue
+                errors = ordering.enqueue(task, (topic, partition), list(records))
+                if errors:
+                    yield None, topic, errors
+        if ordering is not None and ordering.queued:
+            yield from ordering.release()
+
+    def at_end(self, tp: TP) -> None:
+        """The consumer's position passed the end of input ``tp`` (a bounded run says)."""
+        task = self.by_input.get(tp)
+        if task is not None and self.ordering is not None:
+            self.ordering.at_end(task, tp)
 
     # -- rebalance callbacks -------------------------------------------------------------
 
@@ -208,6 +232,8 @@ class TaskManager:
         task = self.tasks.get((group, partition))
         if task is None:
             task = Task(partition, group, self.stores_of[group], self.changelogs)
+            if self.ordering is not None and len(group) > 1:
+                task.queue = self.ordering.queue()
             self.tasks[(group, partition)] = task
         return task
 
@@ -299,6 +325,8 @@ class TaskManager:
         task.restores.clear()
         task.to(TaskState.CLOSED)
         del self.tasks[tid]
+        if self.ordering is not None:
+            self.ordering.forget(task)
 
     # -- the loop ------------------------------------------------------------------------
 

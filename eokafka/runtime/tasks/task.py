@@ -9,6 +9,8 @@ A task owns everything of its partition index on this worker:
   their writes of the open transaction were delivered at (their next checkpoints), and the
   restores that bring them up to their changelogs;
 - the poison marks of its records (records set aside for the policy on the next replay);
+- with several input partitions, the records fetched but not processed yet, released in
+  timestamp order across them (record_queue.py);
 - its place in the lifecycle::
 
     created -> restoring -> running -> suspended -> (restoring | closed)
@@ -31,6 +33,7 @@ from confluent_kafka import KafkaError, Message
 from eokafka.errors import EokafkaError
 from eokafka.runtime.commit.abort_loop import Mark, Position, marks_ahead
 from eokafka.runtime.tasks.changelog_reader import Restore
+from eokafka.runtime.tasks.record_queue import RecordQueue
 from eokafka.state import Store
 
 TP = tuple[str, int]
@@ -83,6 +86,7 @@ class Task:
     restores: dict[str, Restore] = field(default_factory=dict)  # stores catching up
     checkpoints: dict[str, int] = field(default_factory=dict)  # delivered in the open txn
     marks: dict[Position, Mark] = field(default_factory=dict)
+    queue: RecordQueue | None = None  # several inputs: records waiting for timestamp order
     suspended_at: float = 0.0
     active_ms: int | None = None  # wall clock (epoch ms) of its last record, for idle windows
 
@@ -129,6 +133,18 @@ class Task:
         self.reset_positions.pop(tp, None)
         self.held.pop(tp, None)
         self.marks = {k: v for k, v in self.marks.items() if k[:2] != tp}
+        if self.queue is not None:
+            self.queue.drop(tp)
+
+    def resume_offset(self, tp: TP) -> int | None:
+        """Where a commit must put ``tp`` when its position went past records not processed
+        (queued, or held by a bounded run); None: at its position."""
+        held = self.held.get(tp)
+        if self.queue is not None:
+            queued = self.queue.first_offset(tp)
+            if queued is not None and (held is None or queued < held):
+                return queued
+        return held
 
     # -- the transaction -----------------------------------------------------------------
 
@@ -166,7 +182,10 @@ class Task:
             self.marks = marks_ahead(self.marks, self.committed)
 
     def abort(self) -> None:
-        """The open transaction's store writes are dropped; committed state stays."""
+        """The open transaction's store writes are dropped; committed state stays. Queued
+        records go too: the inputs are sought back to their committed offsets."""
         for store in self.stores.values():
             store.abort()
         self.checkpoints.clear()
+        if self.queue is not None:
+            self.queue.clear()
