@@ -115,3 +115,23 @@ def test_a_commit_goes_to_the_first_queued_record_and_a_rewind_drops_the_queue()
     assert task.queue.first_offset(R) is None and task.queue.release(INPUTS, (), 0.0) == []
     task.remove_input(R)
     assert task.queue.queues == {}
+
+
+def test_a_limit_releases_no_more_records_and_keeps_the_rest_in_order() -> None:
+    """An abort loop narrows transactions down to one record: the queue must not hand a
+    transaction more than that."""
+    q = RecordQueue(idle_ms=0)
+    q.add(L, _msgs(L, [1, 2, 6]))
+    q.add(R, _msgs(R, [3, 4]))
+    q.end(L)
+    q.end(R)
+    got = []
+    while True:
+        runs = q.release(INPUTS, (), now=0.0, limit=1)
+        if not runs:
+            break
+        assert sum(len(m) for _, m in runs) == 1
+        got.extend(_flat(runs))
+    assert got == [("left", [1]), ("left", [2]), ("right", [3]), ("right", [4]), ("left", [6])]
+    q.add(L, _msgs(L, [7, 8, 9], first=3))
+    assert _flat(q.release(INPUTS, (), now=0.0, limit=2)) == [("left", [7, 8])]

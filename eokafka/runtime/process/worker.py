@@ -213,7 +213,8 @@ class Worker:
         if self.bound is not None:
             msgs = self.bound.admit(msgs)
         wall_clock = self.parts.wall_clock
-        runs = list(tasks.runs(msgs)) if msgs or queued else []
+        limit = None if cap is None else size  # narrowing: the queues release no more
+        runs = list(tasks.runs(msgs, limit)) if msgs or queued else []
         if runs:
             owner.begin()
             try:

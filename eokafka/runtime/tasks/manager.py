@@ -126,11 +126,12 @@ class TaskManager:
         """The partition indexes this worker has tasks of (standbys go elsewhere)."""
         return {task.index for task in self.tasks.values()}
 
-    def runs(self, msgs: list[Message]) -> Iterator[Run]:
+    def runs(self, msgs: list[Message], limit: int | None = None) -> Iterator[Run]:
         """A batch cut into runs of one input partition, each with its task (None: error
         events, or a partition that is no longer this worker's) and its topic. The records
         of a task with several inputs go through its queue: they come out in timestamp
-        order across its inputs, maybe in a later call (ordering.py)."""
+        order across its inputs, maybe in a later call (ordering.py); at most ``limit``
+        records come out of the queues (``msgs`` already holds no more than that)."""
         by_input = self.by_input
         topic = self.only_topic
         if topic is not None:  # one input topic: every record is of it (errors aside)
@@ -142,13 +143,16 @@ class TaskManager:
             for partition, records in groupby(run, Message.partition):
                 task = by_input.get((topic, partition))
                 if task is None or task.queue is None or ordering is None:
-                    yield task, topic, list(records)
+                    out = list(records)
+                    if limit is not None:
+                        limit -= len(out)
+                    yield task, topic, out
                     continue
                 errors = ordering.enqueue(task, (topic, partition), list(records))
                 if errors:
                     yield None, topic, errors
         if ordering is not None and ordering.queued:
-            yield from ordering.release()
+            yield from ordering.release(limit)
 
     def at_end(self, tp: TP) -> None:
         """The consumer's position passed the end of input ``tp`` (a bounded run says)."""

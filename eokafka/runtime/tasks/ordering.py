@@ -61,14 +61,19 @@ class Ordering:
         if task.queue is not None:
             task.queue.end(tp)
 
-    def release(self) -> Iterator[tuple[Task, str, list[Message]]]:
-        """The runs the running tasks' queues release now, in timestamp order per task."""
+    def release(self, limit: int | None = None) -> Iterator[tuple[Task, str, list[Message]]]:
+        """The runs the running tasks' queues release now, in timestamp order per task; at
+        most ``limit`` records in all."""
         now = self.clock()
         for task in list(self.queued):
             queue = task.queue
             if queue is None or task.state is not TaskState.RUNNING:
                 continue
-            for tp, msgs in queue.release(task.inputs, task.held, now):
+            if limit is not None and limit <= 0:
+                return
+            for tp, msgs in queue.release(task.inputs, task.held, now, limit):
+                if limit is not None:
+                    limit -= len(msgs)
                 yield task, tp[0], msgs
             if not any(queue.queues.values()):
                 del self.queued[task]

@@ -60,13 +60,14 @@ class RecordQueue:
         return q[0].offset() if q else None
 
     def release(
-        self, inputs: Collection[TP], ended: Collection[TP], now: float
+        self, inputs: Collection[TP], ended: Collection[TP], now: float, limit: int | None = None
     ) -> list[tuple[TP, list[Message]]]:
-        """The runs that may be processed now, in timestamp order; ``ended``: inputs a
-        bounded run stopped at (nothing more comes from them)."""
+        """The runs that may be processed now, in timestamp order, at most ``limit`` records
+        (an abort loop narrowing transactions down); ``ended``: inputs a bounded run stopped
+        at (nothing more comes from them)."""
         queues = self.queues
         out: list[tuple[TP, list[Message]]] = []
-        while True:
+        while limit is None or limit > 0:
             heads: list[tuple[int, TP]] = []
             for tp in inputs:
                 q = queues.get(tp)
@@ -82,13 +83,17 @@ class RecordQueue:
             bound = heads[1][0] if len(heads) > 1 else None
             q = queues[tp]
             run = [q.popleft()]
-            if bound is None:
+            if bound is None and (limit is None or limit > len(q)):
                 run.extend(q)
                 q.clear()
             else:
-                while q and q[0].timestamp()[1] <= bound:
+                most = len(q) + 1 if limit is None else limit
+                while q and len(run) < most and (bound is None or q[0].timestamp()[1] <= bound):
                     run.append(q.popleft())
+            if limit is not None:
+                limit -= len(run)
             out.append((tp, run))
+        return out
 
     def _may_skip(self, tp: TP, now: float) -> bool:
         """Whether an empty input need not be waited for: it is at its end (and, with an
