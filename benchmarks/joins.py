@@ -136,7 +136,7 @@ def main() -> None:
         p.add_argument(
             "--grace-ms",
             type=int,
-            default=600_000,
+            default=60_000,
             help="of the stream-stream join (both contenders read the backlog in timestamp "
             "order across the two topics)",
         )
