@@ -21,9 +21,16 @@ from eokafka.state.cache import DICT_ENTRY_BYTES, pair_bytes
 __all__ = ["Store", "StoreRecordTooLargeError"]
 
 _MISSING: Final[Any] = object()
-# Keys whose bytes may be remembered by identity: immutable, and their serdes deterministic.
+# Keys whose bytes may be remembered: immutable, and no two of these types compare equal
+# (bool and float do: 1 == 1.0 == True), with a deterministic serde.
 _IMMUTABLE_KEYS: Final = frozenset({str, bytes, int})
+# Decoded values that may be handed out again for the same bytes: immutable.
+_IMMUTABLE_VALUES: Final = frozenset({int, str, float, bool})
 _DETERMINISTIC_SERDES: Final = frozenset({Json, String})
+# Bounds of the memos of a store's serdes: entries (past it a memo starts over) and the
+# longest encoding remembered; a full memo holds well under a megabyte.
+_MEMO_ENTRIES: Final = 4096
+_MEMO_BYTES: Final = 64
 DEFAULT_RESTORE_BUFFER_BYTES: Final = 64 * 1024 * 1024
 
 
@@ -66,10 +73,12 @@ class Store:
         "_restore_buffer",
         "_restore_offset",
         "_key_identity",
-        "_key_cached",
-        "_last_key",
-        "_last_key_bytes",
+        "_memo_keys",
+        "_key_memo",
         "_value_identity",
+        "_memo_values",
+        "_encoded",
+        "_decoded",
         "_serialize_key",
         "_serialize_value",
         "_deserialize_key",
@@ -100,12 +109,20 @@ class Store:
         self._restore_offset = 0
         # Bound methods looked up once: these run for every get/put on the hot path.
         self._key_identity = is_identity(self.key_serde)
-        # The last key serialized and its bytes: a get and the put after it (the read-modify-
-        # write of every aggregation) serialize the key once.
-        self._key_cached = type(self.key_serde) in _DETERMINISTIC_SERDES
-        self._last_key: Any = _MISSING
-        self._last_key_bytes = b""
+        # Bounded memos of a deterministic serde's results, for the types in _memo_keys and
+        # _memo_values (none for other serdes): key -> bytes, so a get and the put after it
+        # (every aggregation's read-modify-write) and the next record of the key serialize
+        # it once; value -> bytes and bytes -> immutable value, so a count or a sum is not
+        # written and parsed by a Python call for every record. Pure functions of their
+        # input: commits, aborts and restores leave them right.
+        keys_memo = type(self.key_serde) in _DETERMINISTIC_SERDES
+        self._memo_keys = _IMMUTABLE_KEYS if keys_memo else frozenset()
+        self._key_memo: dict[Any, bytes] = {}
         self._value_identity = is_identity(self.value_serde)
+        values_memo = type(self.value_serde) in _DETERMINISTIC_SERDES
+        self._memo_values = _IMMUTABLE_KEYS if values_memo else frozenset()
+        self._encoded: dict[Any, bytes] = {}
+        self._decoded: dict[bytes, Any] | None = {} if values_memo else None
         # Kept bytes must not carry a serializer's spare buffer (Json.serialize_kept).
         self._serialize_key = getattr(self.key_serde, "serialize_kept", self.key_serde.serialize)
         self._serialize_value = getattr(
@@ -123,33 +140,53 @@ class Store:
     # ------------------------------------------------------------------ processor side
 
     def _key(self, key: Any) -> bytes:
-        """A key's bytes; identity serdes only pay a type check, a repeated key an ``is``."""
+        """A key's bytes (a remembered key is looked up by the callers on the hot path)."""
         if self._key_identity and type(key) is bytes:
             return key
-        if key is self._last_key:
-            return self._last_key_bytes
         data = self._serialize_key(key)
         if data is None:
             raise ValueError(f"store {self.name!r}: keys cannot be None")
-        if self._key_cached and type(key) in _IMMUTABLE_KEYS:
-            self._last_key = key
-            self._last_key_bytes = data
+        if type(key) in self._memo_keys:
+            _remember(self._key_memo, key, data, len(data))
         return data
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value as of this transaction's own writes, else the committed one."""
-        data = self._key(key)
+        data = self._key_memo.get(key) if type(key) in self._memo_keys else None
+        if data is None:
+            data = self._key(key)
         value = self._overlay.get(data, _MISSING)
         if value is _MISSING:
             value = self._committed(data)
         if value is None:
             return default
-        return value if self._value_identity else self._deserialize_value(value)
+        if self._value_identity:
+            return value
+        memo = self._decoded
+        if memo is None:
+            return self._deserialize_value(value)
+        out = memo.get(value, _MISSING)
+        if out is _MISSING:
+            out = self._deserialize_value(value)
+            if type(out) in _IMMUTABLE_VALUES:
+                _remember(memo, value, out, len(value))
+            elif not memo:
+                self._decoded = None  # its values are not immutable: no lookups for them
+        return out
 
     def put(self, key: Any, value: Any) -> None:
         """Write inside the open transaction; ``None`` deletes."""
-        data = self._key(key)
-        if not (self._value_identity and type(value) is bytes):
+        data = self._key_memo.get(key) if type(key) in self._memo_keys else None
+        if data is None:
+            data = self._key(key)
+        if type(value) in self._memo_values:
+            raw = self._encoded.get(value)
+            if raw is None:
+                raw = self._serialize_value(value)
+                if raw is not None:
+                    _remember(self._encoded, value, raw, len(raw))
+            value = raw
+        elif not (self._value_identity and type(value) is bytes):
             value = self._serialize_value(value)
         if len(data) + len(value or b"") > self.max_record_bytes:
             size = len(data) + len(value)
@@ -333,6 +370,15 @@ class Store:
             f"Store({self.name!r}, {self.backend!r}, key_serde={self.key_serde!r}, "
             f"value_serde={self.value_serde!r}, pending={len(self._overlay)})"
         )
+
+
+def _remember(memo: dict[Any, Any], key: Any, entry: Any, size: int) -> None:
+    """Note ``memo[key] = entry`` if its encoding (``size`` bytes) is short; a full memo
+    starts over."""
+    if size <= _MEMO_BYTES:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = entry
 
 
 def _check_offset(offset: int | None) -> None:

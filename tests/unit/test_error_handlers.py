@@ -159,3 +159,31 @@ def test_describe_names_each_topics_handler() -> None:
     assert "handlers-counts-in: handler tests.apps.handler_apps.on_counts" in done.output
     assert "handlers-skip-in: skip" in done.output
     assert "handlers-dlq" in done.output  # a handler may dead-letter: the topic is shown
+
+
+def test_text_keys_and_values_decode_as_their_string_serde_does() -> None:
+    """Null, valid and invalid UTF-8 keys and values: None, the text, or String's own
+    SerdeError for the handler (not a bare UnicodeDecodeError), in the key or the value."""
+    seen: Seen = []
+
+    def handler(record: eokafka.Record, error: BaseException, stage: str) -> Any:
+        seen.append((record.topic, record.offset, str(error), type(error).__name__, stage))
+        return "skip"
+
+    app = eokafka.App("utf8-unit", on_error=handler)
+
+    @app.processor("in", key_serde=S, value_serde=S)
+    def echo(record: eokafka.Record, ctx: eokafka.ProcessorContext) -> None:
+        ctx.send("out", key=repr(record.key), value=repr(record.value))
+
+    with TestDriver(app) as driver:
+        for key, value in [(None, None), (b"k\xc3\xa9", b"v"), (b"\xff", b"v"), (b"k", b"\xfe")]:
+            driver.pipe("in", key, value, key_serde=serdes.Bytes(), value_serde=serdes.Bytes())
+        got = [(r.key, r.value) for r in driver.output("out")]
+    assert got == [(b"None", b"None"), (b"'k\xc3\xa9'", b"'v'")]
+    assert seen == [
+        ("in", 2, "String could not decode 1 byte: 'utf-8' codec can't decode byte 0xff in "
+         "position 0: invalid start byte", "SerdeError", "deserialize"),
+        ("in", 3, "String could not decode 1 byte: 'utf-8' codec can't decode byte 0xfe in "
+         "position 0: invalid start byte", "SerdeError", "deserialize"),
+    ]  # fmt: skip

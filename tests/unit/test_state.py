@@ -317,3 +317,65 @@ def test_a_store_of_many_json_keys_holds_their_bytes_not_the_serializers_buffers
     assert json.serialize_kept(None) is None
     with pytest.raises(serdes.SerdeError, match="surrogates"):
         json.serialize_kept("\ud800")  # a str key takes its own path: same verdict
+
+
+# ------------------------------------------------------------------------------ memos
+
+
+def test_keys_and_values_equal_across_types_stay_apart(kind: str, tmp_path: Path) -> None:
+    """1 == 1.0 == True, but their JSON differs: the serde memos must never mix them up."""
+    store, _ = spied(kind, tmp_path)
+    for key in (1, True, 1.0, "1", b"1"[0]):
+        store.put(key, key)
+    store.put("int", 1)
+    store.put("bool", True)
+    store.put("float", 1.0)
+    assert dict(store.pending_changelog()) == {
+        b"1": b"1", b"true": b"true", b"1.0": b"1.0", b'"1"': b'"1"', b"49": b"49",
+        b'"int"': b"1", b'"bool"': b"true", b'"float"': b"1.0",
+    }  # fmt: skip
+    store.commit(1)
+    got = {k: store.get(k) for k in ("int", "bool", "float")}
+    assert got == {"int": 1, "bool": True, "float": 1.0}
+    assert [type(v) for v in got.values()] == [int, bool, float]
+    store.close()
+
+
+def test_mutable_values_are_read_fresh_every_time(kind: str, tmp_path: Path) -> None:
+    store, _ = spied(kind, tmp_path)
+    store.put("k", {"n": [1]})
+    store.commit(1)
+    first = store.get("k")
+    first["n"].append(2)  # the caller's copy, not the store's
+    assert store.get("k") == {"n": [1]}
+    store.put("c", 7)
+    store.put("c", store.get("c") + 1)
+    assert store.get("c") == 8 and store.get("k") == {"n": [1]}
+    store.close()
+
+
+def test_remembered_values_follow_aborts_and_restores(kind: str, tmp_path: Path) -> None:
+    store, _ = spied(kind, tmp_path)
+    committed(store, {"k": 5}, 3)
+    store.put("k", store.get("k") + 1)
+    assert store.get("k") == 6
+    store.abort()
+    assert store.get("k") == 5
+    store.restore_batch([(b'"k"', b"9"), (b'"j"', b"5")], 8)
+    assert (store.get("k"), store.get("j")) == (9, 5)
+    store.close()
+
+
+def test_serde_memos_stay_bounded(tmp_path: Path) -> None:
+    from eokafka.state.store import _MEMO_BYTES, _MEMO_ENTRIES
+
+    store = Store("m", InMemoryBackend())
+    for i in range(3 * _MEMO_ENTRIES):
+        store.put(f"key-{i}", i)
+        assert store.get(f"key-{i}") == i
+    store.put("x" * (_MEMO_BYTES + 1), "y" * (_MEMO_BYTES + 1))
+    memos = (store._key_memo, store._encoded, store._decoded or {})
+    assert all(0 < len(memo) <= _MEMO_ENTRIES for memo in memos)
+    assert "x" * (_MEMO_BYTES + 1) not in store._key_memo
+    assert "y" * (_MEMO_BYTES + 1) not in store._encoded
+    assert store.get("key-5") == 5 and store.get("x" * (_MEMO_BYTES + 1)) == "y" * 65
