@@ -34,6 +34,13 @@ def package_version() -> str:
         return "0+unknown"
 
 
+def worker_metrics(settings: Settings, instance_id: str) -> WorkerMetrics:
+    """The worker's metrics: served when the worker has a metrics port or a query server
+    (its page reads them); otherwise nothing can read them and they are not kept."""
+    served = settings.metrics_port is not None or settings.http_port is not None
+    return WorkerMetrics(settings.application_id, instance_id, package_version, served=served)
+
+
 Load = Callable[[str], Topology]  # ``module:app`` -> its topology, in a child process
 
 
@@ -48,7 +55,7 @@ def run_worker(
     check_connection(settings)  # a refused login is an error, not an endless retry
     instance = resolve_instance_id(settings, slot)
     try:
-        metrics = WorkerMetrics(settings.application_id, instance.value, package_version)
+        metrics = worker_metrics(settings, instance.value)
         if settings.metrics_port is not None:
             port = settings.metrics_port + slot
             metrics.serve(port, settings.metrics_host)
