@@ -52,7 +52,9 @@ def run_worker(
     from eokafka.runtime.process.sources import SourceWorker
     from eokafka.runtime.process.worker import Worker
 
-    check_connection(settings)  # a refused login is an error, not an endless retry
+    # A refused login is an error, not an endless retry. The first input's metadata alone:
+    # the worker checks that topic next, and all topics' may be thousands.
+    check_connection(settings, topic=next(iter(topology.topics), None))
     instance = resolve_instance_id(settings, slot)
     try:
         metrics = worker_metrics(settings, instance.value)
