@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from eokafka import startup_gc
 from eokafka.config import Settings
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.metrics import WorkerMetrics
@@ -85,6 +86,7 @@ def run_worker(
                 log.info("queries at %s (bound to %s)", url, settings.http_host)
         signal.signal(signal.SIGTERM, worker.stop)
         signal.signal(signal.SIGINT, worker.stop)
+        startup_gc.resume()  # built: collect cycles again (eokafka/startup_gc.py)
         try:
             worker.run()
         finally:
@@ -137,6 +139,7 @@ def run_app(
     module is imported there); without a target it is handed the topology."""
     if settings.processes == 1:
         return run_worker(topology, settings, 0, bounds)
+    startup_gc.resume()  # this process only waits for its children from here on
     import multiprocessing  # one worker in this process needs none of it
     import multiprocessing.connection
 
