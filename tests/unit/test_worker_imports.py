@@ -14,7 +14,7 @@ NOT_FOR_A_PLAIN_WORKER = (
     "typer", "pydantic", "fastavro", "sqlite3", "rocksdict", "psycopg", "aiohttp",
     "multiprocessing", "importlib.metadata", "eokafka.runtime.query.desk",
     "eokafka.state.rocks", "eokafka.state.sqlite", "eokafka.serdes.avro",
-    "prometheus_client", "http.server",
+    "prometheus_client", "http.server", "eokafka.describe", "eokafka.runtime.group.wire", "hashlib",
 )  # fmt: skip
 
 
