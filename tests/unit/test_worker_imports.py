@@ -1,6 +1,7 @@
 """A worker's start-up imports only what it uses: the modules below load when an app or a
 setting needs them (an Avro serde, a persistent store, a query server, several processes,
-a metrics port or scrape), never for a plain worker."""
+a metrics port or scrape, topics to create, sources, global tables, standbys, wall-clock
+timers, a static member's leave), never for a plain worker."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ NOT_FOR_A_PLAIN_WORKER = (
     "multiprocessing", "importlib.metadata", "eokafka.runtime.query.desk",
     "eokafka.state.rocks", "eokafka.state.sqlite", "eokafka.serdes.avro",
     "prometheus_client", "http.server", "eokafka.describe", "eokafka.runtime.group.wire", "hashlib",
+    "eokafka.app_topics", "eokafka.runtime.process.sources",
+    "eokafka.runtime.process.global_tables", "eokafka.runtime.tasks.standby",
+    "eokafka.runtime.tasks.wall_clock",
 )  # fmt: skip
 
 

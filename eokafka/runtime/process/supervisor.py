@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eokafka import startup_gc
 from eokafka.config import Settings
@@ -20,6 +20,9 @@ from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.process.bounded import Bounds, RunSummary, total
 from eokafka.runtime.process.instance import resolve_instance_id
 from eokafka.topology import Topology
+
+if TYPE_CHECKING:
+    from eokafka.runtime.process.sources import SourceWorker
 
 log = logging.getLogger("eokafka.supervisor")
 
@@ -50,7 +53,6 @@ def run_worker(
 ) -> RunSummary | None:
     """Run one worker until SIGTERM/SIGINT or its bounds (clean exit) or an error (raised)."""
     from eokafka.runtime.process.preflight import check_connection
-    from eokafka.runtime.process.sources import SourceWorker
     from eokafka.runtime.process.worker import Worker
 
     # A refused login is an error, not an endless retry. The first input's metadata alone:
@@ -71,6 +73,8 @@ def run_worker(
                     "--until-end, --max-records and --max-seconds bound a run over input "
                     "topics; a source-only app reads none"
                 )
+            from eokafka.runtime.process.sources import SourceWorker  # feeds only
+
             worker = SourceWorker(topology, settings, instance.value, metrics)
         else:
             url = None

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
-from eokafka.app_topics import create_missing
 from eokafka.config import Settings
 from eokafka.errors import EokafkaError, MissingTopicError
 from eokafka.metrics import WorkerMetrics
@@ -93,6 +92,8 @@ class Worker:
         parts, topology, settings = self.parts, self.topology, self.settings
         topics = parts.topics
         if settings.create_topics:
+            from eokafka.app_topics import create_missing  # only when told to create
+
             create_missing(topics, topology, settings.partitions)
         for topic, like in topology.internal_topics.items():
             partitions = topics.partitions(like)
