@@ -1,7 +1,7 @@
 """A worker's start-up imports only what it uses: the modules below load when an app or a
 setting needs them (an Avro serde, a persistent store, a query server, several processes,
 a metrics port or scrape, topics to create, sources, global tables, standbys, wall-clock
-timers, a static member's leave), never for a plain worker."""
+timers, a static member's leave, a bounded run), never for a plain worker."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ NOT_FOR_A_PLAIN_WORKER = (
     "prometheus_client", "http.server", "eokafka.describe", "eokafka.runtime.group.wire", "hashlib",
     "eokafka.app_topics", "eokafka.runtime.process.sources",
     "eokafka.runtime.process.global_tables", "eokafka.runtime.tasks.standby",
-    "eokafka.runtime.tasks.wall_clock",
+    "eokafka.runtime.tasks.wall_clock", "eokafka.runtime.process.bounded",
 )  # fmt: skip
 
 

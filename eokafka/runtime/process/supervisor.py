@@ -17,11 +17,11 @@ from eokafka import startup_gc
 from eokafka.config import Settings
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.metrics import WorkerMetrics
-from eokafka.runtime.process.bounded import Bounds, RunSummary, total
 from eokafka.runtime.process.instance import resolve_instance_id
 from eokafka.topology import Topology
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # bounded runs and sources: imported when a run has them
+    from eokafka.runtime.process.bounded import Bounds, RunSummary
     from eokafka.runtime.process.sources import SourceWorker
 
 log = logging.getLogger("eokafka.supervisor")
@@ -196,6 +196,8 @@ def run_app(
         raise SystemExit(failed if failed > 0 else 1)
     if bounds is None:
         return None
+    from eokafka.runtime.process.bounded import RunSummary, total  # as in this run's children
+
     summaries = []
     while not results.empty():
         summaries.append(results.get())

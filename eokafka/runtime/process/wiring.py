@@ -43,7 +43,6 @@ from eokafka.runtime.commit.purge import RepartitionPurge
 from eokafka.runtime.commit.sinks import SinkSet, check_sinks
 from eokafka.runtime.group.members import consumer_error
 from eokafka.runtime.group.rebalance import Rebalance
-from eokafka.runtime.process.bounded import BoundedRun, Bounds
 from eokafka.runtime.tasks.changelog_reader import ChangelogReader
 from eokafka.runtime.tasks.commits import TaskCommits
 from eokafka.runtime.tasks.groups import spans_topics
@@ -54,7 +53,8 @@ from eokafka.runtime.topics import TopicGuard
 from eokafka.state import changelog_topic
 from eokafka.topology import Topology
 
-if TYPE_CHECKING:  # optional parts: imported when an app has them
+if TYPE_CHECKING:  # optional parts: imported when an app (or a bounded run) has them
+    from eokafka.runtime.process.bounded import BoundedRun, Bounds
     from eokafka.runtime.process.global_tables import GlobalTables
     from eokafka.runtime.tasks.standby import StandbyReplicas
     from eokafka.runtime.tasks.wall_clock import WallClock
@@ -156,6 +156,8 @@ def build(
     )
     bound = None
     if bounds is not None:
+        from eokafka.runtime.process.bounded import BoundedRun
+
         bound = BoundedRun(bounds, topology, settings, owner, tasks, consumer, topics,
                            clients.clock)  # fmt: skip
     for participant in (task_commits, sinks, poison, purge, bound):

@@ -22,12 +22,12 @@ from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import KAFKA, Clients, config_errors
 from eokafka.runtime.commit.errors import RecordFailed, TransactionAborted
 from eokafka.runtime.group.members import consumer_error, successor_exists
-from eokafka.runtime.process.bounded import Bounds
 from eokafka.runtime.process.wiring import build
 from eokafka.runtime.tasks.changelog_topics import ensure_changelogs
 from eokafka.topology import Topology
 
 if TYPE_CHECKING:
+    from eokafka.runtime.process.bounded import Bounds
     from eokafka.runtime.query.desk import QueryDesk
 
 log = logging.getLogger("eokafka.worker")
