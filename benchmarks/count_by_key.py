@@ -15,7 +15,9 @@ consumer group and fresh output topic:
 - ``hand-count`` and ``hand-json-count``: the hand-written confluent-kafka loop
   (``benchmarks/hand_loop.py --mode count``) counting in a dict and writing the changed counts
   to a changelog topic in each transaction; ``hand-json-count`` also parses every value and
-  writes the counts with orjson, the JSON work the ``count`` app does (the floor for it).
+  writes the counts with orjson, the JSON work the ``count`` app does (the floor for it);
+- ``quix-count``: the same count in Quix Streams (``benchmarks/quix_count.py``, exactly-once,
+  its in-memory store with ``--backend memory``, else RocksDB; a changelog topic Quix creates).
 
 Clocks as in passthrough.py: records/s from process start until a read_committed reader has
 seen all N outputs; "steady" from the first committed output; "start CPU s" is the CPU a
@@ -82,8 +84,10 @@ CONTENDERS = {
     "kstreams-count": "kstreams count",
     "hand-count": "hand loop count bytes",
     "hand-json-count": "hand loop count json",
+    "quix-count": "quix count",
 }
 HAND_VALUES = {"hand-count": "bytes", "hand-json-count": "json"}
+QUIX = ("quix-count",)
 KSTREAMS_MODES = {"kstreams-passthrough": "passthrough", "kstreams-count": "count"}
 BACKENDS = ("memory", "sqlite", "rocksdb")
 VALUE_BYTES = 100
@@ -217,6 +221,22 @@ def run_contender(
             bootstrap, src, out, group, args,
             values=HAND_VALUES[base], mode="count", changelog=changelog,
         )  # fmt: skip
+    elif target == "quix count":
+        cmd = python_cmd(
+            "-m",
+            "benchmarks.quix_count",
+            *_flags(
+                bootstrap=bootstrap,
+                input=src,
+                output=out,
+                group=group,
+                state_dir=str(work / f"state-{group}"),
+                commit_interval_ms=str(args.commit_interval_ms),
+                commit_every=str(args.commit_every),
+                values=args.values,
+                store="memory" if args.backend == "memory" else "rocksdb",
+            ),
+        )
     elif target.startswith("kstreams "):
         cmd = kstreams.command(
             mode=target.split()[1],
@@ -258,13 +278,14 @@ def run_contender(
     finally:
         code = proc.stop()
         reader.stop()
-        # The worker's own topics (changelog) go too when the broker is reused.
+        # The worker's own topics (changelog; Quix's are "changelog__<group>--...") go too
+        # when the broker is reused.
         topics.extend(t for t in admin(bootstrap).list_topics(timeout=30).topics if
-                      t.startswith(group) and t != out)  # fmt: skip
+                      group in t and t != out)  # fmt: skip
     assert reader.first_at is not None and reader.done_at is not None
     if check is not None:
         ok, verdict = check(out)
-    elif base in ("count", "kstreams-count", *HAND_VALUES):
+    elif base in ("count", "kstreams-count", "quix-count", *HAND_VALUES):
         ok, verdict = check_counts(bootstrap, out, expected, parts)
     else:
         ok, verdict = check_passthrough(bootstrap, out, n, parts)
@@ -316,6 +337,7 @@ RATIOS = (
     ("count", "kstreams-count"),
     ("count", "hand-json-count"),
     ("count", "hand-count"),
+    ("count", "quix-count"),
 )
 
 
@@ -348,7 +370,10 @@ def print_table(
         own = sorted(
             n
             for n in runs
-            if n != "passthrough" and n not in KSTREAMS_MODES and n not in HAND_VALUES
+            if n != "passthrough"
+            and n not in KSTREAMS_MODES
+            and n not in HAND_VALUES
+            and n not in QUIX
         )
         ratios = [*((n, "passthrough") for n in own), *RATIOS]
     print_summary(runs, ratios)
@@ -401,7 +426,9 @@ def parse_args(
     if args.records < 1 or args.keys < 1:
         p.error("--records and --keys must be positive")
     return args, with_baselines(
-        names, args.baseline, lambda n: not n.startswith("kstreams") and n not in HAND_VALUES
+        names,
+        args.baseline,
+        lambda n: not n.startswith("kstreams") and n not in HAND_VALUES and n not in QUIX,
     )
 
 

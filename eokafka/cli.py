@@ -13,7 +13,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from eokafka import redact
+from eokafka import redact, startup_gc
 
 if TYPE_CHECKING:
     import typer
@@ -66,6 +66,7 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     """Run the command; a Kafka error no command caught is one line, a traceback (of a bug)
     is printed without secret values."""
+    startup_gc.pause()  # a worker resumes it once built (runtime/process/supervisor.py)
     from confluent_kafka import KafkaException
 
     from eokafka.toolclients import kafka_error
@@ -73,6 +74,7 @@ def main() -> None:
     try:
         code = _plain_run(sys.argv[1:])
         if code is None:
+            startup_gc.resume()
             code = build()()
     except KafkaException as exc:
         sys.stderr.write(redact.scrub(f"error: {kafka_error(exc, 'bootstrap_servers')}\n"))
@@ -80,6 +82,8 @@ def main() -> None:
     except Exception as exc:
         sys.stderr.write(redact.scrub("".join(traceback.format_exception(exc))))
         sys.exit(1)
+    finally:
+        startup_gc.resume()
     sys.exit(code)
 
 

@@ -122,7 +122,6 @@ def start(
     from eokafka.errors import EokafkaError
     from eokafka.loading import load_app, load_topology
     from eokafka.logs import setup_logging
-    from eokafka.runtime.process.bounded import capture
     from eokafka.runtime.process.supervisor import run_app
 
     setup_logging("eokafka", log_level)
@@ -134,6 +133,8 @@ def start(
         resolved = app.settings(overrides)
         bounds = None
         if until_end or max_records is not None or max_seconds is not None:
+            from eokafka.runtime.process.bounded import capture  # a bounded run's only
+
             toolclients.reach(resolved)  # capture reads offsets: first a bounded first contact
             bounds = capture(resolved, app.topology, until_end, max_records, max_seconds)
         summary = run_app(

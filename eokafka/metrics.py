@@ -3,6 +3,11 @@
 Counters move when a transaction commits, from a per-transaction tally: an aborted and
 replayed record is counted once, so the counters agree with the committed output.
 Latencies are observed once per consumed batch to keep the per-record path free of locks.
+
+A worker that serves no metrics (no metrics port, no query server) has nothing that could
+read them: it builds its WorkerMetrics with ``served=False``, which drops every update and
+never imports prometheus_client (whose exposition imports http.server, urllib.request and
+wsgiref: about 60 ms of CPU on every start of a worker).
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
-from prometheus_client import Counter as PCounter
-from prometheus_client.core import InfoMetricFamily
+from typing import TYPE_CHECKING
 
 from eokafka.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import InfoMetricFamily
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _PER_RECORD_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1, 1)
@@ -53,23 +59,68 @@ class _Identity:
         self.version = version
 
     def describe(self) -> Iterator[InfoMetricFamily]:
+        from prometheus_client.core import InfoMetricFamily
+
         yield InfoMetricFamily("eokafka_worker", "Worker identity")
 
     def collect(self) -> Iterator[InfoMetricFamily]:
+        from prometheus_client.core import InfoMetricFamily
+
         if "version" not in self.labels:
             self.labels["version"] = self.version()
         yield InfoMetricFamily("eokafka_worker", "Worker identity", value=self.labels)
 
 
+class _Unread:
+    """An instrument of metrics nobody reads: takes every update and keeps none."""
+
+    def labels(self, *_labels: str) -> _Unread:
+        return self
+
+    def inc(self, _amount: float = 1) -> None:
+        pass
+
+    def set(self, _value: float) -> None:
+        pass
+
+    def observe(self, _value: float) -> None:
+        pass
+
+    def remove(self, *_labels: str) -> None:
+        pass
+
+
+_UNREAD = _Unread()
+
+
+def _unread(*_args: object, **_kwargs: object) -> _Unread:
+    return _UNREAD
+
+
 class WorkerMetrics:
     """One registry per worker, so several workers in one process never collide."""
 
+    registry: CollectorRegistry  # absent when not served
+
     def __init__(
-        self, application_id: str, instance_id: str, version: str | Callable[[], str]
+        self,
+        application_id: str,
+        instance_id: str,
+        version: str | Callable[[], str],
+        served: bool = True,
     ) -> None:
-        """``version``: the package's, or how to look it up when first scraped."""
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        """``version``: the package's, or how to look it up when first scraped; ``served``:
+        False when nothing in this process can read the metrics (updates are dropped)."""
+        self.served = served
+        if served:
+            from prometheus_client import CollectorRegistry, Gauge, Histogram
+            from prometheus_client import Counter as PCounter
+
+            self.registry = CollectorRegistry(auto_describe=True)
+            r: CollectorRegistry | None = self.registry
+        else:
+            PCounter = Gauge = Histogram = _unread  # type: ignore[assignment]  # noqa: N806
+            r = None
         self.consumed = PCounter(
             "eokafka_records_consumed", "Input records committed", ["topic"], registry=r
         )
@@ -175,8 +226,9 @@ class WorkerMetrics:
             "eokafka_global_table_keys", "Keys in this worker's copy of a global table", ["table"],
             registry=r,
         )
-        lookup = (lambda: version) if isinstance(version, str) else version
-        r.register(_Identity(application_id, instance_id, lookup))
+        if r is not None:
+            lookup = (lambda: version) if isinstance(version, str) else version
+            r.register(_Identity(application_id, instance_id, lookup))
 
     def publish(self, tally: TxnTally) -> None:
         """Fold a committed transaction's tally into the counters."""
@@ -201,6 +253,10 @@ class WorkerMetrics:
                 pass
 
     def serve(self, port: int, host: str) -> None:
+        if not self.served:
+            raise RuntimeError("metrics built with served=False cannot be served")
+        from prometheus_client import start_http_server
+
         try:
             start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:

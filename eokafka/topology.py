@@ -12,9 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from eokafka.describe import Graph, ProcessorNode, StoreNode, render
 from eokafka.errors import TopologyError
 from eokafka.on_error import ErrorHandler, OnError
 from eokafka.serdes import Bytes, Serde
@@ -24,6 +23,9 @@ from eokafka.state import BackendKind, StoreSpec, changelog_topic, stream_time_s
 from eokafka.timers import ProcessorTimers
 from eokafka.tracebacks import is_framework, shown_path
 from eokafka.windows.definition import Windows
+
+if TYPE_CHECKING:  # drawing is for describe, never a worker's start
+    from eokafka.describe import Graph
 
 Processor = Callable[[Any, Any], None]
 
@@ -288,6 +290,8 @@ class Topology:
 
         :mod:`eokafka.describe` also draws it as Mermaid or Graphviz.
         """
+        from eokafka.describe import render
+
         lines = [render(topology_graph(self, application_id), "text")]
         for name, feed in sorted(self.feeds.items()):
             lines.append(f"source {name} ({feed.connector!r}) -> topic {feed.topic}")
@@ -303,6 +307,8 @@ def topology_graph(
 
     ``dead_letter_topic`` is shown when the app's ``on_error`` policy sends there.
     """
+    from eokafka.describe import Graph, ProcessorNode, StoreNode
+
     graph = Graph(application_id, partitions_like=dict(topology.internal_topics))
     late_dlq = f"{application_id}-dlq" if application_id and topology.dead_letters else None
     for topic in topology.internal_topics:

@@ -32,7 +32,6 @@ foreign key) carries the left update's.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -49,7 +48,10 @@ Respond = Callable[[Any, Any, int, "int | None", Any], None]  # (key, value, tim
 
 
 def value_hash(raw: bytes) -> str:
-    """What a response is checked against: the hash of the left row it answers."""
+    """What a response is checked against: the hash of the left row it answers (hashlib is
+    imported here: an app without a foreign-key join never needs it)."""
+    import hashlib
+
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 

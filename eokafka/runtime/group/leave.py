@@ -25,21 +25,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
 from eokafka.client_configs import consumer_config
 from eokafka.config import Settings
-from eokafka.runtime.group.wire import (
-    Connection,
-    Reader,
-    Security,
-    Unsupported,
-    WireError,
-    Writer,
-    bootstrap_addresses,
-)
+
+if TYPE_CHECKING:  # the wire client (and hashlib, hmac) load when a request is sent
+    from eokafka.runtime.group.wire import Connection, Reader, Security
 
 log = logging.getLogger("eokafka.worker")
 
@@ -155,6 +149,8 @@ def _to_coordinator(
 
     ``what`` is the action and what happens instead when it can't be done, for the warning.
     """
+    from eokafka.runtime.group.wire import Connection, Security, Unsupported, WireError
+
     action, instead = what
     try:
         security = Security.from_config(conf)
@@ -195,6 +191,8 @@ def _find_coordinator(
     conf: dict[str, Any], security: Security, group: str, client_id: str, deadline: float
 ) -> tuple[str, int]:
     """Ask the bootstrap brokers, in turn, until one names the group's coordinator."""
+    from eokafka.runtime.group.wire import Connection, WireError, Writer, bootstrap_addresses
+
     addresses = bootstrap_addresses(str(conf["bootstrap.servers"]))
     last = "no bootstrap server"
     while True:
@@ -223,6 +221,8 @@ def _find_coordinator(
 
 
 def _pause(deadline: float, last: str = "the coordinator kept moving") -> None:
+    from eokafka.runtime.group.wire import WireError
+
     if time.monotonic() + _BACKOFF >= deadline:
         raise WireError(f"timed out: {last}")
     time.sleep(_BACKOFF)
@@ -230,6 +230,8 @@ def _pause(deadline: float, last: str = "the coordinator kept moving") -> None:
 
 def _leave_group(conn: Connection, group: str, instance_id: str, member_id: str) -> int:
     """LeaveGroup v5 for one static member; the first error code found, else 0."""
+    from eokafka.runtime.group.wire import Writer
+
     w = Writer().compact_string(group).compact_array_len(1)
     w.compact_string(member_id).compact_string(instance_id)
     w.compact_string("eokafka worker stopped on purpose").tags()
@@ -250,6 +252,8 @@ def _leave_group(conn: Connection, group: str, instance_id: str, member_id: str)
 
 def _heartbeat(conn: Connection, group: str, instance_id: str, member_id: str, epoch: int) -> int:
     """ConsumerGroupHeartbeat v0 for a static member: epoch -1 leaves for good, -2 for now."""
+    from eokafka.runtime.group.wire import Writer
+
     w = Writer().compact_string(group).compact_string(member_id).int32(epoch)
     w.compact_string(instance_id).compact_string(None)  # rack: unchanged
     w.int32(-1)  # rebalance timeout: unchanged

@@ -24,9 +24,14 @@ CONNECT_TIMEOUT = 10.0  # seconds a worker or command waits for the cluster's fi
 _TRY_EVERY = 1.0
 
 
-def check_connection(settings: Settings, timeout: float = CONNECT_TIMEOUT) -> None:
+def check_connection(
+    settings: Settings, timeout: float = CONNECT_TIMEOUT, topic: str | None = None
+) -> None:
     """Return once the cluster answers a metadata request; else raise within ``timeout``.
 
+    ``topic``: ask for that topic's metadata alone (whether or not it exists), e.g. one the
+    caller checks next anyway; without it the request asks for every topic of the cluster,
+    whose answer costs CPU that grows with the cluster's topic count (~13 ms at 600 topics).
     ConfigError when the cluster refuses the login or the TLS handshake, naming mechanism
     and user or the CA setting; BrokerUnreachableError naming the address, what failed and
     ``bootstrap_servers`` when nothing answers.
@@ -41,7 +46,7 @@ def check_connection(settings: Settings, timeout: float = CONNECT_TIMEOUT) -> No
     while True:
         remaining = deadline - time.monotonic()
         try:
-            admin.list_topics(timeout=max(0.1, min(_TRY_EVERY, remaining)))
+            admin.list_topics(topic, timeout=max(0.1, min(_TRY_EVERY, remaining)))
             return
         except KafkaException as exc:
             err = exc.args[0]

@@ -11,14 +11,18 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from eokafka import startup_gc
 from eokafka.config import Settings
 from eokafka.errors import ConfigError, EokafkaError
 from eokafka.metrics import WorkerMetrics
-from eokafka.runtime.process.bounded import Bounds, RunSummary, total
 from eokafka.runtime.process.instance import resolve_instance_id
 from eokafka.topology import Topology
+
+if TYPE_CHECKING:  # bounded runs and sources: imported when a run has them
+    from eokafka.runtime.process.bounded import Bounds, RunSummary
+    from eokafka.runtime.process.sources import SourceWorker
 
 log = logging.getLogger("eokafka.supervisor")
 
@@ -34,6 +38,13 @@ def package_version() -> str:
         return "0+unknown"
 
 
+def worker_metrics(settings: Settings, instance_id: str) -> WorkerMetrics:
+    """The worker's metrics: served when the worker has a metrics port or a query server
+    (its page reads them); otherwise nothing can read them and they are not kept."""
+    served = settings.metrics_port is not None or settings.http_port is not None
+    return WorkerMetrics(settings.application_id, instance_id, package_version, served=served)
+
+
 Load = Callable[[str], Topology]  # ``module:app`` -> its topology, in a child process
 
 
@@ -42,13 +53,14 @@ def run_worker(
 ) -> RunSummary | None:
     """Run one worker until SIGTERM/SIGINT or its bounds (clean exit) or an error (raised)."""
     from eokafka.runtime.process.preflight import check_connection
-    from eokafka.runtime.process.sources import SourceWorker
     from eokafka.runtime.process.worker import Worker
 
-    check_connection(settings)  # a refused login is an error, not an endless retry
+    # A refused login is an error, not an endless retry. The first input's metadata alone:
+    # the worker checks that topic next, and all topics' may be thousands.
+    check_connection(settings, topic=next(iter(topology.topics), None))
     instance = resolve_instance_id(settings, slot)
     try:
-        metrics = WorkerMetrics(settings.application_id, instance.value, package_version)
+        metrics = worker_metrics(settings, instance.value)
         if settings.metrics_port is not None:
             port = settings.metrics_port + slot
             metrics.serve(port, settings.metrics_host)
@@ -61,6 +73,8 @@ def run_worker(
                     "--until-end, --max-records and --max-seconds bound a run over input "
                     "topics; a source-only app reads none"
                 )
+            from eokafka.runtime.process.sources import SourceWorker  # feeds only
+
             worker = SourceWorker(topology, settings, instance.value, metrics)
         else:
             url = None
@@ -76,6 +90,7 @@ def run_worker(
                 log.info("queries at %s (bound to %s)", url, settings.http_host)
         signal.signal(signal.SIGTERM, worker.stop)
         signal.signal(signal.SIGINT, worker.stop)
+        startup_gc.resume()  # built: collect cycles again (eokafka/startup_gc.py)
         try:
             worker.run()
         finally:
@@ -128,6 +143,7 @@ def run_app(
     module is imported there); without a target it is handed the topology."""
     if settings.processes == 1:
         return run_worker(topology, settings, 0, bounds)
+    startup_gc.resume()  # this process only waits for its children from here on
     import multiprocessing  # one worker in this process needs none of it
     import multiprocessing.connection
 
@@ -180,6 +196,8 @@ def run_app(
         raise SystemExit(failed if failed > 0 else 1)
     if bounds is None:
         return None
+    from eokafka.runtime.process.bounded import RunSummary, total  # as in this run's children
+
     summaries = []
     while not results.empty():
         summaries.append(results.get())

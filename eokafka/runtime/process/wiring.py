@@ -18,6 +18,7 @@ transaction owner calls them (owner.py numbers the steps):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer
 
@@ -42,19 +43,21 @@ from eokafka.runtime.commit.purge import RepartitionPurge
 from eokafka.runtime.commit.sinks import SinkSet, check_sinks
 from eokafka.runtime.group.members import consumer_error
 from eokafka.runtime.group.rebalance import Rebalance
-from eokafka.runtime.process.bounded import BoundedRun, Bounds
-from eokafka.runtime.process.global_tables import GlobalTables
 from eokafka.runtime.tasks.changelog_reader import ChangelogReader
 from eokafka.runtime.tasks.commits import TaskCommits
 from eokafka.runtime.tasks.groups import spans_topics
 from eokafka.runtime.tasks.manager import TaskManager
 from eokafka.runtime.tasks.process import Processing, processors_of
-from eokafka.runtime.tasks.standby import StandbyReplicas
 from eokafka.runtime.tasks.store_loader import StoreLoader
-from eokafka.runtime.tasks.wall_clock import WallClock
 from eokafka.runtime.topics import TopicGuard
 from eokafka.state import changelog_topic
 from eokafka.topology import Topology
+
+if TYPE_CHECKING:  # optional parts: imported when an app (or a bounded run) has them
+    from eokafka.runtime.process.bounded import BoundedRun, Bounds
+    from eokafka.runtime.process.global_tables import GlobalTables
+    from eokafka.runtime.tasks.standby import StandbyReplicas
+    from eokafka.runtime.tasks.wall_clock import WallClock
 
 _PATIENCE_S = 120.0  # a broker that restarts takes seconds; one that is gone, for ever
 
@@ -123,6 +126,8 @@ def build(
             changelogs, metrics, restoring=True,
         )  # fmt: skip
         if settings.num_standby_replicas >= 1:
+            from eokafka.runtime.tasks.standby import StandbyReplicas
+
             standby = StandbyReplicas(
                 settings, topology, metrics, admin, instance_id, consumer.memberid, clients
             )
@@ -157,6 +162,8 @@ def build(
     )
     bound = None
     if bounds is not None:
+        from eokafka.runtime.process.bounded import BoundedRun
+
         bound = BoundedRun(bounds, topology, settings, owner, tasks, consumer, topics,
                            clients.clock)  # fmt: skip
     for participant in (task_commits, sinks, poison, purge, bound):
@@ -179,6 +186,8 @@ def build(
     )  # fmt: skip
     global_tables = None
     if topology.global_tables:
+        from eokafka.runtime.process.global_tables import GlobalTables
+
         global_tables = GlobalTables(
             topology.global_tables,
             lambda: clients.restore_consumer(global_consumer_config(settings, instance_id)),
@@ -187,6 +196,8 @@ def build(
         ctx.bind_globals(global_tables.stores)
     wall_clock = None
     if topology.timers or topology.idle_windows:
+        from eokafka.runtime.tasks.wall_clock import WallClock
+
         wall_clock = WallClock(topology, tasks, ctx, owner, collector, clients.wall_ms)
     return Parts(
         topics, owner, ctx, consumer, tasks, loader, standby, abort_loop, poison, sinks,

@@ -16,19 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
-from eokafka.app_topics import create_missing
 from eokafka.config import Settings
 from eokafka.errors import EokafkaError, MissingTopicError
 from eokafka.metrics import WorkerMetrics
 from eokafka.runtime.clients import KAFKA, Clients, config_errors
 from eokafka.runtime.commit.errors import RecordFailed, TransactionAborted
 from eokafka.runtime.group.members import consumer_error, successor_exists
-from eokafka.runtime.process.bounded import Bounds
 from eokafka.runtime.process.wiring import build
 from eokafka.runtime.tasks.changelog_topics import ensure_changelogs
 from eokafka.topology import Topology
 
 if TYPE_CHECKING:
+    from eokafka.runtime.process.bounded import Bounds
     from eokafka.runtime.query.desk import QueryDesk
 
 log = logging.getLogger("eokafka.worker")
@@ -93,6 +92,8 @@ class Worker:
         parts, topology, settings = self.parts, self.topology, self.settings
         topics = parts.topics
         if settings.create_topics:
+            from eokafka.app_topics import create_missing  # only when told to create
+
             create_missing(topics, topology, settings.partitions)
         for topic, like in topology.internal_topics.items():
             partitions = topics.partitions(like)
