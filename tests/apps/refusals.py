@@ -86,3 +86,27 @@ def running_total(record: eokafka.Record, ctx: eokafka.ProcessorContext) -> None
     if record.value.get("kind") == "big-state":
         totals.put(f"{record.key}-blob", "y" * 1_200_000)
     _emit(record, ctx, total)
+
+
+# ``joined``: a stream-stream join of TEST_INPUT (left) with TEST_INPUT2 (right); a pair's
+# result carries the left record's id and amount, and the padding its kind asks for. Its task
+# reads two partitions, so records wait in its queue for timestamp order (tasks/ordering.py).
+joined = eokafka.App(APP_ID)
+_left = joined.stream(INPUT, key_serde=serdes.String(), value_serde=serdes.Json())
+_right = joined.stream(
+    os.environ.get("TEST_INPUT2", "refusals-in2"), key_serde=serdes.String(),
+    value_serde=serdes.Json(),
+)  # fmt: skip
+
+
+def _pair(left: dict[str, object], right: dict[str, object]) -> dict[str, object]:
+    out: dict[str, object] = {"id": left["id"], "total": left["amount"]}
+    if left.get("kind") == "noise":
+        out["padding"] = random.Random(str(left["id"])).randbytes(BIG).hex()
+    return out
+
+
+_window = eokafka.JoinWindows(before_ms=5, grace_ms=60_000)
+_left.join(_right, _pair, window=_window, name="pairs").to(
+    OUTPUT, key_serde=serdes.String(), value_serde=serdes.Json()
+)

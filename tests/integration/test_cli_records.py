@@ -8,6 +8,7 @@ the committed records, in the JSON lines produce reads.
 from __future__ import annotations
 
 import json
+import time
 
 from confluent_kafka import Producer
 
@@ -15,6 +16,9 @@ from tests.integration.cli import eokafka
 from tests.integration.harness import wait_for
 from tests.java_partitioner import java_partition
 from tests.kafka_helpers import create_topic, end_offsets, read_committed, unique_name
+
+# A given record time, recent: the broker deletes records older than its retention (7 days)
+STAMP = (int(time.time()) // 86_400 - 1) * 86_400_000
 
 
 def _lines(text: str) -> list[dict]:
@@ -31,7 +35,7 @@ def test_produce_then_consume(kafka_bootstrap: str) -> None:
     keys = [f"customer-{i}" for i in range(12)]
     lines = [json.dumps({"key": k, "value": {"n": i}}) for i, k in enumerate(keys)]
     lines.append(json.dumps({"key": None, "value": "plain", "partition": 3,
-                             "timestamp": 1767225600000, "headers": {"src": "line"}}))  # fmt: skip
+                             "timestamp": STAMP, "headers": {"src": "line"}}))  # fmt: skip
     lines.append(json.dumps({"key": "gone", "value": None, "partition": 0}))  # a tombstone
     done = eokafka(
         "produce", topic, "-H", "run=7", bootstrap=kafka_bootstrap, stdin="\n".join(lines) + "\n"
@@ -47,7 +51,7 @@ def test_produce_then_consume(kafka_bootstrap: str) -> None:
         assert json.loads(record.value) == {"n": i}
         assert record.headers == [("run", b"7")]
     plain = by_key[None]
-    assert (plain.partition, plain.value, plain.timestamp) == (3, b'"plain"', 1767225600000)
+    assert (plain.partition, plain.value, plain.timestamp) == (3, b'"plain"', STAMP)
     assert plain.headers == [("src", b"line"), ("run", b"7")]
     assert (by_key[b"gone"].partition, by_key[b"gone"].value) == (0, None)
 

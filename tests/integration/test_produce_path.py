@@ -9,6 +9,7 @@ real worker processes and a real broker.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ def test_a_full_local_queue_waits_and_keeps_every_output_once_with_its_input_tim
         (f"k{n % KEYS}".encode(), json.dumps({"id": n, "amount": n}).encode())
         for n in range(total)
     ]
-    stamps = [1_600_000_000_000 + n for n in range(total)]
+    base = int(time.time() * 1000) - 60_000  # within retention: older records get deleted
+    stamps = [base + n for n in range(total)]
     produce_records(kafka_bootstrap, names.src, inputs, timestamps=stamps)
     # A queue of 4 messages fills at once: produce() raises BufferError on most records.
     extra = ["--until-end", "--config", "producer.queue.buffering.max.messages=4"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.request
 from pathlib import Path
 
@@ -364,6 +365,43 @@ def test_narrowing_over_several_partitions_finds_the_record(
         # 20 was seen exceeded (21, 22) on a loaded machine, before and after the runtime's
         # restructuring.
         assert _metric(port, "eokafka_aborts_without_progress_total") <= 40
+        assert w.terminate() == 0
+    finally:
+        w.stop_quietly()
+
+
+def test_narrowing_in_a_join_task_finds_the_record(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A join task reads two partitions through its timestamp-order queue, which every abort
+    empties (the rewind reads its records again). The broker refuses the result of pair 25
+    only: narrowing pins the record whose processing gave it, the right one of the pair (the
+    later of the two), and every other pair is committed once."""
+    names = AppTopics(unique_name("narrowj"), unique_name("narrowj-in"), unique_name("narrowj-out"))
+    right = unique_name("narrowj-in2")
+    create_topic(kafka_bootstrap, names.src, 1)
+    create_topic(kafka_bootstrap, right, 1)
+    create_topic(kafka_bootstrap, names.out, 1, config={"max.message.bytes": "100000"})
+    base = int(time.time() * 1000) - 60_000  # within retention: older records get deleted
+    n = 40
+    produce_records(
+        kafka_bootstrap, names.src, _inputs({25: "noise"}, n),
+        timestamps=[base + 10 * i for i in range(n)],
+    )  # fmt: skip
+    partners = [(f"k{i % KEYS}".encode(), json.dumps({"id": i}).encode()) for i in range(n)]
+    produce_records(
+        kafka_bootstrap, right, partners, timestamps=[base + 10 * i + 1 for i in range(n)]
+    )
+    extra = ("--config", "producer.compression.type=gzip")
+    env = {"TEST_INPUT2": right}
+    w, port = _start("tests.apps.refusals:joined", kafka_bootstrap, tmp_path, names,
+                     "dead-letter", *extra, env=env)  # fmt: skip
+    try:
+        outputs = _outputs(kafka_bootstrap, names.out, n - 1)
+        assert outputs == {i: _amount(i) for i in range(n) if i != 25}
+        [dead] = read_committed(kafka_bootstrap, f"{names.app_id}-dlq", expected_count=1)
+        headers = dict(dead.headers)
+        where = headers["eokafka.source.topic"], headers["eokafka.source.offset"]
+        assert where == (right.encode(), b"25")
+        assert _metric(port, "eokafka_aborts_without_progress_total") <= 40  # liveness bound
         assert w.terminate() == 0
     finally:
         w.stop_quietly()
