@@ -171,12 +171,21 @@ class WindowOperator:
                 nxt(windowed(Windowed, (key, start, end)), out, ctx)
             if now == before:
                 return
-            close_due(store, now, key, kb, ctx)
+            due = store.due(now)
+            if due:  # most records advance stream time without closing a window
+                close_due(store, due, now, key, kb, ctx)
 
-        def close_due(store: WindowStore, now: int, key: Any, kb: bytes | None, ctx: Any) -> None:
-            """Close every window stream time ``now`` passed: final results, tombstones."""
+        def close_due(
+            store: WindowStore,
+            due: list[tuple[bytes, int, bytes]],
+            now: int,
+            key: Any,
+            kb: bytes | None,
+            ctx: Any,
+        ) -> None:
+            """Close the windows ``store.due(now)`` gave: final results, tombstones."""
             serialize, deserialize = codec[1], codec[2]
-            for kb2, _, payload in store.due(now):
+            for kb2, _, payload in due:
                 state = decode_state(payload, deserialize)
                 key2 = key if kb2 == kb else deserialize_key(kb2)
                 closed = close(state, key2, now, agg) or []
@@ -196,7 +205,7 @@ class WindowOperator:
             serde = store.aggregate_serde
             if serde is not codec[0]:
                 codec[:] = serde, serde.serialize, serde.deserialize
-            close_due(store, stream_time, None, None, ctx)
+            close_due(store, store.due(stream_time), stream_time, None, None, ctx)
 
         self._close_idle = close_idle
         return emit
